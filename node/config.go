@@ -1,0 +1,338 @@
+package node
+
+import (
+	"crypto/aes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/dynkv/dynkv/wal"
+)
+
+// Limits that Validate enforces. They exist so that a typo in a flag fails at
+// start with a clear message instead of surfacing later as a strange error.
+const (
+	// MaxKeyBytes is the longest key the HTTP API accepts (SPEC section 3).
+	MaxKeyBytes = 1024
+	// maxDatabases is bounded by the one-byte database number in the
+	// store's key layout.
+	maxDatabases = 256
+	// maxValueBytesLimit keeps a value well below what one WAL record and
+	// one LevelDB write can carry comfortably.
+	maxValueBytesLimit = 256 << 20
+	// minSegmentSize stops a WAL from rolling a new file every few records.
+	minSegmentSize = 64 << 10
+)
+
+// Config holds every setting of one node. Every `dynkv server` flag of SPEC
+// section 2 has a field here; cmd/dynkv maps flags and DYNKV_* environment
+// variables onto it and nowhere else. Start from DefaultConfig: a zero
+// Config does not validate.
+type Config struct {
+	// ID names this node in the cluster (--id). It is the vector-clock
+	// actor of every write this node coordinates, so it must be unique and
+	// stable across restarts.
+	ID string
+
+	// DataDir holds the WAL, LevelDB and (later) hints (--data-dir).
+	DataDir string
+
+	// HTTPAddr is the client HTTP API listen address (--http-addr). Port 0
+	// picks a free port; Node.Addr reports the bound one.
+	HTTPAddr string
+
+	// GossipAddr is the memberlist address, TCP and UDP (--gossip-addr).
+	// Accepted and validated but not used yet: gossip membership arrives
+	// with the cluster work.
+	GossipAddr string
+
+	// RESPAddr is the Redis-protocol listen address (--resp-addr); empty
+	// disables it. Accepted and validated but not used yet: the RESP
+	// listener arrives in a later issue.
+	RESPAddr string
+
+	// AdvertiseAddr is the host peers should dial when a bind address is
+	// 0.0.0.0 (--advertise-addr). Stored for the cluster work; unused yet.
+	AdvertiseAddr string
+
+	// Join lists gossip addresses of existing members (--join, comma
+	// separated on the command line). Stored for the cluster work; unused
+	// yet.
+	Join []string
+
+	// Replicas is N, the number of replicas of each key (--replicas).
+	Replicas int
+	// ReadQuorum is R, the default number of replicas a read waits for
+	// (--read-quorum); a request's `r` query overrides it.
+	ReadQuorum int
+	// WriteQuorum is W, the default number of replicas a write waits for
+	// (--write-quorum); a request's `w` query overrides it.
+	WriteQuorum int
+
+	// LogLevel is a zap level name: debug, info, warn, error (--log-level).
+	LogLevel string
+	// LogFormat is "json" or "console" (--log-format).
+	LogFormat string
+
+	// Fsync is "always" (an acknowledged write is fsynced) or a Go duration
+	// such as "10ms" between background fsyncs (--fsync).
+	Fsync string
+
+	// MaxValueBytes is the largest value a PUT accepts (--max-value-bytes);
+	// larger bodies get 413.
+	MaxValueBytes int64
+
+	// Databases is the number of databases, numbered 0..Databases-1
+	// (--databases). /kv/... is database 0.
+	Databases int
+
+	// TombstoneGrace is how long a delete marker is kept before it is
+	// reclaimed (--tombstone-grace). On a cluster it must outlast the
+	// longest partition the operator expects to heal.
+	TombstoneGrace time.Duration
+
+	// GossipKey is a base64 AES key (16, 24 or 32 bytes) that encrypts
+	// gossip (--gossip-key). Validated and stored; unused until gossip
+	// arrives.
+	GossipKey string
+
+	// TLSCert and TLSKey are PEM files (--tls-cert, --tls-key). When both
+	// are set the HTTP API serves TLS only.
+	TLSCert string
+	TLSKey  string
+	// TLSCA is a PEM bundle (--tls-ca). When set, client certificates are
+	// verified against it if a client presents one; mutual TLS between
+	// nodes (required certificates) comes with node-to-node RPC.
+	TLSCA string
+
+	// AuthTokens are the accepted client bearer tokens (--auth-token, comma
+	// separated on the command line). When any is set, every request except
+	// GET /health needs `Authorization: Bearer <token>`. Later also the
+	// Redis AUTH password.
+	AuthTokens []string
+
+	// MinFreeBytes is the free space below which the store refuses writes
+	// with 507 instead of filling the disk.
+	MinFreeBytes uint64
+
+	// SegmentSize is the size at which the WAL starts a new segment file.
+	SegmentSize int64
+
+	// WALRepair lets the node start on a WAL with a corrupt record by
+	// cutting the log at that record, losing what follows. Off by default:
+	// corruption stops the node with a message naming file and offset.
+	WALRepair bool
+
+	// MaxInflight bounds the client requests served at once. Beyond it the
+	// node answers 429 at once rather than queueing: a queue only hides
+	// overload until every request times out.
+	MaxInflight int
+
+	// ShutdownTimeout bounds how long Shutdown waits for in-flight requests
+	// before it closes their connections.
+	ShutdownTimeout time.Duration
+
+	// ReclaimInterval is how often the store drops expired values and
+	// tombstones older than TombstoneGrace.
+	ReclaimInterval time.Duration
+
+	// CheckpointInterval is how often the store checkpoints LevelDB and
+	// releases absorbed WAL segments.
+	CheckpointInterval time.Duration
+
+	// Now is the clock for TTLs, Last-Modified and reclaiming. Nil means
+	// time.Now; tests inject a fake one.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the configuration of `dynkv server` with no flags:
+// a one-node cluster with data under ./data.
+func DefaultConfig() Config {
+	id, err := os.Hostname()
+	if err != nil || id == "" {
+		// Validate rejects an empty ID; "localhost" keeps a default
+		// config usable on the rare host without a name.
+		id = "localhost"
+	}
+	return Config{
+		ID:                 id,
+		DataDir:            "./data",
+		HTTPAddr:           "127.0.0.1:8080",
+		GossipAddr:         "127.0.0.1:7946",
+		RESPAddr:           "127.0.0.1:6380",
+		Replicas:           3,
+		ReadQuorum:         2,
+		WriteQuorum:        2,
+		LogLevel:           "info",
+		LogFormat:          "console",
+		Fsync:              "always",
+		MaxValueBytes:      1 << 20,
+		Databases:          16,
+		TombstoneGrace:     24 * time.Hour,
+		MinFreeBytes:       64 << 20,
+		SegmentSize:        64 << 20,
+		MaxInflight:        1024,
+		ShutdownTimeout:    10 * time.Second,
+		ReclaimInterval:    time.Second,
+		CheckpointInterval: 30 * time.Second,
+	}
+}
+
+// Validate reports every problem of c at once, each naming the flag to fix.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+
+	if strings.TrimSpace(c.ID) == "" {
+		bad("--id must not be empty: give this node a name unique in the cluster")
+	}
+	if c.DataDir == "" {
+		bad("--data-dir must not be empty")
+	}
+	if err := checkHostPort(c.HTTPAddr); err != nil {
+		bad("--http-addr %q: %w", c.HTTPAddr, err)
+	}
+	if err := checkHostPort(c.GossipAddr); err != nil {
+		bad("--gossip-addr %q: %w", c.GossipAddr, err)
+	}
+	if c.RESPAddr != "" {
+		if err := checkHostPort(c.RESPAddr); err != nil {
+			bad("--resp-addr %q: %w (leave it empty to disable the Redis protocol)", c.RESPAddr, err)
+		}
+	}
+	if strings.ContainsAny(c.AdvertiseAddr, " /") {
+		bad("--advertise-addr %q: want a host name or IP address", c.AdvertiseAddr)
+	}
+	for _, j := range c.Join {
+		if err := checkHostPort(j); err != nil {
+			bad("--join %q: %w", j, err)
+		}
+	}
+
+	if c.Replicas < 1 {
+		bad("--replicas is %d: want at least 1", c.Replicas)
+	}
+	if c.ReadQuorum < 1 || c.ReadQuorum > c.Replicas {
+		bad("--read-quorum is %d: want 1 to --replicas (%d)", c.ReadQuorum, c.Replicas)
+	}
+	if c.WriteQuorum < 1 || c.WriteQuorum > c.Replicas {
+		bad("--write-quorum is %d: want 1 to --replicas (%d)", c.WriteQuorum, c.Replicas)
+	}
+
+	if _, err := zapcore.ParseLevel(c.LogLevel); err != nil {
+		bad("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		bad("--log-format %q: want json or console", c.LogFormat)
+	}
+	if _, err := wal.ParseSyncPolicy(c.Fsync); err != nil {
+		bad("--fsync %q: want \"always\" or a duration such as 10ms: %w", c.Fsync, err)
+	}
+
+	if c.MaxValueBytes < 1 || c.MaxValueBytes > maxValueBytesLimit {
+		bad("--max-value-bytes is %d: want 1 to %d", c.MaxValueBytes, maxValueBytesLimit)
+	}
+	if c.Databases < 1 || c.Databases > maxDatabases {
+		bad("--databases is %d: want 1 to %d", c.Databases, maxDatabases)
+	}
+	if c.TombstoneGrace <= 0 {
+		bad("--tombstone-grace is %s: want a positive duration such as 24h", c.TombstoneGrace)
+	}
+
+	if c.GossipKey != "" {
+		key, err := base64.StdEncoding.DecodeString(c.GossipKey)
+		if err != nil {
+			bad("--gossip-key is not valid base64: %w", err)
+		} else if _, err := aes.NewCipher(key); err != nil {
+			bad("--gossip-key decodes to %d bytes: want 16, 24 or 32 (an AES key)", len(key))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("--tls-cert and --tls-key go together: set both or neither")
+	}
+	if c.TLSCA != "" && c.TLSCert == "" {
+		bad("--tls-ca needs --tls-cert and --tls-key: client certificates are only checked over TLS")
+	}
+	for i, t := range c.AuthTokens {
+		if t == "" || strings.ContainsAny(t, " \t\r\n,") {
+			bad("--auth-token: token %d is empty or contains a space or comma", i+1)
+		}
+	}
+
+	if c.SegmentSize < minSegmentSize {
+		bad("segment size is %d bytes: want at least %d", c.SegmentSize, minSegmentSize)
+	}
+	if c.MaxInflight < 1 {
+		bad("max in-flight requests is %d: want at least 1", c.MaxInflight)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown timeout is %s: want a positive duration", c.ShutdownTimeout)
+	}
+	if c.ReclaimInterval <= 0 {
+		bad("reclaim interval is %s: want a positive duration", c.ReclaimInterval)
+	}
+	if c.CheckpointInterval <= 0 {
+		bad("checkpoint interval is %s: want a positive duration", c.CheckpointInterval)
+	}
+
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("node: invalid configuration: %w", errors.Join(errs...))
+}
+
+// NewLogger builds the zap logger that LogLevel and LogFormat describe, for
+// cmd/dynkv to pass to New.
+func (c Config) NewLogger() (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(c.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("node: --log-level %q: %w", c.LogLevel, err)
+	}
+	var zc zap.Config
+	switch c.LogFormat {
+	case "json":
+		zc = zap.NewProductionConfig()
+	case "console":
+		zc = zap.NewDevelopmentConfig()
+		// Development mode turns warnings into stack traces and
+		// DPanic into a crash; an operator wants neither.
+		zc.Development = false
+	default:
+		return nil, fmt.Errorf("node: --log-format %q: want json or console", c.LogFormat)
+	}
+	zc.Level = zap.NewAtomicLevelAt(level)
+	log, err := zc.Build()
+	if err != nil {
+		return nil, fmt.Errorf("node: building logger: %w", err)
+	}
+	return log.With(zap.String("node", c.ID)), nil
+}
+
+func (c Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port such as 127.0.0.1:8080: %w", err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q: want a number from 0 to 65535", port)
+	}
+	return nil
+}
