@@ -1,0 +1,450 @@
+package vclock
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// ErrMalformed is wrapped by every decoding error.
+var ErrMalformed = errors.New("vclock: malformed encoding")
+
+// Limits of the encodings. Callers enforce them before writing (node ids are
+// validated at start, values and content types per request): DecodeContext
+// and DecodeSet reject anything larger, so Encode of an oversized value
+// produces bytes that cannot be read back.
+const (
+	MaxActorLen       = 255
+	MaxContentTypeLen = 255
+	MaxValueLen       = 64 << 20
+	MaxSiblings       = 1 << 16
+)
+
+// Format versions, the first byte of each encoding. A decoder refuses
+// versions it does not know rather than guess at their layout.
+const (
+	contextVersion byte = 1
+	setVersion     byte = 1
+)
+
+const flagTombstone byte = 1
+
+// Layout (all integers uvarints unless marked, strings are a uvarint length
+// then the bytes):
+//
+//	context = version(1) body
+//	body    = nvv {actor counter} ndots {actor counter}
+//	set     = version(1) body nsiblings {sibling}
+//	sibling = actorIndex counter flags(1 byte) lastModified(zigzag varint)
+//	          expires(zigzag varint) contentType value
+//
+// A sibling names its actor by index into the sorted, distinct actors of
+// the set's context: the context must cover the sibling's dot, so the actor
+// is always there, and an index is shorter than a node id. Every field has
+// exactly one accepted encoding (minimal varints, sorted entries, no
+// trailing bytes), so decoding then encoding reproduces the input.
+
+// Encode returns the versioned binary form of c.
+func (c Context) Encode() []byte {
+	b := make([]byte, 0, 1+c.bodySize())
+	b = append(b, contextVersion)
+	return c.appendBody(b)
+}
+
+func (c Context) bodySize() int {
+	n := uvarintLen(uint64(len(c.VV))) + uvarintLen(uint64(len(c.Dots)))
+	for _, e := range c.VV {
+		n += uvarintLen(uint64(len(e.Actor))) + len(e.Actor) + uvarintLen(e.Counter)
+	}
+	for _, d := range c.Dots {
+		n += uvarintLen(uint64(len(d.Actor))) + len(d.Actor) + uvarintLen(d.Counter)
+	}
+	return n
+}
+
+func (c Context) appendBody(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(c.VV)))
+	for _, e := range c.VV {
+		b = appendString(b, e.Actor)
+		b = binary.AppendUvarint(b, e.Counter)
+	}
+	b = binary.AppendUvarint(b, uint64(len(c.Dots)))
+	for _, d := range c.Dots {
+		b = appendString(b, d.Actor)
+		b = binary.AppendUvarint(b, d.Counter)
+	}
+	return b
+}
+
+// DecodeContext parses the output of Context.Encode. It accepts only the
+// canonical encoding of a normalised context; any other input yields an
+// error wrapping ErrMalformed.
+func DecodeContext(b []byte) (Context, error) {
+	d := decoder{buf: b}
+	if err := d.version("context", contextVersion); err != nil {
+		return Context{}, err
+	}
+	c, err := d.contextBody()
+	if err != nil {
+		return Context{}, err
+	}
+	if err := d.end("context"); err != nil {
+		return Context{}, err
+	}
+	return c, nil
+}
+
+// Encode returns the versioned binary form of s. s must keep the Set
+// invariants; a sibling whose dot the context does not cover cannot be
+// encoded and Encode panics, as that is a bug in the caller.
+func (s Set) Encode() []byte {
+	var stack [16]string
+	actors := s.Context.actors(stack[:0])
+	n := 1 + s.Context.bodySize() + uvarintLen(uint64(len(s.Siblings)))
+	for _, x := range s.Siblings {
+		n += uvarintLen(uint64(len(actors))) + uvarintLen(x.Dot.Counter) + 1 +
+			varintLen(x.LastModified) + varintLen(x.Expires) +
+			uvarintLen(uint64(len(x.ContentType))) + len(x.ContentType) +
+			uvarintLen(uint64(len(x.Value))) + len(x.Value)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, setVersion)
+	b = s.Context.appendBody(b)
+	b = binary.AppendUvarint(b, uint64(len(s.Siblings)))
+	for _, x := range s.Siblings {
+		i := searchStrings(actors, x.Dot.Actor)
+		if i == len(actors) || actors[i] != x.Dot.Actor {
+			panic(fmt.Sprintf("vclock: Set.Encode: sibling %s is not covered by the set context %s", x.Dot, s.Context))
+		}
+		b = binary.AppendUvarint(b, uint64(i))
+		b = binary.AppendUvarint(b, x.Dot.Counter)
+		var flags byte
+		if x.Tombstone {
+			flags |= flagTombstone
+		}
+		b = append(b, flags)
+		b = binary.AppendVarint(b, x.LastModified)
+		b = binary.AppendVarint(b, x.Expires)
+		b = appendString(b, x.ContentType)
+		b = binary.AppendUvarint(b, uint64(len(x.Value)))
+		b = append(b, x.Value...)
+	}
+	return b
+}
+
+// DecodeSet parses the output of Set.Encode. It accepts only the canonical
+// encoding of a set that keeps the Set invariants; any other input yields
+// an error wrapping ErrMalformed. The result does not alias b.
+func DecodeSet(b []byte) (Set, error) {
+	d := decoder{buf: b}
+	if err := d.version("set", setVersion); err != nil {
+		return Set{}, err
+	}
+	ctx, err := d.contextBody()
+	if err != nil {
+		return Set{}, err
+	}
+	var stack [16]string
+	actors := ctx.actors(stack[:0])
+	n, err := d.count("set", "siblings", minSiblingLen)
+	if err != nil {
+		return Set{}, err
+	}
+	if n > MaxSiblings {
+		return Set{}, d.errorf("set: %d siblings, more than the limit %d", n, MaxSiblings)
+	}
+	s := Set{Context: ctx}
+	if n == 0 {
+		return s, d.end("set")
+	}
+	s.Siblings = make([]Sibling, n)
+	// Values are copied into one array sized by the bytes left, which is
+	// bounded by the input, so hostile lengths cannot inflate memory.
+	arena := make([]byte, 0, len(d.buf)-d.off)
+	for i := range s.Siblings {
+		x := &s.Siblings[i]
+		at := d.off
+		ai, err := d.uvarint("sibling actor index")
+		if err != nil {
+			return Set{}, err
+		}
+		if ai >= uint64(len(actors)) {
+			return Set{}, d.errorfAt(at, "sibling %d: actor index %d out of range (%d actors)", i, ai, len(actors))
+		}
+		x.Dot.Actor = actors[ai]
+		at = d.off
+		if x.Dot.Counter, err = d.uvarint("sibling counter"); err != nil {
+			return Set{}, err
+		}
+		if !ctx.Covers(x.Dot) || x.Dot.Counter == 0 {
+			return Set{}, d.errorfAt(at, "sibling %d: dot %s not covered by the set context", i, x.Dot)
+		}
+		if i > 0 && !dotLess(s.Siblings[i-1].Dot, x.Dot) {
+			return Set{}, d.errorfAt(at, "sibling %d: dot %s not after %s", i, x.Dot, s.Siblings[i-1].Dot)
+		}
+		at = d.off
+		flags, err := d.byte("sibling flags")
+		if err != nil {
+			return Set{}, err
+		}
+		if flags&^flagTombstone != 0 {
+			return Set{}, d.errorfAt(at, "sibling %d: unknown flags %#x", i, flags)
+		}
+		x.Tombstone = flags&flagTombstone != 0
+		if x.LastModified, err = d.varint("sibling last-modified"); err != nil {
+			return Set{}, err
+		}
+		if x.Expires, err = d.varint("sibling expiry"); err != nil {
+			return Set{}, err
+		}
+		ct, err := d.bytes("sibling content type", MaxContentTypeLen)
+		if err != nil {
+			return Set{}, err
+		}
+		if len(ct) > 0 {
+			if i > 0 && s.Siblings[i-1].ContentType == string(ct) {
+				x.ContentType = s.Siblings[i-1].ContentType
+			} else {
+				x.ContentType = string(ct)
+			}
+		}
+		v, err := d.bytes("sibling value", MaxValueLen)
+		if err != nil {
+			return Set{}, err
+		}
+		if len(v) > 0 {
+			start := len(arena)
+			arena = append(arena, v...)
+			x.Value = arena[start:len(arena):len(arena)]
+		}
+	}
+	return s, d.end("set")
+}
+
+// minSiblingLen is the fewest bytes a sibling can take: actor index,
+// counter, flags, two timestamps and two lengths, one byte each.
+const minSiblingLen = 7
+
+// actors appends the distinct actors of c in sorted order to dst.
+func (c Context) actors(dst []string) []string {
+	i, j := 0, 0
+	for i < len(c.VV) || j < len(c.Dots) {
+		var a string
+		switch {
+		case j == len(c.Dots) || i < len(c.VV) && c.VV[i].Actor <= c.Dots[j].Actor:
+			a = c.VV[i].Actor
+			i++
+		default:
+			a = c.Dots[j].Actor
+			j++
+		}
+		if len(dst) == 0 || dst[len(dst)-1] != a {
+			dst = append(dst, a)
+		}
+	}
+	return dst
+}
+
+func searchStrings(s []string, x string) int {
+	lo, hi := 0, len(s)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s[m] < x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+func varintLen(x int64) int {
+	ux := uint64(x) << 1
+	if x < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
+}
+
+// decoder reads canonical fields from buf, reporting the offset of what it
+// rejects.
+type decoder struct {
+	buf []byte
+	off int
+}
+
+func (d *decoder) errorf(format string, args ...any) error {
+	return d.errorfAt(d.off, format, args...)
+}
+
+func (d *decoder) errorfAt(off int, format string, args ...any) error {
+	return fmt.Errorf("%w: offset %d: %s", ErrMalformed, off, fmt.Sprintf(format, args...))
+}
+
+func (d *decoder) version(what string, want byte) error {
+	v, err := d.byte(what + " format version")
+	if err != nil {
+		return err
+	}
+	if v != want {
+		return d.errorfAt(0, "%s format version %d, want %d", what, v, want)
+	}
+	return nil
+}
+
+func (d *decoder) end(what string) error {
+	if d.off != len(d.buf) {
+		return d.errorf("%s: %d trailing bytes", what, len(d.buf)-d.off)
+	}
+	return nil
+}
+
+func (d *decoder) byte(what string) (byte, error) {
+	if d.off >= len(d.buf) {
+		return 0, d.errorf("%s: unexpected end of input", what)
+	}
+	v := d.buf[d.off]
+	d.off++
+	return v, nil
+}
+
+// uvarint reads a minimally encoded uvarint: a longer encoding of the same
+// number would decode fine but re-encode differently.
+func (d *decoder) uvarint(what string) (uint64, error) {
+	v, n := binary.Uvarint(d.buf[d.off:])
+	switch {
+	case n == 0:
+		return 0, d.errorf("%s: unexpected end of input", what)
+	case n < 0:
+		return 0, d.errorf("%s: varint overflows 64 bits", what)
+	case n > 1 && d.buf[d.off+n-1] == 0:
+		return 0, d.errorf("%s: varint not minimally encoded", what)
+	}
+	d.off += n
+	return v, nil
+}
+
+func (d *decoder) varint(what string) (int64, error) {
+	ux, err := d.uvarint(what)
+	if err != nil {
+		return 0, err
+	}
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x, nil
+}
+
+// count reads an element count and checks it against the bytes left, given
+// that each element takes at least minLen bytes, before anyone allocates.
+func (d *decoder) count(what, elems string, minLen int) (int, error) {
+	at := d.off
+	n, err := d.uvarint(what + " " + elems + " count")
+	if err != nil {
+		return 0, err
+	}
+	if left := uint64(len(d.buf) - d.off); n > left/uint64(minLen) {
+		return 0, d.errorfAt(at, "%s: %d %s cannot fit in the %d bytes left", what, n, elems, left)
+	}
+	return int(n), nil
+}
+
+// bytes reads a length-prefixed byte string of at most limit bytes. The
+// result aliases buf.
+func (d *decoder) bytes(what string, limit int) ([]byte, error) {
+	at := d.off
+	n, err := d.uvarint(what + " length")
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, d.errorfAt(at, "%s: length %d exceeds the limit %d", what, n, limit)
+	}
+	if left := uint64(len(d.buf) - d.off); n > left {
+		return nil, d.errorfAt(at, "%s: length %d exceeds the %d bytes left", what, n, left)
+	}
+	b := d.buf[d.off : d.off+int(n)]
+	d.off += int(n)
+	return b, nil
+}
+
+// contextBody reads and validates a normalised context.
+func (d *decoder) contextBody() (Context, error) {
+	var c Context
+	nvv, err := d.count("context", "vector entries", 2)
+	if err != nil {
+		return Context{}, err
+	}
+	if nvv > 0 {
+		c.VV = make([]Entry, nvv)
+	}
+	for i := range c.VV {
+		at := d.off
+		a, err := d.bytes("vector actor", MaxActorLen)
+		if err != nil {
+			return Context{}, err
+		}
+		if i > 0 && string(a) <= c.VV[i-1].Actor {
+			return Context{}, d.errorfAt(at, "vector entry %d: actor %q not after %q", i, a, c.VV[i-1].Actor)
+		}
+		c.VV[i].Actor = string(a)
+		at = d.off
+		if c.VV[i].Counter, err = d.uvarint("vector counter"); err != nil {
+			return Context{}, err
+		}
+		if c.VV[i].Counter == 0 {
+			return Context{}, d.errorfAt(at, "vector entry %d: zero counter", i)
+		}
+	}
+	ndots, err := d.count("context", "dots", 2)
+	if err != nil {
+		return Context{}, err
+	}
+	if ndots > 0 {
+		c.Dots = make([]Dot, ndots)
+	}
+	for i := range c.Dots {
+		at := d.off
+		a, err := d.bytes("dot actor", MaxActorLen)
+		if err != nil {
+			return Context{}, err
+		}
+		dot := &c.Dots[i]
+		// Reuse the string already decoded for this actor: dots of an actor
+		// usually sit beside its vector entry or the previous dot.
+		switch vi, ok := vvSearch(c.VV, string(a)); {
+		case i > 0 && c.Dots[i-1].Actor == string(a):
+			dot.Actor = c.Dots[i-1].Actor
+		case ok:
+			dot.Actor = c.VV[vi].Actor
+		default:
+			dot.Actor = string(a)
+		}
+		if dot.Counter, err = d.uvarint("dot counter"); err != nil {
+			return Context{}, err
+		}
+		if i > 0 && !dotLess(c.Dots[i-1], *dot) {
+			return Context{}, d.errorfAt(at, "dot %d: %s not after %s", i, *dot, c.Dots[i-1])
+		}
+		// Normalised: the vector would have covered or absorbed it.
+		if base := c.vv(dot.Actor); dot.Counter <= base || dot.Counter-1 == base {
+			return Context{}, d.errorfAt(at, "dot %d: %s is covered by or contiguous with the vector", i, *dot)
+		}
+	}
+	return c, nil
+}
