@@ -1,0 +1,110 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/dynkv/dynkv/store"
+)
+
+// QuorumError reports that a request gathered fewer replica
+// acknowledgements than it needed. A write that fails this way is
+// indeterminate: some replicas may hold it. The coordinator returns it; the
+// HTTP API answers 503 with both numbers.
+type QuorumError struct {
+	Needed int // acknowledgements the request asked for (r or w)
+	Acked  int // acknowledgements it got before giving up
+}
+
+func (e *QuorumError) Error() string {
+	return fmt.Sprintf("quorum not reached: needed %d, acked %d", e.Needed, e.Acked)
+}
+
+// statusError is a response decided by the HTTP layer itself (413, 429,
+// 404, 405, 401) rather than derived from a store error.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+var (
+	errOverloaded   = &statusError{http.StatusTooManyRequests, "node is overloaded: too many requests in flight, retry later"}
+	errNoRoute      = &statusError{http.StatusNotFound, "no such endpoint"}
+	errBadMethod    = &statusError{http.StatusMethodNotAllowed, "method not allowed on this path"}
+	errUnauthorized = &statusError{http.StatusUnauthorized, "missing or invalid bearer token"}
+	errKeyNotFound  = &statusError{http.StatusNotFound, "key not found"}
+)
+
+func errTooLarge(limit int64) error {
+	return &statusError{http.StatusRequestEntityTooLarge, fmt.Sprintf("value too large: at most %d bytes", limit)}
+}
+
+// errorBody is the JSON of every error response.
+type errorBody struct {
+	Error  string `json:"error"`
+	Needed *int   `json:"needed,omitempty"`
+	Acked  *int   `json:"acked,omitempty"`
+}
+
+// writeError is the one place that turns an error into an HTTP status.
+func (n *Node) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		body   = errorBody{Error: err.Error()}
+		status int
+		br     *badRequest
+		se     *statusError
+		qe     *QuorumError
+	)
+	switch {
+	case errors.As(err, &br):
+		status = http.StatusBadRequest
+	case errors.As(err, &se):
+		status = se.status
+	case errors.As(err, &qe):
+		status = http.StatusServiceUnavailable
+		body.Needed, body.Acked = &qe.Needed, &qe.Acked
+	case errors.Is(err, store.ErrDiskFull):
+		status = http.StatusInsufficientStorage
+		body.Error = "local disk full: the node refuses writes until space is freed"
+	case errors.Is(err, store.ErrBadDatabase):
+		status = http.StatusBadRequest
+	case errors.Is(err, store.ErrClosed):
+		// Only reachable while shutting down: the client should retry
+		// on another node.
+		status = http.StatusServiceUnavailable
+		body.Error = "node is shutting down"
+	default:
+		status = http.StatusInternalServerError
+		n.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.EscapedPath()), zap.Error(err))
+		// Internal detail stays in the log, not in the response.
+		body.Error = "internal error"
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="dynkv"`)
+	}
+	writeJSON(w, status, body)
+}
+
+// writeJSON writes v as the JSON body of a response with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own response types reach here, all of which
+		// marshal; this keeps a future mistake visible.
+		b = []byte(`{"error":"internal error: encoding response"}`)
+		status = http.StatusInternalServerError
+	}
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", fmt.Sprint(len(b)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

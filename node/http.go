@@ -1,0 +1,355 @@
+package node
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"go.uber.org/zap"
+
+	"github.com/dynkv/dynkv/store"
+	"github.com/dynkv/dynkv/vclock"
+)
+
+// defaultContentType is stored for a PUT without a Content-Type.
+const defaultContentType = "application/octet-stream"
+
+// members is the number of nodes r and w are capped to. It is 1 until
+// membership arrives; the coordinator will take its place.
+const members = 1
+
+func (n *Node) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(n.observe)
+	if len(n.tokens) > 0 {
+		r.Use(n.authenticate)
+	}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { n.writeError(w, r, errNoRoute) })
+	r.MethodNotAllowed(n.methodNotAllowed)
+
+	r.Get("/health", n.handleHealth)
+	r.Head("/health", n.handleHealth)
+	r.Get("/ready", n.handleReady)
+	r.Head("/ready", n.handleReady)
+
+	r.Group(func(r chi.Router) {
+		r.Use(n.limitInflight)
+		for _, pattern := range []string{"/kv/*", "/db/{n}/kv/*"} {
+			r.Put(pattern, n.handlePut)
+			r.Get(pattern, n.handleGet)
+			r.Head(pattern, n.handleGet)
+			r.Delete(pattern, n.handleDelete)
+		}
+	})
+	return r
+}
+
+// observe recovers panics, so that no request can take the node down, and
+// logs every request at debug level.
+func (n *Node) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				n.log.Error("panic in HTTP handler", zap.Any("panic", p), zap.Stack("stack"),
+					zap.String("method", r.Method), zap.String("path", r.URL.EscapedPath()))
+				if ww.Status() != 0 {
+					// The status line is gone; aborting the
+					// connection is the only way to tell the
+					// client the response is incomplete.
+					panic(http.ErrAbortHandler)
+				}
+				writeJSON(ww, http.StatusInternalServerError, errorBody{Error: "internal error"})
+			}
+			if ce := n.log.Check(zap.DebugLevel, "request"); ce != nil {
+				ce.Write(zap.String("method", r.Method), zap.String("path", r.URL.EscapedPath()),
+					zap.Int("status", ww.Status()), zap.Int("bytes", ww.BytesWritten()),
+					zap.Duration("took", time.Since(start)), zap.String("remote", r.RemoteAddr))
+			}
+		}()
+		next.ServeHTTP(ww, r)
+	})
+}
+
+// authenticate admits requests bearing one of the configured tokens.
+// /health stays open so that liveness probes need no secret.
+func (n *Node) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" || n.validToken(r.Header.Get("Authorization")) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		n.writeError(w, r, errUnauthorized)
+	})
+}
+
+func (n *Node) validToken(header string) bool {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return false
+	}
+	// Comparing fixed-size digests keeps the comparison constant-time
+	// regardless of the token's length.
+	sum := sha256.Sum256([]byte(token))
+	valid := 0
+	for _, t := range n.tokens {
+		valid |= subtle.ConstantTimeCompare(sum[:], t[:])
+	}
+	return valid == 1
+}
+
+func hashTokens(tokens []string) [][32]byte {
+	var out [][32]byte
+	for _, t := range tokens {
+		out = append(out, sha256.Sum256([]byte(t)))
+	}
+	return out
+}
+
+// limitInflight sheds load: a request that finds every slot taken gets 429
+// at once instead of queueing behind requests that are already late.
+func (n *Node) limitInflight(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case n.inflight <- struct{}{}:
+			defer func() { <-n.inflight }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			n.writeError(w, r, errOverloaded)
+			return
+		}
+		if n.testHook != nil {
+			n.testHook(r)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (n *Node) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	// chi only calls this for paths it knows, but does not pass the
+	// allowed methods to a custom handler, so they are listed here.
+	allow := "DELETE, GET, HEAD, PUT"
+	if r.URL.Path == "/health" || r.URL.Path == "/ready" {
+		allow = "GET, HEAD"
+	}
+	w.Header().Set("Allow", allow)
+	n.writeError(w, r, errBadMethod)
+}
+
+func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
+	switch n.state.Load() {
+	case stateReady:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	case stateStopping:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+	default:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+	}
+}
+
+// target is the database and key a key request addresses.
+func (n *Node) target(r *http.Request) (db int, key []byte, err error) {
+	dbSeg, rawKey, ok := splitKVPath(r.URL.EscapedPath())
+	if !ok {
+		// The router matched a key route, so this cannot happen
+		// unless the routes and splitKVPath disagree.
+		return 0, nil, errNoRoute
+	}
+	if dbSeg != "" {
+		if db, err = parseDatabase(dbSeg, n.cfg.Databases); err != nil {
+			return 0, nil, err
+		}
+	}
+	key, err = parseKey(rawKey)
+	return db, key, err
+}
+
+// quorumParam validates the r or w query of a request. The value only
+// matters once there are replicas to wait for; until then it is checked so
+// that clients learn of mistakes now.
+func (n *Node) quorumParam(r *http.Request, name string) (int, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return 0, badRequestf("malformed query: %v", err)
+	}
+	def := n.cfg.ReadQuorum
+	if name == "w" {
+		def = n.cfg.WriteQuorum
+	}
+	if !q.Has(name) {
+		return min(def, members), nil
+	}
+	return parseQuorum(name, q.Get(name), n.cfg.Replicas, members)
+}
+
+func (n *Node) handlePut(w http.ResponseWriter, r *http.Request) {
+	if err := n.put(w, r); err != nil {
+		n.writeError(w, r, err)
+	}
+}
+
+func (n *Node) put(w http.ResponseWriter, r *http.Request) error {
+	db, key, err := n.target(r)
+	if err != nil {
+		return err
+	}
+	if _, err := n.quorumParam(r, "w"); err != nil {
+		return err
+	}
+	var ttl time.Duration
+	if q, _ := url.ParseQuery(r.URL.RawQuery); q.Has("ttl") {
+		if ttl, err = parseTTL(q.Get("ttl")); err != nil {
+			return err
+		}
+	}
+	ctx, err := parseContext(r.Header.Get(ContextHeader))
+	if err != nil {
+		return err
+	}
+	contentType := r.Header.Get("Content-Type")
+	if contentType == "" {
+		contentType = defaultContentType
+	}
+	if len(contentType) > maxContentTypeBytes {
+		return badRequestf("Content-Type is %d bytes long (at most %d)", len(contentType), maxContentTypeBytes)
+	}
+
+	limit := n.cfg.MaxValueBytes
+	if r.ContentLength > limit {
+		return errTooLarge(limit)
+	}
+	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return errTooLarge(limit)
+		}
+		return badRequestf("reading the value: %v", err)
+	}
+
+	// The coordinator fixes the clock readings so that every replica
+	// stores the same absolute expiry (SPEC section 5).
+	now := n.cfg.now()
+	sib := vclock.Sibling{Value: value, ContentType: contentType, LastModified: now.UnixNano()}
+	if ttl > 0 {
+		sib.Expires = now.Add(ttl).UnixNano()
+	}
+	_, out, err := n.store.Put(db, key, n.cfg.ID, ctx, sib)
+	if err != nil {
+		return err
+	}
+	w.Header().Set(ContextHeader, encodeContext(out))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if err := n.delete(w, r); err != nil {
+		n.writeError(w, r, err)
+	}
+}
+
+func (n *Node) delete(w http.ResponseWriter, r *http.Request) error {
+	db, key, err := n.target(r)
+	if err != nil {
+		return err
+	}
+	if _, err := n.quorumParam(r, "w"); err != nil {
+		return err
+	}
+	ctx, err := parseContext(r.Header.Get(ContextHeader))
+	if err != nil {
+		return err
+	}
+	// A delete is a write of a tombstone sibling, so it is versioned like
+	// any write: concurrent updates survive it as siblings.
+	sib := vclock.Sibling{Tombstone: true, LastModified: n.cfg.now().UnixNano()}
+	_, out, err := n.store.Put(db, key, n.cfg.ID, ctx, sib)
+	if err != nil {
+		return err
+	}
+	w.Header().Set(ContextHeader, encodeContext(out))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// siblingsBody is the JSON of a 300 response.
+type siblingsBody struct {
+	Siblings []siblingJSON `json:"siblings"`
+}
+
+type siblingJSON struct {
+	Value        []byte `json:"value"` // encoding/json writes standard base64
+	ContentType  string `json:"content_type"`
+	LastModified string `json:"last_modified"`
+}
+
+func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
+	if err := n.get(w, r); err != nil {
+		n.writeError(w, r, err)
+	}
+}
+
+func (n *Node) get(w http.ResponseWriter, r *http.Request) error {
+	db, key, err := n.target(r)
+	if err != nil {
+		return err
+	}
+	if _, err := n.quorumParam(r, "r"); err != nil {
+		return err
+	}
+	set, err := n.store.Get(db, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return errKeyNotFound
+	}
+	if err != nil {
+		return err
+	}
+	// The context covers tombstones and expired values too, so a write
+	// with it supersedes them rather than living beside them.
+	w.Header().Set(ContextHeader, encodeContext(set.Context))
+	live := set.Live(n.cfg.now().UnixNano())
+	switch len(live) {
+	case 0:
+		return errKeyNotFound
+	case 1:
+		s := live[0]
+		h := w.Header()
+		h.Set("Content-Type", s.ContentType)
+		h.Set("Content-Length", strconv.Itoa(len(s.Value)))
+		h.Set("Last-Modified", time.Unix(0, s.LastModified).UTC().Format(http.TimeFormat))
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(s.Value)
+		}
+		return nil
+	default:
+		body := siblingsBody{Siblings: make([]siblingJSON, len(live))}
+		for i, s := range live {
+			body.Siblings[i] = siblingJSON{
+				// An empty value is "" in JSON, not null.
+				Value:        append([]byte{}, s.Value...),
+				ContentType:  s.ContentType,
+				LastModified: time.Unix(0, s.LastModified).UTC().Format(time.RFC3339Nano),
+			}
+		}
+		writeJSON(w, http.StatusMultipleChoices, body)
+		return nil
+	}
+}

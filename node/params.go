@@ -1,0 +1,160 @@
+package node
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dynkv/dynkv/vclock"
+)
+
+// ContextHeader carries a key's causal context between client and node.
+const ContextHeader = "X-Context"
+
+// maxTTL keeps now+ttl far from int64 nanosecond overflow (year 2262) and
+// catches unit mistakes such as milliseconds passed as seconds.
+const maxTTL = 100 * 365 * 24 * time.Hour
+
+// maxContentTypeBytes bounds the Content-Type stored with each sibling.
+const maxContentTypeBytes = 256
+
+// maxContextHeaderBytes bounds the X-Context header before it is decoded.
+// A context has one entry per node that ever coordinated a write to the
+// key, so even a large cluster stays far below this.
+const maxContextHeaderBytes = 64 << 10
+
+// badRequest is a client mistake: 400 with msg as the error.
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string { return e.msg }
+
+func badRequestf(format string, args ...any) error {
+	return &badRequest{msg: fmt.Sprintf(format, args...)}
+}
+
+// splitKVPath splits an escaped request path of the form /kv/<key> or
+// /db/<n>/kv/<key> into the (still escaped) database segment and key. db is
+// "" for /kv/. ok is false for any other shape.
+func splitKVPath(escaped string) (db, rawKey string, ok bool) {
+	if rest, found := strings.CutPrefix(escaped, "/kv/"); found {
+		return "", rest, true
+	}
+	rest, found := strings.CutPrefix(escaped, "/db/")
+	if !found {
+		return "", "", false
+	}
+	db, rest, found = strings.Cut(rest, "/")
+	if !found {
+		return "", "", false
+	}
+	rawKey, found = strings.CutPrefix(rest, "kv/")
+	if !found {
+		return "", "", false
+	}
+	return db, rawKey, true
+}
+
+// parseKey percent-decodes a raw key taken from the escaped path. Decoding
+// once, here, is what lets %2F and %00 be key bytes.
+func parseKey(rawKey string) ([]byte, error) {
+	key, err := url.PathUnescape(rawKey)
+	if err != nil {
+		return nil, badRequestf("malformed key: bad percent-encoding: %v", err)
+	}
+	if key == "" {
+		return nil, badRequestf("malformed key: empty (want 1 to %d bytes)", MaxKeyBytes)
+	}
+	if len(key) > MaxKeyBytes {
+		return nil, badRequestf("malformed key: %d bytes long (want 1 to %d)", len(key), MaxKeyBytes)
+	}
+	return []byte(key), nil
+}
+
+// parseDatabase parses the {n} of /db/{n}/kv/ as a number 0..databases-1.
+func parseDatabase(s string, databases int) (int, error) {
+	n, err := strconv.Atoi(s)
+	// Atoi accepts "+1"; a database is named by plain digits only.
+	if err != nil || s == "" || s[0] < '0' || s[0] > '9' {
+		return 0, badRequestf("malformed database %q: want a number from 0 to %d", s, databases-1)
+	}
+	if n < 0 || n >= databases {
+		return 0, badRequestf("database %d does not exist: want 0 to %d", n, databases-1)
+	}
+	return n, nil
+}
+
+// parseContext decodes an X-Context header. An absent header is the zero
+// context (a blind write). Padding is tolerated because some clients add it.
+func parseContext(h string) (vclock.Context, error) {
+	if h == "" {
+		return vclock.Context{}, nil
+	}
+	if len(h) > maxContextHeaderBytes {
+		return vclock.Context{}, badRequestf("malformed %s: %d bytes long (at most %d)", ContextHeader, len(h), maxContextHeaderBytes)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(h, "="))
+	if err != nil {
+		return vclock.Context{}, badRequestf("malformed %s: not base64url: %v", ContextHeader, err)
+	}
+	c, err := vclock.DecodeContext(b)
+	if err != nil {
+		return vclock.Context{}, badRequestf("malformed %s: %v", ContextHeader, err)
+	}
+	return c, nil
+}
+
+// encodeContext is the X-Context form of c.
+func encodeContext(c vclock.Context) string {
+	return base64.RawURLEncoding.EncodeToString(c.Encode())
+}
+
+// parseTTL reads the ttl query: a Go duration ("30s", "1h30m") or a whole
+// number of seconds ("30").
+func parseTTL(s string) (time.Duration, error) {
+	var d time.Duration
+	if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+		if n > uint64(maxTTL/time.Second) {
+			return 0, badRequestf("malformed ttl %q: longer than %s", s, maxTTL)
+		}
+		d = time.Duration(n) * time.Second
+	} else {
+		var perr error
+		d, perr = time.ParseDuration(s)
+		if perr != nil {
+			return 0, badRequestf("malformed ttl %q: want a duration such as 30s or a number of seconds", s)
+		}
+	}
+	if d <= 0 {
+		return 0, badRequestf("malformed ttl %q: must be positive", s)
+	}
+	if d > maxTTL {
+		return 0, badRequestf("malformed ttl %q: longer than %s", s, maxTTL)
+	}
+	return d, nil
+}
+
+// parseQuorum reads an r or w query: a number of replicas >= 1, or one,
+// quorum or all relative to n replicas. The result is capped to members,
+// because a cluster smaller than N can never gather more acknowledgements
+// (SPEC section 5: a one-node server works out of the box).
+func parseQuorum(name, s string, n, members int) (int, error) {
+	var q int
+	switch s {
+	case "one":
+		q = 1
+	case "quorum":
+		q = n/2 + 1
+	case "all":
+		q = n
+	default:
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || s[0] < '0' || s[0] > '9' {
+			return 0, badRequestf("malformed %s %q: want a number of replicas from 1, or one, quorum or all", name, s)
+		}
+		q = v
+	}
+	return min(q, n, members), nil
+}
