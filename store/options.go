@@ -1,0 +1,113 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dynkv/dynkv/wal"
+)
+
+// Defaults applied by Options.withDefaults to zero fields.
+const (
+	DefaultDatabases          = 16
+	DefaultTombstoneGrace     = 24 * time.Hour
+	DefaultMinFreeBytes       = 64 << 20
+	DefaultReclaimInterval    = time.Second
+	DefaultCheckpointInterval = 30 * time.Second
+	// MaxKeyLen is the longest user key (SPEC section 3).
+	MaxKeyLen = 1024
+	// maxDatabases is what fits in the one db byte of the LevelDB key layout.
+	maxDatabases = 256
+)
+
+// Options configures a Store. The zero value, with Dir set, opens a working
+// store with the defaults above.
+type Options struct {
+	// Dir holds wal/ and leveldb/; created if missing.
+	Dir string
+	// Databases is the number of logical databases (0..Databases-1); default 16.
+	Databases int
+	// SegmentSize is the WAL segment size; 0 lets the wal package choose.
+	// A checkpoint is also taken after roughly this many appended bytes so
+	// that segments are released as fast as they fill.
+	SegmentSize int64
+	// Sync is the WAL fsync policy; the zero value fsyncs before every
+	// acknowledgement.
+	Sync wal.SyncPolicy
+	// Repair lets the WAL cut a corrupt log instead of failing Open.
+	Repair bool
+	// TombstoneGrace is how long a tombstone is kept before it may be
+	// reclaimed; default 24h.
+	TombstoneGrace time.Duration
+	// MinFreeBytes: writes fail with ErrDiskFull while the file system holding
+	// Dir has less free space than this; default 64 MiB.
+	MinFreeBytes uint64
+	// ReclaimInterval is how often the TTL/tombstone reclaimer runs; default 1s.
+	ReclaimInterval time.Duration
+	// CheckpointInterval is the longest time between checkpoints; default 30s.
+	CheckpointInterval time.Duration
+	// Now is the clock used for TTL and tombstone decisions; default time.Now.
+	Now func() time.Time
+	// FS is the file system under the WAL; nil means the real one.
+	FS wal.FS
+	// Logger receives operator-level events; default zap.NewNop().
+	Logger *zap.Logger
+	// CanDropTombstone is asked before a key holding a tombstone is
+	// reclaimed; in a cluster it answers whether every replica holds the
+	// tombstone. Nil means always yes (one node).
+	CanDropTombstone func(db int, key []byte) bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.Databases == 0 {
+		o.Databases = DefaultDatabases
+	}
+	if o.TombstoneGrace == 0 {
+		o.TombstoneGrace = DefaultTombstoneGrace
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if o.ReclaimInterval == 0 {
+		o.ReclaimInterval = DefaultReclaimInterval
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.Dir == "" {
+		errs = append(errs, errors.New("Dir is empty: the store needs a data directory"))
+	}
+	if o.Databases < 1 || o.Databases > maxDatabases {
+		errs = append(errs, fmt.Errorf("Databases is %d: must be between 1 and %d", o.Databases, maxDatabases))
+	}
+	if o.SegmentSize < 0 {
+		errs = append(errs, fmt.Errorf("SegmentSize is %d: must not be negative", o.SegmentSize))
+	}
+	if o.TombstoneGrace < 0 {
+		errs = append(errs, fmt.Errorf("TombstoneGrace is %s: must not be negative", o.TombstoneGrace))
+	}
+	if o.ReclaimInterval < 0 {
+		errs = append(errs, fmt.Errorf("ReclaimInterval is %s: must be positive", o.ReclaimInterval))
+	}
+	if o.CheckpointInterval < 0 {
+		errs = append(errs, fmt.Errorf("CheckpointInterval is %s: must be positive", o.CheckpointInterval))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("store: invalid options: %w", errors.Join(errs...))
+	}
+	return nil
+}
