@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/syndtr/goleveldb/leveldb"
 	"go.uber.org/zap"
 
 	"github.com/dynkv/dynkv/wal"
@@ -59,6 +60,13 @@ type Options struct {
 	// reclaimed; in a cluster it answers whether every replica holds the
 	// tombstone. Nil means always yes (one node).
 	CanDropTombstone func(db int, key []byte) bool
+
+	// Test seams, settable only from this package's tests.
+	wrapApply func(apply func(*leveldb.Batch) error) func(*leveldb.Batch) error
+	freeSpace func(dir string) (uint64, error)
+	// checkpointBytes overrides SegmentSize as the size trigger of
+	// background checkpoints.
+	checkpointBytes int64
 }
 
 func (o Options) withDefaults() Options {

@@ -34,9 +34,6 @@ const (
 	// lockStripes bounds the memory of per-key locking; two keys sharing a
 	// stripe only serialise, never deadlock, since a write holds one stripe.
 	lockStripes = 4096
-	// defaultSegmentBytes mirrors the wal package default; it paces
-	// size-triggered checkpoints when Options.SegmentSize is 0.
-	defaultSegmentBytes = 64 << 20
 	// pendingRetryInterval paces re-applying WAL records LevelDB rejected.
 	pendingRetryInterval = 100 * time.Millisecond
 )
@@ -130,10 +127,19 @@ func Open(opts Options) (*Store, error) {
 		kick:         make(chan struct{}, 1),
 		stop:         make(chan struct{}),
 	}
+	if opts.checkpointBytes != 0 {
+		s.segmentBytes = opts.checkpointBytes
+	}
 	if s.segmentBytes == 0 {
-		s.segmentBytes = defaultSegmentBytes
+		s.segmentBytes = wal.DefaultSegmentSize
 	}
 	s.apply = func(b *leveldb.Batch) error { return s.ldb.Write(b, writeNoSync) }
+	if opts.wrapApply != nil {
+		s.apply = opts.wrapApply(s.apply)
+	}
+	if opts.freeSpace != nil {
+		s.space.stat = opts.freeSpace
+	}
 
 	ckpt, err := s.readCheckpoint()
 	if err != nil {

@@ -1,0 +1,184 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/syndtr/goleveldb/leveldb"
+
+	"github.com/dynkv/dynkv/vclock"
+	"github.com/dynkv/dynkv/wal"
+)
+
+// fullFS is a wal.FS whose writes fail with ENOSPC while full is set.
+type fullFS struct {
+	wal.OSFS
+	full atomic.Bool
+}
+
+func (f *fullFS) OpenFile(name string, flag int, perm os.FileMode) (wal.File, error) {
+	file, err := f.OSFS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &fullFile{File: file, fs: f}, nil
+}
+
+type fullFile struct {
+	wal.File
+	fs *fullFS
+}
+
+func (f *fullFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.fs.full.Load() {
+		return 0, &os.PathError{Op: "write", Path: "segment", Err: syscall.ENOSPC}
+	}
+	return f.File.WriteAt(p, off)
+}
+
+func TestWALOutOfSpaceFailsWritesWithErrDiskFullAndRecovers(t *testing.T) {
+	clk := newTestClock()
+	fsys := &fullFS{}
+	opts := testOptions(t.TempDir(), clk)
+	opts.FS = fsys
+	s := mustOpen(t, opts)
+	defer closeStore(t, s)
+
+	mustPut(t, s, 0, "k", "n1", vclock.Context{}, value("before"))
+	fsys.full.Store(true)
+	_, _, err := s.Put(0, []byte("k"), "n1", vclock.Context{}, value("during"))
+	if !errors.Is(err, ErrDiskFull) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Put on a full disk: %v, want ErrDiskFull wrapping ENOSPC", err)
+	}
+	if got := values(mustGet(t, s, 0, "k").Siblings); len(got) != 1 || got[0] != "before" {
+		t.Fatalf("read on a full disk: %v, want [before]", got)
+	}
+	fsys.full.Store(false)
+	mustPut(t, s, 0, "k", "n1", vclock.Context{}, value("after"))
+	if got := values(mustGet(t, s, 0, "k").Siblings); len(got) != 1 || got[0] != "after" {
+		t.Fatalf("after the disk recovered: %v, want [after]", got)
+	}
+}
+
+func TestFreeSpaceGuardRefusesWritesBeforeTheWAL(t *testing.T) {
+	t.Run("real statfs", func(t *testing.T) {
+		opts := testOptions(t.TempDir(), newTestClock())
+		opts.MinFreeBytes = math.MaxUint64
+		s := mustOpen(t, opts)
+		defer closeStore(t, s)
+		lsn := s.wal.LastLSN()
+		if _, _, err := s.Put(0, []byte("k"), "n1", vclock.Context{}, value("v")); !errors.Is(err, ErrDiskFull) {
+			t.Fatalf("Put below MinFreeBytes: %v, want ErrDiskFull", err)
+		}
+		if _, err := s.Merge(0, []byte("k"), remoteSet("n2", "v", 1)); !errors.Is(err, ErrDiskFull) {
+			t.Fatalf("Merge below MinFreeBytes: %v, want ErrDiskFull", err)
+		}
+		if s.wal.LastLSN() != lsn {
+			t.Fatalf("refused writes reached the WAL: LSN %d -> %d", lsn, s.wal.LastLSN())
+		}
+	})
+	t.Run("space comes back", func(t *testing.T) {
+		var free atomic.Uint64
+		free.Store(1 << 40)
+		opts := testOptions(t.TempDir(), newTestClock())
+		opts.MinFreeBytes = 1 << 30
+		opts.freeSpace = func(string) (uint64, error) { return free.Load(), nil }
+		s := mustOpen(t, opts)
+		defer closeStore(t, s)
+
+		mustPut(t, s, 0, "k", "n1", vclock.Context{}, value("before"))
+		free.Store(1 << 20)
+		s.space.invalidate() // skip the 100ms cache instead of sleeping
+		if _, _, err := s.Put(0, []byte("k"), "n1", vclock.Context{}, value("during")); !errors.Is(err, ErrDiskFull) {
+			t.Fatalf("Put with 1 MiB free and a 1 GiB minimum: %v, want ErrDiskFull", err)
+		}
+		if got := values(mustGet(t, s, 0, "k").Siblings); len(got) != 1 || got[0] != "before" {
+			t.Fatalf("read while disk is low: %v, want [before]", got)
+		}
+		free.Store(1 << 40)
+		s.space.invalidate()
+		mustPut(t, s, 0, "k", "n1", vclock.Context{}, value("after"))
+	})
+}
+
+// failingApply makes LevelDB applies fail with err while it is set.
+type failingApply struct{ err atomic.Pointer[error] }
+
+func (f *failingApply) wrap(apply func(*leveldb.Batch) error) func(*leveldb.Batch) error {
+	return func(b *leveldb.Batch) error {
+		if e := f.err.Load(); e != nil {
+			return *e
+		}
+		return apply(b)
+	}
+}
+
+func (f *failingApply) set(err error) {
+	if err == nil {
+		f.err.Store(nil)
+		return
+	}
+	f.err.Store(&err)
+}
+
+func TestFailedLevelDBApplyIsKeptPendingUntilARetryAppliesIt(t *testing.T) {
+	clk := newTestClock()
+	dir := t.TempDir()
+	fault := &failingApply{}
+	opts := testOptions(dir, clk)
+	opts.wrapApply = fault.wrap
+	s := mustOpen(t, opts)
+	defer closeStore(t, s)
+
+	mustPut(t, s, 0, "k", "n1", vclock.Context{}, value("v1"))
+	if err := s.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the retry off until the assertions below are done.
+	fault.set(fmt.Errorf("write journal: %w", syscall.ENOSPC))
+	_, _, err := s.Put(0, []byte("k"), "n1", vclock.Context{}, value("v2"))
+	if !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Put whose LevelDB apply hit ENOSPC: %v, want ErrDiskFull", err)
+	}
+	pendingLSN := s.wal.LastLSN()
+	if got := s.Stats().PendingRecords; got != 1 {
+		t.Fatalf("pending records %d, want 1", got)
+	}
+	// The record is durable, so reads already reflect it.
+	if got := values(mustGet(t, s, 0, "k").Siblings); len(got) != 1 || got[0] != "v2" {
+		t.Fatalf("read with a pending record: %v, want [v2]", got)
+	}
+	if _, _, err := s.Put(0, []byte("other"), "n1", vclock.Context{}, value("x")); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Put while a record is pending: %v, want a refusal wrapping ErrDiskFull", err)
+	}
+	if err := s.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().CheckpointLSN; got >= pendingLSN {
+		t.Fatalf("checkpoint LSN %d covers the pending record %d", got, pendingLSN)
+	}
+
+	// A crash now must still have v2: the copy replays it.
+	crashed := t.TempDir()
+	copyDir(t, dir, crashed)
+
+	fault.set(nil)
+	waitFor(t, "the background retry to apply the pending record", func() bool {
+		return s.Stats().PendingRecords == 0
+	})
+	mustPut(t, s, 0, "other", "n1", vclock.Context{}, value("x"))
+	if v, _, err := s.readLevelDB(0, []byte("k")); err != nil || !sameStrings(values(v.Siblings), []string{"v2"}) {
+		t.Fatalf("LevelDB after the retry: %v %v, want [v2]", values(v.Siblings), err)
+	}
+
+	c := mustOpen(t, testOptions(crashed, clk))
+	defer closeStore(t, c)
+	if got := values(mustGet(t, c, 0, "k").Siblings); len(got) != 1 || got[0] != "v2" {
+		t.Fatalf("after a crash with a pending record: %v, want [v2]", got)
+	}
+}
