@@ -81,7 +81,7 @@ func (c Context) appendBody(b []byte) []byte {
 // error wrapping ErrMalformed.
 func DecodeContext(b []byte) (Context, error) {
 	d := decoder{buf: b}
-	if err := d.version("context", contextVersion); err != nil {
+	if err := d.version("context format version", contextVersion); err != nil {
 		return Context{}, err
 	}
 	c, err := d.contextBody()
@@ -137,7 +137,7 @@ func (s Set) Encode() []byte {
 // an error wrapping ErrMalformed. The result does not alias b.
 func DecodeSet(b []byte) (Set, error) {
 	d := decoder{buf: b}
-	if err := d.version("set", setVersion); err != nil {
+	if err := d.version("set format version", setVersion); err != nil {
 		return Set{}, err
 	}
 	ctx, err := d.contextBody()
@@ -146,7 +146,7 @@ func DecodeSet(b []byte) (Set, error) {
 	}
 	var stack [16]string
 	actors := ctx.actors(stack[:0])
-	n, err := d.count("set", "siblings", minSiblingLen)
+	n, err := d.count("set sibling count", minSiblingLen)
 	if err != nil {
 		return Set{}, err
 	}
@@ -197,7 +197,7 @@ func DecodeSet(b []byte) (Set, error) {
 		if x.Expires, err = d.varint("sibling expiry"); err != nil {
 			return Set{}, err
 		}
-		ct, err := d.bytes("sibling content type", MaxContentTypeLen)
+		ct, err := d.bytes("sibling content type length", MaxContentTypeLen)
 		if err != nil {
 			return Set{}, err
 		}
@@ -208,7 +208,7 @@ func DecodeSet(b []byte) (Set, error) {
 				x.ContentType = string(ct)
 			}
 		}
-		v, err := d.bytes("sibling value", MaxValueLen)
+		v, err := d.bytes("sibling value length", MaxValueLen)
 		if err != nil {
 			return Set{}, err
 		}
@@ -296,12 +296,12 @@ func (d *decoder) errorfAt(off int, format string, args ...any) error {
 }
 
 func (d *decoder) version(what string, want byte) error {
-	v, err := d.byte(what + " format version")
+	v, err := d.byte(what)
 	if err != nil {
 		return err
 	}
 	if v != want {
-		return d.errorfAt(0, "%s format version %d, want %d", what, v, want)
+		return d.errorfAt(0, "%s %d, want %d", what, v, want)
 	}
 	return nil
 }
@@ -352,14 +352,14 @@ func (d *decoder) varint(what string) (int64, error) {
 
 // count reads an element count and checks it against the bytes left, given
 // that each element takes at least minLen bytes, before anyone allocates.
-func (d *decoder) count(what, elems string, minLen int) (int, error) {
+func (d *decoder) count(what string, minLen int) (int, error) {
 	at := d.off
-	n, err := d.uvarint(what + " " + elems + " count")
+	n, err := d.uvarint(what)
 	if err != nil {
 		return 0, err
 	}
 	if left := uint64(len(d.buf) - d.off); n > left/uint64(minLen) {
-		return 0, d.errorfAt(at, "%s: %d %s cannot fit in the %d bytes left", what, n, elems, left)
+		return 0, d.errorfAt(at, "%s %d cannot fit in the %d bytes left", what, n, left)
 	}
 	return int(n), nil
 }
@@ -368,15 +368,15 @@ func (d *decoder) count(what, elems string, minLen int) (int, error) {
 // result aliases buf.
 func (d *decoder) bytes(what string, limit int) ([]byte, error) {
 	at := d.off
-	n, err := d.uvarint(what + " length")
+	n, err := d.uvarint(what)
 	if err != nil {
 		return nil, err
 	}
 	if n > uint64(limit) {
-		return nil, d.errorfAt(at, "%s: length %d exceeds the limit %d", what, n, limit)
+		return nil, d.errorfAt(at, "%s %d exceeds the limit %d", what, n, limit)
 	}
 	if left := uint64(len(d.buf) - d.off); n > left {
-		return nil, d.errorfAt(at, "%s: length %d exceeds the %d bytes left", what, n, left)
+		return nil, d.errorfAt(at, "%s %d exceeds the %d bytes left", what, n, left)
 	}
 	b := d.buf[d.off : d.off+int(n)]
 	d.off += int(n)
@@ -386,7 +386,7 @@ func (d *decoder) bytes(what string, limit int) ([]byte, error) {
 // contextBody reads and validates a normalised context.
 func (d *decoder) contextBody() (Context, error) {
 	var c Context
-	nvv, err := d.count("context", "vector entries", 2)
+	nvv, err := d.count("context vector entry count", 2)
 	if err != nil {
 		return Context{}, err
 	}
@@ -395,7 +395,7 @@ func (d *decoder) contextBody() (Context, error) {
 	}
 	for i := range c.VV {
 		at := d.off
-		a, err := d.bytes("vector actor", MaxActorLen)
+		a, err := d.bytes("vector actor length", MaxActorLen)
 		if err != nil {
 			return Context{}, err
 		}
@@ -411,7 +411,7 @@ func (d *decoder) contextBody() (Context, error) {
 			return Context{}, d.errorfAt(at, "vector entry %d: zero counter", i)
 		}
 	}
-	ndots, err := d.count("context", "dots", 2)
+	ndots, err := d.count("context dot count", 2)
 	if err != nil {
 		return Context{}, err
 	}
@@ -420,7 +420,7 @@ func (d *decoder) contextBody() (Context, error) {
 	}
 	for i := range c.Dots {
 		at := d.off
-		a, err := d.bytes("dot actor", MaxActorLen)
+		a, err := d.bytes("dot actor length", MaxActorLen)
 		if err != nil {
 			return Context{}, err
 		}
