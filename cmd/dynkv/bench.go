@@ -303,8 +303,8 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) *benchResult {
 		select {
 		case <-allDone:
 			elapsed := time.Since(start)
-			if b.cfg.progress {
-				fmt.Fprintln(stderr)
+			if b.cfg.progress && isTerminal(stderr) {
+				fmt.Fprintln(stderr) // end the rewritten line
 			}
 			return &benchResult{elapsed: elapsed, totals: snapshot(workers)}
 		case <-deadline:
@@ -319,10 +319,12 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) *benchResult {
 			t := snapshot(workers)
 			rate := float64(t.all.n-lastOps) / now.Sub(lastTick).Seconds()
 			lastOps, lastTick = t.all.n, now
-			fmt.Fprintf(stderr, "%s[%4ds] %9.0f ops/s  %10d ops  %6d errors  p99 %-9s", progressPrefix(stderr),
+			line := fmt.Sprintf("[%4ds] %9.0f ops/s  %10d ops  %6d errors  p99 %-9s",
 				int(now.Sub(start).Round(time.Second)/time.Second), rate, t.all.n, t.errors, fmtDur(t.all.quantile(0.99)))
-			if !isTerminal(stderr) {
-				fmt.Fprintln(stderr)
+			if isTerminal(stderr) {
+				fmt.Fprint(stderr, "\r"+line)
+			} else {
+				fmt.Fprintln(stderr, strings.TrimRight(line, " "))
 			}
 		}
 	}
@@ -359,13 +361,6 @@ func (b *bench) work(ctx context.Context, w int, stats *workerStats, stop *atomi
 		status, failed := classify(op, err)
 		stats.add(op, status, failed, d)
 	}
-}
-
-func progressPrefix(w io.Writer) string {
-	if isTerminal(w) {
-		return "\r"
-	}
-	return ""
 }
 
 // isTerminal reports whether w is a character device, where the progress

@@ -52,6 +52,7 @@ leave   asks the node at --addr to hand its data to the new owners and leave;
 	if err != nil {
 		return report(stderr, err)
 	}
+	defer cf.close()
 	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
 	defer cancel()
 	var out json.RawMessage

@@ -30,6 +30,7 @@ type clientFlags struct {
 	output  string
 	timeout time.Duration
 	tlsCA   string
+	hc      *http.Client // built by client; close releases its connections
 }
 
 // clientEnv lists the flags of client commands that read DYNKV_*: where to
@@ -83,6 +84,7 @@ func (f *clientFlags) client(opts ...client.Option) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	f.hc = hc
 	token, _, _ := strings.Cut(f.token, ",")
 	opts = append([]client.Option{client.WithHTTPClient(hc), client.WithToken(strings.TrimSpace(token))}, opts...)
 	c, err := client.New(strings.Split(f.addr, ","), opts...)
@@ -90,6 +92,14 @@ func (f *clientFlags) client(opts ...client.Option) (*client.Client, error) {
 		return nil, usagef("--addr: %v", err)
 	}
 	return c, nil
+}
+
+// close drops the keep-alive connections of the command's one request, so
+// nothing outlives run.
+func (f *clientFlags) close() {
+	if f.hc != nil {
+		f.hc.CloseIdleConnections()
+	}
 }
 
 func writeJSON(w io.Writer, v any) {
@@ -136,6 +146,7 @@ which a later put or delete can pass with --context to supersede exactly what it
 	if err != nil {
 		return report(stderr, err)
 	}
+	defer cf.close()
 	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
 	defer cancel()
 	newCtx, err := cl.Put(ctx, key, value, opts)
@@ -182,6 +193,7 @@ context resolves them. Exits 1 when the key is absent.`)
 	if err != nil {
 		return report(stderr, err)
 	}
+	defer cf.close()
 	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
 	defer cancel()
 	res, err := cl.Get(ctx, key, opts)
@@ -250,6 +262,7 @@ func runDelete(args []string, env func(string) string, stdout, stderr io.Writer)
 	if err != nil {
 		return report(stderr, err)
 	}
+	defer cf.close()
 	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
 	defer cancel()
 	if err := cl.Delete(ctx, key, opts); err != nil {
