@@ -1,0 +1,764 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const memDir = "/wal"
+
+type rec struct {
+	lsn     uint64
+	payload []byte
+}
+
+func (r rec) String() string { return fmt.Sprintf("%d:%q", r.lsn, r.payload) }
+
+// payloadFor makes payloads of varied sizes, some empty, so frame
+// boundaries fall everywhere.
+func payloadFor(i int) []byte {
+	if i%11 == 0 {
+		return []byte{}
+	}
+	return append([]byte(fmt.Sprintf("r%d-", i)), bytes.Repeat([]byte{byte('a' + i%26)}, i%37)...)
+}
+
+func memOptions(fsys *memFS) Options {
+	return Options{Dir: memDir, FS: fsys, SegmentSize: 512}
+}
+
+func mustOpen(t testing.TB, opts Options) *WAL {
+	t.Helper()
+	w, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", opts.Dir, err)
+	}
+	return w
+}
+
+func mustAppend(t testing.TB, w *WAL, p []byte) rec {
+	t.Helper()
+	lsn, err := w.Append(p)
+	if err != nil {
+		t.Fatalf("Append(%q): %v", p, err)
+	}
+	return rec{lsn, append([]byte(nil), p...)}
+}
+
+func mustClose(t testing.TB, w *WAL) {
+	t.Helper()
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func replayAll(t testing.TB, w *WAL, after uint64) []rec {
+	t.Helper()
+	var got []rec
+	err := w.Replay(after, func(lsn uint64, p []byte) error {
+		got = append(got, rec{lsn, p})
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Replay(%d): %v", after, err)
+	}
+	return got
+}
+
+func checkRecords(t testing.TB, what string, got, want []rec) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: replayed %d records, want %d\n got: %v\nwant: %v", what, len(got), len(want), got, want)
+	}
+	for i := range want {
+		if got[i].lsn != want[i].lsn || !bytes.Equal(got[i].payload, want[i].payload) {
+			t.Fatalf("%s: record %d is %v, want %v", what, i, got[i], want[i])
+		}
+	}
+}
+
+// writeLog appends n records one at a time and closes the log.
+func writeLog(t testing.TB, opts Options, n int) []rec {
+	t.Helper()
+	w := mustOpen(t, opts)
+	var recs []rec
+	for i := 1; i <= n; i++ {
+		recs = append(recs, mustAppend(t, w, payloadFor(i)))
+	}
+	mustClose(t, w)
+	return recs
+}
+
+// buildLog writes a multi-segment log on fsys whose last segment holds at
+// least five records (rotation leaves it empty when a batch fills it).
+func buildLog(t testing.TB, fsys *memFS, segmentSize int64, n int) []rec {
+	t.Helper()
+	opts := Options{Dir: memDir, FS: fsys, SegmentSize: segmentSize}
+	recs := writeLog(t, opts, n)
+	paths := segPaths(fsys)
+	if len(frames(t, fsys.bytes(paths[len(paths)-1]))) < 5 {
+		w := mustOpen(t, opts)
+		for i := n + 1; i <= n+5; i++ {
+			recs = append(recs, mustAppend(t, w, payloadFor(i)))
+		}
+		mustClose(t, w)
+		paths = segPaths(fsys)
+		if k := len(frames(t, fsys.bytes(paths[len(paths)-1]))); k < 5 {
+			t.Fatalf("last segment holds %d records, want >= 5", k)
+		}
+	}
+	return recs
+}
+
+// frame is where a record sits in a segment file.
+type frame struct{ start, end int64 }
+
+func frames(t testing.TB, b []byte) []frame {
+	t.Helper()
+	var fs []frame
+	off := segmentHeaderSize
+	for off < len(b) {
+		_, _, n, reason := decodeRecord(b[off:])
+		if reason != "" {
+			t.Fatalf("test log unreadable at offset %d: %s", off, reason)
+		}
+		fs = append(fs, frame{int64(off), int64(off + n)})
+		off += n
+	}
+	return fs
+}
+
+// recordsIn returns the records of recs stored in the segment at path.
+func recordsIn(t testing.TB, fsys *memFS, path string, recs []rec) []rec {
+	t.Helper()
+	base, ok := parseSegmentName(filepath.Base(path))
+	if !ok {
+		t.Fatalf("bad segment name %s", path)
+	}
+	n := len(frames(t, fsys.bytes(path)))
+	for i, r := range recs {
+		if r.lsn >= base {
+			return recs[i : i+n]
+		}
+	}
+	return nil
+}
+
+func segPaths(fsys *memFS) []string {
+	var ps []string
+	for _, n := range fsys.names() {
+		ps = append(ps, filepath.Join(memDir, n))
+	}
+	return ps
+}
+
+func TestAppendReplayCloseReopenOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Dir: dir, SegmentSize: 1 << 10}
+	want := writeLog(t, opts, 200)
+	for i, r := range want {
+		if r.lsn != uint64(i+1) {
+			t.Fatalf("record %d got lsn %d, want %d", i, r.lsn, i+1)
+		}
+	}
+	w := mustOpen(t, opts)
+	defer mustClose(t, w)
+	if s := w.Stats(); s.Segments < 3 {
+		t.Fatalf("1 KiB segments: %d segments after 200 records, want several", s.Segments)
+	}
+	checkRecords(t, "replay after reopen", replayAll(t, w, 0), want)
+	checkRecords(t, "replay after 150", replayAll(t, w, 150), want[150:])
+	if got := w.LastLSN(); got != 200 {
+		t.Fatalf("LastLSN after reopen = %d, want 200", got)
+	}
+	if r := mustAppend(t, w, []byte("next")); r.lsn != 201 {
+		t.Fatalf("first append after reopen got lsn %d, want 201", r.lsn)
+	}
+}
+
+func TestReplayStopsAtCallbackError(t *testing.T) {
+	fsys := newMemFS()
+	writeLog(t, memOptions(fsys), 30)
+	w := mustOpen(t, memOptions(fsys))
+	defer mustClose(t, w)
+	stop := errors.New("stop")
+	var n int
+	err := w.Replay(0, func(uint64, []byte) error {
+		n++
+		if n == 7 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 7 {
+		t.Fatalf("Replay returned %v after %d records, want the callback's error after 7", err, n)
+	}
+}
+
+// TestTornTailAtEveryOffsetIsCutAndLogStaysUsable cuts the last segment at
+// every byte offset inside its last three records.
+func TestTornTailAtEveryOffsetIsCutAndLogStaysUsable(t *testing.T) {
+	base := newMemFS()
+	recs := buildLog(t, base, 2048, 120)
+	paths := segPaths(base)
+	if len(paths) < 2 {
+		t.Fatalf("want several segments, got %v", paths)
+	}
+	last := paths[len(paths)-1]
+	lastBytes := base.bytes(last)
+	fr := frames(t, lastBytes)
+	if len(fr) < 3 {
+		t.Fatalf("last segment holds %d records, want >= 3", len(fr))
+	}
+	inLast := recordsIn(t, base, last, recs)
+	firstInLast := len(recs) - len(inLast)
+
+	for cut := fr[len(fr)-3].start; cut < int64(len(lastBytes)); cut++ {
+		fsys := base.clone()
+		fsys.setBytes(last, lastBytes[:cut])
+		core, logs := observer.New(zapcore.WarnLevel)
+		opts := Options{Dir: memDir, FS: fsys, SegmentSize: 2048, Logger: zap.New(core)}
+		w, err := Open(opts)
+		if err != nil {
+			t.Fatalf("cut at %d: Open failed on a torn tail: %v", cut, err)
+		}
+		intact := 0
+		for _, f := range fr {
+			if f.end <= cut {
+				intact++
+			}
+		}
+		want := append([]rec(nil), recs[:firstInLast+intact]...)
+		checkRecords(t, fmt.Sprintf("cut at %d", cut), replayAll(t, w, 0), want)
+		if torn := intact < len(fr) && cut != fr[intact].start; torn && logs.FilterMessage("wal: cut torn tail").Len() != 1 {
+			t.Fatalf("cut at %d: torn tail not logged at warn: %v", cut, logs.All())
+		}
+		for i := 0; i < 3; i++ {
+			want = append(want, mustAppend(t, w, []byte(fmt.Sprintf("after-cut-%d", i))))
+		}
+		mustClose(t, w)
+		w = mustOpen(t, opts)
+		checkRecords(t, fmt.Sprintf("cut at %d, appended, reopened", cut), replayAll(t, w, 0), want)
+		mustClose(t, w)
+	}
+}
+
+// damagedRecord returns the index in fr of the record holding byte off, or
+// -1 for the segment header.
+func damagedRecord(fr []frame, off int64) int {
+	for i, f := range fr {
+		if off >= f.start && off < f.end {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestBitFlipIsCutOrReportedWithFileAndOffset flips one bit at every byte
+// of the last segment and of an earlier one.
+func TestBitFlipIsCutOrReportedWithFileAndOffset(t *testing.T) {
+	base := newMemFS()
+	recs := buildLog(t, base, 1024, 80)
+	paths := segPaths(base)
+	if len(paths) < 3 {
+		t.Fatalf("want at least 3 segments, got %v", paths)
+	}
+	for _, target := range []struct {
+		name string
+		path string
+		last bool
+	}{
+		{"last segment", paths[len(paths)-1], true},
+		{"earlier segment", paths[1], false},
+	} {
+		t.Run(target.name, func(t *testing.T) {
+			orig := base.bytes(target.path)
+			fr := frames(t, orig)
+			inSeg := recordsIn(t, base, target.path, recs)
+			before := 0
+			for before < len(recs) && recs[before].lsn < inSeg[0].lsn {
+				before++
+			}
+			for off := int64(0); off < int64(len(orig)); off++ {
+				damaged := append([]byte(nil), orig...)
+				damaged[off] ^= 1 << (off % 8)
+				fsys := base.clone()
+				fsys.setBytes(target.path, damaged)
+				idx := damagedRecord(fr, off)
+				wantOff := int64(0)
+				if idx >= 0 {
+					wantOff = fr[idx].start
+				}
+				intact := before + max(idx, 0)
+				// Only the last record of the last segment may pass for a
+				// torn tail; anything else has valid records after it.
+				torn := target.last && idx == len(fr)-1
+
+				opts := Options{Dir: memDir, FS: fsys, SegmentSize: 1024}
+				w, err := Open(opts)
+				if torn {
+					if err != nil {
+						t.Fatalf("flip at %d (last record): Open: %v, want the torn tail cut", off, err)
+					}
+					checkRecords(t, fmt.Sprintf("flip at %d", off), replayAll(t, w, 0), recs[:intact])
+					mustClose(t, w)
+					continue
+				}
+				var cerr *CorruptionError
+				if !errors.As(err, &cerr) || !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("flip at %d: Open returned %v, want a *CorruptionError", off, err)
+				}
+				if cerr.File != target.path || cerr.Offset != wantOff {
+					t.Fatalf("flip at %d: corruption reported at %s offset %d, want %s offset %d (%v)",
+						off, cerr.File, cerr.Offset, target.path, wantOff, err)
+				}
+
+				opts.Repair = true
+				core, logs := observer.New(zapcore.ErrorLevel)
+				opts.Logger = zap.New(core)
+				w, err = Open(opts)
+				if err != nil {
+					t.Fatalf("flip at %d: Open with Repair: %v", off, err)
+				}
+				if logs.Len() == 0 {
+					t.Fatalf("flip at %d: repair not logged at error level", off)
+				}
+				checkRecords(t, fmt.Sprintf("flip at %d, repaired", off), replayAll(t, w, 0), recs[:intact])
+				r := mustAppend(t, w, []byte("after repair"))
+				if r.lsn <= recs[len(recs)-1].lsn {
+					t.Fatalf("flip at %d: after repair an append reused lsn %d (log had up to %d)", off, r.lsn, recs[len(recs)-1].lsn)
+				}
+				mustClose(t, w)
+				w = mustOpen(t, Options{Dir: memDir, FS: fsys, SegmentSize: 1024})
+				checkRecords(t, fmt.Sprintf("flip at %d, repaired, reopened", off), replayAll(t, w, 0), append(recs[:intact:intact], r))
+				mustClose(t, w)
+			}
+		})
+	}
+}
+
+func TestDamagedSegmentHeaderVersionIsCorruption(t *testing.T) {
+	fsys := newMemFS()
+	writeLog(t, memOptions(fsys), 3)
+	path := segPaths(fsys)[0]
+	b := fsys.bytes(path)
+	b[len(segmentMagic)] = segmentVersion + 1
+	fsys.setBytes(path, b)
+	_, err := Open(memOptions(fsys))
+	var cerr *CorruptionError
+	if !errors.As(err, &cerr) || cerr.Offset != 0 {
+		t.Fatalf("unknown format version: Open returned %v, want *CorruptionError at offset 0", err)
+	}
+}
+
+func TestEmptyOrHeaderlessLastSegmentIsTorn(t *testing.T) {
+	for _, size := range []int{0, 4, segmentHeaderSize} {
+		fsys := newMemFS()
+		recs := writeLog(t, Options{Dir: memDir, FS: fsys, SegmentSize: 1}, 5)
+		paths := segPaths(fsys)
+		last := paths[len(paths)-1]
+		fsys.setBytes(last, segmentHeader()[:size])
+		w := mustOpen(t, memOptions(fsys))
+		checkRecords(t, fmt.Sprintf("last segment %d bytes", size), replayAll(t, w, 0), recs)
+		r := mustAppend(t, w, []byte("x"))
+		if r.lsn != 6 {
+			t.Fatalf("last segment %d bytes: next lsn %d, want 6", size, r.lsn)
+		}
+		mustClose(t, w)
+	}
+}
+
+func TestShortEarlierSegmentIsCorruption(t *testing.T) {
+	fsys := newMemFS()
+	writeLog(t, Options{Dir: memDir, FS: fsys, SegmentSize: 100}, 20)
+	p := segPaths(fsys)[1]
+	b := fsys.bytes(p)
+	fsys.setBytes(p, b[:len(b)-3])
+	_, err := Open(memOptions(fsys))
+	var cerr *CorruptionError
+	if !errors.As(err, &cerr) || cerr.File != p {
+		t.Fatalf("earlier segment cut short: Open returned %v, want *CorruptionError naming %s", err, p)
+	}
+}
+
+func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
+	for _, budget := range []int64{0, 7, 25} { // nothing, part of a header, part of a payload
+		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
+			fsys := newMemFS()
+			w := mustOpen(t, memOptions(fsys))
+			var acked []rec
+			for i := 1; i <= 5; i++ {
+				acked = append(acked, mustAppend(t, w, payloadFor(i)))
+			}
+			fsys.setWriteBudget(budget)
+			var wg sync.WaitGroup
+			errs := make([]error, 8)
+			for g := range errs {
+				wg.Go(func() {
+					_, errs[g] = w.Append([]byte(fmt.Sprintf("doomed-%d-%s", g, bytes.Repeat([]byte("z"), 30))))
+				})
+			}
+			wg.Wait()
+			for g, err := range errs {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatalf("appender %d on a full disk got %v, want an error wrapping ENOSPC", g, err)
+				}
+			}
+			fsys.setWriteBudget(-1)
+			for i := 6; i <= 10; i++ {
+				acked = append(acked, mustAppend(t, w, payloadFor(i)))
+			}
+			mustClose(t, w)
+
+			core, logs := observer.New(zapcore.WarnLevel)
+			opts := memOptions(fsys)
+			opts.Logger = zap.New(core)
+			w = mustOpen(t, opts)
+			defer mustClose(t, w)
+			if logs.Len() != 0 {
+				t.Fatalf("reopen after a failed write found damage: %v", logs.All())
+			}
+			checkRecords(t, "replay after ENOSPC", replayAll(t, w, 0), acked)
+		})
+	}
+}
+
+func TestFailedFsyncRefusesEveryLaterAppend(t *testing.T) {
+	fsys := newMemFS()
+	w := mustOpen(t, memOptions(fsys))
+	acked := []rec{mustAppend(t, w, []byte("one")), mustAppend(t, w, []byte("two"))}
+	fsys.setSyncErr(syscall.EIO)
+	if _, err := w.Append([]byte("three")); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("append with a failing fsync got %v, want EIO", err)
+	}
+	fsys.setSyncErr(nil)
+	for i := 0; i < 3; i++ {
+		_, err := w.Append([]byte("later"))
+		if !errors.Is(err, ErrFailed) || !errors.Is(err, syscall.EIO) {
+			t.Fatalf("append after a failed fsync got %v, want ErrFailed wrapping EIO", err)
+		}
+	}
+	if err := w.Close(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Close after a failed fsync returned %v, want ErrFailed", err)
+	}
+	w = mustOpen(t, memOptions(fsys))
+	defer mustClose(t, w)
+	got := replayAll(t, w, 0)
+	// "three" reached the page cache before its fsync failed; it may or may
+	// not be on disk, but it was never acknowledged and nothing acked is lost.
+	if len(got) < len(acked) {
+		t.Fatalf("reopen lost acknowledged records: got %v, want prefix %v", got, acked)
+	}
+	checkRecords(t, "acknowledged prefix", got[:len(acked)], acked)
+	mustAppend(t, w, []byte("after reopen"))
+}
+
+func TestConcurrentAppendersAllReplayed(t *testing.T) {
+	const goroutines, each = 64, 40
+	dir := t.TempDir()
+	opts := Options{Dir: dir, SegmentSize: 16 << 10}
+	w := mustOpen(t, opts)
+	var mu sync.Mutex
+	acked := map[uint64][]byte{}
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Go(func() {
+			for i := 0; i < each; i++ {
+				p := []byte(fmt.Sprintf("g%d-i%d", g, i))
+				lsn, err := w.Append(p)
+				if err != nil {
+					t.Errorf("goroutine %d append %d: %v", g, i, err)
+					return
+				}
+				mu.Lock()
+				if _, dup := acked[lsn]; dup {
+					t.Errorf("lsn %d returned twice", lsn)
+				}
+				acked[lsn] = p
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	stats := w.Stats()
+	mustClose(t, w)
+	if t.Failed() {
+		return
+	}
+	if stats.Appends != goroutines*each || stats.Syncs > stats.Batches+uint64(stats.Segments) {
+		t.Fatalf("stats %+v: want %d appends and at most one fsync per batch (plus rotations)", stats, goroutines*each)
+	}
+	t.Logf("%d appends in %d batches, %d fsyncs, %d segments", stats.Appends, stats.Batches, stats.Syncs, stats.Segments)
+
+	w = mustOpen(t, opts)
+	defer mustClose(t, w)
+	got := replayAll(t, w, 0)
+	if len(got) != len(acked) {
+		t.Fatalf("replayed %d records, acknowledged %d", len(got), len(acked))
+	}
+	for i, r := range got {
+		if i > 0 && r.lsn <= got[i-1].lsn {
+			t.Fatalf("replay out of order: lsn %d after %d", r.lsn, got[i-1].lsn)
+		}
+		if !bytes.Equal(acked[r.lsn], r.payload) {
+			t.Fatalf("lsn %d replayed %q, acknowledged %q", r.lsn, r.payload, acked[r.lsn])
+		}
+	}
+}
+
+// TestCrashLosesNoAcknowledgedRecord drops everything not fsynced while
+// appenders are running.
+func TestCrashLosesNoAcknowledgedRecord(t *testing.T) {
+	fsys := newMemFS()
+	w := mustOpen(t, Options{Dir: memDir, FS: fsys, SegmentSize: 4096})
+	var mu sync.Mutex
+	acked := map[uint64][]byte{}
+	sent := map[string]bool{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := []byte(fmt.Sprintf("g%d-%d", g, i))
+				mu.Lock()
+				sent[string(p)] = true
+				mu.Unlock()
+				lsn, err := w.Append(p)
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+				mu.Lock()
+				acked[lsn] = p
+				mu.Unlock()
+			}
+		})
+	}
+	for w.Stats().Appends < 500 {
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	ackedBefore := make(map[uint64][]byte, len(acked))
+	for k, v := range acked {
+		ackedBefore[k] = v
+	}
+	mu.Unlock()
+	crashed := fsys.crash()
+	close(stop)
+	wg.Wait()
+	mustClose(t, w)
+
+	w = mustOpen(t, Options{Dir: memDir, FS: crashed, SegmentSize: 4096})
+	defer mustClose(t, w)
+	got := map[uint64][]byte{}
+	for _, r := range replayAll(t, w, 0) {
+		if !sent[string(r.payload)] {
+			t.Fatalf("lsn %d replayed %q, which nobody appended", r.lsn, r.payload)
+		}
+		got[r.lsn] = r.payload
+	}
+	for lsn, p := range ackedBefore {
+		if !bytes.Equal(got[lsn], p) {
+			t.Fatalf("acknowledged lsn %d (%q) lost in the crash: replayed %q", lsn, p, got[lsn])
+		}
+	}
+	t.Logf("%d acknowledged before the crash, %d survived", len(ackedBefore), len(got))
+}
+
+func TestReleaseDeletesOnlyFullyCoveredSegments(t *testing.T) {
+	fsys := newMemFS()
+	// SegmentSize 1: every batch fills its segment, so record i lives alone
+	// in segment i and segment 11 is the empty active one.
+	opts := Options{Dir: memDir, FS: fsys, SegmentSize: 1}
+	w := mustOpen(t, opts)
+	var recs []rec
+	for i := 1; i <= 10; i++ {
+		recs = append(recs, mustAppend(t, w, payloadFor(i)))
+	}
+	if n := len(fsys.names()); n != 11 {
+		t.Fatalf("after 10 records in 1-byte segments: %d files %v, want 11", n, fsys.names())
+	}
+	if err := w.Release(4); err != nil {
+		t.Fatalf("Release(4): %v", err)
+	}
+	if got, want := fsys.names()[0], segmentName(5); got != want || len(fsys.names()) != 7 {
+		t.Fatalf("after Release(4): files %v, want %s.. (7 files)", fsys.names(), want)
+	}
+	checkRecords(t, "replay after Release(4)", replayAll(t, w, 4), recs[4:])
+	if err := w.Release(1 << 40); err != nil {
+		t.Fatalf("Release(all): %v", err)
+	}
+	if names := fsys.names(); len(names) != 1 || names[0] != segmentName(11) {
+		t.Fatalf("after releasing everything: files %v, want only the active %s", names, segmentName(11))
+	}
+	if s := w.Stats(); s.Segments != 1 {
+		t.Fatalf("Stats.Segments = %d, want 1", s.Segments)
+	}
+	mustClose(t, w)
+
+	w = mustOpen(t, opts)
+	if got := w.LastLSN(); got != 10 {
+		t.Fatalf("reopened with only the empty active segment: LastLSN %d, want 10", got)
+	}
+	if r := mustAppend(t, w, []byte("continues")); r.lsn != 11 {
+		t.Fatalf("append after reopen got lsn %d, want 11", r.lsn)
+	}
+	mustClose(t, w)
+}
+
+func TestReleaseNeverDeletesTheActiveSegment(t *testing.T) {
+	fsys := newMemFS()
+	w := mustOpen(t, Options{Dir: memDir, FS: fsys, SegmentSize: 1 << 20})
+	defer mustClose(t, w)
+	recs := []rec{mustAppend(t, w, []byte("a")), mustAppend(t, w, []byte("b"))}
+	if err := w.Release(1 << 40); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	checkRecords(t, "after Release of the active segment's records", replayAll(t, w, 0), recs)
+}
+
+func TestStartLSNIsTheFloor(t *testing.T) {
+	fsys := newMemFS()
+	opts := memOptions(fsys)
+	opts.StartLSN = 1000
+	w := mustOpen(t, opts)
+	if r := mustAppend(t, w, []byte("x")); r.lsn != 1000 {
+		t.Fatalf("first lsn %d, want StartLSN 1000", r.lsn)
+	}
+	mustClose(t, w)
+	opts.StartLSN = 5000
+	w = mustOpen(t, opts)
+	defer mustClose(t, w)
+	if r := mustAppend(t, w, []byte("y")); r.lsn != 5000 {
+		t.Fatalf("lsn after raising StartLSN: %d, want 5000", r.lsn)
+	}
+}
+
+func TestIntervalSyncAcknowledgesBeforeFsyncAndSyncsOnTick(t *testing.T) {
+	fsys := newMemFS()
+	opts := Options{Dir: memDir, FS: fsys, Sync: SyncPolicy{Interval: time.Hour}}
+	w := mustOpen(t, opts)
+	var recs []rec
+	for i := 1; i <= 20; i++ {
+		recs = append(recs, mustAppend(t, w, payloadFor(i)))
+	}
+	if s := w.Stats(); s.Appends != 20 || s.Syncs != 0 {
+		t.Fatalf("interval mode with a 1h interval: stats %+v, want 20 appends and no fsync yet", s)
+	}
+	// A power loss now loses the unsynced suffix, but never leaves a hole.
+	crashed := fsys.crash()
+	mustClose(t, w)
+	cw := mustOpen(t, memOptions(crashed))
+	got := replayAll(t, cw, 0)
+	checkRecords(t, "after power loss in interval mode", got, recs[:len(got)])
+	mustClose(t, cw)
+	// Close syncs: a crash after it loses nothing.
+	w = mustOpen(t, memOptions(fsys.crash()))
+	checkRecords(t, "after Close in interval mode", replayAll(t, w, 0), recs)
+	mustClose(t, w)
+
+	opts.Sync = SyncPolicy{Interval: time.Millisecond}
+	w = mustOpen(t, opts)
+	defer mustClose(t, w)
+	recs = append(recs, mustAppend(t, w, []byte("ticked")))
+	for w.Stats().Syncs == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	w2 := mustOpen(t, memOptions(fsys.crash()))
+	defer mustClose(t, w2)
+	checkRecords(t, "after the ticker's fsync", replayAll(t, w2, 0), recs)
+}
+
+func TestAppendAfterCloseReturnsErrClosed(t *testing.T) {
+	fsys := newMemFS()
+	w := mustOpen(t, memOptions(fsys))
+	mustClose(t, w)
+	if _, err := w.Append([]byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close: %v, want ErrClosed", err)
+	}
+	if err := w.Replay(0, func(uint64, []byte) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Replay after Close: %v, want ErrClosed", err)
+	}
+	if err := w.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestPayloadLimit(t *testing.T) {
+	fsys := newMemFS()
+	w := mustOpen(t, Options{Dir: memDir, FS: fsys})
+	defer mustClose(t, w)
+	big := make([]byte, MaxPayload+1)
+	if _, err := w.Append(big); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Append of %d bytes: %v, want ErrTooLarge", len(big), err)
+	}
+	want := mustAppend(t, w, big[:MaxPayload])
+	got := replayAll(t, w, 0)
+	checkRecords(t, "a maximum-size record", got, []rec{want})
+}
+
+func TestParseSyncPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"always", 0, false},
+		{"10ms", 10 * time.Millisecond, false},
+		{"1s", time.Second, false},
+		{"0s", 0, true},
+		{"-5ms", 0, true},
+		{"sometimes", 0, true},
+		{"", 0, true},
+	} {
+		p, err := ParseSyncPolicy(tc.in)
+		if (err != nil) != tc.wantErr || p.Interval != tc.want {
+			t.Errorf("ParseSyncPolicy(%q) = %v, %v; want %v, error %v", tc.in, p, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+func TestOpenRejectsBadOptions(t *testing.T) {
+	for _, o := range []Options{
+		{},
+		{Dir: memDir, SegmentSize: -1, FS: newMemFS()},
+		{Dir: memDir, Sync: SyncPolicy{Interval: -time.Second}, FS: newMemFS()},
+	} {
+		if w, err := Open(o); err == nil {
+			w.Close()
+			t.Errorf("Open(%+v) succeeded, want an error", o)
+		}
+	}
+}
+
+func TestSegmentNames(t *testing.T) {
+	if got := segmentName(42); got != "00000000000000000042.wal" {
+		t.Fatalf("segmentName(42) = %s", got)
+	}
+	for _, bad := range []string{"42.wal", "0000000000000000004x.wal", "00000000000000000042.log", "00000000000000000000.wal", "99999999999999999999.wal"} {
+		if _, ok := parseSegmentName(bad); ok {
+			t.Errorf("parseSegmentName(%q) accepted a name the log never writes", bad)
+		}
+	}
+}
