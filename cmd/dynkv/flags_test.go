@@ -15,9 +15,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// signal.NotifyContext starts the runtime's one signal watcher, which
-	// lives for the process by design.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("os/signal.signal_recv"), goleak.IgnoreTopFunction("os/signal.loop"))
+	goleak.VerifyTestMain(m,
+		// signal.NotifyContext starts the runtime's one signal watcher,
+		// which lives for the process by design.
+		goleak.IgnoreTopFunction("os/signal.signal_recv"),
+		goleak.IgnoreTopFunction("os/signal.loop"),
+		// goleveldb's pool drainer notices a closed DB only on its next
+		// 30s tick; store and node tests ignore it the same way.
+		goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"))
 }
 
 // envOf turns a map into the env lookup run takes.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/dynkv/dynkv/node"
 )
@@ -76,7 +77,7 @@ func runServer(ctx context.Context, args []string, env func(string) string, stdo
 	if err != nil {
 		return report(stderr, err)
 	}
-	log, err := cfg.NewLogger()
+	log, err := newLogger(cfg, stderr)
 	if err != nil {
 		return report(stderr, usagef("%v", err))
 	}
@@ -108,6 +109,27 @@ func runServer(ctx context.Context, args []string, env func(string) string, stdo
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// newLogger builds the zap logger that --log-level and --log-format ask
+// for, writing to w (stderr) so that tests can read what an operator sees.
+func newLogger(cfg node.Config, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", cfg.LogLevel, err)
+	}
+	var enc zapcore.Encoder
+	switch cfg.LogFormat {
+	case "json":
+		enc = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	case "console":
+		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
+	default:
+		return nil, fmt.Errorf("--log-format %q: want json or console", cfg.LogFormat)
+	}
+	out := zapcore.Lock(zapcore.AddSync(w))
+	core := zapcore.NewCore(enc, out, level)
+	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(out)).With(zap.String("node", cfg.ID)), nil
 }
 
 // oneLine folds a multi-line error (errors.Join) into the one line SPEC

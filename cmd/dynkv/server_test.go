@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is an io.Writer the node's goroutines and the test share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startServer runs `dynkv server` in-process on free ports and returns its
+// HTTP URL and a stop function that returns the exit status.
+func startServer(t *testing.T, dataDir string, extra ...string) (addr string, logs *syncBuffer, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs = &syncBuffer{}
+	started := make(chan string, 1)
+	exited := make(chan int, 1)
+	args := append([]string{"--id", "t1", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0",
+		"--gossip-addr", "127.0.0.1:0", "--resp-addr", "", "--log-format", "json"}, extra...)
+	go func() {
+		exited <- runServer(ctx, args, envOf(nil), &bytes.Buffer{}, logs, func(a string) { started <- a })
+	}()
+	select {
+	case a := <-started:
+		addr = "http://" + a
+	case code := <-exited:
+		cancel()
+		t.Fatalf("server exited with %d before starting; log:\n%s", code, logs.String())
+	}
+	var once sync.Once
+	var code int
+	stop = func() int {
+		once.Do(func() {
+			cancel()
+			code = <-exited
+		})
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	return addr, logs, stop
+}
+
+func TestServerServesClientCommandsAndStopsCleanly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	addr, logs, stop := startServer(t, dir, "--auth-token", "secret")
+	env := envOf(map[string]string{"DYNKV_ADDR": addr, "DYNKV_AUTH_TOKEN": "secret"})
+	var out, errOut bytes.Buffer
+	if code := run([]string{"put", "greeting", "hello, world", "--content-type", "text/plain"}, env, nil, &out, &errOut); code != exitOK {
+		t.Fatalf("put: exit %d stderr %q", code, errOut.String())
+	}
+	putCtx := strings.TrimSpace(out.String())
+	out.Reset()
+	if code := run([]string{"get", "greeting"}, env, nil, &out, &errOut); code != exitOK || out.String() != "hello, world" {
+		t.Fatalf("get: exit %d stdout %q stderr %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"delete", "greeting", "--context", putCtx}, env, nil, &out, &errOut); code != exitOK {
+		t.Fatalf("delete: exit %d stderr %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"get", "greeting"}, env, nil, &out, &errOut); code != exitNotFound {
+		t.Fatalf("get after delete: exit %d stderr %q, want %d", code, errOut.String(), exitNotFound)
+	}
+	noToken := envOf(map[string]string{"DYNKV_ADDR": addr})
+	errOut.Reset()
+	if code := run([]string{"get", "greeting"}, noToken, nil, &out, &errOut); code != exitFailure {
+		t.Fatalf("get without the token: exit %d stderr %q, want %d", code, errOut.String(), exitFailure)
+	}
+
+	if code := stop(); code != exitOK {
+		t.Fatalf("server exit %d after cancel, want 0; log:\n%s", code, logs.String())
+	}
+	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
+		t.Fatalf("no info \"stopped\" line in the log:\n%s", logs.String())
+	}
+
+	// The data survives a restart in the same directory.
+	addr, _, stop = startServer(t, dir)
+	out.Reset()
+	if code := run([]string{"put", "again", "v"}, envOf(map[string]string{"DYNKV_ADDR": addr}), nil, &out, &errOut); code != exitOK {
+		t.Fatalf("put after restart: exit %d stderr %q", code, errOut.String())
+	}
+	if code := stop(); code != exitOK {
+		t.Fatalf("second server exit %d", code)
+	}
+}
+
+func TestServerThatCannotListenExitsThree(t *testing.T) {
+	addr, _, _ := startServer(t, filepath.Join(t.TempDir(), "a"))
+	hostPort := strings.TrimPrefix(addr, "http://")
+	var stderr syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := runServer(ctx, []string{"--data-dir", filepath.Join(t.TempDir(), "b"), "--http-addr", hostPort, "--resp-addr", ""},
+		envOf(nil), &bytes.Buffer{}, &stderr, nil)
+	if code != exitFailure {
+		t.Fatalf("second server on a busy port: exit %d, want %d; stderr:\n%s", code, exitFailure, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "dynkv: ") || !strings.Contains(last, hostPort) {
+		t.Fatalf("last stderr line %q, want the one-line failure naming the address", last)
+	}
+}
