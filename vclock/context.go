@@ -238,10 +238,12 @@ func union(c, o Context) Context {
 			base = max(base, o.VV[oi].Counter)
 			oi++
 		}
-		kept := len(dots)
 		for {
 			cok := cj < len(c.Dots) && c.Dots[cj].Actor == actor
 			ook := oj < len(o.Dots) && o.Dots[oj].Actor == actor
+			if !cok && !ook {
+				break
+			}
 			var n uint64
 			switch {
 			case cok && ook:
@@ -255,18 +257,15 @@ func union(c, o Context) Context {
 			case cok:
 				n = c.Dots[cj].Counter
 				cj++
-			case ook:
+			default:
 				n = o.Dots[oj].Counter
 				oj++
 			}
-			if !cok && !ook {
-				break
-			}
+			// Counters arrive in ascending order, so once one is kept as
+			// an exception (a gap), no later one can be contiguous.
 			switch {
 			case n <= base:
-			case n == base+1 && len(dots) == kept:
-				// Contiguous and no gap kept before it: absorb. Once a
-				// gap is kept, nothing later can be contiguous.
+			case n == base+1:
 				base = n
 			default:
 				dots = append(dots, Dot{Actor: actor, Counter: n})
