@@ -120,7 +120,7 @@ type recordReader struct {
 
 func newRecordReader(f io.ReaderAt, size int64, minLSN, prevLSN uint64) *recordReader {
 	return &recordReader{
-		r:       bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 256<<10),
+		r:       bufio.NewReaderSize(io.NewSectionReader(f, 0, size), int(min(size, 256<<10))),
 		size:    size,
 		prevLSN: prevLSN,
 		minLSN:  minLSN,

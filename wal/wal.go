@@ -55,6 +55,15 @@ type WAL struct {
 	closed  bool
 	failed  error // sticky: set by a failed fsync, refuses all appends
 
+	// spaceWaiters counts appenders blocked on a full pending batch: the
+	// flusher must not hold the batch back for anyone while they wait.
+	spaceWaiters int
+	// returning counts appenders of the last flushed batch that have not
+	// yet left Append. The flusher holds the next batch back until they
+	// have: a closed loop of N appenders then shares one fsync, instead of
+	// splitting into two cohorts that alternate with half-full batches.
+	returning atomic.Int64
+
 	kick    chan struct{} // buffered 1: "the pending batch is not empty"
 	closing chan struct{}
 	stopped chan struct{}
@@ -146,7 +155,9 @@ func (w *WAL) Append(payload []byte) (uint64, error) {
 		if len(w.pending.buf) == 0 || len(w.pending.buf)+need <= maxBatchBytes {
 			break
 		}
+		w.spaceWaiters++
 		w.space.Wait()
+		w.spaceWaiters--
 	}
 	b := w.pending
 	lsn := w.nextLSN
@@ -156,15 +167,22 @@ func (w *WAL) Append(payload []byte) (uint64, error) {
 	b.last = lsn
 	w.mu.Unlock()
 
-	select {
-	case w.kick <- struct{}{}:
-	default: // a kick is already pending; the flusher will see this record
-	}
+	w.kickFlusher()
 	<-b.done
+	if w.returning.Add(-1) == 0 {
+		w.kickFlusher() // the batch the flusher held back is complete now
+	}
 	if b.err != nil {
 		return 0, b.err
 	}
 	return lsn, nil
+}
+
+func (w *WAL) kickFlusher() {
+	select {
+	case w.kick <- struct{}{}:
+	default: // a kick is already pending; the flusher will look anyway
+	}
 }
 
 // LastLSN returns the highest LSN handed out, whether or not its record is
@@ -202,11 +220,11 @@ func (w *WAL) run() {
 	for {
 		select {
 		case <-w.kick:
-			w.flushPending()
+			w.flushPending(false)
 		case <-tick:
 			w.syncActive()
 		case <-w.closing:
-			for w.flushPending() {
+			for w.flushPending(true) {
 			}
 			w.syncActive()
 			return
@@ -215,10 +233,12 @@ func (w *WAL) run() {
 }
 
 // flushPending writes the pending batch, if any, and wakes its appenders.
-func (w *WAL) flushPending() bool {
+// Unless forced it waits (returns, to be kicked again) while appenders of
+// the previous batch are still on their way out and may want to join.
+func (w *WAL) flushPending(force bool) bool {
 	w.mu.Lock()
 	b := w.pending
-	if b.count == 0 {
+	if b.count == 0 || (!force && w.returning.Load() > 0 && w.spaceWaiters == 0) {
 		w.mu.Unlock()
 		return false
 	}
@@ -233,6 +253,7 @@ func (w *WAL) flushPending() bool {
 	} else {
 		b.err = w.writeBatch(b)
 	}
+	w.returning.Store(int64(b.count)) // before close: no appender has decremented yet
 	close(b.done)
 
 	if cap(b.buf) <= maxBatchBytes {
