@@ -13,9 +13,15 @@
 // Keys travel in the URL path. The handlers take the path as the client
 // sent it (URL.EscapedPath) and percent-decode it once, so "%2F" is a key
 // byte rather than a path separator and any byte, including NUL, can be part
-// of a key. Go's HTTP server rejects some malformed request targets itself,
-// before any handler runs, with a plain-text "400 Bad Request": a bad
-// percent-escape in the path (for example "/kv/%zz"), ASCII control
-// characters in the request target and request lines it cannot parse. Those
-// requests never reach this package, so their error body is not JSON.
+// of a key; a literal "/" and "%2F" name the same key.
+//
+// Go's HTTP server rejects some request targets itself, before any handler
+// runs, with a plain-text "400 Bad Request" (pinned down by
+// TestGoServerRejectsMalformedTargetsBeforeRouting): a bad percent-escape
+// in the path ("/kv/%zz", "/kv/%", "/kv/%2"), raw ASCII control bytes
+// (0x00-0x1f, 0x7f) or spaces in the target, and targets that do not start
+// with "/". Those requests never reach this package, so their error body
+// is not JSON. Raw bytes >= 0x80 and a raw "#" do reach it and are key
+// bytes. A malformed query string ("?ttl=%zz") reaches the node and gets a
+// JSON 400.
 package node
