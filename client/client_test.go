@@ -573,3 +573,34 @@ func TestAPIErrorFromPlainTextBody(t *testing.T) {
 		t.Fatalf("error %q does not name the node", err)
 	}
 }
+
+// BenchmarkPutGet measures the client's own cost per request pair against
+// an in-process fake node over loopback HTTP.
+func BenchmarkPutGet(b *testing.B) {
+	f := &fakeNode{data: map[string]*fakeEntry{}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c, err := New([]string{srv.URL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	value := bytes.Repeat([]byte("v"), 100)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		key := "key-" + strconv.Itoa(i%1000)
+		if _, err := c.Put(ctx, key, value, PutOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Get(ctx, key, GetOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		if i%1000 == 999 {
+			// The fake records every request; keep its memory flat.
+			f.mu.Lock()
+			f.requests, f.bodies = f.requests[:0], f.bodies[:0]
+			f.mu.Unlock()
+		}
+	}
+}

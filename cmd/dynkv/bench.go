@@ -347,8 +347,11 @@ func (b *bench) work(ctx context.Context, w int, stats *workerStats, stop *atomi
 		rctx, cancel := b.requestContext(ctx)
 		begin := time.Now()
 		var err error
+		conflict := false
 		if op == opRead {
-			_, err = cl.Get(rctx, key, client.GetOptions{DB: b.cfg.db})
+			var res *client.Result
+			res, err = cl.Get(rctx, key, client.GetOptions{DB: b.cfg.db})
+			conflict = err == nil && res.Conflict()
 		} else {
 			_, err = cl.Put(rctx, key, b.value, client.PutOptions{DB: b.cfg.db})
 		}
@@ -359,6 +362,9 @@ func (b *bench) work(ctx context.Context, w int, stats *workerStats, stop *atomi
 			return
 		}
 		status, failed := classify(op, err)
+		if conflict {
+			status = "300"
+		}
 		stats.add(op, status, failed, d)
 	}
 }

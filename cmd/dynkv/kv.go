@@ -112,7 +112,8 @@ func runPut(args []string, env func(string) string, stdin io.Reader, stdout, std
 	var cf clientFlags
 	var opts client.PutOptions
 	c := newCommand("put", "put KEY VALUE [flags]", `Writes VALUE under KEY ("-" reads VALUE from stdin) and prints the new context,
-which a later put or delete can pass with --context to supersede exactly what it covers.`)
+which a later put or delete can pass with --context to supersede exactly what it covers.
+Flags may come before or after the arguments; put "--" before a VALUE that starts with "-".`)
 	cf.register(c)
 	c.fs.DurationVar(&opts.TTL, "ttl", 0, "expire the value after this long, e.g. 30s")
 	c.fs.StringVar(&opts.Context, "context", "", "`context` from an earlier get or put; empty writes blindly")
