@@ -167,6 +167,12 @@ func TestBadInputGetsSpecStatusAndNodeStaysUp(t *testing.T) {
 	})
 
 	n.expectHealthy(t)
+	// The HTTP layer recovers handler panics into a 500; none may have happened.
+	for _, p := range []string{"panic in HTTP handler", "panic:"} {
+		if n.logContains(p) {
+			t.Errorf("node output contains %q after the bad input, want no panic", p)
+		}
+	}
 	for k, v := range baseline {
 		n.expectValue(t, -1, k, v)
 	}

@@ -24,7 +24,7 @@ func TestFullDiskGives507WhileReadsWork(t *testing.T) {
 	)
 	dir := t.TempDir()
 	mountTmpfs(t, dir, "48m")
-	n := startNode(t, nodeOptions{dataDir: dir, args: []string{fmt.Sprintf("--min-free-bytes=%d", minFreeBytes)}})
+	n := startNode(t, nodeOptions{dataDir: dir, args: []string{fmt.Sprintf("--min-free-bytes=%d", minFreeBytes), "--segment-size=4194304"}})
 	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 3))
 	value := func() []byte {

@@ -44,7 +44,10 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		bin, err := buildDynkv(dir)
+		bin, err := os.Getenv("DYNKV_E2E_BIN"), error(nil)
+		if bin == "" { // the normal case; the variable is for testing a given build
+			bin, err = buildDynkv(dir)
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 			return 1
@@ -188,6 +191,11 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 			<-p.done
 		}
 		n.client.CloseIdleConnections()
+		// A -race server reports races on stderr; a SIGKILLed one never
+		// gets to exit with status 66, so the log is the only witness.
+		if n.logContains("WARNING: DATA RACE") {
+			t.Errorf("node %s: the race detector reported a data race in the server (see its output)", n.id)
+		}
 		if t.Failed() {
 			t.Logf("output of node %s (%s), last %d bytes:\n%s", n.id, n.logPath, logTailBytes, n.logTail())
 		}
@@ -199,6 +207,12 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 func (n *node) baseURL() string { return "http://" + n.httpAddr }
 
 func (n *node) start() {
+	n.t.Helper()
+	n.waitReady(n.spawn())
+}
+
+// spawn starts the process with its output appended to the node's log.
+func (n *node) spawn() *process {
 	t := n.t
 	t.Helper()
 	args := append([]string{"server",
@@ -231,7 +245,37 @@ func (n *node) start() {
 	n.mu.Lock()
 	n.proc = p
 	n.mu.Unlock()
-	n.waitReady(p)
+	return p
+}
+
+// startExpectingExit starts the node when it is expected to refuse to run:
+// it returns the exit status and what this incarnation printed. It fails the
+// test if the node is still running after exitTimeout.
+func (n *node) startExpectingExit() (int, string) {
+	t := n.t
+	t.Helper()
+	if n.Running() {
+		t.Fatalf("node %s: startExpectingExit while still running", n.id)
+	}
+	var from int64
+	if fi, err := os.Stat(n.logPath); err == nil {
+		from = fi.Size()
+	}
+	p := n.spawn()
+	select {
+	case <-p.done:
+	case <-time.After(exitTimeout):
+		_ = n.kill()
+		t.Fatalf("node %s: still running %v after start, want it to refuse to start and exit", n.id, exitTimeout)
+	}
+	n.mu.Lock()
+	n.proc = nil
+	n.mu.Unlock()
+	b, err := os.ReadFile(n.logPath)
+	if err != nil {
+		t.Fatalf("node %s: reading its log: %v", n.id, err)
+	}
+	return p.cmd.ProcessState.ExitCode(), string(b[from:])
 }
 
 func (n *node) waitReady(p *process) {
@@ -332,6 +376,12 @@ func (n *node) Running() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.proc != nil && !n.proc.exited()
+}
+
+// logContains reports whether any incarnation of the node printed s.
+func (n *node) logContains(s string) bool {
+	b, err := os.ReadFile(n.logPath)
+	return err == nil && bytes.Contains(b, []byte(s))
 }
 
 func (n *node) logTail() string {
