@@ -180,14 +180,20 @@ func (n *Node) target(r *http.Request) (db int, key []byte, err error) {
 	return db, key, err
 }
 
+// query parses the query string. A malformed one is rejected whole, even if
+// the damage is in a parameter the node ignores: its meaning is unknowable.
+func query(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequestf("malformed query: %v", err)
+	}
+	return q, nil
+}
+
 // quorumParam validates the r or w query of a request. The value only
 // matters once there are replicas to wait for; until then it is checked so
 // that clients learn of mistakes now.
-func (n *Node) quorumParam(r *http.Request, name string) (int, error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return 0, badRequestf("malformed query: %v", err)
-	}
+func (n *Node) quorumParam(q url.Values, name string) (int, error) {
 	def := n.cfg.ReadQuorum
 	if name == "w" {
 		def = n.cfg.WriteQuorum
@@ -209,11 +215,15 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := n.quorumParam(r, "w"); err != nil {
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	if _, err := n.quorumParam(q, "w"); err != nil {
 		return err
 	}
 	var ttl time.Duration
-	if q, _ := url.ParseQuery(r.URL.RawQuery); q.Has("ttl") {
+	if q.Has("ttl") {
 		if ttl, err = parseTTL(q.Get("ttl")); err != nil {
 			return err
 		}
@@ -269,7 +279,11 @@ func (n *Node) delete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := n.quorumParam(r, "w"); err != nil {
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	if _, err := n.quorumParam(q, "w"); err != nil {
 		return err
 	}
 	ctx, err := parseContext(r.Header.Get(ContextHeader))
@@ -310,7 +324,11 @@ func (n *Node) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := n.quorumParam(r, "r"); err != nil {
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	if _, err := n.quorumParam(q, "r"); err != nil {
 		return err
 	}
 	set, err := n.store.Get(db, key)

@@ -38,11 +38,11 @@ type Node struct {
 	inflight chan struct{} // a slot per request being served; full means shed load
 	tokens   [][32]byte    // sha256 of each accepted bearer token
 	state    atomic.Int32
+	addr     atomic.Pointer[string] // bound address once listening
 
 	// mu guards the lifecycle: Start and Shutdown may race when an
 	// operator interrupts a node that is still starting.
 	mu        sync.Mutex
-	ln        net.Listener
 	started   bool
 	stopped   bool
 	serveDone chan struct{} // closed when the serving goroutine returns
@@ -130,7 +130,8 @@ func (n *Node) Start() error {
 		MaxHeaderBytes: 1 << 20,
 		ErrorLog:       errLog,
 	}
-	n.ln = ln
+	bound := ln.Addr().String()
+	n.addr.Store(&bound)
 	n.started = true
 	go n.serve(n.srv, ln)
 	n.state.Store(stateReady)
@@ -155,10 +156,9 @@ func (n *Node) serve(srv *http.Server, ln net.Listener) {
 // Addr is the address the HTTP API listens on: the bound one after Start
 // (useful with port 0), the configured one before.
 func (n *Node) Addr() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ln != nil {
-		return n.ln.Addr().String()
+	// Not under mu: Shutdown holds it while draining.
+	if a := n.addr.Load(); a != nil {
+		return *a
 	}
 	return n.cfg.HTTPAddr
 }
