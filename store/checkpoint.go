@@ -54,11 +54,11 @@ func (s *Store) writeCheckpointLocked() (uint64, error) {
 	// checkpoint key's range rotates the memtable and waits for every
 	// memtable flush (tables and manifest are fsynced), so nothing the
 	// checkpoint covers depends on an unsynced journal afterwards.
-	if err := s.ldb.Put(checkpointKey, v[:], writeSync); err != nil {
+	if err := s.db().Put(checkpointKey, v[:], writeSync); err != nil {
 		return 0, fmt.Errorf("store: write checkpoint %d: %w", lsn, err)
 	}
 	limit := append(append([]byte(nil), checkpointKey...), 0)
-	if err := s.ldb.CompactRange(util.Range{Start: checkpointKey, Limit: limit}); err != nil {
+	if err := s.db().CompactRange(util.Range{Start: checkpointKey, Limit: limit}); err != nil {
 		return 0, fmt.Errorf("store: flush LevelDB memtable for checkpoint %d: %w", lsn, err)
 	}
 	s.checkpointLSN.Store(lsn)

@@ -182,3 +182,66 @@ func TestFailedLevelDBApplyIsKeptPendingUntilARetryAppliesIt(t *testing.T) {
 		t.Fatalf("after a crash with a pending record: %v, want [v2]", got)
 	}
 }
+
+// stickyApply fails every LevelDB apply until the store has reopened
+// LevelDB, like goleveldb after a journal write error.
+type stickyApply struct{ s atomic.Pointer[Store] }
+
+func (f *stickyApply) wrap(apply func(*leveldb.Batch) error) func(*leveldb.Batch) error {
+	return func(b *leveldb.Batch) error {
+		if s := f.s.Load(); s != nil && s.reopens.Load() == 0 {
+			return fmt.Errorf("leveldb/journal: %w", syscall.ENOSPC)
+		}
+		return apply(b)
+	}
+}
+
+func TestStuckLevelDBIsReopenedAndPendingRecordsApplied(t *testing.T) {
+	clk := newTestClock()
+	dir := t.TempDir()
+	fault := &stickyApply{}
+	opts := testOptions(dir, clk)
+	opts.wrapApply = fault.wrap
+	s := mustOpen(t, opts)
+	mustPut(t, s, 0, "k", "n1", vclock.Context{}, value("v1"))
+	fault.s.Store(s)
+	if _, _, err := s.Put(0, []byte("k"), "n1", vclock.Context{}, value("v2")); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Put with a stuck LevelDB: %v, want ErrDiskFull", err)
+	}
+	// Readers keep going while the store reopens LevelDB under them.
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			set, err := s.Get(0, []byte("k"))
+			if err != nil || !sameStrings(values(set.Siblings), []string{"v2"}) {
+				done <- fmt.Errorf("read during reopen: %v %v, want [v2]", values(set.Siblings), err)
+				return
+			}
+		}
+	}()
+	waitFor(t, "the retry to reopen LevelDB and apply the pending record", func() bool {
+		return s.Stats().PendingRecords == 0
+	})
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Stats().LevelDBReopens; n != 1 {
+		t.Errorf("LevelDB reopened %d times, want 1", n)
+	}
+	mustPut(t, s, 0, "k", "n1", vclock.Context{}, value("v3"))
+	closeStore(t, s)
+
+	s = mustOpen(t, testOptions(dir, clk))
+	defer closeStore(t, s)
+	if got := values(mustGet(t, s, 0, "k").Siblings); len(got) != 1 || got[0] != "v3" {
+		t.Fatalf("after reopen and restart: %v, want [v3]", got)
+	}
+}

@@ -76,7 +76,10 @@ func (s *Store) reclaimPass() (int, error) {
 }
 
 func (s *Store) dueEntries(now int64) ([]reclaimEntry, error) {
-	it := s.ldb.NewIterator(&util.Range{Start: []byte{prefixReclaim}, Limit: reclaimBound(now)}, nil)
+	// goleveldb must not be closed under an open iterator: hold off reopens.
+	s.ldbSwap.RLock()
+	defer s.ldbSwap.RUnlock()
+	it := s.db().NewIterator(&util.Range{Start: []byte{prefixReclaim}, Limit: reclaimBound(now)}, nil)
 	defer it.Release()
 	var due []reclaimEntry
 	for len(due) < reclaimBatch && it.Next() {
@@ -147,7 +150,7 @@ func (s *Store) fixIndex(e reclaimEntry, want []byte) error {
 	if want != nil {
 		b.Put(want, nil)
 	}
-	if err := s.ldb.Write(b, writeNoSync); err != nil {
+	if err := s.db().Write(b, writeNoSync); err != nil {
 		if errors.Is(err, leveldb.ErrClosed) {
 			return ErrClosed
 		}

@@ -173,7 +173,7 @@ func TestReclaimerRepairsAStaleIndexEntry(t *testing.T) {
 	// An orphan entry due now, for a key that expires later, and one for a
 	// key that does not exist.
 	for _, k := range [][]byte{reclaimKey(clk.After(0), 0, []byte("k")), reclaimKey(clk.After(0), 0, []byte("ghost"))} {
-		if err := s.ldb.Put(k, nil, nil); err != nil {
+		if err := s.db().Put(k, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -11,6 +11,7 @@ type Stats struct {
 	ReclaimedKeys   uint64    // keys dropped by the TTL/tombstone reclaimer since Open
 	PendingRecords  int       // WAL-durable records LevelDB has not absorbed yet
 	CheckpointLSN   uint64    // every record up to here is durably in LevelDB
+	LevelDBReopens  uint64    // reopens to recover from failed LevelDB applies
 	WAL             wal.Stats // the log's own counters
 	LevelDB         string    // LevelDB's "leveldb.stats" property text
 }
@@ -24,12 +25,13 @@ func (s *Store) Stats() Stats {
 		ReclaimedKeys:   s.reclaimed.Load(),
 		PendingRecords:  int(s.pendingN.Load()),
 		CheckpointLSN:   s.checkpointLSN.Load(),
+		LevelDBReopens:  s.reopens.Load(),
 	}
 	if s.closed.Load() {
 		return st
 	}
 	st.WAL = s.wal.Stats()
-	if v, err := s.ldb.GetProperty("leveldb.stats"); err == nil {
+	if v, err := s.db().GetProperty("leveldb.stats"); err == nil {
 		st.LevelDB = v
 	}
 	return st

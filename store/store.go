@@ -13,7 +13,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/syndtr/goleveldb/leveldb"
-	"github.com/syndtr/goleveldb/leveldb/filter"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"go.uber.org/zap"
 
@@ -36,6 +35,8 @@ const (
 	lockStripes = 4096
 	// pendingRetryInterval paces re-applying WAL records LevelDB rejected.
 	pendingRetryInterval = 100 * time.Millisecond
+	// levelDBReopenInterval paces reopening LevelDB while applies fail.
+	levelDBReopenInterval = time.Second
 )
 
 var (
@@ -45,9 +46,16 @@ var (
 
 // Store is one node's local engine. All methods are safe for concurrent use.
 type Store struct {
-	opts         Options
-	log          *zap.Logger
-	ldb          *leveldb.DB
+	opts   Options
+	log    *zap.Logger
+	ldbDir string
+	// ldb is swapped only by reopenLevelDB, under ldbSwap, the gate and
+	// ckptMu; readers that find a closed handle wait on ldbSwap and retry.
+	ldb     atomic.Pointer[leveldb.DB]
+	ldbSwap sync.RWMutex
+	// lastReopen paces LevelDB reopens (maintain goroutine only).
+	lastReopen   time.Time
+	reopens      atomic.Uint64
 	wal          *wal.WAL
 	space        *freeSpaceGuard
 	segmentBytes int64
@@ -110,18 +118,14 @@ func Open(opts Options) (*Store, error) {
 			return nil, fmt.Errorf("store: create %s: %w", d, err)
 		}
 	}
-	ldb, err := leveldb.OpenFile(ldbDir, &opt.Options{
-		BlockCacheCapacity: 32 << 20,
-		WriteBuffer:        16 << 20,
-		Filter:             filter.NewBloomFilter(10),
-	})
+	ldb, err := openLevelDB(ldbDir)
 	if err != nil {
-		return nil, fmt.Errorf("store: open LevelDB at %s: %w", ldbDir, err)
+		return nil, err
 	}
 	s := &Store{
 		opts:         opts,
 		log:          opts.Logger,
-		ldb:          ldb,
+		ldbDir:       ldbDir,
 		space:        newFreeSpaceGuard(opts.Dir, opts.MinFreeBytes),
 		segmentBytes: opts.SegmentSize,
 		kick:         make(chan struct{}, 1),
@@ -133,7 +137,8 @@ func Open(opts Options) (*Store, error) {
 	if s.segmentBytes == 0 {
 		s.segmentBytes = wal.DefaultSegmentSize
 	}
-	s.apply = func(b *leveldb.Batch) error { return s.ldb.Write(b, writeNoSync) }
+	s.ldb.Store(ldb)
+	s.apply = func(b *leveldb.Batch) error { return s.db().Write(b, writeNoSync) }
 	if opts.wrapApply != nil {
 		s.apply = opts.wrapApply(s.apply)
 	}
@@ -184,7 +189,7 @@ func Open(opts Options) (*Store, error) {
 }
 
 func (s *Store) readCheckpoint() (uint64, error) {
-	v, err := s.ldb.Get(checkpointKey, nil)
+	v, err := s.db().Get(checkpointKey, nil)
 	if errors.Is(err, leveldb.ErrNotFound) {
 		return 0, nil
 	}
@@ -220,7 +225,7 @@ func (s *Store) replay(after uint64) error {
 		case opDrop:
 			b = s.dropBatch(r.db, r.key, old, found)
 		}
-		if err := s.ldb.Write(b, writeNoSync); err != nil {
+		if err := s.db().Write(b, writeNoSync); err != nil {
 			return fmt.Errorf("WAL record %d: apply to LevelDB: %w", lsn, err)
 		}
 		s.replayed.Add(1)
@@ -338,7 +343,14 @@ func (s *Store) read(db int, key []byte) (vclock.Set, bool, error) {
 }
 
 func (s *Store) readLevelDB(db int, key []byte) (vclock.Set, bool, error) {
-	v, err := s.ldb.Get(dataKey(db, key), nil)
+	dk := dataKey(db, key)
+	v, err := s.db().Get(dk, nil)
+	if errors.Is(err, leveldb.ErrClosed) && !s.closed.Load() {
+		// A reopen swapped the handle under us; wait for it to finish.
+		s.ldbSwap.RLock()
+		v, err = s.db().Get(dk, nil)
+		s.ldbSwap.RUnlock()
+	}
 	switch {
 	case errors.Is(err, leveldb.ErrNotFound):
 		return vclock.Set{}, false, nil
@@ -445,11 +457,31 @@ func (s *Store) pendingState(db int, key []byte) (pendingApply, bool) {
 
 // retryPending re-applies the pending queue in order; records carry full
 // states and no write to their keys happened since, so order within the
-// queue is all that matters.
+// queue is all that matters. goleveldb keeps failing after a journal write
+// error (its journal writer's error is sticky until the next memtable
+// rotation, which never comes), so once the disk has room again the retry
+// reopens LevelDB, which recovers its journal, and tries again.
 func (s *Store) retryPending() {
-	if s.pendingN.Load() == 0 {
+	if s.pendingN.Load() == 0 || s.applyPending() {
 		return
 	}
+	if time.Since(s.lastReopen) < levelDBReopenInterval {
+		return
+	}
+	s.space.invalidate()
+	if err := s.space.check(); err != nil {
+		return
+	}
+	s.lastReopen = time.Now()
+	if err := s.reopenLevelDB(); err != nil {
+		s.log.Error("reopen LevelDB to apply pending WAL records", zap.Error(err))
+		return
+	}
+	s.applyPending()
+}
+
+// applyPending reports whether the queue is now empty.
+func (s *Store) applyPending() bool {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
 	s.pendingMu.Lock()
@@ -459,13 +491,16 @@ func (s *Store) retryPending() {
 		if err := s.apply(s.pending[0].batch); err != nil {
 			s.pendingErr = classifyApplyError(err)
 			s.log.Debug("pending LevelDB apply still failing", zap.Int("pending", len(s.pending)), zap.Error(err))
-			return
+			return false
 		}
 		s.pending = s.pending[1:]
 		s.pendingN.Add(-1)
 	}
 	s.pending, s.pendingErr = nil, nil
-	s.log.Info("pending WAL records applied to LevelDB; accepting writes again", zap.Int("records", n))
+	if n > 0 {
+		s.log.Info("pending WAL records applied to LevelDB; accepting writes again", zap.Int("records", n))
+	}
+	return true
 }
 
 // putBatch writes the new state and moves the key's reclaim index entry.
@@ -520,7 +555,7 @@ func (s *Store) Close() error {
 		if err := s.wal.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("store: close WAL: %w", err))
 		}
-		if err := s.ldb.Close(); err != nil {
+		if err := s.db().Close(); err != nil && !errors.Is(err, leveldb.ErrClosed) {
 			errs = append(errs, fmt.Errorf("store: close LevelDB: %w", err))
 		}
 		s.closeErr = errors.Join(errs...)
