@@ -295,6 +295,7 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) *benchResult {
 		close(allDone)
 	}()
 
+	interrupted := ctx.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lastOps uint64
@@ -310,8 +311,9 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) *benchResult {
 		case <-deadline:
 			stop.Store(true)
 			deadline = nil
-		case <-ctx.Done():
+		case <-interrupted:
 			stop.Store(true)
+			interrupted = nil // a closed channel would make this loop spin
 		case now := <-tick.C:
 			if !b.cfg.progress {
 				continue

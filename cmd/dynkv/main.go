@@ -57,7 +57,7 @@ func run(args []string, env func(string) string, stdin io.Reader, stdout, stderr
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "server":
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		ctx, stop := interruptContext()
 		defer stop()
 		return runServer(ctx, rest, env, stdout, stderr, nil)
 	case "put":
@@ -69,7 +69,7 @@ func run(args []string, env func(string) string, stdin io.Reader, stdout, stderr
 	case "cluster":
 		return runCluster(rest, env, stdout, stderr)
 	case "bench":
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		ctx, stop := interruptContext()
 		defer stop()
 		return runBench(ctx, rest, env, stdout, stderr)
 	case "version", "--version":
@@ -84,6 +84,18 @@ func run(args []string, env func(string) string, stdin io.Reader, stdout, stderr
 	default:
 		return report(stderr, usagef("unknown command %q (run dynkv help)", cmd))
 	}
+}
+
+// interruptContext is done at the first SIGINT or SIGTERM. It then stops
+// catching them, so a second Ctrl-C kills a shutdown that hangs.
+func interruptContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		// Ends when a signal arrives or when the caller's stop cancels ctx.
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
 }
 
 func buildVersion() string {
