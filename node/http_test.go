@@ -3,14 +3,17 @@ package node
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -431,6 +434,9 @@ func TestOverloadedNodeSheds429(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxInflight = 1
 	tn := startNode(t, &cfg, hook)
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs before the node's Shutdown, even on failure
 
 	blocked := make(chan response, 1)
 	go func() { blocked <- tn.put("/kv/slow", "v", map[string]string{"X-Test-Block": "1"}) }()
@@ -445,7 +451,7 @@ func TestOverloadedNodeSheds429(t *testing.T) {
 		t.Fatalf("/health while overloaded = %d, want 200 (probes are never shed)", h.status)
 	}
 
-	close(release)
+	unblock()
 	if b := <-blocked; b.status != http.StatusNoContent {
 		t.Fatalf("held PUT = %d, want 204", b.status)
 	}
@@ -639,4 +645,47 @@ func TestContextFromPutCoversOnlyWhatTheClientSaw(t *testing.T) {
 	if ctx2.Compare(ctx1) != vclock.After {
 		t.Fatalf("second PUT context %v is not after the first %v", ctx2, ctx1)
 	}
+}
+
+func TestShutdownPastItsDeadlineStillClosesTheStore(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	cfg := testConfig(t)
+	n, err := New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.testHook = func(r *http.Request) {
+		close(entered)
+		<-release
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := (&http.Client{Transport: tr}).Get("http://" + n.Addr() + "/kv/held")
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-entered
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	err = n.Shutdown(ctx)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown with an expired context and a request in flight = %v, want context.Canceled", err)
+	}
+	if _, err := n.store.Get(0, []byte("held")); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("store after Shutdown: Get = %v, want ErrClosed", err)
+	}
+	// The held request's connection was closed under it.
+	if err := <-done; err == nil {
+		t.Fatalf("held request finished normally, want its connection closed")
+	}
+	close(release)
 }
