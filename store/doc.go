@@ -28,6 +28,9 @@
 // indeterminate outcome for the caller), serves reads with the pending state
 // overlaid, refuses every further write until a background retry has applied
 // the whole queue, and never checkpoints past the oldest pending record.
+// goleveldb stays broken after a journal write error, so while applies keep
+// failing and the disk has room again the retry reopens LevelDB (at most once
+// a second), which recovers its own journal.
 //
 // # TTL and tombstones
 //

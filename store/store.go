@@ -159,7 +159,7 @@ func Open(opts Options) (*Store, error) {
 		Repair:      opts.Repair,
 		StartLSN:    ckpt + 1,
 		FS:          opts.FS,
-		Logger:      opts.Logger,
+		Logger:      opts.Logger.Named("wal"),
 	})
 	if err != nil {
 		ldb.Close()
