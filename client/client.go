@@ -143,6 +143,8 @@ type APIError struct {
 	Needed  int    // 503: replicas needed for the quorum
 	Acked   int    // 503: replicas that answered
 	Addr    string // node that answered
+	// RetryAfter is the server's Retry-After on 429 and 503, 0 if none.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -412,16 +414,25 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		start = int(c.preferred.Load()) % len(c.addrs)
 	}
 	var lastErr error
+	var retryAfter time.Duration // the last node's own hint
+	prev := -1
 	for attempt := 0; attempt <= c.retries; attempt++ {
-		if attempt > 0 {
-			if err := c.sleep(ctx, attempt); err != nil {
-				return nil, fmt.Errorf("%w (last failure: %w)", err, lastErr)
-			}
-		}
 		idx := 0
 		if r.failover {
 			idx = (start + attempt) % len(c.addrs)
 		}
+		if attempt > 0 {
+			// Retry-After is about the node that sent it; another node
+			// gets only the backoff.
+			floor := time.Duration(0)
+			if idx == prev {
+				floor = retryAfter
+			}
+			if err := c.sleep(ctx, attempt, floor); err != nil {
+				return nil, fmt.Errorf("%w (last failure: %w)", err, lastErr)
+			}
+		}
+		prev, retryAfter = idx, 0
 		resp, err := c.send(ctx, c.addrs[idx], r)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -433,7 +444,7 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
 			apiErr := apiError(resp)
 			resp.Body.Close()
-			lastErr = apiErr
+			lastErr, retryAfter = apiErr, apiErr.RetryAfter
 			continue
 		}
 		if r.failover {
@@ -479,10 +490,11 @@ type ConnError struct {
 func (e *ConnError) Error() string { return fmt.Sprintf("client: %s: %v", e.Addr, e.Err) }
 func (e *ConnError) Unwrap() error { return e.Err }
 
-// sleep waits the backoff before the given attempt (1-based): full jitter
-// over an exponentially growing window, so clients that failed together do
-// not retry together.
-func (c *Client) sleep(ctx context.Context, attempt int) error {
+// sleep waits the backoff before the given attempt (1-based): jitter over
+// the upper half of an exponentially growing window, so clients that failed
+// together do not retry together; at least floor (a Retry-After), and never
+// more than the backoff cap.
+func (c *Client) sleep(ctx context.Context, attempt int, floor time.Duration) error {
 	d := c.backoffBase
 	for i := 1; i < attempt && d < c.backoffMax; i++ {
 		d *= 2
@@ -490,10 +502,13 @@ func (c *Client) sleep(ctx context.Context, attempt int) error {
 	if d > c.backoffMax {
 		d = c.backoffMax
 	}
+	if d > 0 {
+		d = d/2 + rand.N(d/2+1)
+	}
+	d = min(max(d, floor), c.backoffMax)
 	if d <= 0 {
 		return ctx.Err()
 	}
-	d = d/2 + rand.N(d/2+1)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -509,6 +524,11 @@ func apiError(resp *http.Response) *APIError {
 	e := &APIError{Status: resp.StatusCode}
 	if resp.Request != nil && resp.Request.URL != nil {
 		e.Addr = resp.Request.URL.Scheme + "://" + resp.Request.URL.Host
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if secs, err := strconv.Atoi(ra); err == nil && secs > 0 {
+			e.RetryAfter = time.Duration(secs) * time.Second
+		}
 	}
 	body, _ := readBody(resp.Body, maxErrorBody)
 	var j struct {

@@ -88,6 +88,9 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, `{"error":"quorum not reached","needed":2,"acked":1}`)
 			return
 		}
+		if f.failStatus == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
 		writeErr(w, f.failStatus, "shedding load")
 		return
 	}
@@ -486,6 +489,21 @@ func TestAllNodesDownGivesConnError(t *testing.T) {
 	var ce *ConnError
 	if !errors.As(err, &ce) || !IsRetryable(err) {
 		t.Fatalf("err = %v (%T), want *ConnError", err, err)
+	}
+}
+
+func TestRetryAfterIsReadAndCappedByTheBackoff(t *testing.T) {
+	f, srv := newFakeNode(t)
+	f.failNext, f.failStatus = 100, http.StatusTooManyRequests
+	// Retry-After: 1 would wait a second per retry; the 2ms cap wins.
+	c := newTestClient(t, []string{srv.URL}, WithRetries(2))
+	_, err := c.Get(context.Background(), "k", GetOptions{})
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != 429 || apiErr.RetryAfter != time.Second {
+		t.Fatalf("err = %v (%+v), want 429 with RetryAfter 1s", err, apiErr)
+	}
+	if n := f.attempts(); n != 3 {
+		t.Fatalf("server saw %d attempts, want 3", n)
 	}
 }
 

@@ -222,6 +222,10 @@ context resolves them. Exits 1 when the key is absent.`)
 	}
 	if !res.Conflict() {
 		_, _ = stdout.Write(res.Values[0].Value)
+		if isTerminal(stdout) {
+			// Raw bytes for pipes; a prompt on its own line for people.
+			fmt.Fprintln(stdout)
+		}
 		return exitOK
 	}
 	for i, s := range res.Values {
