@@ -25,6 +25,11 @@ type memFS struct {
 	writeBudget int64
 	// syncErr, when set, fails every File.Sync.
 	syncErr error
+	// syncGate, when set, makes File.Sync wait until it is closed, so a
+	// test can fill the next batch while the flusher is stuck in a sync.
+	syncGate chan struct{}
+	// syncsHeld counts Syncs waiting at the gate.
+	syncsHeld int
 	// syncs counts successful File.Sync calls.
 	syncs int
 }
@@ -147,6 +152,22 @@ func (m *memFS) names() []string {
 func (m *memFS) setWriteBudget(n int64) { m.mu.Lock(); m.writeBudget = n; m.mu.Unlock() }
 func (m *memFS) setSyncErr(err error)   { m.mu.Lock(); m.syncErr = err; m.mu.Unlock() }
 
+func (m *memFS) heldSyncs() int { m.mu.Lock(); defer m.mu.Unlock(); return m.syncsHeld }
+
+// holdSyncs makes every File.Sync wait until the returned func is called.
+func (m *memFS) holdSyncs() (release func()) {
+	gate := make(chan struct{})
+	m.mu.Lock()
+	m.syncGate = gate
+	m.mu.Unlock()
+	return func() {
+		m.mu.Lock()
+		m.syncGate = nil
+		m.mu.Unlock()
+		close(gate)
+	}
+}
+
 type memHandle struct {
 	fs     *memFS
 	f      *memFile
@@ -201,6 +222,13 @@ func (h *memHandle) ReadAt(p []byte, off int64) (int, error) {
 
 func (h *memHandle) Sync() error {
 	h.fs.mu.Lock()
+	if gate := h.fs.syncGate; gate != nil {
+		h.fs.syncsHeld++
+		h.fs.mu.Unlock()
+		<-gate
+		h.fs.mu.Lock()
+		h.fs.syncsHeld--
+	}
 	defer h.fs.mu.Unlock()
 	if err := h.check("sync"); err != nil {
 		return err

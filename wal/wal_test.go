@@ -58,6 +58,13 @@ func mustAppend(t testing.TB, w *WAL, p []byte) rec {
 	return rec{lsn, append([]byte(nil), p...)}
 }
 
+// appendOrError is mustAppend for goroutines other than the test's own.
+func appendOrError(t testing.TB, w *WAL, p []byte) {
+	if _, err := w.Append(p); err != nil {
+		t.Errorf("Append(%q): %v", p, err)
+	}
+}
+
 func mustClose(t testing.TB, w *WAL) {
 	t.Helper()
 	if err := w.Close(); err != nil {
@@ -381,6 +388,37 @@ func TestEmptyOrHeaderlessLastSegmentIsTorn(t *testing.T) {
 	}
 }
 
+// TestNonIncreasingLSNIsDamage: a record whose checksums hold but whose LSN
+// does not increase (a stale or misplaced write) is never replayed.
+func TestNonIncreasingLSNIsDamage(t *testing.T) {
+	build := func(lsns ...uint64) []byte {
+		b := segmentHeader()
+		for _, l := range lsns {
+			p := []byte(fmt.Sprintf("lsn%d", l))
+			b = appendRecord(b, l, payloadChecksum(p), p)
+		}
+		return b
+	}
+	path := filepath.Join(memDir, segmentName(1))
+
+	fsys := newMemFS()
+	fsys.setBytes(path, build(1, 2, 5, 4))
+	w := mustOpen(t, memOptions(fsys))
+	want := []rec{{1, []byte("lsn1")}, {2, []byte("lsn2")}, {5, []byte("lsn5")}}
+	checkRecords(t, "lsn 4 after 5 at the tail", replayAll(t, w, 0), want)
+	mustClose(t, w)
+
+	fsys = newMemFS()
+	b := build(1, 3, 2, 4)
+	fsys.setBytes(path, b)
+	_, err := Open(memOptions(fsys))
+	fr := frames(t, b)
+	var cerr *CorruptionError
+	if !errors.As(err, &cerr) || cerr.Offset != fr[2].start {
+		t.Fatalf("lsn 2 after 3, then 4: Open returned %v, want *CorruptionError at offset %d", err, fr[2].start)
+	}
+}
+
 func TestShortEarlierSegmentIsCorruption(t *testing.T) {
 	fsys := newMemFS()
 	writeLog(t, Options{Dir: memDir, FS: fsys, SegmentSize: 100}, 20)
@@ -394,16 +432,33 @@ func TestShortEarlierSegmentIsCorruption(t *testing.T) {
 	}
 }
 
+// TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable fills one batch of 8
+// appenders while the flusher is stuck syncing, then lets its write hit a
+// full disk after budget bytes.
 func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
-	for _, budget := range []int64{0, 7, 25} { // nothing, part of a header, part of a payload
+	// Nothing, part of a header, part of a payload, one whole record and more.
+	for _, budget := range []int64{0, 7, 25, 70} {
 		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
 			fsys := newMemFS()
-			w := mustOpen(t, memOptions(fsys))
+			w := mustOpen(t, Options{Dir: memDir, FS: fsys})
 			var acked []rec
 			for i := 1; i <= 5; i++ {
 				acked = append(acked, mustAppend(t, w, payloadFor(i)))
 			}
-			fsys.setWriteBudget(budget)
+			active := segPaths(fsys)[0]
+
+			release := fsys.holdSyncs()
+			blocker := make(chan rec)
+			go func() {
+				lsn, err := w.Append([]byte("synced while the batch fills"))
+				if err != nil {
+					t.Errorf("append before the fault: %v", err)
+				}
+				blocker <- rec{lsn, []byte("synced while the batch fills")}
+			}()
+			for fsys.heldSyncs() == 0 { // its batch is written, the flusher is in fsync
+				time.Sleep(100 * time.Microsecond)
+			}
 			var wg sync.WaitGroup
 			errs := make([]error, 8)
 			for g := range errs {
@@ -411,11 +466,23 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 					_, errs[g] = w.Append([]byte(fmt.Sprintf("doomed-%d-%s", g, bytes.Repeat([]byte("z"), 30))))
 				})
 			}
+			for w.LastLSN() < 6+uint64(len(errs)) {
+				time.Sleep(100 * time.Microsecond)
+			}
+			sizeBefore := len(fsys.bytes(active)) // the blocker's record is written, only its sync waits
+			fsys.setWriteBudget(budget)
+			release()
+			acked = append(acked, <-blocker)
 			wg.Wait()
 			for g, err := range errs {
 				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatalf("appender %d on a full disk got %v, want an error wrapping ENOSPC", g, err)
+					t.Fatalf("appender %d of the failed batch got %v, want an error wrapping ENOSPC", g, err)
 				}
+			}
+			// Whatever part of the batch landed is cut: a crash now must not
+			// bring back records nobody was told were written.
+			if got := len(fsys.bytes(active)); got != sizeBefore {
+				t.Fatalf("after the failed write the active segment is %d bytes, want %d as before it", got, sizeBefore)
 			}
 			fsys.setWriteBudget(-1)
 			for i := 6; i <= 10; i++ {
@@ -516,6 +583,74 @@ func TestConcurrentAppendersAllReplayed(t *testing.T) {
 		if !bytes.Equal(acked[r.lsn], r.payload) {
 			t.Fatalf("lsn %d replayed %q, acknowledged %q", r.lsn, r.payload, acked[r.lsn])
 		}
+	}
+}
+
+// TestAppendersWaitingTogetherShareOneWriteAndFsync holds the flusher in
+// an fsync while 16 appenders queue, then checks they needed one more.
+func TestAppendersWaitingTogetherShareOneWriteAndFsync(t *testing.T) {
+	fsys := newMemFS()
+	w := mustOpen(t, Options{Dir: memDir, FS: fsys})
+	defer mustClose(t, w)
+	release := fsys.holdSyncs()
+	var wg sync.WaitGroup
+	wg.Go(func() { appendOrError(t, w, []byte("first")) })
+	for fsys.heldSyncs() == 0 {
+		time.Sleep(100 * time.Microsecond)
+	}
+	const n = 16
+	for g := 0; g < n; g++ {
+		wg.Go(func() { appendOrError(t, w, []byte(fmt.Sprintf("queued-%d", g))) })
+	}
+	for w.LastLSN() < 1+n {
+		time.Sleep(100 * time.Microsecond)
+	}
+	release()
+	wg.Wait()
+	if s := w.Stats(); s.Appends != 1+n || s.Batches != 2 || s.Syncs != 2 {
+		t.Fatalf("stats %+v: want %d appends in 2 batches with 2 fsyncs (the %d queued appenders together)", s, 1+n, n)
+	}
+}
+
+// TestFullBatchBlocksAppenders: while the flusher is stuck, the pending
+// batch stops at maxBatchBytes and further appenders wait for room.
+func TestFullBatchBlocksAppenders(t *testing.T) {
+	fsys := newMemFS()
+	w := mustOpen(t, Options{Dir: memDir, FS: fsys})
+	defer mustClose(t, w)
+	release := fsys.holdSyncs()
+	var wg sync.WaitGroup
+	wg.Go(func() { appendOrError(t, w, []byte("first")) })
+	for fsys.heldSyncs() == 0 {
+		time.Sleep(100 * time.Microsecond)
+	}
+	const n, size = 10, 1 << 20
+	for range n {
+		wg.Go(func() { appendOrError(t, w, make([]byte, size)) })
+	}
+	fit := maxBatchBytes / (size + frameHeaderSize)
+	waiting := func() (int, int) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.spaceWaiters, len(w.pending.buf)
+	}
+	for {
+		blocked, pending := waiting()
+		if pending > maxBatchBytes {
+			t.Fatalf("pending batch grew to %d bytes, bound is %d", pending, maxBatchBytes)
+		}
+		if blocked == n-fit {
+			break
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if got := w.LastLSN(); got != uint64(1+fit) {
+		t.Fatalf("with the flusher stuck, %d records got an LSN, want %d (1 + %d that fit in a batch)", got, 1+fit, fit)
+	}
+	release()
+	wg.Wait()
+	if s := w.Stats(); s.Appends != 1+n {
+		t.Fatalf("after the flusher resumed: %d appends, want %d", s.Appends, 1+n)
 	}
 }
 
