@@ -409,30 +409,27 @@ type request struct {
 // failures. It returns the first non-retryable answer, or the last failure
 // once the retries are spent. The caller closes the body.
 func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
-	start := 0
+	start, n := 0, 1
 	if r.failover {
-		start = int(c.preferred.Load()) % len(c.addrs)
+		start, n = int(c.preferred.Load())%len(c.addrs), len(c.addrs)
 	}
 	var lastErr error
 	var retryAfter time.Duration // the last node's own hint
-	prev := -1
 	for attempt := 0; attempt <= c.retries; attempt++ {
-		idx := 0
-		if r.failover {
-			idx = (start + attempt) % len(c.addrs)
-		}
-		if attempt > 0 {
-			// Retry-After is about the node that sent it; another node
-			// gets only the backoff.
+		idx := (start + attempt) % n
+		// Another node is tried at once; only when every node has failed
+		// in this round does the client back off, honouring Retry-After
+		// when it would ask the same node again.
+		if attempt > 0 && attempt%n == 0 {
 			floor := time.Duration(0)
-			if idx == prev {
+			if n == 1 {
 				floor = retryAfter
 			}
-			if err := c.sleep(ctx, attempt, floor); err != nil {
+			if err := c.sleep(ctx, attempt/n, floor); err != nil {
 				return nil, fmt.Errorf("%w (last failure: %w)", err, lastErr)
 			}
 		}
-		prev, retryAfter = idx, 0
+		retryAfter = 0
 		resp, err := c.send(ctx, c.addrs[idx], r)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -4,7 +4,8 @@
 // and coordinates it, so the client needs no knowledge of the ring. It fails
 // over across the addresses it was given and retries, with bounded
 // exponential backoff, the answers that say "try again" (503 quorum not
-// reached, 429 load shed) and connection errors.
+// reached, 429 load shed) and connection errors. The next node is tried at
+// once; the client backs off only after every node failed in a round.
 //
 // Causality travels as an opaque context string (the X-Context header). A
 // read-modify-write passes the context of the Get to the Put, so the write
