@@ -16,6 +16,7 @@ import (
 // requests get the documented status with a JSON error, and no request can
 // crash a node or corrupt its data.
 func TestBadInputGetsSpecStatusAndNodeStaysUp(t *testing.T) {
+	t.Parallel()
 	const maxValue = 1024
 	n := startNode(t, nodeOptions{args: []string{fmt.Sprintf("--max-value-bytes=%d", maxValue)}})
 	seed := testSeed(t)

@@ -12,6 +12,7 @@ import (
 // still means the same versions after it, so a dot minted after the restart
 // never collides with one minted before (which would silently drop a write).
 func TestContextsStayValidAcrossRestart(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 
 	c1 := n.put(t, -1, "ctx/resolve", []byte("v1"), "")
@@ -41,6 +42,7 @@ func TestContextsStayValidAcrossRestart(t *testing.T) {
 // context supersedes what the replica has, so racing blind writers leave a
 // single value, one that some writer wrote, never siblings.
 func TestConcurrentBlindWritesLeaveOneValue(t *testing.T) {
+	t.Parallel()
 	const writers, each = 8, 25
 	n := startNode(t, nodeOptions{})
 	var wg sync.WaitGroup
@@ -78,6 +80,7 @@ func TestConcurrentBlindWritesLeaveOneValue(t *testing.T) {
 // 5: no acknowledged write is lost while it is not superseded. Writers that
 // all hold the same context race; every value they wrote comes back.
 func TestConcurrentWritersWithOneStaleContextAllBecomeSiblings(t *testing.T) {
+	t.Parallel()
 	const writers = 8
 	n := startNode(t, nodeOptions{})
 	stale := n.put(t, -1, "race", []byte("base"), "")
@@ -117,6 +120,7 @@ func TestConcurrentWritersWithOneStaleContextAllBecomeSiblings(t *testing.T) {
 // what its context covers; a concurrent write survives it, and a DELETE with
 // a 300's context removes every sibling.
 func TestDeleteWithStaleContextKeepsConcurrentWrite(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 	stale := n.put(t, -1, "del", []byte("base"), "")
 	n.put(t, -1, "del", []byte("concurrent"), stale)
@@ -146,6 +150,7 @@ func TestDeleteWithStaleContextKeepsConcurrentWrite(t *testing.T) {
 // drains in-flight requests, exits 0, and a restart serves every write that
 // got a 204.
 func TestSIGTERMDuringLoadExitsZeroAndKeepsEveryAcknowledgedWrite(t *testing.T) {
+	t.Parallel()
 	const clients, perClient, stopAt = 16, 200, 300
 	n := startNode(t, nodeOptions{})
 	var (

@@ -9,6 +9,7 @@ import (
 // TestDeleteIsDurable: a DELETE answered 204 stays deleted across SIGKILL and
 // restart, and the 404 carries the tombstone's X-Context (SPEC section 3).
 func TestDeleteIsDurable(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 	n.put(t, -1, "gone", []byte("soon deleted"), "")
 	n.put(t, -1, "kept", []byte("stays"), "")
@@ -39,6 +40,7 @@ func TestDeleteIsDurable(t *testing.T) {
 // TestDatabasesAreIsolated: /db/{n}/kv/k and /kv/k are different keys, and
 // /kv/ is database 0.
 func TestDatabasesAreIsolated(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 	n.put(t, -1, "k", []byte("zero"), "")
 	n.put(t, 3, "k", []byte("three"), "")
@@ -66,6 +68,7 @@ func TestDatabasesAreIsolated(t *testing.T) {
 // TestContentTypeRoundTrips: the Content-Type of a PUT comes back on GET,
 // also after a restart.
 func TestContentTypeRoundTrips(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 	const ct = "application/vnd.dynkv-e2e+json; charset=utf-8"
 	r := n.must(t, request{method: http.MethodPut, path: kvPath(-1, "typed"), body: []byte(`{"a":1}`), contentType: ct})
@@ -96,6 +99,7 @@ func TestContentTypeRoundTrips(t *testing.T) {
 // no context, each acknowledged before the next, leave exactly the last value
 // (no siblings).
 func TestSequentialBlindOverwritesLeaveLastValue(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 	var last []byte
 	for i := range 50 {
@@ -111,6 +115,7 @@ func TestSequentialBlindOverwritesLeaveLastValue(t *testing.T) {
 // TestKeysAreAnyByteStringPercentDecoded is SPEC section 3: a key is the
 // rest of the path, percent-decoded, any bytes.
 func TestKeysAreAnyByteStringPercentDecoded(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 	keys := []string{"a/b", "a%2Fb", "sp ace", "?#&=", "\x00\x01\xff", "ünï", "..", "a/../b", "trailing/"}
 	for i, k := range keys {
@@ -129,6 +134,7 @@ func TestKeysAreAnyByteStringPercentDecoded(t *testing.T) {
 // TestSIGTERMShutsDownCleanlyAndKeepsEverything: SIGTERM exits 0 and a
 // restart serves every acknowledged write.
 func TestSIGTERMShutsDownCleanlyAndKeepsEverything(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 	want := map[string][]byte{}
 	for i := range 100 {

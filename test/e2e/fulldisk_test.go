@@ -14,6 +14,7 @@ import (
 // disk fills refuses writes with 507 but keeps serving reads and every
 // acknowledged write, and takes writes again once space is back.
 func TestFullDiskGives507WhileReadsWork(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("e2e: TestFullDiskGives507WhileReadsWork mounts a tmpfs as the data directory and needs root; run the suite as root (CI does) to include it")
 	}

@@ -25,6 +25,7 @@ type write struct {
 // keys; the node is SIGKILLed after a random number of acknowledgements and
 // restarted on the same data directory, five times, re-reading every round.
 func TestKillDuringWriteLosesNoAcknowledgedWrite(t *testing.T) {
+	t.Parallel()
 	const (
 		rounds          = 5
 		clients         = 16

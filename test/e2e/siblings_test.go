@@ -13,6 +13,7 @@ import (
 // 300's context resolves them, and two clients that each keep writing with
 // the context of their own previous PUT leave exactly two siblings.
 func TestConcurrentStaleWritesBecomeSiblingsAndResolve(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 
 	t.Run("StaleContextMakesSiblingsAndTheirContextResolvesThem", func(t *testing.T) {

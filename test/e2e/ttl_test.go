@@ -13,6 +13,7 @@ import (
 // Nothing here asserts how fast the server is: "readable at once" is only
 // checked while the clock says the TTL cannot have run out yet.
 func TestTTLExpiresAlsoAfterRestart(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 
 	t.Run("ExpiresWithin10s", func(t *testing.T) {
@@ -82,6 +83,80 @@ func expectGoneWithin(t *testing.T, n *node, key string, d time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("GET %s: still %s %v after the TTL was set, want 404 (expired)", key, r, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestOverwriteWithoutTTLOutlivesTheOldTTL: a blind write without a TTL
+// replaces a value that had one; the old expiry (and its reclaim) must not
+// take the new value with it.
+func TestOverwriteWithoutTTLOutlivesTheOldTTL(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOptions{args: []string{"--reclaim-interval=100ms"}})
+	for _, k := range []string{"ttl/overwritten", "ttl/control"} {
+		r := n.must(t, request{method: http.MethodPut, path: kvPath(-1, k) + "?ttl=1s", body: []byte("short")})
+		if r.Status != http.StatusNoContent {
+			t.Fatalf("PUT %s?ttl=1s: got %s, want 204", k, r)
+		}
+	}
+	n.put(t, -1, "ttl/overwritten", []byte("forever"), "")
+	// Once the control key is gone the old expiry has passed; then give the
+	// reclaimer several rounds.
+	expectGoneWithin(t, n, "ttl/control", 10*time.Second)
+	time.Sleep(time.Second)
+	n.expectValue(t, -1, "ttl/overwritten", []byte("forever"))
+	n.Kill()
+	n.Restart()
+	time.Sleep(500 * time.Millisecond)
+	n.expectValue(t, -1, "ttl/overwritten", []byte("forever"))
+}
+
+// TestRewriteAfterDeleteSurvivesTombstoneReclaim: reclaiming a tombstone
+// after --tombstone-grace must not drop a value written after the delete,
+// and a reclaimed delete stays deleted.
+func TestRewriteAfterDeleteSurvivesTombstoneReclaim(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOptions{args: []string{"--tombstone-grace=1s", "--reclaim-interval=100ms"}})
+	for _, k := range []string{"tomb/rewritten", "tomb/deleted"} {
+		n.put(t, -1, k, []byte("first"), "")
+		if r := n.must(t, request{method: http.MethodDelete, path: kvPath(-1, k)}); r.Status != http.StatusNoContent {
+			t.Fatalf("DELETE %s: got %s, want 204", k, r)
+		}
+	}
+	n.put(t, -1, "tomb/rewritten", []byte("second"), "")
+	time.Sleep(2500 * time.Millisecond) // the grace plus many reclaim rounds
+	n.expectValue(t, -1, "tomb/rewritten", []byte("second"))
+	n.expectAbsent(t, -1, "tomb/deleted")
+	n.Kill()
+	n.Restart()
+	time.Sleep(500 * time.Millisecond)
+	n.expectValue(t, -1, "tomb/rewritten", []byte("second"))
+	n.expectAbsent(t, -1, "tomb/deleted")
+}
+
+// TestExpiredSiblingDropsOut: when one of two siblings expires, a read
+// returns the other alone.
+func TestExpiredSiblingDropsOut(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOptions{})
+	stale := n.put(t, -1, "ttl/sib", []byte("base"), "")
+	n.put(t, -1, "ttl/sib", []byte("stays"), stale)
+	r := n.must(t, request{method: http.MethodPut, path: kvPath(-1, "ttl/sib") + "?ttl=1s", body: []byte("expires"), context: stale})
+	if r.Status != http.StatusNoContent {
+		t.Fatalf("PUT /kv/ttl/sib?ttl=1s with a stale context: got %s, want 204", r)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := n.must(t, request{method: http.MethodGet, path: kvPath(-1, "ttl/sib")})
+		if r.Status == http.StatusOK {
+			if string(r.Body) != "stays" {
+				t.Fatalf("GET /kv/ttl/sib after one sibling expired: got %s, want 200 \"stays\"", r)
+			}
+			return
+		}
+		if r.Status != http.StatusMultipleChoices || time.Now().After(deadline) {
+			t.Fatalf("GET /kv/ttl/sib: got %s, want 300 until the TTL sibling expires, then 200 \"stays\" (within 10s)", r)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

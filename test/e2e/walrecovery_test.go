@@ -71,6 +71,7 @@ func expectExactOrAbsent(t *testing.T, n *node, keys []string, values [][]byte) 
 // failure inside the log stops the node with a message naming the file and
 // offset, unless the operator asks for repair.
 func TestCorruptWALStopsTheNodeUnlessRepaired(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 	keys, values := writeSequence(t, n, "corrupt", 300)
 	n.Kill()
@@ -131,6 +132,7 @@ func TestCorruptWALStopsTheNodeUnlessRepaired(t *testing.T) {
 // record at the tail (a crash in the middle of a write) is cut off and the
 // node starts with everything before it.
 func TestTornWALTailIsCutAndEverythingElseServes(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOptions{})
 	keys, values := writeSequence(t, n, "torn", 100)
 	n.Kill()
