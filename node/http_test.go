@@ -689,3 +689,18 @@ func TestShutdownPastItsDeadlineStillClosesTheStore(t *testing.T) {
 	}
 	close(release)
 }
+
+func TestExpiredSiblingDropsOutLeavingTheOther(t *testing.T) {
+	clock := newFakeClock()
+	cfg := testConfig(t)
+	cfg.Now = clock.Now
+	tn := startNode(t, &cfg, nil)
+	stale := tn.mustPut("/kv/sib", "base", "")
+	tn.mustPut("/kv/sib", "stays", stale)
+	tn.mustPut("/kv/sib?ttl=1s", "expires", stale)
+	if r := tn.get("/kv/sib", nil); r.status != http.StatusMultipleChoices {
+		t.Fatalf("GET with two live siblings = %d %q, want 300", r.status, r.body)
+	}
+	clock.Advance(2 * time.Second)
+	tn.mustGet("/kv/sib", "stays")
+}
