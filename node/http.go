@@ -165,18 +165,18 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 
 // target is the database and key a key request addresses.
 func (n *Node) target(r *http.Request) (db int, key []byte, err error) {
-	dbSeg, rawKey, ok := splitKVPath(r.URL.EscapedPath())
+	p, ok := splitKVPath(r.URL.EscapedPath())
 	if !ok {
 		// The router matched a key route, so this cannot happen
 		// unless the routes and splitKVPath disagree.
 		return 0, nil, errNoRoute
 	}
-	if dbSeg != "" {
-		if db, err = parseDatabase(dbSeg, n.cfg.Databases); err != nil {
+	if p.hasDB {
+		if db, err = parseDatabase(p.db, n.cfg.Databases); err != nil {
 			return 0, nil, err
 		}
 	}
-	key, err = parseKey(rawKey)
+	key, err = parseKey(p.rawKey)
 	return db, key, err
 }
 

@@ -267,6 +267,10 @@ func TestDatabasesAreIsolatedAndBounded(t *testing.T) {
 	}
 	tn.mustGet("/kv/k", "zero")
 
+	// An empty database segment must not fall back to database 0.
+	if r := tn.get("/db//kv/k", nil); r.status != http.StatusBadRequest && r.status != http.StatusNotFound {
+		t.Errorf("GET /db//kv/k = %d %q, want 400 or 404", r.status, r.body)
+	}
 	for _, db := range []string{"16", "-1", "x", "%31", "+1", "1e1", "99999999999999999999"} {
 		r := tn.put("/db/"+db+"/kv/k", "v", nil)
 		if r.status != http.StatusBadRequest {

@@ -35,26 +35,33 @@ func badRequestf(format string, args ...any) error {
 	return &badRequest{msg: fmt.Sprintf(format, args...)}
 }
 
+// kvPath is a parsed key route: the database segment (hasDB false for
+// /kv/...) and the key, both still percent-encoded.
+type kvPath struct {
+	db     string
+	hasDB  bool
+	rawKey string
+}
+
 // splitKVPath splits an escaped request path of the form /kv/<key> or
-// /db/<n>/kv/<key> into the (still escaped) database segment and key. db is
-// "" for /kv/. ok is false for any other shape.
-func splitKVPath(escaped string) (db, rawKey string, ok bool) {
+// /db/<n>/kv/<key>. ok is false for any other shape.
+func splitKVPath(escaped string) (p kvPath, ok bool) {
 	if rest, found := strings.CutPrefix(escaped, "/kv/"); found {
-		return "", rest, true
+		return kvPath{rawKey: rest}, true
 	}
 	rest, found := strings.CutPrefix(escaped, "/db/")
 	if !found {
-		return "", "", false
+		return kvPath{}, false
 	}
-	db, rest, found = strings.Cut(rest, "/")
+	db, rest, found := strings.Cut(rest, "/")
 	if !found {
-		return "", "", false
+		return kvPath{}, false
 	}
-	rawKey, found = strings.CutPrefix(rest, "kv/")
+	rawKey, found := strings.CutPrefix(rest, "kv/")
 	if !found {
-		return "", "", false
+		return kvPath{}, false
 	}
-	return db, rawKey, true
+	return kvPath{db: db, hasDB: true, rawKey: rawKey}, true
 }
 
 // parseKey percent-decodes a raw key taken from the escaped path. Decoding

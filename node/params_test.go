@@ -14,24 +14,25 @@ import (
 
 func TestSplitKVPath(t *testing.T) {
 	cases := []struct {
-		in, db, key string
-		ok          bool
+		in   string
+		want kvPath
+		ok   bool
 	}{
-		{"/kv/a", "", "a", true},
-		{"/kv/", "", "", true},
-		{"/kv/a/b%2F", "", "a/b%2F", true},
-		{"/db/3/kv/a", "3", "a", true},
-		{"/db/3/kv/", "3", "", true},
-		{"/db//kv/a", "", "a", true},
-		{"/db/3/kv", "", "", false},
-		{"/db/3", "", "", false},
-		{"/kv", "", "", false},
-		{"/other/a", "", "", false},
+		{"/kv/a", kvPath{rawKey: "a"}, true},
+		{"/kv/", kvPath{}, true},
+		{"/kv/a/b%2F", kvPath{rawKey: "a/b%2F"}, true},
+		{"/db/3/kv/a", kvPath{db: "3", hasDB: true, rawKey: "a"}, true},
+		{"/db/3/kv/", kvPath{db: "3", hasDB: true}, true},
+		{"/db//kv/a", kvPath{hasDB: true, rawKey: "a"}, true},
+		{"/db/3/kv", kvPath{}, false},
+		{"/db/3", kvPath{}, false},
+		{"/kv", kvPath{}, false},
+		{"/other/a", kvPath{}, false},
 	}
 	for _, c := range cases {
-		db, key, ok := splitKVPath(c.in)
-		if db != c.db || key != c.key || ok != c.ok {
-			t.Errorf("splitKVPath(%q) = %q, %q, %v; want %q, %q, %v", c.in, db, key, ok, c.db, c.key, c.ok)
+		got, ok := splitKVPath(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("splitKVPath(%q) = %+v, %v; want %+v, %v", c.in, got, ok, c.want, c.ok)
 		}
 	}
 }
