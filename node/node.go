@@ -135,7 +135,7 @@ func (n *Node) Start() error {
 	n.started = true
 	go n.serve(n.srv, ln)
 	n.state.Store(stateReady)
-	n.log.Info("node started", zap.String("node", n.cfg.ID), zap.String("http_addr", ln.Addr().String()),
+	n.log.Info("node started", zap.String("http_addr", ln.Addr().String()),
 		zap.Bool("tls", n.tls != nil), zap.Bool("auth", len(n.tokens) > 0), zap.String("data_dir", n.cfg.DataDir))
 	return nil
 }
@@ -194,7 +194,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("node: closing store: %w", err))
 	}
 	n.stopErr = errors.Join(errs...)
-	n.log.Info("node stopped", zap.String("node", n.cfg.ID), zap.Error(n.stopErr))
+	n.log.Info("node stopped", zap.Error(n.stopErr))
 	return n.stopErr
 }
 
