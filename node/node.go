@@ -55,7 +55,8 @@ type Node struct {
 }
 
 // New validates cfg, opens (and so recovers) the store and prepares the
-// HTTP API. Nothing listens until Start. A nil log discards logging.
+// HTTP API. Nothing listens until Start. log should carry the node id, as
+// Config.NewLogger's does; a nil log discards logging.
 func New(cfg Config, log *zap.Logger) (*Node, error) {
 	if log == nil {
 		log = zap.NewNop()
