@@ -1,7 +1,9 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 )
 
@@ -85,3 +87,15 @@ func (f osFile) Size() (int64, error) {
 	}
 	return fi.Size(), nil
 }
+
+// Locker is implemented by file systems that can keep two WALs, in this
+// process or another, from appending to the same directory: two writers
+// would interleave records and the second's recovery could cut the
+// first's in-flight batch as a torn tail. Open takes the lock when FS
+// implements it and Close releases it.
+type Locker interface {
+	Lock(dir string) (io.Closer, error)
+}
+
+// ErrLocked is returned by Open when another WAL holds the directory.
+var ErrLocked = errors.New("wal: directory in use by another open log")

@@ -28,6 +28,7 @@ type Stats struct {
 // WAL is an open log. Its methods are safe for concurrent use.
 type WAL struct {
 	opts Options
+	lock io.Closer // nil when the FS cannot lock
 
 	// segMu guards segs. Replay holds it shared for its whole run so that
 	// Release cannot delete, and rotation cannot add, a segment under it.
@@ -92,6 +93,25 @@ func Open(opts Options) (*WAL, error) {
 	if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wal: create directory %s: %w", opts.Dir, err)
 	}
+	var lock io.Closer
+	if l, ok := opts.FS.(Locker); ok {
+		var err error
+		if lock, err = l.Lock(opts.Dir); err != nil {
+			return nil, err
+		}
+	}
+	w, err := open(opts)
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, err
+	}
+	w.lock = lock
+	return w, nil
+}
+
+func open(opts Options) (*WAL, error) {
 	segs, err := listSegments(opts.FS, opts.Dir)
 	if err != nil {
 		return nil, err
@@ -503,6 +523,11 @@ func (w *WAL) Close() error {
 	w.mu.Unlock()
 	if err := w.active.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("wal: close segment %s: %w", w.activePath, err))
+	}
+	if w.lock != nil {
+		if err := w.lock.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("wal: release lock on %s: %w", w.opts.Dir, err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -897,3 +897,18 @@ func TestSegmentNames(t *testing.T) {
 		}
 	}
 }
+
+func TestSecondOpenOfTheSameDirectoryIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	w := mustOpen(t, Options{Dir: dir})
+	if w2, err := Open(Options{Dir: dir}); !errors.Is(err, ErrLocked) {
+		if err == nil {
+			w2.Close()
+		}
+		t.Fatalf("second Open of %s while the first is open: %v, want ErrLocked", dir, err)
+	}
+	mustAppend(t, w, []byte("still usable"))
+	mustClose(t, w)
+	w = mustOpen(t, Options{Dir: dir})
+	mustClose(t, w)
+}
