@@ -250,8 +250,15 @@ func TestTornTailAtEveryOffsetIsCutAndLogStaysUsable(t *testing.T) {
 		}
 		want := append([]rec(nil), recs[:firstInLast+intact]...)
 		checkRecords(t, fmt.Sprintf("cut at %d", cut), replayAll(t, w, 0), want)
-		if torn := intact < len(fr) && cut != fr[intact].start; torn && logs.FilterMessage("wal: cut torn tail").Len() != 1 {
-			t.Fatalf("cut at %d: torn tail not logged at warn: %v", cut, logs.All())
+		if torn := intact < len(fr) && cut != fr[intact].start; torn {
+			entries := logs.FilterMessage("wal: cut torn tail").All()
+			if len(entries) != 1 {
+				t.Fatalf("cut at %d: torn tail not logged at warn: %v", cut, logs.All())
+			}
+			f := entries[0].ContextMap()
+			if f["file"] != last || f["offset"] != fr[intact].start || f["bytes_cut"] != cut-fr[intact].start {
+				t.Fatalf("cut at %d: torn tail logged with %v, want file %s offset %d bytes_cut %d", cut, f, last, fr[intact].start, cut-fr[intact].start)
+			}
 		}
 		for i := 0; i < 3; i++ {
 			want = append(want, mustAppend(t, w, []byte(fmt.Sprintf("after-cut-%d", i))))
@@ -911,4 +918,82 @@ func TestSecondOpenOfTheSameDirectoryIsRefused(t *testing.T) {
 	mustClose(t, w)
 	w = mustOpen(t, Options{Dir: dir})
 	mustClose(t, w)
+}
+
+func TestFailedFsyncInIntervalModeRefusesLaterAppends(t *testing.T) {
+	fsys := newMemFS()
+	w := mustOpen(t, Options{Dir: memDir, FS: fsys, Sync: SyncPolicy{Interval: time.Millisecond}})
+	fsys.setSyncErr(syscall.EIO)
+	mustAppend(t, w, []byte("acknowledged before the ticker's fsync"))
+	var err error
+	for err == nil {
+		time.Sleep(time.Millisecond)
+		_, err = w.Append([]byte("more"))
+	}
+	if !errors.Is(err, ErrFailed) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("append after the ticker's fsync failed: %v, want ErrFailed wrapping EIO", err)
+	}
+	if err := w.Close(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Close: %v, want ErrFailed", err)
+	}
+}
+
+// TestSegmentThatCannotBeCreatedIsRetried: rotation hitting a full disk
+// is not fatal; records go on into the full segment until it succeeds.
+func TestSegmentThatCannotBeCreatedIsRetried(t *testing.T) {
+	fsys := newMemFS()
+	opts := Options{Dir: memDir, FS: fsys, SegmentSize: 64}
+	w := mustOpen(t, opts)
+	p := bytes.Repeat([]byte("p"), 50)
+	// Room for the record, none for the next segment's header.
+	fsys.setWriteBudget(int64(frameHeaderSize + len(p)))
+	recs := []rec{mustAppend(t, w, p)}
+	if n := len(fsys.names()); n != 1 {
+		t.Fatalf("rotation on a full disk left %d files %v, want the 1 full segment", n, fsys.names())
+	}
+	fsys.setWriteBudget(-1)
+	recs = append(recs, mustAppend(t, w, []byte("into the full segment, then rotate")))
+	recs = append(recs, mustAppend(t, w, []byte("in the new segment")))
+	if n := len(fsys.names()); n < 2 {
+		t.Fatalf("after the disk has room again: %d files, want rotation to have happened", n)
+	}
+	mustClose(t, w)
+	w = mustOpen(t, opts)
+	defer mustClose(t, w)
+	checkRecords(t, "after a failed rotation", replayAll(t, w, 0), recs)
+}
+
+// TestReplayWhileAppending: a replay sees a gap-free prefix of the log
+// while appenders keep rotating segments.
+func TestReplayWhileAppending(t *testing.T) {
+	fsys := newMemFS()
+	w := mustOpen(t, Options{Dir: memDir, FS: fsys, SegmentSize: 256})
+	defer mustClose(t, w)
+	const n = 400
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Go(func() {
+			for i := 0; i < n/4; i++ {
+				appendOrError(t, w, payloadFor(i))
+			}
+		})
+	}
+	for round := 0; w.Stats().Appends < n; round++ {
+		var prev uint64
+		err := w.Replay(0, func(lsn uint64, _ []byte) error {
+			if lsn != prev+1 {
+				return fmt.Errorf("round %d: lsn %d after %d", round, lsn, prev)
+			}
+			prev = lsn
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Replay during appends: %v", err)
+		}
+	}
+	wg.Wait()
+	got := len(replayAll(t, w, 0))
+	if got != n {
+		t.Fatalf("after the appenders finished: replayed %d, want %d", got, n)
+	}
 }
