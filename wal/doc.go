@@ -27,6 +27,16 @@
 // appenders block while the pending batch is full, so memory stays bounded
 // under any load.
 //
+// The flusher holds a batch back while appenders of the previous batch are
+// still leaving Append (unless the batch is full): a closed loop of N
+// appenders then shares each fsync, instead of splitting into two cohorts
+// that alternate with half-full batches. An appender that arrives while
+// the flusher is idle is written at once.
+//
+// On Linux OSFS syncs with fdatasync, which makes the data and the file
+// size durable without a journal commit for timestamps. OSFS also takes an
+// flock on <dir>/LOCK, so two open logs never append to one directory.
+//
 // # Durability trade-off
 //
 // With SyncPolicy{Interval: 0} ("always", the default) Append returns only
