@@ -26,13 +26,36 @@ type write struct {
 // restarted on the same data directory, five times, re-reading every round.
 func TestKillDuringWriteLosesNoAcknowledgedWrite(t *testing.T) {
 	t.Parallel()
+	killDuringWrites(t, startNode(t, nodeOptions{}), 5)
+}
+
+// TestKillDuringWriteLosesNoAcknowledgedWriteUnderStress repeats the kill
+// rounds where the WAL is busiest: with interval fsync (SPEC section 2: a
+// process crash still loses nothing) and with tiny segments and constant
+// checkpoints, so that kills land in segment rolls, checkpoints and releases.
+func TestKillDuringWriteLosesNoAcknowledgedWriteUnderStress(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"fsync=10ms", []string{"--fsync=10ms"}},
+		{"segments=64KiB,checkpoint=50ms", []string{"--segment-size=65536", "--checkpoint-interval=50ms"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			killDuringWrites(t, startNode(t, nodeOptions{args: c.args}), 3)
+		})
+	}
+}
+
+// killDuringWrites runs the kill rounds of the two tests above.
+func killDuringWrites(t *testing.T, n *node, rounds int) {
+	t.Helper()
 	const (
-		rounds          = 5
 		clients         = 16
 		writesPerClient = 200 // bounds a round even if the kill never comes
 		roundDeadline   = 60 * time.Second
 	)
-	n := startNode(t, nodeOptions{})
 	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0))
 
