@@ -12,16 +12,22 @@ import (
 
 // TestFullDiskGives507WhileReadsWork is SPEC section 3's 507: a node whose
 // disk fills refuses writes with 507 but keeps serving reads and every
-// acknowledged write, and takes writes again once space is back.
+// acknowledged write, and takes writes again once space is back. It runs
+// twice: once where the --min-free-bytes threshold trips first, and once with
+// the threshold at 1 byte, so that the WAL and LevelDB meet a real ENOSPC.
 func TestFullDiskGives507WhileReadsWork(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("e2e: TestFullDiskGives507WhileReadsWork mounts a tmpfs as the data directory and needs root; run the suite as root (CI does) to include it")
 	}
+	t.Run("min-free-bytes=16MiB", func(t *testing.T) { fullDisk(t, 16<<20) })
+	t.Run("ENOSPC,min-free-bytes=1", func(t *testing.T) { fullDisk(t, 1) })
+}
+
+func fullDisk(t *testing.T, minFreeBytes uint64) {
 	const (
-		valueSize    = 64 << 10
-		maxWrites    = 2000 // 125 MiB: far beyond the 48 MiB tmpfs, so a 507 must come first
-		minFreeBytes = 16 << 20
+		valueSize = 64 << 10
+		maxWrites = 2000 // 125 MiB: far beyond the 48 MiB tmpfs, so a 507 must come first
 	)
 	dir := t.TempDir()
 	mountTmpfs(t, dir, "48m")

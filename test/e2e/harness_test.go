@@ -332,7 +332,7 @@ func (n *node) Kill() {
 	}
 }
 
-// Stop sends SIGTERM and requires a clean exit with status 0.
+// Stop sends SIGTERM and requires a clean exit with status 0 within exitTimeout.
 func (n *node) Stop() {
 	t := n.t
 	t.Helper()
@@ -354,8 +354,10 @@ func (n *node) Stop() {
 		t.Fatalf("node %s: still running %v after SIGTERM (want a clean exit); killed it", n.id, exitTimeout)
 	}
 	n.client.CloseIdleConnections()
+	// Not fatal: the process is gone either way, and what a restart finds
+	// says more about the failure.
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("node %s: exit status after SIGTERM: got %d (%v), want 0", n.id, code, p.err)
+		t.Errorf("node %s: exit status after SIGTERM: got %d (%v), want 0", n.id, code, p.err)
 	}
 }
 
