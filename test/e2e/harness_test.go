@@ -157,6 +157,14 @@ func (p *process) exited() bool {
 // failed.
 func startNode(t *testing.T, opts nodeOptions) *node {
 	t.Helper()
+	n := newNode(t, opts)
+	n.start()
+	return n
+}
+
+// newNode prepares a node (ports, data directory, cleanup) without starting it.
+func newNode(t *testing.T, opts nodeOptions) *node {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: skipped with -short: this test runs real dynkv server processes")
 	}
@@ -200,7 +208,6 @@ func startNode(t *testing.T, opts nodeOptions) *node {
 			t.Logf("output of node %s (%s), last %d bytes:\n%s", n.id, n.logPath, logTailBytes, n.logTail())
 		}
 	})
-	n.start()
 	return n
 }
 

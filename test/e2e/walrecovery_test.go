@@ -161,3 +161,24 @@ func TestTornWALTailIsCutAndEverythingElseServes(t *testing.T) {
 	n.Restart()
 	n.expectValue(t, -1, "after-torn", []byte("fine"))
 }
+
+// TestSecondNodeOnOneDataDirRefusesToStart: two processes appending to one
+// WAL would corrupt it; the second must refuse with a message and the first
+// must go on serving.
+func TestSecondNodeOnOneDataDirRefusesToStart(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOptions{})
+	n.put(t, -1, "owner", []byte("first process"), "")
+	intruder := newNode(t, nodeOptions{id: "n2", dataDir: n.dataDir})
+	code, out := intruder.startExpectingExit()
+	if code == 0 {
+		t.Errorf("second server on data dir %s: exit status 0, want non-zero; output:\n%s", n.dataDir, out)
+	}
+	t.Logf("second server on the same data dir: exit %d: %s", code, strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]))
+	n.expectHealthy(t)
+	n.put(t, -1, "owner2", []byte("still writable"), "")
+	n.Kill()
+	n.Restart()
+	n.expectValue(t, -1, "owner", []byte("first process"))
+	n.expectValue(t, -1, "owner2", []byte("still writable"))
+}
