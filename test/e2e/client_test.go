@@ -73,6 +73,9 @@ func (n *node) do(req request) (*response, error) {
 	if req.context != "" {
 		hr.Header.Set("X-Context", req.context)
 	}
+	if n.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+n.token)
+	}
 	if req.contentType != "" {
 		hr.Header.Set("Content-Type", req.contentType)
 	}

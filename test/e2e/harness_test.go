@@ -117,6 +117,8 @@ type nodeOptions struct {
 	id      string   // default "n1"
 	dataDir string   // default a fresh t.TempDir()
 	args    []string // extra flags, e.g. "--max-value-bytes=1024"
+	env     []string // extra environment, e.g. "DYNKV_MAX_VALUE_BYTES=100"
+	token   string   // bearer token the harness sends, for nodes run with --auth-token
 }
 
 // node is one `dynkv server` process that keeps its data directory and ports
@@ -129,6 +131,8 @@ type node struct {
 	httpAddr   string
 	gossipAddr string
 	args       []string
+	env        []string
+	token      string
 	logPath    string
 	client     *http.Client
 
@@ -178,6 +182,8 @@ func newNode(t *testing.T, opts nodeOptions) *node {
 		httpAddr:   freePort(t),
 		gossipAddr: freePort(t),
 		args:       opts.args,
+		env:        opts.env,
+		token:      opts.token,
 		logPath:    filepath.Join(t.TempDir(), "node.log"),
 		client: &http.Client{
 			Timeout:   httpTimeout,
@@ -235,6 +241,7 @@ func (n *node) spawn() *process {
 	}
 	fmt.Fprintf(logf, "=== e2e %s: %s %s\n", time.Now().Format(time.RFC3339Nano), dynkvBin, strings.Join(args, " "))
 	cmd := exec.Command(dynkvBin, args...)
+	cmd.Env = append(cleanEnv(), n.env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// If the test binary dies (a -timeout panic), the server dies with it.
@@ -294,7 +301,14 @@ func (n *node) waitReady(p *process) {
 		if p.exited() {
 			t.Fatalf("node %s exited before it was ready: %v (want: GET /ready 200)", n.id, p.err)
 		}
-		resp, err := n.client.Get(n.baseURL() + "/ready")
+		req, err := http.NewRequest(http.MethodGet, n.baseURL()+"/ready", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.token != "" {
+			req.Header.Set("Authorization", "Bearer "+n.token)
+		}
+		resp, err := n.client.Do(req)
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -385,6 +399,18 @@ func (n *node) Running() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.proc != nil && !n.proc.exited()
+}
+
+// cleanEnv is the test's environment without DYNKV_* variables, so that a
+// developer's settings cannot change what a node or client under test does.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DYNKV_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // logContains reports whether any incarnation of the node printed s.
