@@ -28,6 +28,10 @@ const (
 	// maxValueBytesLimit keeps a value well below what one WAL record and
 	// one LevelDB write can carry comfortably.
 	maxValueBytesLimit = 256 << 20
+	// maxPartitions bounds the ring's size: status, placement tables and
+	// handoff scans grow with it, and Riak's largest practical rings are
+	// of this order.
+	maxPartitions = 1 << 16
 	// minSegmentSize stops a WAL from rolling a new file every few records.
 	minSegmentSize = 64 << 10
 )
@@ -50,8 +54,6 @@ type Config struct {
 	HTTPAddr string
 
 	// GossipAddr is the memberlist address, TCP and UDP (--gossip-addr).
-	// Accepted and validated but not used yet: gossip membership arrives
-	// with the cluster work.
 	GossipAddr string
 
 	// RESPAddr is the Redis-protocol listen address (--resp-addr); empty
@@ -60,13 +62,40 @@ type Config struct {
 	RESPAddr string
 
 	// AdvertiseAddr is the host peers should dial when a bind address is
-	// 0.0.0.0 (--advertise-addr). Stored for the cluster work; unused yet.
+	// 0.0.0.0 or empty (--advertise-addr): peers reach this node's HTTP
+	// API (and RPC) at AdvertiseAddr plus the bound HTTP port, and its
+	// gossip at AdvertiseAddr plus the gossip port.
 	AdvertiseAddr string
 
 	// Join lists gossip addresses of existing members (--join, comma
-	// separated on the command line). Stored for the cluster work; unused
-	// yet.
+	// separated on the command line). The node joins them at start, as
+	// POST /cluster/join would; a node with saved ring state rejoins its
+	// cluster by gossip without it.
 	Join []string
+
+	// Partitions is the fixed number of virtual nodes of the ring
+	// (--partitions). Every member must use the same value; a node
+	// refuses to join a cluster with another one.
+	Partitions int
+
+	// RequestTimeout bounds how long a client request waits for its R or
+	// W replicas before it answers 503 (--request-timeout).
+	RequestTimeout time.Duration
+	// RPCTimeout bounds one node-to-node call (--rpc-timeout).
+	RPCTimeout time.Duration
+	// HandoffRate caps the bytes per second that ownership handoff sends
+	// when the ring changes (--handoff-rate), so that moving data never
+	// starves client requests.
+	HandoffRate int64
+
+	// Gossip timing (--gossip-probe-interval, --gossip-probe-timeout,
+	// --gossip-interval, --gossip-suspicion-mult). Zero keeps memberlist's
+	// LAN defaults (1s, 500ms, 200ms, 4); tests shorten them so that a
+	// dead member is noticed in well under a second.
+	GossipProbeInterval time.Duration
+	GossipProbeTimeout  time.Duration
+	GossipInterval      time.Duration
+	GossipSuspicionMult int
 
 	// Replicas is N, the number of replicas of each key (--replicas).
 	Replicas int
@@ -100,8 +129,7 @@ type Config struct {
 	TombstoneGrace time.Duration
 
 	// GossipKey is a base64 AES key (16, 24 or 32 bytes) that encrypts
-	// gossip (--gossip-key). Validated and stored; unused until gossip
-	// arrives.
+	// gossip (--gossip-key); members without it are not admitted.
 	GossipKey string
 
 	// TLSCert and TLSKey are PEM files (--tls-cert, --tls-key). When both
@@ -171,6 +199,10 @@ func DefaultConfig() Config {
 		Replicas:           3,
 		ReadQuorum:         2,
 		WriteQuorum:        2,
+		Partitions:         256,
+		RequestTimeout:     5 * time.Second,
+		RPCTimeout:         2 * time.Second,
+		HandoffRate:        8 << 20,
 		LogLevel:           "info",
 		LogFormat:          "console",
 		Fsync:              "always",
@@ -227,6 +259,40 @@ func (c Config) Validate() error {
 	}
 	if c.WriteQuorum < 1 || c.WriteQuorum > c.Replicas {
 		bad("--write-quorum is %d: want 1 to --replicas (%d)", c.WriteQuorum, c.Replicas)
+	}
+
+	if c.Partitions < 1 || c.Partitions > maxPartitions {
+		bad("--partitions is %d: want 1 to %d (the same on every member)", c.Partitions, maxPartitions)
+	} else if c.Partitions < c.Replicas {
+		bad("--partitions is %d: want at least --replicas (%d)", c.Partitions, c.Replicas)
+	}
+	if c.RequestTimeout <= 0 {
+		bad("--request-timeout is %s: want a positive duration such as 5s", c.RequestTimeout)
+	}
+	if c.RPCTimeout <= 0 {
+		bad("--rpc-timeout is %s: want a positive duration such as 2s", c.RPCTimeout)
+	}
+	if c.HandoffRate < 1 {
+		bad("--handoff-rate is %d bytes/s: want a positive rate such as 8MiB", c.HandoffRate)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--gossip-probe-interval", c.GossipProbeInterval},
+		{"--gossip-probe-timeout", c.GossipProbeTimeout},
+		{"--gossip-interval", c.GossipInterval},
+	} {
+		if d.v < 0 {
+			bad("%s is %s: want a positive duration, or 0 for memberlist's default", d.flag, d.v)
+		}
+	}
+	if c.GossipProbeInterval > 0 && c.GossipProbeTimeout > c.GossipProbeInterval {
+		bad("--gossip-probe-timeout (%s) is longer than --gossip-probe-interval (%s): a probe must end before the next starts",
+			c.GossipProbeTimeout, c.GossipProbeInterval)
+	}
+	if c.GossipSuspicionMult < 0 {
+		bad("--gossip-suspicion-mult is %d: want a positive number, or 0 for memberlist's default", c.GossipSuspicionMult)
 	}
 
 	if _, err := zapcore.ParseLevel(c.LogLevel); err != nil {

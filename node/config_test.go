@@ -59,6 +59,16 @@ func TestValidateNamesTheFlagToFix(t *testing.T) {
 		{"shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown timeout"},
 		{"reclaim interval", func(c *Config) { c.ReclaimInterval = -time.Second }, "reclaim interval"},
 		{"checkpoint interval", func(c *Config) { c.CheckpointInterval = 0 }, "checkpoint interval"},
+		{"partitions zero", func(c *Config) { c.Partitions = 0 }, "--partitions"},
+		{"partitions below N", func(c *Config) { c.Partitions = 2 }, "--partitions"},
+		{"request timeout", func(c *Config) { c.RequestTimeout = 0 }, "--request-timeout"},
+		{"rpc timeout", func(c *Config) { c.RPCTimeout = -time.Second }, "--rpc-timeout"},
+		{"handoff rate", func(c *Config) { c.HandoffRate = 0 }, "--handoff-rate"},
+		{"gossip interval negative", func(c *Config) { c.GossipInterval = -time.Second }, "--gossip-interval"},
+		{"probe timeout past interval", func(c *Config) {
+			c.GossipProbeInterval, c.GossipProbeTimeout = 100*time.Millisecond, time.Second
+		}, "--gossip-probe-timeout"},
+		{"suspicion mult", func(c *Config) { c.GossipSuspicionMult = -1 }, "--gossip-suspicion-mult"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

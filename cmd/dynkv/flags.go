@@ -119,7 +119,7 @@ func (c *command) printHelp(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 		extra := ""
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" && f.DefValue != "[]" {
 			extra = " (default " + f.DefValue + ")"
 			if g, ok := f.Value.(flag.Getter); ok {
 				if _, isString := g.Get().(string); isString {

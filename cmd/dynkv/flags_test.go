@@ -52,6 +52,9 @@ func TestEveryServerFlagMapsOntoConfig(t *testing.T) {
 		"--gossip-key", "MDEyMzQ1Njc4OWFiY2RlZg==", "--auth-token", "t1,t2",
 		"--min-free-bytes", "1GiB", "--segment-size", "128k", "--wal-repair", "--max-inflight", "7",
 		"--shutdown-timeout", "3s", "--reclaim-interval", "2s", "--checkpoint-interval", "4s",
+		"--partitions", "64", "--request-timeout", "7s", "--rpc-timeout", "900ms", "--handoff-rate", "1MiB",
+		"--gossip-probe-interval", "300ms", "--gossip-probe-timeout", "100ms", "--gossip-interval", "50ms",
+		"--gossip-suspicion-mult", "2",
 	}
 	cfg, err := parseServerConfig(args, envOf(nil), &bytes.Buffer{})
 	if err != nil {
@@ -66,6 +69,9 @@ func TestEveryServerFlagMapsOntoConfig(t *testing.T) {
 	want.GossipKey, want.AuthTokens = "MDEyMzQ1Njc4OWFiY2RlZg==", []string{"t1", "t2"}
 	want.MinFreeBytes, want.SegmentSize, want.WALRepair, want.MaxInflight = 1<<30, 128<<10, true, 7
 	want.ShutdownTimeout, want.ReclaimInterval, want.CheckpointInterval = 3*time.Second, 2*time.Second, 4*time.Second
+	want.Partitions, want.RequestTimeout, want.RPCTimeout, want.HandoffRate = 64, 7*time.Second, 900*time.Millisecond, 1<<20
+	want.GossipProbeInterval, want.GossipProbeTimeout = 300*time.Millisecond, 100*time.Millisecond
+	want.GossipInterval, want.GossipSuspicionMult = 50*time.Millisecond, 2
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got\n%+v\nwant\n%+v", cfg, want)
 	}
@@ -80,7 +86,9 @@ func TestServerHelpListsEverySpecFlagWithDefaults(t *testing.T) {
 	for _, f := range []string{"id", "data-dir", "http-addr", "gossip-addr", "resp-addr", "advertise-addr", "join",
 		"replicas", "read-quorum", "write-quorum", "log-level", "log-format", "fsync", "max-value-bytes",
 		"databases", "tombstone-grace", "gossip-key", "tls-cert", "tls-key", "tls-ca", "auth-token",
-		"min-free-bytes", "segment-size", "wal-repair", "max-inflight", "shutdown-timeout", "reclaim-interval", "checkpoint-interval"} {
+		"min-free-bytes", "segment-size", "wal-repair", "max-inflight", "shutdown-timeout", "reclaim-interval", "checkpoint-interval",
+		"partitions", "request-timeout", "rpc-timeout", "handoff-rate", "gossip-probe-interval", "gossip-probe-timeout",
+		"gossip-interval", "gossip-suspicion-mult"} {
 		if !strings.Contains(stdout.String(), "--"+f+" ") && !strings.Contains(stdout.String(), "--"+f+"\n") {
 			t.Errorf("--help does not list --%s", f)
 		}
