@@ -2,14 +2,12 @@ package testnode
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -249,6 +247,3 @@ func (n *Node) Status() (Status, error) {
 	s.Raw = r.Body
 	return s, nil
 }
-
-// trimID keeps failure messages short when a status is printed whole.
-func trimID(s string) string { return strings.TrimSpace(s) }
