@@ -128,6 +128,23 @@ func TestBadInputGetsSpecStatusAndNodeStaysUp(t *testing.T) {
 		n.expectAbsent(t, -1, "q-bad")
 	})
 
+	t.Run("QuorumAboveMembersIsCapped", func(t *testing.T) {
+		// SPEC section 5: on fewer nodes than N, R and W are capped at the
+		// member count, so w=3 and r=3 work on one node.
+		for _, w := range []string{"1", "2", "3"} {
+			p := kvPath(-1, "q-ok") + "?w=" + w
+			if r := n.must(t, request{method: http.MethodPut, path: p, body: []byte("w" + w)}); r.Status != http.StatusNoContent {
+				t.Errorf("PUT %s on one node: got %s, want 204", p, r)
+			}
+		}
+		for _, q := range []string{"1", "2", "3"} {
+			p := kvPath(-1, "q-ok") + "?r=" + q
+			if r := n.must(t, request{method: http.MethodGet, path: p}); r.Status != http.StatusOK || string(r.Body) != "w3" {
+				t.Errorf("GET %s on one node: got %s, want 200 \"w3\"", p, r)
+			}
+		}
+	})
+
 	t.Run("BadDatabaseIs400Or404", func(t *testing.T) {
 		for _, db := range []string{"99", "16", "-1", "abc", "1.5", "0x1"} {
 			for _, m := range []string{http.MethodGet, http.MethodPut} {
