@@ -555,9 +555,13 @@ func (s *Store) Close() error {
 		if err := s.wal.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("store: close WAL: %w", err))
 		}
+		// ldbSwap: a Scan may have an iterator open, and goleveldb must not
+		// be closed under one.
+		s.ldbSwap.Lock()
 		if err := s.db().Close(); err != nil && !errors.Is(err, leveldb.ErrClosed) {
 			errs = append(errs, fmt.Errorf("store: close LevelDB: %w", err))
 		}
+		s.ldbSwap.Unlock()
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
