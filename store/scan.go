@@ -141,7 +141,7 @@ func (s *Store) scanChunk(snap *leveldb.Snapshot, after []byte) (chunk []scanEnt
 		buf := make([]byte, len(k)-2+len(v))
 		copy(buf, k[2:])
 		copy(buf[len(k)-2:], v)
-		chunk = append(chunk, scanEntry{db: int(k[1]), key: buf[:len(k)-2 : len(k)-2], value: buf[len(k)-2:]})
+		chunk = append(chunk, scanEntry{db: int(k[1]), key: buf[: len(k)-2 : len(k)-2], value: buf[len(k)-2:]})
 		bytes += len(buf)
 	}
 	if len(chunk) == 0 {
