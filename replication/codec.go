@@ -1,0 +1,609 @@
+package replication
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dynkv/dynkv/store"
+	"github.com/dynkv/dynkv/vclock"
+)
+
+// ErrMalformed is wrapped by every frame decoding error.
+var ErrMalformed = errors.New("replication: malformed frame")
+
+// Bounds every decoder enforces before it allocates.
+const (
+	// MaxFrameBytes bounds every request and response body, and so the
+	// total size of a merge batch.
+	MaxFrameBytes = 64 << 20
+	// MaxBatchItems bounds the items of one merge batch.
+	MaxBatchItems = 4096
+	// MaxKeyLen is the longest key a frame carries (SPEC section 3).
+	MaxKeyLen = store.MaxKeyLen
+	// maxDB: the store keeps the database number in one byte.
+	maxDB = 255
+	// maxW bounds a requested write quorum; N is far smaller in practice.
+	maxW = 255
+	// maxMessageLen bounds an error message; longer ones are cut on encode.
+	maxMessageLen = 4096
+)
+
+// frameVersion is the first byte of every frame. A decoder refuses versions
+// it does not know rather than guess at their layout.
+const frameVersion byte = 1
+
+// Frame kinds, the second byte: a frame sent to the wrong call or read as
+// the wrong response is rejected instead of misread.
+const (
+	kindGetRequest        byte = 1
+	kindGetResponse       byte = 2
+	kindMergeRequest      byte = 3
+	kindAck               byte = 4
+	kindMergeBatchRequest byte = 5
+	kindCoordinateRequest byte = 6
+	kindCoordinateResult  byte = 7
+	kindError             byte = 8
+)
+
+const flagTombstone byte = 1
+
+// Layouts (integers are uvarints unless marked; bytes are a uvarint length
+// then the bytes; set and context are the vclock encodings as bytes):
+//
+//	get request         = version kind db key
+//	get response        = version kind found(1 byte: 0 or 1) [set]
+//	merge request       = version kind db key set
+//	ack                 = version kind
+//	merge-batch request = version kind count {db key set}
+//	coordinate request  = version kind db key context sibling w
+//	sibling             = flags(1 byte) actor counter lastModified(zigzag)
+//	                      expires(zigzag) contentType value
+//	coordinate result   = version kind context
+//	error               = version kind code(1 byte) message needed acked index+1
+//
+// Exactly one encoding of each value is accepted (minimal varints, known
+// flags, no trailing bytes), so decoding then encoding reproduces the input.
+
+// getRequest asks a replica for its state of one key.
+type getRequest struct {
+	DB  int
+	Key []byte
+}
+
+// getResponse is a replica's state of a key; Found is false when it holds
+// no record.
+type getResponse struct {
+	Found bool
+	Set   vclock.Set
+}
+
+// mergeRequest carries one key's state to merge into a replica.
+type mergeRequest struct {
+	DB  int
+	Key []byte
+	Set vclock.Set
+}
+
+func header(b []byte, kind byte) []byte { return append(b, frameVersion, kind) }
+
+func bytesLen(n int) int { return uvarintLen(uint64(n)) + n }
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+func encodeGetRequest(r getRequest) []byte {
+	b := make([]byte, 0, 2+uvarintLen(uint64(r.DB))+bytesLen(len(r.Key)))
+	b = header(b, kindGetRequest)
+	b = binary.AppendUvarint(b, uint64(r.DB))
+	return appendBytes(b, r.Key)
+}
+
+// decodeGetRequest parses a get request. The key aliases b.
+func decodeGetRequest(b []byte) (getRequest, error) {
+	d := decoder{buf: b}
+	var r getRequest
+	var err error
+	if err = d.header("get request", kindGetRequest); err != nil {
+		return getRequest{}, err
+	}
+	if r.DB, err = d.db(); err != nil {
+		return getRequest{}, err
+	}
+	if r.Key, err = d.key(); err != nil {
+		return getRequest{}, err
+	}
+	return r, d.end("get request")
+}
+
+func encodeGetResponse(r getResponse) []byte {
+	if !r.Found {
+		return []byte{frameVersion, kindGetResponse, 0}
+	}
+	set := r.Set.Encode()
+	b := make([]byte, 0, 3+bytesLen(len(set)))
+	b = append(header(b, kindGetResponse), 1)
+	return appendBytes(b, set)
+}
+
+func decodeGetResponse(b []byte) (getResponse, error) {
+	d := decoder{buf: b}
+	if err := d.header("get response", kindGetResponse); err != nil {
+		return getResponse{}, err
+	}
+	found, err := d.byte("found flag")
+	if err != nil {
+		return getResponse{}, err
+	}
+	var r getResponse
+	switch found {
+	case 0:
+	case 1:
+		r.Found = true
+		if r.Set, err = d.set(); err != nil {
+			return getResponse{}, err
+		}
+	default:
+		return getResponse{}, d.errorfAt(d.off-1, "found flag %d, want 0 or 1", found)
+	}
+	return r, d.end("get response")
+}
+
+func encodeMergeRequest(r mergeRequest) []byte {
+	set := r.Set.Encode()
+	b := make([]byte, 0, 2+uvarintLen(uint64(r.DB))+bytesLen(len(r.Key))+bytesLen(len(set)))
+	b = header(b, kindMergeRequest)
+	b = binary.AppendUvarint(b, uint64(r.DB))
+	b = appendBytes(b, r.Key)
+	return appendBytes(b, set)
+}
+
+// decodeMergeRequest parses a merge request. The key aliases b.
+func decodeMergeRequest(b []byte) (mergeRequest, error) {
+	d := decoder{buf: b}
+	var r mergeRequest
+	var err error
+	if err = d.header("merge request", kindMergeRequest); err != nil {
+		return mergeRequest{}, err
+	}
+	if r.DB, err = d.db(); err != nil {
+		return mergeRequest{}, err
+	}
+	if r.Key, err = d.key(); err != nil {
+		return mergeRequest{}, err
+	}
+	if r.Set, err = d.set(); err != nil {
+		return mergeRequest{}, err
+	}
+	return r, d.end("merge request")
+}
+
+var ackFrame = []byte{frameVersion, kindAck}
+
+func decodeAck(b []byte) error {
+	d := decoder{buf: b}
+	if err := d.header("ack", kindAck); err != nil {
+		return err
+	}
+	return d.end("ack")
+}
+
+// encodeMergeBatchRequest fails when the batch exceeds MaxBatchItems or
+// MaxFrameBytes, so that a sender learns it before the peer refuses it.
+func encodeMergeBatchRequest(items []Item) ([]byte, error) {
+	if len(items) > MaxBatchItems {
+		return nil, fmt.Errorf("replication: merge batch of %d items exceeds the limit %d", len(items), MaxBatchItems)
+	}
+	sets := make([][]byte, len(items))
+	n := 2 + uvarintLen(uint64(len(items)))
+	for i, it := range items {
+		sets[i] = it.Set.Encode()
+		n += uvarintLen(uint64(it.DB)) + bytesLen(len(it.Key)) + bytesLen(len(sets[i]))
+		if n > MaxFrameBytes {
+			return nil, fmt.Errorf("replication: merge batch exceeds %d bytes at item %d", MaxFrameBytes, i)
+		}
+	}
+	b := make([]byte, 0, n)
+	b = header(b, kindMergeBatchRequest)
+	b = binary.AppendUvarint(b, uint64(len(items)))
+	for i, it := range items {
+		b = binary.AppendUvarint(b, uint64(it.DB))
+		b = appendBytes(b, it.Key)
+		b = appendBytes(b, sets[i])
+	}
+	return b, nil
+}
+
+// minItemLen is the fewest bytes an item can take: db, a one-byte key with
+// its length, and a set length.
+const minItemLen = 4
+
+// decodeMergeBatchRequest parses a merge batch. Keys alias b.
+func decodeMergeBatchRequest(b []byte) ([]Item, error) {
+	if len(b) > MaxFrameBytes {
+		return nil, fmt.Errorf("%w: merge batch of %d bytes exceeds %d", ErrMalformed, len(b), MaxFrameBytes)
+	}
+	d := decoder{buf: b}
+	if err := d.header("merge-batch request", kindMergeBatchRequest); err != nil {
+		return nil, err
+	}
+	n, err := d.count("merge-batch item count", minItemLen)
+	if err != nil {
+		return nil, err
+	}
+	if n > MaxBatchItems {
+		return nil, d.errorf("merge batch of %d items exceeds the limit %d", n, MaxBatchItems)
+	}
+	items := make([]Item, n)
+	for i := range items {
+		it := &items[i]
+		if it.DB, err = d.db(); err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		if it.Key, err = d.key(); err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		if it.Set, err = d.set(); err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+	}
+	return items, d.end("merge-batch request")
+}
+
+func siblingLen(s vclock.Sibling) int {
+	return 1 + bytesLen(len(s.Dot.Actor)) + uvarintLen(s.Dot.Counter) +
+		varintLen(s.LastModified) + varintLen(s.Expires) +
+		bytesLen(len(s.ContentType)) + bytesLen(len(s.Value))
+}
+
+func appendSibling(b []byte, s vclock.Sibling) []byte {
+	var flags byte
+	if s.Tombstone {
+		flags |= flagTombstone
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(s.Dot.Actor)))
+	b = append(b, s.Dot.Actor...)
+	b = binary.AppendUvarint(b, s.Dot.Counter)
+	b = binary.AppendVarint(b, s.LastModified)
+	b = binary.AppendVarint(b, s.Expires)
+	b = binary.AppendUvarint(b, uint64(len(s.ContentType)))
+	b = append(b, s.ContentType...)
+	return appendBytes(b, s.Value)
+}
+
+func encodeCoordinateRequest(r WriteRequest) []byte {
+	ctx := r.Context.Encode()
+	b := make([]byte, 0, 2+uvarintLen(uint64(r.DB))+bytesLen(len(r.Key))+bytesLen(len(ctx))+
+		siblingLen(r.Sibling)+uvarintLen(uint64(r.W)))
+	b = header(b, kindCoordinateRequest)
+	b = binary.AppendUvarint(b, uint64(r.DB))
+	b = appendBytes(b, r.Key)
+	b = appendBytes(b, ctx)
+	b = appendSibling(b, r.Sibling)
+	return binary.AppendUvarint(b, uint64(r.W))
+}
+
+// decodeCoordinateRequest parses a coordinate request. Key and value alias b.
+func decodeCoordinateRequest(b []byte) (WriteRequest, error) {
+	d := decoder{buf: b}
+	var r WriteRequest
+	var err error
+	if err = d.header("coordinate request", kindCoordinateRequest); err != nil {
+		return WriteRequest{}, err
+	}
+	if r.DB, err = d.db(); err != nil {
+		return WriteRequest{}, err
+	}
+	if r.Key, err = d.key(); err != nil {
+		return WriteRequest{}, err
+	}
+	if r.Context, err = d.context(); err != nil {
+		return WriteRequest{}, err
+	}
+	if r.Sibling, err = d.sibling(); err != nil {
+		return WriteRequest{}, err
+	}
+	at := d.off
+	w, err := d.uvarint("write quorum")
+	if err != nil {
+		return WriteRequest{}, err
+	}
+	if w > maxW {
+		return WriteRequest{}, d.errorfAt(at, "write quorum %d exceeds %d", w, maxW)
+	}
+	r.W = int(w)
+	return r, d.end("coordinate request")
+}
+
+func encodeCoordinateResult(r WriteResult) []byte {
+	ctx := r.Context.Encode()
+	b := make([]byte, 0, 2+bytesLen(len(ctx)))
+	b = header(b, kindCoordinateResult)
+	return appendBytes(b, ctx)
+}
+
+func decodeCoordinateResult(b []byte) (WriteResult, error) {
+	d := decoder{buf: b}
+	if err := d.header("coordinate result", kindCoordinateResult); err != nil {
+		return WriteResult{}, err
+	}
+	ctx, err := d.context()
+	if err != nil {
+		return WriteResult{}, err
+	}
+	return WriteResult{Context: ctx}, d.end("coordinate result")
+}
+
+func encodeError(f errorFrame) []byte {
+	msg := f.Message
+	if len(msg) > maxMessageLen {
+		msg = msg[:maxMessageLen]
+	}
+	needed, acked, index := uint64(max(f.Needed, 0)), uint64(max(f.Acked, 0)), uint64(max(f.Index+1, 0))
+	b := make([]byte, 0, 3+bytesLen(len(msg))+uvarintLen(needed)+uvarintLen(acked)+uvarintLen(index))
+	b = append(header(b, kindError), byte(f.Code))
+	b = binary.AppendUvarint(b, uint64(len(msg)))
+	b = append(b, msg...)
+	b = binary.AppendUvarint(b, needed)
+	b = binary.AppendUvarint(b, acked)
+	return binary.AppendUvarint(b, index)
+}
+
+func decodeError(b []byte) (errorFrame, error) {
+	d := decoder{buf: b}
+	if err := d.header("error", kindError); err != nil {
+		return errorFrame{}, err
+	}
+	code, err := d.byte("error code")
+	if err != nil {
+		return errorFrame{}, err
+	}
+	if code == 0 || ErrorCode(code) > maxErrorCode {
+		return errorFrame{}, d.errorfAt(d.off-1, "unknown error code %d", code)
+	}
+	f := errorFrame{Code: ErrorCode(code)}
+	msg, err := d.bytes("error message length", maxMessageLen)
+	if err != nil {
+		return errorFrame{}, err
+	}
+	f.Message = string(msg)
+	// Counts are bounded so they fit an int on every platform.
+	const maxCount = 1 << 30
+	for _, field := range []struct {
+		what string
+		dst  *int
+	}{{"needed", &f.Needed}, {"acked", &f.Acked}, {"index", &f.Index}} {
+		at := d.off
+		v, err := d.uvarint(field.what)
+		if err != nil {
+			return errorFrame{}, err
+		}
+		if v > maxCount {
+			return errorFrame{}, d.errorfAt(at, "%s %d exceeds %d", field.what, v, maxCount)
+		}
+		*field.dst = int(v)
+	}
+	f.Index--
+	return f, d.end("error")
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+func varintLen(x int64) int {
+	ux := uint64(x) << 1
+	if x < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
+}
+
+// decoder reads canonical fields from buf, reporting the offset of what it
+// rejects.
+type decoder struct {
+	buf []byte
+	off int
+}
+
+func (d *decoder) errorf(format string, args ...any) error {
+	return d.errorfAt(d.off, format, args...)
+}
+
+func (d *decoder) errorfAt(off int, format string, args ...any) error {
+	return fmt.Errorf("%w: offset %d: %s", ErrMalformed, off, fmt.Sprintf(format, args...))
+}
+
+func (d *decoder) header(what string, kind byte) error {
+	v, err := d.byte(what + " version")
+	if err != nil {
+		return err
+	}
+	if v != frameVersion {
+		return d.errorfAt(0, "%s: format version %d, want %d", what, v, frameVersion)
+	}
+	k, err := d.byte(what + " kind")
+	if err != nil {
+		return err
+	}
+	if k != kind {
+		return d.errorfAt(1, "%s: frame kind %d, want %d", what, k, kind)
+	}
+	return nil
+}
+
+func (d *decoder) end(what string) error {
+	if d.off != len(d.buf) {
+		return d.errorf("%s: %d trailing bytes", what, len(d.buf)-d.off)
+	}
+	return nil
+}
+
+func (d *decoder) byte(what string) (byte, error) {
+	if d.off >= len(d.buf) {
+		return 0, d.errorf("%s: unexpected end of input", what)
+	}
+	v := d.buf[d.off]
+	d.off++
+	return v, nil
+}
+
+// uvarint reads a minimally encoded uvarint: a longer encoding of the same
+// number would decode fine but re-encode differently.
+func (d *decoder) uvarint(what string) (uint64, error) {
+	v, n := binary.Uvarint(d.buf[d.off:])
+	switch {
+	case n == 0:
+		return 0, d.errorf("%s: unexpected end of input", what)
+	case n < 0:
+		return 0, d.errorf("%s: varint overflows 64 bits", what)
+	case n > 1 && d.buf[d.off+n-1] == 0:
+		return 0, d.errorf("%s: varint not minimally encoded", what)
+	}
+	d.off += n
+	return v, nil
+}
+
+func (d *decoder) varint(what string) (int64, error) {
+	ux, err := d.uvarint(what)
+	if err != nil {
+		return 0, err
+	}
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x, nil
+}
+
+// count reads an element count and checks it against the bytes left, given
+// that each element takes at least minLen bytes, before anyone allocates.
+func (d *decoder) count(what string, minLen int) (int, error) {
+	at := d.off
+	n, err := d.uvarint(what)
+	if err != nil {
+		return 0, err
+	}
+	if left := uint64(len(d.buf) - d.off); n > left/uint64(minLen) {
+		return 0, d.errorfAt(at, "%s %d cannot fit in the %d bytes left", what, n, left)
+	}
+	return int(n), nil
+}
+
+// bytes reads a length-prefixed byte string of at most limit bytes. The
+// result aliases buf.
+func (d *decoder) bytes(what string, limit int) ([]byte, error) {
+	at := d.off
+	n, err := d.uvarint(what)
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, d.errorfAt(at, "%s %d exceeds the limit %d", what, n, limit)
+	}
+	if left := uint64(len(d.buf) - d.off); n > left {
+		return nil, d.errorfAt(at, "%s %d exceeds the %d bytes left", what, n, left)
+	}
+	b := d.buf[d.off : d.off+int(n) : d.off+int(n)]
+	d.off += int(n)
+	return b, nil
+}
+
+func (d *decoder) db() (int, error) {
+	at := d.off
+	v, err := d.uvarint("database")
+	if err != nil {
+		return 0, err
+	}
+	if v > maxDB {
+		return 0, d.errorfAt(at, "database %d exceeds %d", v, maxDB)
+	}
+	return int(v), nil
+}
+
+func (d *decoder) key() ([]byte, error) {
+	at := d.off
+	k, err := d.bytes("key length", MaxKeyLen)
+	if err != nil {
+		return nil, err
+	}
+	if len(k) == 0 {
+		return nil, d.errorfAt(at, "empty key")
+	}
+	return k, nil
+}
+
+func (d *decoder) set() (vclock.Set, error) {
+	at := d.off
+	b, err := d.bytes("set length", MaxFrameBytes)
+	if err != nil {
+		return vclock.Set{}, err
+	}
+	s, err := vclock.DecodeSet(b)
+	if err != nil {
+		return vclock.Set{}, fmt.Errorf("%w: offset %d: set: %w", ErrMalformed, at, err)
+	}
+	return s, nil
+}
+
+func (d *decoder) context() (vclock.Context, error) {
+	at := d.off
+	b, err := d.bytes("context length", MaxFrameBytes)
+	if err != nil {
+		return vclock.Context{}, err
+	}
+	c, err := vclock.DecodeContext(b)
+	if err != nil {
+		return vclock.Context{}, fmt.Errorf("%w: offset %d: context: %w", ErrMalformed, at, err)
+	}
+	return c, nil
+}
+
+// sibling reads a sibling in full; value and content type alias buf.
+func (d *decoder) sibling() (vclock.Sibling, error) {
+	var s vclock.Sibling
+	at := d.off
+	flags, err := d.byte("sibling flags")
+	if err != nil {
+		return s, err
+	}
+	if flags&^flagTombstone != 0 {
+		return s, d.errorfAt(at, "unknown sibling flags %#x", flags)
+	}
+	s.Tombstone = flags&flagTombstone != 0
+	actor, err := d.bytes("sibling actor length", vclock.MaxActorLen)
+	if err != nil {
+		return s, err
+	}
+	s.Dot.Actor = string(actor)
+	if s.Dot.Counter, err = d.uvarint("sibling counter"); err != nil {
+		return s, err
+	}
+	if s.LastModified, err = d.varint("sibling last-modified"); err != nil {
+		return s, err
+	}
+	if s.Expires, err = d.varint("sibling expiry"); err != nil {
+		return s, err
+	}
+	ct, err := d.bytes("sibling content type length", vclock.MaxContentTypeLen)
+	if err != nil {
+		return s, err
+	}
+	s.ContentType = string(ct)
+	v, err := d.bytes("sibling value length", vclock.MaxValueLen)
+	if err != nil {
+		return s, err
+	}
+	if len(v) > 0 {
+		s.Value = v
+	}
+	return s, nil
+}
