@@ -1,0 +1,123 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dynkv/dynkv/replication"
+	"go.uber.org/zap"
+)
+
+var (
+	// ErrClosed: the coordinator was closed (the node is shutting down).
+	ErrClosed = errors.New("coordinator: closed")
+	// ErrNoRing: this node has not joined a ring yet, so no key has a
+	// preference list. It wraps replication.ErrUnavailable so that a node
+	// forwarding a write here tries another replica.
+	ErrNoRing = fmt.Errorf("coordinator: no committed ring yet: %w", replication.ErrUnavailable)
+	// ErrNotReplica: a write forwarded here for coordination found this node
+	// in neither preference list of the key (the ring changed in between).
+	// It wraps replication.ErrUnavailable, which crosses the RPC as such, so
+	// the sender tries the next replica.
+	ErrNotReplica = fmt.Errorf("coordinator: this node is not a replica of the key: %w", replication.ErrUnavailable)
+)
+
+// Coordinator runs client reads and writes against the replicas of a key.
+// It is safe for concurrent use.
+type Coordinator struct {
+	cfg      Config
+	cluster  Cluster
+	replicas Replicas
+	local    Local
+	log      *zap.Logger
+
+	// bg parents the work that outlives a request (the merges beyond W, the
+	// answers beyond R, read repair); Close cancels it and waits for wg.
+	bg     context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex // orders wg.Add against Close's wg.Wait
+	closed bool
+	wg     sync.WaitGroup
+
+	stats struct {
+		reads, writes, forwards, quorumFailures, readRepairs, readRepairFailures atomic.Uint64
+	}
+}
+
+// Stats are counters since the coordinator started.
+type Stats struct {
+	Reads, Writes      uint64 // client requests received
+	Forwards           uint64 // writes handed to another replica to coordinate
+	QuorumFailures     uint64 // reads and writes answered with a QuorumError
+	ReadRepairs        uint64 // repair merges sent to stale replicas
+	ReadRepairFailures uint64 // repair merges that failed
+}
+
+// New returns a coordinator for this node. cfg is completed with defaults;
+// call cfg.Validate first to reject a bad one with a message.
+func New(cfg Config, cluster Cluster, replicas Replicas, local Local) *Coordinator {
+	cfg = cfg.withDefaults()
+	bg, cancel := context.WithCancel(context.Background())
+	return &Coordinator{
+		cfg: cfg, cluster: cluster, replicas: replicas, local: local,
+		log: cfg.Logger.Named("coordinator"), bg: bg, cancel: cancel,
+	}
+}
+
+// Close cancels the background merges and repairs and waits for them.
+// Requests after Close fail with ErrClosed.
+func (c *Coordinator) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// Stats returns the counters.
+func (c *Coordinator) Stats() Stats {
+	return Stats{
+		Reads:              c.stats.reads.Load(),
+		Writes:             c.stats.writes.Load(),
+		Forwards:           c.stats.forwards.Load(),
+		QuorumFailures:     c.stats.quorumFailures.Load(),
+		ReadRepairs:        c.stats.readRepairs.Load(),
+		ReadRepairFailures: c.stats.readRepairFailures.Load(),
+	}
+}
+
+// spawn runs fn in a goroutine owned by the coordinator, with a context
+// cancelled by Close and bounded by the request timeout. It reports false,
+// without running fn, once the coordinator is closed.
+func (c *Coordinator) spawn(fn func(ctx context.Context)) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.bg, c.cfg.RequestTimeout)
+		defer cancel()
+		fn(ctx)
+	}()
+	return true
+}
+
+func (c *Coordinator) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// quorumFailed counts a QuorumError on its way to the client.
+func (c *Coordinator) quorumFailed(err *QuorumError) error {
+	c.stats.quorumFailures.Add(1)
+	return err
+}

@@ -1,0 +1,30 @@
+// Package coordinator runs a client request's life on any node of a dynkv
+// cluster, as in Dynamo: find the key's preference list, hand a write to a
+// replica in it, fan the write or read out to the list, wait for W acks or R
+// answers, merge the answers (dominated versions dropped, concurrent
+// siblings kept) and read-repair the replicas that answered with a stale
+// version, off the client's path.
+//
+// The decisions (which replicas, how many acks each list needs, when a
+// request has succeeded or can no longer succeed, what to repair) are pure
+// functions in quorum.go; the code that sends and waits is a thin layer
+// around them.
+//
+// # Joint quorum during a ring transition
+//
+// While the ring moves from a committed member set to a target set, a write
+// needs min(W, |C|) acks from the committed preference list C and
+// min(W, |T|) from the target list T. Reads ask C only: the write is
+// readable in the ring in force now, and in the target ring once it is
+// committed, with no window in between.
+//
+// # Blind writes
+//
+// A write without a context supersedes what its coordinating replica
+// holds (SPEC section 5). A replica that was not among the W that acked the
+// previous write may not hold it yet, so by default the coordinator first
+// gathers the key's context from R replicas of C; since R+W > N that read
+// meets at least one replica of the previous write's quorum, and sequential
+// blind writes through different nodes leave exactly the last value.
+// Config.LocalBlindWrites skips that round trip.
+package coordinator

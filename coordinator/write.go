@@ -1,0 +1,181 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dynkv/dynkv/vclock"
+	"go.uber.org/zap"
+)
+
+// Put runs a client write (a delete is a Put of a tombstone sibling). When
+// this node is a replica of the key in the committed ring it coordinates
+// the write itself; otherwise it hands the write to the first live replica
+// that accepts it. It returns the context for the client, a *QuorumError
+// when W acks were not reached (the write is then indeterminate), or the
+// local store's error when this node coordinated and its own write failed
+// (nothing was acknowledged anywhere).
+func (c *Coordinator) Put(ctx context.Context, req WriteRequest) (WriteResult, error) {
+	c.stats.writes.Add(1)
+	plan, err := c.planWrite(req)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if inList(plan.lists[0], c.cluster.Self()) {
+		return c.coordinate(ctx, &plan, req)
+	}
+	return c.forward(ctx, &plan, req)
+}
+
+// CoordinateLocal runs a write another node forwarded here (the RPC
+// server's coordinate call). It writes locally when this node is a replica
+// of the key in either ring and never forwards again, so a write makes at
+// most one hop; otherwise it fails with ErrNotReplica and the sender tries
+// the next replica.
+func (c *Coordinator) CoordinateLocal(ctx context.Context, req WriteRequest) (WriteResult, error) {
+	plan, err := c.planWrite(req)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if !plan.contains(c.cluster.Self()) {
+		return WriteResult{}, fmt.Errorf("coordinator: write to db %d forwarded to %s: %w", req.DB, c.cluster.Self(), ErrNotReplica)
+	}
+	return c.coordinate(ctx, &plan, req)
+}
+
+func (c *Coordinator) planWrite(req WriteRequest) (writePlan, error) {
+	if c.isClosed() {
+		return writePlan{}, ErrClosed
+	}
+	w, err := resolveQuorum(req.W, c.cfg.W, c.cfg.N)
+	if err != nil {
+		return writePlan{}, err
+	}
+	committed, target := c.cluster.PreferenceLists(req.DB, req.Key, c.cfg.N)
+	if len(committed) == 0 {
+		return writePlan{}, ErrNoRing
+	}
+	return planWrite(committed, target, w), nil
+}
+
+// mergeResult is one replica's answer to a write's merge.
+type mergeResult struct {
+	id  string
+	err error
+}
+
+// coordinate is the write at a replica of the key: durable locally first,
+// then merged to every other replica of both lists in parallel. It returns
+// as soon as the joint quorum is decided; the merges still in flight finish
+// in the background.
+func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req WriteRequest) (WriteResult, error) {
+	self := c.cluster.Self()
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+
+	wctx := req.Context
+	if wctx.IsZero() && !c.cfg.LocalBlindWrites && len(plan.lists[0]) > 1 {
+		wctx = c.gatherContext(rctx, plan.lists[0], req.DB, req.Key)
+	}
+	set, clientCtx, err := c.local.Put(req.DB, req.Key, self, wctx, req.Sibling)
+	if err != nil {
+		return WriteResult{}, fmt.Errorf("coordinator: local write to db %d on %s: %w", req.DB, self, err)
+	}
+	tally := newWriteTally(plan)
+	tally.record(self, true)
+
+	results := make(chan mergeResult, len(plan.nodes))
+	for _, id := range plan.nodes {
+		if id == self {
+			continue
+		}
+		if !c.spawn(func(bctx context.Context) {
+			results <- mergeResult{id, c.replicas.Merge(bctx, id, req.DB, req.Key, set)}
+		}) {
+			results <- mergeResult{id, ErrClosed}
+		}
+	}
+	for {
+		if done, qerr := tally.outcome(); done {
+			if qerr != nil {
+				return WriteResult{}, c.quorumFailed(qerr)
+			}
+			return WriteResult{Context: clientCtx}, nil
+		}
+		select {
+		case r := <-results:
+			if r.err != nil {
+				c.log.Debug("replica merge failed", zap.String("peer", r.id), zap.Error(r.err))
+			}
+			tally.record(r.id, r.err == nil)
+		case <-rctx.Done():
+			if err := ctx.Err(); err != nil {
+				return WriteResult{}, fmt.Errorf("coordinator: write abandoned by the client: %w", err)
+			}
+			return WriteResult{}, c.quorumFailed(tally.timedOut())
+		}
+	}
+}
+
+// gatherContext reads the key's context from R replicas of the committed
+// list (this node's own store among them) so that a blind write
+// supersedes every write a quorum acknowledged, not only what this replica
+// happens to hold. It is best effort: with fewer answers, the write
+// supersedes less, as a plain blind write would.
+func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db int, key []byte) vclock.Context {
+	tally := newReadTally(c.cfg.R, len(committed))
+	answers := c.fanOutGets(committed, db, key)
+	for !tally.complete() {
+		if done, _ := tally.outcome(); done {
+			break
+		}
+		select {
+		case a := <-answers:
+			tally.record(a)
+		case <-ctx.Done():
+			return tally.merged.Context
+		}
+	}
+	return tally.merged.Context
+}
+
+// forward hands the write to a replica of the committed list: the live
+// ones first in preference order, then the others in case the failure
+// detector is behind. It moves on only when a replica certainly did not
+// apply the write (tryNext): a write delivered twice would mint two dots and
+// become a sibling of itself.
+func (c *Coordinator) forward(ctx context.Context, plan *writePlan, req WriteRequest) (WriteResult, error) {
+	c.stats.forwards.Add(1)
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	var lastErr error
+	candidates := forwardOrder(plan.lists[0], c.cluster.Alive)
+	for _, id := range candidates {
+		res, err := c.replicas.Coordinate(rctx, id, req)
+		if err == nil {
+			return res, nil
+		}
+		var qerr *QuorumError
+		switch {
+		case errors.As(err, &qerr):
+			c.stats.quorumFailures.Add(1)
+			return WriteResult{}, fmt.Errorf("coordinator: write forwarded to %s: %w", id, err)
+		case ctx.Err() != nil:
+			return WriteResult{}, fmt.Errorf("coordinator: write abandoned by the client: %w", ctx.Err())
+		case rctx.Err() != nil:
+			// Timed out with the write possibly applied: indeterminate, as a
+			// quorum failure is.
+			c.stats.quorumFailures.Add(1)
+			return WriteResult{}, fmt.Errorf("coordinator: write forwarded to %s timed out (%v): %w", id, err,
+				&QuorumError{Needed: plan.need[0], Acked: 0})
+		case !tryNext(err):
+			return WriteResult{}, fmt.Errorf("coordinator: write forwarded to %s: %w", id, err)
+		}
+		c.log.Debug("replica could not take the write, trying the next", zap.String("peer", id), zap.Error(err))
+		lastErr = fmt.Errorf("%s: %w", id, err)
+	}
+	c.stats.quorumFailures.Add(1)
+	return WriteResult{}, fmt.Errorf("coordinator: no replica of the key took the write (%d tried, last %v): %w",
+		len(candidates), lastErr, &QuorumError{Needed: plan.need[0], Acked: 0})
+}
