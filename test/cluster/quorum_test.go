@@ -1,0 +1,87 @@
+package cluster
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/dynkv/dynkv/test/testnode"
+)
+
+func TestQuorumSurvivesOneKilledNodeAndFailsCleanlyWithTwo(t *testing.T) {
+	c := testnode.Start(t, 3, testnode.Options{})
+	n0, n1, n2 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	q := testnode.KV{R: 2, W: 2}
+	var acked []write
+
+	for i := range 30 {
+		w := write{key: fmt.Sprintf("quorum/before/%03d", i), value: fmt.Appendf(nil, "before the kill %d", i)}
+		mustPut(t, c.Nodes[i%3], w.key, w.value, q)
+		acked = append(acked, w)
+	}
+
+	n2.MustKill()
+	alive := []*testnode.Node{n0, n1}
+	for i := range 100 {
+		nd := alive[i%2]
+		w := write{key: fmt.Sprintf("quorum/one-down/%03d", i), value: fmt.Appendf(nil, "with %s dead %d", n2.ID(), i)}
+		mustPut(t, nd, w.key, w.value, q)
+		acked = append(acked, w)
+		// Read through the other live node: the read must find the write
+		// among the two replicas left.
+		if err := checkExact(alive[(i+1)%2], w.key, w.value, q); err != nil {
+			t.Fatalf("with %s killed, r=2 read of a w=2 write: %v", n2.ID(), err)
+		}
+	}
+	for _, w := range acked[:30] {
+		if err := checkExact(n0, w.key, w.value, q); err != nil {
+			t.Fatalf("with %s killed, r=2 read of a write from before the kill: %v", n2.ID(), err)
+		}
+	}
+
+	n1.MustKill()
+	for i := range 3 {
+		key := fmt.Sprintf("quorum/two-down/%d", i)
+		r, err := n0.Put(key, []byte("cannot reach w=2"), q)
+		if err != nil {
+			t.Fatalf("PUT %q w=2 with two of three nodes killed: %v (want 503)", key, err)
+		}
+		checkQuorumError(t, "PUT "+key+" w=2", r, 2)
+		r, err = n0.Get(acked[i].key, q)
+		if err != nil {
+			t.Fatalf("GET %q r=2 with two of three nodes killed: %v (want 503)", acked[i].key, err)
+		}
+		checkQuorumError(t, "GET "+acked[i].key+" r=2", r, 2)
+	}
+
+	n1.Restart()
+	n2.Restart()
+	c.WaitConverged(testnode.ConvergeTimeout, c.IDs()...)
+	bad := 0
+	for _, w := range acked {
+		for _, nd := range c.Nodes {
+			if err := checkExact(nd, w.key, w.value, testnode.KV{}); err != nil {
+				if bad++; bad <= 10 {
+					t.Errorf("after both killed nodes restarted, an acknowledged write: %v", err)
+				}
+			}
+		}
+	}
+	t.Logf("%d acknowledged writes (30 before any kill, 100 with one node dead) checked through 3 nodes: %d wrong", len(acked), bad)
+}
+
+// checkQuorumError requires a 503 with {"error", "needed", "acked"} where
+// needed is want and acked is below it.
+func checkQuorumError(t *testing.T, what string, r testnode.Response, want int) {
+	t.Helper()
+	qe, err := r.Quorum()
+	if err != nil {
+		t.Fatalf("%s: %v; got %s, want 503 {error, needed: %d, acked < %d}", what, err, r, want, want)
+	}
+	if *qe.Needed != want || *qe.Acked >= want || *qe.Acked < 0 {
+		t.Fatalf("%s: got needed %d acked %d, want needed %d and acked below it", what, *qe.Needed, *qe.Acked, want)
+	}
+	if r.Status != http.StatusServiceUnavailable {
+		t.Fatalf("%s: got status %d, want 503", what, r.Status)
+	}
+}
