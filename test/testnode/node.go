@@ -331,8 +331,47 @@ func (n *Node) Stop() {
 }
 
 // Pause stops the process with SIGSTOP: it keeps its sockets but answers
-// nothing, like a node behind a partition or in a long GC pause.
-func (n *Node) Pause() error { return n.signal(syscall.SIGSTOP) }
+// nothing, like a node behind a partition or in a long GC pause. Signals
+// are delivered asynchronously, so it waits (bounded) until the kernel
+// reports the process stopped: a test may then rely on it.
+func (n *Node) Pause() error {
+	if err := n.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(ExitTimeout)
+	for {
+		st, err := n.procState()
+		if err != nil {
+			return fmt.Errorf("node %s: after SIGSTOP: %w", n.id, err)
+		}
+		if st == 'T' || st == 't' {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node %s: state %q %v after SIGSTOP, want T (stopped)", n.id, st, ExitTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// procState reads the one-letter state of the process from /proc.
+func (n *Node) procState() (byte, error) {
+	p := n.current()
+	if p == nil {
+		return 0, fmt.Errorf("not running")
+	}
+	path := fmt.Sprintf("/proc/%d/stat", p.pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", path, err)
+	}
+	// The command name in parentheses may hold spaces; the state follows it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, fmt.Errorf("%s: unexpected content %q", path, b)
+	}
+	return b[i+2], nil
+}
 
 // Resume continues a paused process with SIGCONT.
 func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }

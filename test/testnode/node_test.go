@@ -1,0 +1,102 @@
+package testnode
+
+import (
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+// TestNodeKeepsDataAndAddressesAcrossKillAndRestart checks the harness
+// itself on one node: a write survives SIGKILL and SIGTERM restarts on the
+// same addresses, and Pause really stops the process until Resume.
+func TestNodeKeepsDataAndAddressesAcrossKillAndRestart(t *testing.T) {
+	n := NewNode(t, 0, NodeOptions{})
+	if want := "127.0.0.10:"; !strings.HasPrefix(n.Addr(), want) {
+		t.Fatalf("node 0 HTTP address %q, want it on %s", n.Addr(), want)
+	}
+	n.Start()
+	r, err := n.Put("harness/key", []byte("v1"), KV{})
+	if err != nil || r.Status != http.StatusNoContent || r.Context == "" {
+		t.Fatalf("PUT: got %v %v, want 204 with X-Context", r, err)
+	}
+	addr := n.Addr()
+	n.MustKill()
+	if n.Running() {
+		t.Fatal("Running after Kill: got true, want false")
+	}
+	n.Restart()
+	if n.Addr() != addr {
+		t.Fatalf("address after restart %q, want %q", n.Addr(), addr)
+	}
+	r, err = n.Get("harness/key", KV{})
+	if vals, verr := r.Values(); err != nil || verr != nil || r.Status != http.StatusOK || len(vals) != 1 || string(vals[0]) != "v1" {
+		t.Fatalf("GET after kill and restart: got %v %v %v, want 200 \"v1\"", r, err, verr)
+	}
+
+	if err := n.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := n.procState(); err != nil || st != 'T' {
+		t.Fatalf("process state after Pause: got %q (%v), want T (stopped)", st, err)
+	}
+	if err := n.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.waitReady(ReadyTimeout); err != nil {
+		t.Fatalf("after Resume: %v", err)
+	}
+	n.Stop()
+	if !n.LogContains("=== testnode") {
+		t.Fatalf("log %s lacks the harness's start lines", n.LogPath())
+	}
+}
+
+func TestAgreedReportsWhatDiffers(t *testing.T) {
+	member := func(id, state string, share float64) MemberStatus {
+		return MemberStatus{ID: id, State: state, RingShare: share}
+	}
+	settled := func(node string, epoch uint64) Status {
+		return Status{Node: node, Epoch: epoch, RingFingerprint: []byte(`"f1"`), Members: []MemberStatus{
+			member("a", StateAlive, 0.5), member("b", StateSuspect, 0.5), member("c", StateLeft, 0),
+		}}
+	}
+	cases := []struct {
+		name string
+		in   map[string]Status
+		want []string
+		ok   bool
+	}{
+		{"agree", map[string]Status{"a": settled("a", 2), "b": settled("b", 2)}, []string{"b", "a"}, true},
+		{"epochs differ", map[string]Status{"a": settled("a", 2), "b": settled("b", 3)}, []string{"a", "b"}, false},
+		{"member missing", map[string]Status{"a": settled("a", 2)}, []string{"a", "b", "d"}, false},
+		{"transition pending", map[string]Status{"a": func() Status { s := settled("a", 2); s.Transition = &Transition{}; return s }()}, []string{"a", "b"}, false},
+		{"no share", map[string]Status{"a": func() Status { s := settled("a", 2); s.Members[1].RingShare = 0; return s }()}, []string{"a", "b"}, false},
+	}
+	for _, tc := range cases {
+		err := Agreed(tc.in, tc.want)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Agreed gave %v, want ok=%t", tc.name, err, tc.ok)
+		}
+	}
+}
+
+func TestLoopbackGivesEachNodeItsOwnAddress(t *testing.T) {
+	seen := map[string]bool{}
+	for i := range 8 {
+		h := Loopback{}.Host(i)
+		if seen[h] {
+			t.Fatalf("Host(%d) = %s, already given to another node", i, h)
+		}
+		seen[h] = true
+		addr, err := FreePort(h)
+		if err != nil {
+			t.Fatalf("FreePort(%s): %v", h, err)
+		}
+		if !strings.HasPrefix(addr, h+":") {
+			t.Fatalf("FreePort(%s) = %s, want a port on that host", h, addr)
+		}
+	}
+}
