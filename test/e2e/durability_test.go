@@ -151,3 +151,15 @@ func TestSIGTERMShutsDownCleanlyAndKeepsEverything(t *testing.T) {
 	}
 	n.Stop()
 }
+
+// TestDatabasesFlagBoundsTheRange: --databases=N allows /db/0 to /db/N-1 only.
+func TestDatabasesFlagBoundsTheRange(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOptions{args: []string{"--databases=4"}})
+	n.put(t, 3, "k", []byte("last database"), "")
+	n.expectValue(t, 3, "k", []byte("last database"))
+	for _, m := range []string{http.MethodPut, http.MethodGet} {
+		r := n.must(t, request{method: m, path: kvPath(4, "k"), body: []byte("v")})
+		expectJSONError(t, m+" /db/4/kv/k with --databases=4", r, http.StatusBadRequest, http.StatusNotFound)
+	}
+}
