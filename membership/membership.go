@@ -1,0 +1,650 @@
+package membership
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"go.uber.org/zap"
+)
+
+// Liveness is what memberlist's failure detector says about a node.
+type Liveness string
+
+const (
+	Alive   Liveness = "alive"
+	Suspect Liveness = "suspect"
+	Dead    Liveness = "dead"
+)
+
+// Config configures a Membership. Zero durations and counts take
+// memberlist's DefaultLANConfig values: they are conservative but measured
+// by hashicorp for LANs; tests on loopback pass faster values instead of
+// this package changing the defaults.
+type Config struct {
+	NodeID        string   // unique in the cluster; memberlist's node name
+	BindAddr      string   // gossip host:port (TCP and UDP); port 0 picks one
+	AdvertiseAddr string   // host peers dial, when BindAddr's host is 0.0.0.0; "" = memberlist's choice
+	HTTPAddr      string   // HTTP host:port peers use for RPC
+	DataDir       string   // holds ring.state; "" keeps the state in memory only (tests)
+	Partitions    int      // default DefaultPartitions; must match the cluster
+	GossipKey     []byte   // 16, 24 or 32 bytes: AES key; members without it are not admitted
+	Join          []string // gossip host:port of existing members
+
+	ProbeInterval    time.Duration // LAN default 1s
+	ProbeTimeout     time.Duration // LAN default 500ms
+	GossipInterval   time.Duration // LAN default 200ms
+	SuspicionMult    int           // LAN default 4
+	PushPullInterval time.Duration // LAN default 30s: a backstop, changes are broadcast
+	JoinTimeout      time.Duration // how long Join keeps retrying; default 10s
+	// RejoinInterval is how often a node that cannot see some ring member
+	// retries gossip-joining it (after a restart of the whole cluster, or a
+	// healed partition memberlist has given up on); default 5s.
+	RejoinInterval time.Duration
+	Logger         *zap.Logger
+}
+
+// Errors callers branch on.
+var (
+	ErrUnknownMember = errors.New("membership: unknown member")
+	ErrSelf          = errors.New("membership: cannot remove this node; use leave")
+	ErrLastMember    = errors.New("membership: the last member cannot leave")
+	ErrNotMember     = errors.New("membership: this node is not a member")
+	ErrLeft          = errors.New("membership: this node has left; restart it to join again")
+)
+
+// stateFile is the ring state's name inside DataDir.
+const stateFile = "ring.state"
+
+// Membership is one node's view of the cluster. Its methods are safe for
+// concurrent use.
+type Membership struct {
+	cfg   Config
+	log   *zap.Logger
+	meta  []byte
+	queue *memberlist.TransmitLimitedQueue
+	ml    atomic.Pointer[memberlist.Memberlist]
+
+	// mu guards state, subs and the persisted file: a state change, its
+	// fsync and its notification happen in one critical section, so a
+	// reader of State never sees a ring that a crash could undo.
+	mu        sync.Mutex
+	state     State
+	subs      map[uint64]chan struct{}
+	nextSub   uint64
+	placement atomic.Pointer[Placement]
+	mlLeft    atomic.Bool
+
+	leaveSignal chan struct{} // run loop: self may have become left
+	stop        chan struct{}
+	wg          sync.WaitGroup
+	shutdown    sync.Once
+	shutdownErr error
+}
+
+// New loads <DataDir>/ring.state, starts memberlist and joins: a saved state
+// rejoins its known members keeping its identity and ring; otherwise with
+// cfg.Join it joins that cluster (an error if no address answers within
+// JoinTimeout); otherwise it founds a one-node cluster.
+func New(cfg Config) (*Membership, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	m := &Membership{
+		cfg:         cfg,
+		log:         cfg.Logger.With(zap.String("node", cfg.NodeID)),
+		meta:        Meta{ID: cfg.NodeID, HTTPAddr: cfg.HTTPAddr, Partitions: cfg.Partitions}.Encode(),
+		subs:        make(map[uint64]chan struct{}),
+		leaveSignal: make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+	}
+	if len(m.meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("membership: node id and http address too long for memberlist meta (%d > %d bytes)", len(m.meta), memberlist.MetaMaxSize)
+	}
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("membership: create data dir: %w", err)
+		}
+	}
+	saved, haveSaved, err := loadState(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if haveSaved && saved.Partitions != cfg.Partitions {
+		return nil, fmt.Errorf("membership: %s has %d partitions, configured %d; the partition count cannot change",
+			statePath(cfg.DataDir), saved.Partitions, cfg.Partitions)
+	}
+	self, selfKnown := saved.Member(cfg.NodeID)
+	restart := haveSaved && selfKnown && self.Status != StatusLeft && self.Status != StatusRemoved
+	if restart {
+		m.state = saved
+	} else {
+		m.state = State{Partitions: cfg.Partitions}
+		if haveSaved {
+			// Left or removed before: keep what we knew of others (their
+			// addresses help a rejoin) but our own entry starts over.
+			m.state = saved
+		}
+	}
+	m.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes: func() int {
+			if ml := m.ml.Load(); ml != nil {
+				return ml.NumMembers()
+			}
+			return 1
+		},
+		RetransmitMult: memberlist.DefaultLANConfig().RetransmitMult,
+	}
+
+	ml, err := memberlist.Create(m.memberlistConfig())
+	if err != nil {
+		return nil, fmt.Errorf("membership: start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	m.ml.Store(ml)
+	gossipAddr := ml.LocalNode().Address()
+
+	m.mu.Lock()
+	self.ID = cfg.NodeID
+	switch {
+	case restart:
+		if self.GossipAddr != gossipAddr || self.HTTPAddr != cfg.HTTPAddr {
+			self.GossipAddr, self.HTTPAddr = gossipAddr, cfg.HTTPAddr
+			self.Version++
+			m.state = m.state.With(self)
+		}
+		m.log.Info("restarted with saved ring state", zap.Uint64("epoch", m.state.Committed.Epoch),
+			zap.Stringer("status", self.Status))
+	case len(cfg.Join) > 0:
+		m.state = markJoining(m.state, self, gossipAddr, cfg.HTTPAddr)
+	default:
+		self = Member{ID: cfg.NodeID, GossipAddr: gossipAddr, HTTPAddr: cfg.HTTPAddr, Status: StatusValid, Version: self.Version + 1}
+		m.state = State{Partitions: cfg.Partitions, Members: []Member{self}, Committed: Committed{Epoch: 1, Members: []string{cfg.NodeID}}}
+		m.log.Info("founded a one-node cluster")
+	}
+	err = m.commitLocked(m.state, true)
+	m.mu.Unlock()
+	if err != nil {
+		_ = ml.Shutdown()
+		return nil, err
+	}
+
+	if restart {
+		addrs := append(m.knownGossipAddrs(), cfg.Join...)
+		if len(addrs) > 0 {
+			// Best effort: after a whole-cluster restart the first node up
+			// finds nobody; the others join it, and the run loop retries.
+			if n, err := ml.Join(addrs); err != nil && n == 0 {
+				m.log.Warn("rejoin after restart found no member yet; will retry", zap.Strings("addrs", addrs), zap.Error(err))
+			}
+		}
+	} else if len(cfg.Join) > 0 {
+		if err := m.gossipJoin(cfg.Join); err != nil {
+			_ = ml.Shutdown()
+			return nil, err
+		}
+	}
+	m.wg.Add(1)
+	go m.run()
+	return m, nil
+}
+
+func (c *Config) fill() error {
+	if c.NodeID == "" {
+		return errors.New("membership: node id is empty")
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.Partitions < 1 || c.Partitions > MaxPartitions {
+		return fmt.Errorf("membership: partitions %d out of range 1..%d", c.Partitions, MaxPartitions)
+	}
+	if c.BindAddr == "" {
+		c.BindAddr = "127.0.0.1:7946"
+	}
+	if _, _, err := splitHostPort(c.BindAddr); err != nil {
+		return fmt.Errorf("membership: gossip address %q: %w", c.BindAddr, err)
+	}
+	switch len(c.GossipKey) {
+	case 0, 16, 24, 32:
+	default:
+		return fmt.Errorf("membership: gossip key is %d bytes, want 16, 24 or 32", len(c.GossipKey))
+	}
+	if c.JoinTimeout <= 0 {
+		c.JoinTimeout = 10 * time.Second
+	}
+	if c.RejoinInterval <= 0 {
+		c.RejoinInterval = 5 * time.Second
+	}
+	return nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", ps)
+	}
+	return host, port, nil
+}
+
+func (m *Membership) memberlistConfig() *memberlist.Config {
+	c := memberlist.DefaultLANConfig()
+	c.Name = m.cfg.NodeID
+	host, port, _ := splitHostPort(m.cfg.BindAddr) // checked by fill
+	c.BindAddr, c.BindPort = host, port
+	c.AdvertiseAddr, c.AdvertisePort = m.cfg.AdvertiseAddr, port
+	if m.cfg.ProbeInterval > 0 {
+		c.ProbeInterval = m.cfg.ProbeInterval
+	}
+	if m.cfg.ProbeTimeout > 0 {
+		c.ProbeTimeout = m.cfg.ProbeTimeout
+	}
+	if m.cfg.GossipInterval > 0 {
+		c.GossipInterval = m.cfg.GossipInterval
+	}
+	if m.cfg.SuspicionMult > 0 {
+		c.SuspicionMult = m.cfg.SuspicionMult
+	}
+	if m.cfg.PushPullInterval > 0 {
+		c.PushPullInterval = m.cfg.PushPullInterval
+	}
+	// A node id keeps its identity across restarts but not necessarily its
+	// address (a rescheduled container); without a reclaim time memberlist
+	// would refuse the new address until the old entry is reaped (30s).
+	c.DeadNodeReclaimTime = 10 * time.Second
+	if len(m.cfg.GossipKey) > 0 {
+		c.SecretKey = m.cfg.GossipKey
+	}
+	d := delegate{m}
+	c.Delegate, c.Alive, c.Merge = d, d, d
+	c.Logger = log.New(zapWriter{m.log.Named("memberlist")}, "", 0)
+	return c
+}
+
+// markJoining sets self joining and resets the committed ring to epoch 0, so
+// the cluster's ring wins the first merge.
+func markJoining(s State, self Member, gossipAddr, httpAddr string) State {
+	self.GossipAddr, self.HTTPAddr = gossipAddr, httpAddr
+	self.Status = StatusJoining
+	self.Version++
+	self.Handoff = Handoff{}
+	s = s.With(self)
+	s.Committed = Committed{}
+	return s
+}
+
+// gossipJoin contacts addrs until one answers or JoinTimeout passes: nodes
+// of a new cluster are often started together, seed last.
+func (m *Membership) gossipJoin(addrs []string) error {
+	deadline := time.Now().Add(m.cfg.JoinTimeout)
+	backoff := 100 * time.Millisecond
+	for {
+		n, err := m.ml.Load().Join(addrs)
+		if n > 0 {
+			m.log.Info("joined gossip", zap.Strings("addrs", addrs), zap.Int("reached", n))
+			return nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("membership: join %v: no member reachable within %s: %w", addrs, m.cfg.JoinTimeout, err)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-m.stop:
+			return fmt.Errorf("membership: join %v: shut down", addrs)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// knownGossipAddrs returns the gossip addresses of the ring members other
+// than self that memberlist does not currently see alive.
+func (m *Membership) knownGossipAddrs() []string {
+	m.mu.Lock()
+	members := slices.Clone(m.state.Members)
+	m.mu.Unlock()
+	var addrs []string
+	for _, mb := range members {
+		if mb.ID == m.cfg.NodeID || mb.GossipAddr == "" || mb.Status == StatusLeft || mb.Status == StatusRemoved {
+			continue
+		}
+		if m.Liveness(mb.ID) == Dead {
+			addrs = append(addrs, mb.GossipAddr)
+		}
+	}
+	return addrs
+}
+
+// run owns the background work: telling memberlist we left once the ring
+// says so, and re-gossiping with ring members memberlist has lost.
+func (m *Membership) run() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.cfg.RejoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-m.leaveSignal:
+			m.maybeLeaveGossip()
+		case <-t.C:
+			if m.mlLeft.Load() {
+				continue
+			}
+			if addrs := m.knownGossipAddrs(); len(addrs) > 0 {
+				if n, err := m.ml.Load().Join(addrs); n > 0 {
+					m.log.Info("rejoined ring members", zap.Strings("addrs", addrs), zap.Int("reached", n))
+				} else {
+					m.log.Debug("rejoin found no member", zap.Strings("addrs", addrs), zap.Error(err))
+				}
+			}
+		}
+	}
+}
+
+func (m *Membership) maybeLeaveGossip() {
+	if m.mlLeft.Load() {
+		return
+	}
+	self, _ := m.Member(m.cfg.NodeID)
+	if self.Status != StatusLeft && self.Status != StatusRemoved {
+		return
+	}
+	m.mlLeft.Store(true)
+	// Give peers a moment to learn we are gone before the sockets close;
+	// they already hold the ring without us, this only speeds up liveness.
+	if err := m.ml.Load().Leave(m.cfg.JoinTimeout); err != nil {
+		m.log.Warn("gossip leave not acknowledged", zap.Error(err))
+	}
+	m.log.Info("left the cluster", zap.Stringer("status", self.Status))
+}
+
+// mergeRemote merges a peer's encoded state into ours.
+func (m *Membership) mergeRemote(b []byte, via string) {
+	remote, err := DecodeState(b)
+	if err != nil {
+		m.log.Warn("dropping undecodable ring state", zap.String("via", via), zap.Error(err))
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if remote.Partitions != m.state.Partitions {
+		m.log.Error("refusing ring state with a different partition count", zap.String("via", via),
+			zap.Int("remote_partitions", remote.Partitions), zap.Int("partitions", m.state.Partitions))
+		return
+	}
+	// Only what we learned is worth re-broadcasting: if the merge changes
+	// our state, peers that gossip with us but not with the sender may not
+	// have it yet (epidemic spread rather than sender-only retransmits).
+	if err := m.commitLocked(Merge(m.state, remote), false); err != nil {
+		m.log.Error("saving merged ring state", zap.Error(err))
+	}
+}
+
+// commitLocked runs TryCommit on next and, if it differs from the current
+// state (or force), makes it current: persist, placement, subscribers,
+// broadcast. m.mu must be held.
+func (m *Membership) commitLocked(next State, force bool) error {
+	next, _ = next.TryCommit()
+	if !force && next.Equal(m.state) {
+		return nil
+	}
+	prev := m.state
+	m.state = next
+	m.updatePlacement(prev)
+	m.logChanges(prev, next)
+	m.queue.QueueBroadcast(stateBroadcast(next.Encode()))
+	for _, ch := range m.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	if self, ok := next.Member(m.cfg.NodeID); ok && (self.Status == StatusLeft || self.Status == StatusRemoved) {
+		select {
+		case m.leaveSignal <- struct{}{}:
+		default:
+		}
+	}
+	if err := saveState(m.cfg.DataDir, next); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (m *Membership) updatePlacement(prev State) {
+	old := m.placement.Load()
+	p := Placement{}
+	if old != nil && slices.Equal(old.Committed.Members(), m.state.Committed.Members) {
+		p.Committed = old.Committed
+	} else {
+		p.Committed = NewRing(m.state.Committed.Members, m.state.Partitions)
+	}
+	if m.state.Pending() {
+		target := m.state.Target()
+		if old != nil && old.Target != nil && slices.Equal(old.Target.Members(), target) {
+			p.Target = old.Target
+		} else {
+			p.Target = NewRing(target, m.state.Partitions)
+		}
+	}
+	m.placement.Store(&p)
+}
+
+// logChanges logs state changes operators care about: ring commits and
+// member status changes.
+func (m *Membership) logChanges(prev, next State) {
+	if prev.Committed.Epoch != next.Committed.Epoch {
+		m.log.Info("ring committed", zap.Uint64("epoch", next.Committed.Epoch), zap.Strings("members", next.Committed.Members))
+	}
+	for _, nm := range next.Members {
+		pm, ok := prev.Member(nm.ID)
+		if !ok || pm.Status != nm.Status {
+			m.log.Info("member status", zap.String("member", nm.ID), zap.Stringer("status", nm.Status))
+		}
+	}
+}
+
+// Placement returns the current placement snapshot.
+func (m *Membership) Placement() Placement {
+	if p := m.placement.Load(); p != nil {
+		return *p
+	}
+	return Placement{Committed: NewRing(nil, m.cfg.Partitions)}
+}
+
+// State returns a copy of the current ring state.
+func (m *Membership) State() State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state.clone()
+}
+
+// Self returns this node's id.
+func (m *Membership) Self() string { return m.cfg.NodeID }
+
+// Member returns id's entry in the ring state.
+func (m *Membership) Member(id string) (Member, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state.Member(id)
+}
+
+// Liveness reports what the failure detector says about id; an id memberlist
+// does not know (or knows as dead or left) is Dead.
+func (m *Membership) Liveness(id string) Liveness {
+	ml := m.ml.Load()
+	if ml == nil {
+		return Dead
+	}
+	if id == m.cfg.NodeID {
+		if m.mlLeft.Load() {
+			return Dead
+		}
+		return Alive
+	}
+	for _, n := range ml.Members() {
+		if n.Name != id {
+			continue
+		}
+		switch n.State {
+		case memberlist.StateAlive:
+			return Alive
+		case memberlist.StateSuspect:
+			return Suspect
+		}
+		return Dead
+	}
+	return Dead
+}
+
+// Join makes this node join the cluster the gossip addresses addrs belong to.
+// A node already in a multi-node ring only reconnects its gossip; otherwise
+// it becomes joining and enters the ring once the ownership handoff for it
+// is done (see State.TryCommit).
+func (m *Membership) Join(addrs []string) error {
+	if len(addrs) == 0 {
+		return errors.New("membership: join: no address given")
+	}
+	if m.mlLeft.Load() {
+		return ErrLeft
+	}
+	gossipAddr := m.ml.Load().LocalNode().Address() // outside mu: memberlist locks inside
+	m.mu.Lock()
+	self, _ := m.state.Member(m.cfg.NodeID)
+	inCluster := (self.Status == StatusValid || self.Status == StatusLeaving) &&
+		slices.ContainsFunc(m.state.Committed.Members, func(id string) bool { return id != m.cfg.NodeID })
+	if !inCluster && self.Status != StatusJoining {
+		self.ID = m.cfg.NodeID
+		if err := m.commitLocked(markJoining(m.state, self, gossipAddr, m.cfg.HTTPAddr), false); err != nil {
+			m.mu.Unlock()
+			return err
+		}
+	}
+	m.mu.Unlock()
+	return m.gossipJoin(addrs)
+}
+
+// Leave starts this node's graceful departure: it becomes leaving, the
+// handoff worker moves its data and reports Done, and the ring commit then
+// marks it left, after which it stops counting as a member.
+func (m *Membership) Leave() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	self, ok := m.state.Member(m.cfg.NodeID)
+	if !ok {
+		return ErrNotMember
+	}
+	switch self.Status {
+	case StatusLeaving, StatusLeft:
+		return nil
+	case StatusRemoved:
+		return ErrNotMember
+	}
+	if t := m.state.Target(); len(t) == 1 && t[0] == m.cfg.NodeID {
+		return ErrLastMember
+	}
+	self.Status = StatusLeaving
+	self.Version++
+	self.Handoff = Handoff{}
+	return m.commitLocked(m.state.With(self), false)
+}
+
+// Remove takes a member out of the ring for good (an operator's decision
+// that it is dead); its replicas are rebuilt on the new owners.
+func (m *Membership) Remove(id string) error {
+	if id == m.cfg.NodeID {
+		return ErrSelf
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mb, ok := m.state.Member(id)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownMember, id)
+	}
+	if mb.Status == StatusRemoved || mb.Status == StatusLeft {
+		return nil
+	}
+	mb.Status = StatusRemoved
+	mb.Version++
+	mb.Handoff = Handoff{}
+	return m.commitLocked(m.state.With(mb), false)
+}
+
+// ReportHandoff publishes this node's ownership-handoff progress. A report
+// equal to the last one is not re-gossiped.
+func (m *Membership) ReportHandoff(h Handoff) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	self, ok := m.state.Member(m.cfg.NodeID)
+	if !ok || self.Status == StatusLeft || self.Status == StatusRemoved || self.Handoff == h {
+		return
+	}
+	self.Handoff = h
+	self.Version++
+	if err := m.commitLocked(m.state.With(self), false); err != nil {
+		m.log.Error("saving handoff progress", zap.Error(err))
+	}
+}
+
+// Subscribe returns a channel that receives a signal after every state
+// change; signals coalesce (capacity one), so a slow reader re-reads State
+// and misses nothing. The func unsubscribes.
+func (m *Membership) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	m.mu.Lock()
+	id := m.nextSub
+	m.nextSub++
+	m.subs[id] = ch
+	m.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			m.mu.Lock()
+			delete(m.subs, id)
+			m.mu.Unlock()
+		})
+	}
+}
+
+// Ready reports whether this node can serve: it knows a committed ring (a
+// joiner once it has heard from its cluster) and has not left or been
+// removed.
+func (m *Membership) Ready() bool {
+	if m.mlLeft.Load() {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	self, ok := m.state.Member(m.cfg.NodeID)
+	if !ok || self.Status == StatusLeft || self.Status == StatusRemoved {
+		return false
+	}
+	return m.state.Committed.Epoch > 0
+}
+
+// Shutdown stops gossip without announcing a departure: a restart is not a
+// leave, peers see the node dead and the ring keeps it.
+func (m *Membership) Shutdown() error {
+	m.shutdown.Do(func() {
+		close(m.stop)
+		m.wg.Wait()
+		if err := m.ml.Load().Shutdown(); err != nil {
+			m.shutdownErr = fmt.Errorf("membership: shut down gossip: %w", err)
+		}
+	})
+	return m.shutdownErr
+}
