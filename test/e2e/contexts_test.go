@@ -202,3 +202,54 @@ func TestSIGTERMDuringLoadExitsZeroAndKeepsEveryAcknowledgedWrite(t *testing.T) 
 		t.Fatalf("after SIGTERM during load: %d acknowledged writes lost, %d read back wrong, %d cut-off writes wrong; want 0", lost, wrong, wrongIndet)
 	}
 }
+
+// TestShedLoadGets429AndAppliesNothing is SPEC section 3: beyond
+// --max-inflight the node answers 429 with a JSON error; a shed write is not
+// applied, an accepted one is.
+func TestShedLoadGets429AndAppliesNothing(t *testing.T) {
+	t.Parallel()
+	const clients, each = 16, 20
+	n := startNode(t, nodeOptions{args: []string{"--max-inflight=1"}})
+	var (
+		mu       sync.Mutex
+		accepted []write
+		shed     []write
+		wg       sync.WaitGroup
+	)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				w := write{key: fmt.Sprintf("shed/c%02d/%02d", c, i), value: []byte(fmt.Sprintf("client %d write %d", c, i))}
+				r, err := n.do(request{method: http.MethodPut, path: kvPath(-1, w.key), body: w.value})
+				if err != nil {
+					t.Errorf("%v", err)
+					return
+				}
+				mu.Lock()
+				switch r.Status {
+				case http.StatusNoContent:
+					accepted = append(accepted, w)
+				case http.StatusTooManyRequests:
+					shed = append(shed, w)
+					expectJSONError(t, "shed PUT "+w.key, r, http.StatusTooManyRequests)
+				default:
+					t.Errorf("PUT %s with --max-inflight=1: got %s, want 204 or 429", w.key, r)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d clients x %d writes with --max-inflight=1: %d accepted, %d shed with 429", clients, each, len(accepted), len(shed))
+	if len(accepted) == 0 {
+		t.Fatalf("every write was shed, want at least one accepted")
+	}
+	for _, w := range accepted {
+		n.expectValue(t, -1, w.key, w.value)
+	}
+	for _, w := range shed {
+		n.expectAbsent(t, -1, w.key)
+	}
+}
