@@ -1,0 +1,527 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/store"
+	"github.com/dynkv/dynkv/vclock"
+)
+
+// Handoff defaults, applied to zero HandoffConfig fields.
+const (
+	DefaultHandoffRate       = 8 << 20 // bytes/s
+	DefaultHandoffBatchBytes = 1 << 20
+	DefaultHandoffN          = 3
+	DefaultHandoffInterval   = 5 * time.Second
+	DefaultHandoffProgress   = 2 * time.Second
+	DefaultStraySweepEvery   = 10 * time.Minute
+)
+
+// errRingChanged aborts a pass whose rings are no longer current; the
+// change's membership signal starts the next pass.
+var errRingChanged = errors.New("replication: handoff: ring state changed during the pass")
+
+// HandoffMembership is what Handoff needs of membership.Membership.
+type HandoffMembership interface {
+	State() membership.State
+	ReportHandoff(membership.Handoff)
+	// Subscribe returns a coalesced signal of ring state changes and a
+	// function that ends the subscription.
+	Subscribe() (<-chan struct{}, func())
+}
+
+// HandoffConfig configures a Handoff. Self, Store, Membership and Send are
+// required; zero values of the rest take the defaults above.
+type HandoffConfig struct {
+	Self       string
+	Store      *store.Store
+	Membership HandoffMembership
+	// Send delivers items to node id and returns once that node has made
+	// them durable (node wires it to Client.MergeBatch through Replicas).
+	// It must be idempotent: a failed pass sends again.
+	Send func(ctx context.Context, id string, items []Item) error
+	// N is the replica count before capping at the ring's member count.
+	N int
+	// Rate bounds handoff traffic in bytes/s, all destinations together
+	// (--handoff-rate); negative means unlimited.
+	Rate int64
+	// BatchBytes is the size a batch to one destination grows to before it
+	// is sent.
+	BatchBytes int
+	// Interval is how often the state is re-checked without a membership
+	// signal; a failed pass is retried on this tick.
+	Interval time.Duration
+	// ProgressInterval is how often a running transfer reports Sent/Total.
+	ProgressInterval time.Duration
+	// SweepInterval is how often the stray sweep runs again on an unchanged
+	// ring (it always runs after a commit and at start).
+	SweepInterval time.Duration
+	Logger        *zap.Logger
+
+	clock handoffClock // test seam; default the real clock
+}
+
+func (c HandoffConfig) withDefaults() HandoffConfig {
+	if c.N == 0 {
+		c.N = DefaultHandoffN
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultHandoffRate
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = DefaultHandoffBatchBytes
+	}
+	if c.Interval == 0 {
+		c.Interval = DefaultHandoffInterval
+	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = DefaultHandoffProgress
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = DefaultStraySweepEvery
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.clock == nil {
+		c.clock = realClock{}
+	}
+	return c
+}
+
+func (c HandoffConfig) validate() error {
+	var errs []error
+	if c.Self == "" {
+		errs = append(errs, errors.New("Self is empty"))
+	}
+	if c.Store == nil {
+		errs = append(errs, errors.New("Store is nil"))
+	}
+	if c.Membership == nil {
+		errs = append(errs, errors.New("Membership is nil"))
+	}
+	if c.Send == nil {
+		errs = append(errs, errors.New("Send is nil"))
+	}
+	if c.N < 1 {
+		errs = append(errs, fmt.Errorf("N is %d: must be at least 1", c.N))
+	}
+	if c.BatchBytes < 1 {
+		errs = append(errs, fmt.Errorf("BatchBytes is %d: must be positive", c.BatchBytes))
+	}
+	for name, d := range map[string]time.Duration{"Interval": c.Interval, "ProgressInterval": c.ProgressInterval, "SweepInterval": c.SweepInterval} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s is %s: must be positive", name, d))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("replication: invalid handoff config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Handoff moves data to its new owners when the ring changes (Dynamo's
+// ownership transfer, Riak's handoff). While a transition is pending, every
+// key whose committed preference list holds this node is copied to the nodes
+// its target list adds; once the whole store has been scanned and every
+// batch acknowledged, the node reports Done for the transition, and the ring
+// commits when every member has. Keys are copied, not moved, so they stay
+// readable under the committed ring until the commit. With no transition
+// pending, a stray sweep pushes keys this node holds but does not replicate
+// (it left, was removed, or a partition moved away) to their owners and
+// drops them locally once every owner has acknowledged them.
+//
+// One goroutine, owned by Start and Close, does all the work.
+type Handoff struct {
+	cfg    HandoffConfig
+	log    *zap.Logger
+	bucket *tokenBucket
+
+	startMu sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	// Loop state, touched only by the goroutine (or a test driving step).
+	doneFP    membership.Fingerprint // the transition last reported Done
+	haveDone  bool
+	sweptFP   membership.Fingerprint // the committed ring last swept clean
+	haveSwept bool
+	lastSweep time.Time
+
+	stats struct {
+		passes, failures, keysSent, bytesSent, keysDropped atomic.Uint64
+	}
+}
+
+// HandoffStats are cumulative counters since NewHandoff.
+type HandoffStats struct {
+	Passes      uint64 // transfer and sweep passes completed
+	Failures    uint64 // passes that failed (and will be retried)
+	KeysSent    uint64 // key copies acknowledged by their destination
+	BytesSent   uint64 // encoded bytes of those copies
+	KeysDropped uint64 // strays dropped after every owner acknowledged them
+}
+
+// NewHandoff checks cfg and returns a Handoff ready to Start.
+func NewHandoff(cfg HandoffConfig) (*Handoff, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	// A burst of one batch lets a pass start at once; the rate holds after.
+	return &Handoff{
+		cfg:    cfg,
+		log:    cfg.Logger.With(zap.String("node", cfg.Self)),
+		bucket: newTokenBucket(float64(cfg.Rate), float64(cfg.BatchBytes), cfg.clock),
+	}, nil
+}
+
+// Start runs the handoff loop until ctx ends or Close is called.
+func (h *Handoff) Start(ctx context.Context) error {
+	h.startMu.Lock()
+	defer h.startMu.Unlock()
+	if h.done != nil {
+		return errors.New("replication: handoff already started")
+	}
+	ctx, h.cancel = context.WithCancel(ctx)
+	h.done = make(chan struct{})
+	signals, unsubscribe := h.cfg.Membership.Subscribe()
+	go h.run(ctx, signals, unsubscribe)
+	return nil
+}
+
+// Close stops the loop, abandoning a pass in flight (it resumes from the
+// start of a scan after a restart: sends are idempotent), and waits for it.
+func (h *Handoff) Close() {
+	h.startMu.Lock()
+	cancel, done := h.cancel, h.done
+	h.startMu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+// Stats returns the counters.
+func (h *Handoff) Stats() HandoffStats {
+	return HandoffStats{
+		Passes:      h.stats.passes.Load(),
+		Failures:    h.stats.failures.Load(),
+		KeysSent:    h.stats.keysSent.Load(),
+		BytesSent:   h.stats.bytesSent.Load(),
+		KeysDropped: h.stats.keysDropped.Load(),
+	}
+}
+
+func (h *Handoff) run(ctx context.Context, signals <-chan struct{}, unsubscribe func()) {
+	defer close(h.done)
+	defer unsubscribe()
+	tick := time.NewTicker(h.cfg.Interval)
+	defer tick.Stop()
+	for {
+		if err := h.step(ctx); err != nil && ctx.Err() == nil {
+			if errors.Is(err, errRingChanged) {
+				h.log.Debug("handoff pass abandoned: the ring changed", zap.Error(err))
+			} else {
+				h.log.Warn("handoff pass failed; retrying later", zap.Error(err), zap.Duration("retry_in", h.cfg.Interval))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-signals:
+			if !ok {
+				signals = nil // membership shut down; keep to the tick
+			}
+		case <-tick.C:
+		}
+	}
+}
+
+// step does whatever the current ring state calls for: a transfer pass if a
+// transition is pending and this node has not reported it Done, else a stray
+// sweep if the committed ring changed since the last clean sweep or the
+// sweep is due.
+func (h *Handoff) step(ctx context.Context) error {
+	st := h.cfg.Membership.State()
+	if st.Pending() {
+		fp := st.TargetFingerprint()
+		if h.haveDone && h.doneFP == fp {
+			return nil
+		}
+		if m, ok := st.Member(h.cfg.Self); ok && m.Handoff.Done && m.Handoff.Target == fp {
+			h.doneFP, h.haveDone = fp, true // reported before a restart
+			return nil
+		}
+		return h.transfer(ctx, st, fp)
+	}
+	cfp := st.Committed.Fingerprint()
+	if h.haveSwept && h.sweptFP == cfp && h.cfg.clock.Now().Sub(h.lastSweep) < h.cfg.SweepInterval {
+		return nil
+	}
+	return h.sweep(ctx, st, cfp)
+}
+
+func (h *Handoff) transfer(ctx context.Context, st membership.State, fp membership.Fingerprint) error {
+	committed := membership.NewRing(st.Committed.Members, st.Partitions)
+	target := membership.NewRing(st.Target(), st.Partitions)
+	p := h.newPass(modeTransfer, newHandoffPlan(h.cfg.Self, modeTransfer, h.cfg.N, committed, target), fp)
+	h.log.Info("handoff started",
+		zap.Uint64("epoch", st.Committed.Epoch),
+		zap.Strings("committed", st.Committed.Members),
+		zap.Strings("target", st.Target()))
+	h.cfg.Membership.ReportHandoff(membership.Handoff{Target: fp})
+	if err := p.run(ctx); err != nil {
+		if !errors.Is(err, errRingChanged) && ctx.Err() == nil {
+			h.stats.failures.Add(1)
+			p.report(false) // the progress so far; Done waits for a clean pass
+		}
+		return err
+	}
+	p.report(true)
+	h.doneFP, h.haveDone = fp, true
+	h.stats.passes.Add(1)
+	h.log.Info("handoff done",
+		zap.Uint64("keys_sent", p.sentKeys),
+		zap.Uint64("bytes_sent", p.sentBytes),
+		zap.Duration("took", h.cfg.clock.Now().Sub(p.started)))
+	return nil
+}
+
+func (h *Handoff) sweep(ctx context.Context, st membership.State, cfp membership.Fingerprint) error {
+	committed := membership.NewRing(st.Committed.Members, st.Partitions)
+	p := h.newPass(modeSweep, newHandoffPlan(h.cfg.Self, modeSweep, h.cfg.N, committed, nil), cfp)
+	if err := p.run(ctx); err != nil {
+		if !errors.Is(err, errRingChanged) {
+			h.stats.failures.Add(1)
+		}
+		return err
+	}
+	h.sweptFP, h.haveSwept, h.lastSweep = cfp, true, h.cfg.clock.Now()
+	h.stats.passes.Add(1)
+	if p.totalKeys > 0 || p.kept > 0 {
+		h.log.Info("stray sweep done",
+			zap.Uint64("keys_sent", p.sentKeys),
+			zap.Uint64("keys_dropped", p.dropped),
+			zap.Uint64("keys_kept_changed", p.kept))
+	}
+	return nil
+}
+
+// pass is one scan of the store towards one ring state.
+type pass struct {
+	h    *Handoff
+	mode handoffMode
+	plan *handoffPlan
+	// fp is the ring state the pass works for: the target fingerprint
+	// (transfer) or the committed one (sweep). A pass stops when it changes.
+	fp membership.Fingerprint
+
+	// Batches by destination set: one node for a transfer; the whole
+	// preference list for a sweep, whose keys may only be dropped once every
+	// owner has them. buffered bounds the memory of all of them together.
+	groups   map[string]*batchGroup
+	buffered int
+
+	started      time.Time
+	lastProgress time.Time
+	// Counted in key copies (a key sent to two nodes counts twice); Total
+	// grows while the scan finds more.
+	sentKeys, totalKeys uint64
+	sentBytes           uint64
+	dropped, kept       uint64
+}
+
+type batchGroup struct {
+	dests []string
+	items []Item
+	bytes int
+}
+
+func (h *Handoff) newPass(mode handoffMode, plan *handoffPlan, fp membership.Fingerprint) *pass {
+	now := h.cfg.clock.Now()
+	return &pass{h: h, mode: mode, plan: plan, fp: fp, groups: map[string]*batchGroup{}, started: now, lastProgress: now}
+}
+
+// maxBufferedBatches bounds a pass's memory to this many full batches.
+const maxBufferedBatches = 4
+
+func (p *pass) run(ctx context.Context) error {
+	err := p.h.cfg.Store.Scan(func(db int, key []byte, set vclock.Set) error {
+		return p.visit(ctx, db, key, set)
+	})
+	if err != nil {
+		return fmt.Errorf("replication: handoff %s: %w", p.mode, err)
+	}
+	// Flush the rest in a fixed order, so a rerun retries the same way.
+	names := make([]string, 0, len(p.groups))
+	for name := range p.groups {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := p.flush(ctx, name); err != nil {
+			return fmt.Errorf("replication: handoff %s: %w", p.mode, err)
+		}
+	}
+	return nil
+}
+
+// visit files one scanned key into the batches of its destinations. Scan
+// hands over key and set, so batches keep them without copying.
+func (p *pass) visit(ctx context.Context, db int, key []byte, set vclock.Set) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dests := p.plan.destinations(p.plan.partition(db, key))
+	if len(dests) == 0 {
+		return nil
+	}
+	item := Item{DB: db, Key: key, Set: set}
+	size := itemSize(item)
+	p.totalKeys += uint64(len(dests))
+	if p.mode == modeTransfer {
+		for i, d := range dests {
+			if err := p.add(ctx, d, dests[i:i+1], item, size); err != nil {
+				return err
+			}
+		}
+	} else if err := p.add(ctx, strings.Join(dests, "\x00"), dests, item, size); err != nil {
+		return err
+	}
+	for p.buffered > maxBufferedBatches*p.h.cfg.BatchBytes {
+		if err := p.flush(ctx, p.largest()); err != nil {
+			return err
+		}
+	}
+	p.maybeReport()
+	return nil
+}
+
+// add appends item to the batch of group name (created for dests, which it
+// keeps but never modifies) and sends the batch once it is full.
+func (p *pass) add(ctx context.Context, name string, dests []string, item Item, size int) error {
+	g := p.groups[name]
+	if g == nil {
+		g = &batchGroup{dests: dests}
+		p.groups[name] = g
+	}
+	g.items = append(g.items, item)
+	g.bytes += size
+	p.buffered += size
+	if g.bytes >= p.h.cfg.BatchBytes {
+		return p.flush(ctx, name)
+	}
+	return nil
+}
+
+func (p *pass) largest() string {
+	best, bestBytes := "", -1
+	for name, g := range p.groups {
+		if g.bytes > bestBytes || g.bytes == bestBytes && name < best {
+			best, bestBytes = name, g.bytes
+		}
+	}
+	return best
+}
+
+// flush sends the group's batch to each of its destinations, paced by the
+// token bucket, and for a sweep drops the keys once all of them have
+// acknowledged. A key written since the scan read it is not dropped
+// (store.Drop compares), and the next sweep sends its new state.
+func (p *pass) flush(ctx context.Context, name string) error {
+	g := p.groups[name]
+	if g == nil || len(g.items) == 0 {
+		return nil
+	}
+	if err := p.checkRing(); err != nil {
+		return err
+	}
+	for _, d := range g.dests {
+		if err := p.h.bucket.wait(ctx, g.bytes); err != nil {
+			return err
+		}
+		if err := p.h.cfg.Send(ctx, d, g.items); err != nil {
+			return fmt.Errorf("send %d keys (%d bytes) to %s: %w", len(g.items), g.bytes, d, err)
+		}
+		p.sentKeys += uint64(len(g.items))
+		p.sentBytes += uint64(g.bytes)
+		p.h.stats.keysSent.Add(uint64(len(g.items)))
+		p.h.stats.bytesSent.Add(uint64(g.bytes))
+	}
+	if p.mode == modeSweep {
+		// The owners were computed from a ring that must still be the one
+		// in force: dropping on a stale ring could drop a copy a pending
+		// transition is about to need from us.
+		if err := p.checkRing(); err != nil {
+			return err
+		}
+		for _, it := range g.items {
+			ok, err := p.h.cfg.Store.Drop(it.DB, it.Key, it.Set)
+			if err != nil {
+				return fmt.Errorf("drop a handed-off stray key: %w", err)
+			}
+			if ok {
+				p.dropped++
+				p.h.stats.keysDropped.Add(1)
+			} else {
+				p.kept++
+			}
+		}
+	}
+	p.buffered -= g.bytes
+	delete(p.groups, name)
+	p.maybeReport()
+	return nil
+}
+
+// checkRing fails with errRingChanged when the ring state moved on from
+// the one the pass was planned for.
+func (p *pass) checkRing() error {
+	st := p.h.cfg.Membership.State()
+	switch p.mode {
+	case modeTransfer:
+		if !st.Pending() || st.TargetFingerprint() != p.fp {
+			return errRingChanged
+		}
+	case modeSweep:
+		if st.Pending() || st.Committed.Fingerprint() != p.fp {
+			return errRingChanged
+		}
+	}
+	return nil
+}
+
+func (p *pass) maybeReport() {
+	if p.mode != modeTransfer {
+		return
+	}
+	if now := p.h.cfg.clock.Now(); now.Sub(p.lastProgress) >= p.h.cfg.ProgressInterval {
+		p.lastProgress = now
+		p.report(false)
+	}
+}
+
+func (p *pass) report(done bool) {
+	if p.mode != modeTransfer {
+		return
+	}
+	p.h.cfg.Membership.ReportHandoff(membership.Handoff{Target: p.fp, Done: done, Sent: p.sentKeys, Total: p.totalKeys})
+}
+
+// itemSize is what an item costs on the wire, near enough for pacing: the
+// key and its Set's encoding plus a few bytes of framing.
+func itemSize(it Item) int {
+	return len(it.Key) + len(it.Set.Encode()) + 8
+}
