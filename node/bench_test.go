@@ -9,7 +9,8 @@ import (
 )
 
 // benchNode is a node whose handler is driven in-process, so the figures
-// are the HTTP layer plus the store, without the loopback network.
+// are the HTTP layer, the coordinator and the store, without the loopback
+// network.
 func benchNode(b *testing.B, fsync string) http.Handler {
 	b.Helper()
 	cfg := testConfig(b)
@@ -19,6 +20,11 @@ func benchNode(b *testing.B, fsync string) http.Handler {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { n.Shutdown(b.Context()) })
+	// A one-node cluster: the data handlers go through the coordinator,
+	// which Start brings up.
+	if err := n.Start(); err != nil {
+		b.Fatal(err)
+	}
 	return n.Handler()
 }
 

@@ -8,21 +8,17 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/coordinator"
+	"github.com/dynkv/dynkv/replication"
 	"github.com/dynkv/dynkv/store"
 )
 
 // QuorumError reports that a request gathered fewer replica
 // acknowledgements than it needed. A write that fails this way is
-// indeterminate: some replicas may hold it. The coordinator returns it; the
-// HTTP API answers 503 with both numbers.
-type QuorumError struct {
-	Needed int // acknowledgements the request asked for (r or w)
-	Acked  int // acknowledgements it got before giving up
-}
-
-func (e *QuorumError) Error() string {
-	return fmt.Sprintf("quorum not reached: needed %d, acked %d", e.Needed, e.Acked)
-}
+// indeterminate: some replicas may hold it. The coordinator returns it
+// (also as relayed from a forwarding peer); the HTTP API answers 503 with
+// both numbers.
+type QuorumError = replication.QuorumError
 
 // statusError is a response decided by the HTTP layer itself (413, 429,
 // 404, 405, 401) rather than derived from a store error.
@@ -60,6 +56,7 @@ func (n *Node) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		br     *badRequest
 		se     *statusError
 		qe     *QuorumError
+		cqe    *coordinator.QuorumError
 	)
 	switch {
 	case errors.As(err, &br):
@@ -69,12 +66,18 @@ func (n *Node) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &qe):
 		status = http.StatusServiceUnavailable
 		body.Needed, body.Acked = &qe.Needed, &qe.Acked
+	case errors.As(err, &cqe):
+		status = http.StatusServiceUnavailable
+		body.Needed, body.Acked = &cqe.Needed, &cqe.Acked
 	case errors.Is(err, store.ErrDiskFull):
 		status = http.StatusInsufficientStorage
 		body.Error = "local disk full: the node refuses writes until space is freed"
-	case errors.Is(err, store.ErrBadDatabase):
+	case errors.Is(err, store.ErrBadDatabase), errors.Is(err, store.ErrBadKey):
 		status = http.StatusBadRequest
-	case errors.Is(err, store.ErrClosed):
+	case errors.Is(err, coordinator.ErrNoRing):
+		status = http.StatusServiceUnavailable
+		body.Error = "node has not joined a ring yet: retry, or ask another node"
+	case errors.Is(err, store.ErrClosed), errors.Is(err, coordinator.ErrClosed):
 		// Only reachable while shutting down: the client should retry
 		// on another node.
 		status = http.StatusServiceUnavailable

@@ -15,16 +15,12 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"go.uber.org/zap"
 
-	"github.com/dynkv/dynkv/store"
+	"github.com/dynkv/dynkv/replication"
 	"github.com/dynkv/dynkv/vclock"
 )
 
 // defaultContentType is stored for a PUT without a Content-Type.
 const defaultContentType = "application/octet-stream"
-
-// members is the number of nodes r and w are capped to. It is 1 until
-// membership arrives; the coordinator will take its place.
-const members = 1
 
 func (n *Node) routes() http.Handler {
 	r := chi.NewRouter()
@@ -39,6 +35,16 @@ func (n *Node) routes() http.Handler {
 	r.Head("/health", n.handleHealth)
 	r.Get("/ready", n.handleReady)
 	r.Head("/ready", n.handleReady)
+
+	r.Get("/cluster/status", n.handleClusterStatus)
+	r.Post("/cluster/join", n.handleClusterJoin)
+	r.Post("/cluster/leave", n.handleClusterLeave)
+
+	// Node-to-node RPC stays outside the client in-flight limit: shedding
+	// a peer's replica write would turn one overloaded node into failed
+	// quorums everywhere. Peers bound their own concurrency.
+	r.Get("/internal/v1/debug/local/*", n.handleDebugLocal)
+	r.Handle("/internal/v1/*", http.HandlerFunc(n.handleInternal))
 
 	r.Group(func(r chi.Router) {
 		r.Use(n.limitInflight)
@@ -84,15 +90,24 @@ func (n *Node) observe(next http.Handler) http.Handler {
 }
 
 // authenticate admits requests bearing one of the configured tokens.
-// /health stays open so that liveness probes need no secret.
+// /health stays open so that liveness probes need no secret. The RPC calls
+// check the token themselves (replication.Server.Authorize) so that a
+// refusal reaches the peer as an RPC error frame rather than JSON.
 func (n *Node) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" || n.validToken(r.Header.Get("Authorization")) {
+		if r.URL.Path == "/health" || isRPCPath(r.URL.Path) || n.validToken(r.Header.Get("Authorization")) {
 			next.ServeHTTP(w, r)
 			return
 		}
 		n.writeError(w, r, errUnauthorized)
 	})
+}
+
+// isRPCPath tells node-to-node calls from the other /internal/v1 paths
+// (the debug reads), which the router's authentication guards.
+func isRPCPath(p string) bool {
+	rest, ok := strings.CutPrefix(p, replication.PathPrefix)
+	return ok && !strings.HasPrefix(rest, "debug/")
 }
 
 func (n *Node) validToken(header string) bool {
@@ -141,8 +156,13 @@ func (n *Node) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	// chi only calls this for paths it knows, but does not pass the
 	// allowed methods to a custom handler, so they are listed here.
 	allow := "DELETE, GET, HEAD, PUT"
-	if r.URL.Path == "/health" || r.URL.Path == "/ready" {
+	switch {
+	case r.URL.Path == "/health" || r.URL.Path == "/ready":
 		allow = "GET, HEAD"
+	case r.URL.Path == "/cluster/status" || strings.HasPrefix(r.URL.Path, "/internal/v1/debug/"):
+		allow = "GET"
+	case strings.HasPrefix(r.URL.Path, "/cluster/"):
+		allow = "POST"
 	}
 	w.Header().Set("Allow", allow)
 	n.writeError(w, r, errBadMethod)
@@ -155,6 +175,12 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 	switch n.state.Load() {
 	case stateReady:
+		// The store recovered in New; the node serves once it has a
+		// ring to route by.
+		if c := n.cluster.Load(); c != nil && !c.members.Ready() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "joining: no committed ring seen yet"})
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	case stateStopping:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
@@ -190,18 +216,15 @@ func query(r *http.Request) (url.Values, error) {
 	return q, nil
 }
 
-// quorumParam validates the r or w query of a request. The value only
-// matters once there are replicas to wait for; until then it is checked so
-// that clients learn of mistakes now.
+// quorumParam validates the r or w query of a request. 0 means the query
+// is absent and the coordinator applies --read-quorum or --write-quorum; a
+// given value is capped at N here and at the member count by the
+// coordinator, which alone knows it.
 func (n *Node) quorumParam(q url.Values, name string) (int, error) {
-	def := n.cfg.ReadQuorum
-	if name == "w" {
-		def = n.cfg.WriteQuorum
-	}
 	if !q.Has(name) {
-		return min(def, members), nil
+		return 0, nil
 	}
-	return parseQuorum(name, q.Get(name), n.cfg.Replicas, members)
+	return parseQuorum(name, q.Get(name), n.cfg.Replicas, n.cfg.Replicas)
 }
 
 func (n *Node) handlePut(w http.ResponseWriter, r *http.Request) {
@@ -219,7 +242,8 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := n.quorumParam(q, "w"); err != nil {
+	wq, err := n.quorumParam(q, "w")
+	if err != nil {
 		return err
 	}
 	var ttl time.Duration
@@ -259,7 +283,7 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request) error {
 	if ttl > 0 {
 		sib.Expires = now.Add(ttl).UnixNano()
 	}
-	_, out, err := n.store.Put(db, key, n.cfg.ID, ctx, sib)
+	out, err := n.coordinatedPut(r.Context(), db, key, ctx, sib, wq)
 	if err != nil {
 		return err
 	}
@@ -283,7 +307,8 @@ func (n *Node) delete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := n.quorumParam(q, "w"); err != nil {
+	wq, err := n.quorumParam(q, "w")
+	if err != nil {
 		return err
 	}
 	ctx, err := parseContext(r.Header.Get(ContextHeader))
@@ -293,7 +318,7 @@ func (n *Node) delete(w http.ResponseWriter, r *http.Request) error {
 	// A delete is a write of a tombstone sibling, so it is versioned like
 	// any write: concurrent updates survive it as siblings.
 	sib := vclock.Sibling{Tombstone: true, LastModified: n.cfg.now().UnixNano()}
-	_, out, err := n.store.Put(db, key, n.cfg.ID, ctx, sib)
+	out, err := n.coordinatedPut(r.Context(), db, key, ctx, sib, wq)
 	if err != nil {
 		return err
 	}
@@ -328,15 +353,16 @@ func (n *Node) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := n.quorumParam(q, "r"); err != nil {
-		return err
-	}
-	set, err := n.store.Get(db, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return errKeyNotFound
-	}
+	rq, err := n.quorumParam(q, "r")
 	if err != nil {
 		return err
+	}
+	set, found, err := n.coordinatedGet(r.Context(), db, key, rq)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return errKeyNotFound
 	}
 	// The context covers tombstones and expired values too, so a write
 	// with it supersedes them rather than living beside them.

@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/coordinator"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -510,6 +511,11 @@ func TestWriteErrorMapsEveryErrorToOneStatus(t *testing.T) {
 		{&QuorumError{Needed: 2, Acked: 1}, 503},
 		{fmt.Errorf("put: %w", store.ErrDiskFull), 507},
 		{store.ErrClosed, 503},
+		{fmt.Errorf("put: %w", store.ErrBadKey), 400},
+		{&coordinator.QuorumError{Needed: 3, Acked: 0}, 503},
+		{fmt.Errorf("get: %w", coordinator.ErrNoRing), 503},
+		{coordinator.ErrClosed, 503},
+		{errNotStarted, 503},
 		{io.ErrUnexpectedEOF, 500},
 	}
 	for _, c := range cases {

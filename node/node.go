@@ -27,18 +27,28 @@ const (
 	stateStopping
 )
 
-// Node is one dynkv server: a store and the HTTP API in front of it.
+// Node is one dynkv server: a store, its place in the cluster and the HTTP
+// API in front of both.
 type Node struct {
 	cfg      Config
 	log      *zap.Logger
 	store    *store.Store
-	tls      *tls.Config
+	tls      *tls.Config // server side; nil without --tls-cert
+	peerTLS  *tls.Config // client side of node-to-node RPC; nil without --tls-cert
 	handler  http.Handler
 	srv      *http.Server
 	inflight chan struct{} // a slot per request being served; full means shed load
 	tokens   [][32]byte    // sha256 of each accepted bearer token
 	state    atomic.Int32
 	addr     atomic.Pointer[string] // bound address once listening
+
+	// cluster is set once by Start before the node reports ready, and
+	// read by handlers without a lock; nil until then.
+	cluster atomic.Pointer[cluster]
+	// done receives the reason the node stopped serving on its own (the
+	// HTTP server failed), once; Shutdown closes it without a value.
+	done     chan error
+	doneOnce sync.Once
 
 	// mu guards the lifecycle: Start and Shutdown may race when an
 	// operator interrupts a node that is still starting.
@@ -70,6 +80,7 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		inflight:  make(chan struct{}, cfg.MaxInflight),
 		tokens:    hashTokens(cfg.AuthTokens),
 		serveDone: make(chan struct{}),
+		done:      make(chan error, 1),
 	}
 	if cfg.TLSCert != "" {
 		tc, err := loadTLS(cfg)
@@ -77,6 +88,9 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 			return nil, err
 		}
 		n.tls = tc
+		if n.peerTLS, err = peerTLSConfig(cfg, tc); err != nil {
+			return nil, err
+		}
 	}
 	// Validate already parsed it; this cannot fail.
 	policy, err := wal.ParseSyncPolicy(cfg.Fsync)
@@ -103,8 +117,13 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 	return n, nil
 }
 
-// Start listens on HTTPAddr and serves in a goroutine that Shutdown stops.
-// When it returns, Addr reports the bound address and /ready answers 200.
+// Start brings the node into its cluster and serves: it listens on
+// HTTPAddr first, so that the address peers are told (the bound port when
+// HTTPAddr has port 0) is the real one, then starts gossip membership
+// (joining Config.Join), node-to-node RPC, the coordinator and ownership
+// handoff, and finally serves HTTP in a goroutine that Shutdown stops. When
+// it returns, Addr reports the bound address; /ready answers 200 once the
+// node is part of a ring.
 func (n *Node) Start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -120,9 +139,29 @@ func (n *Node) Start() error {
 		ln.Close()
 		return fmt.Errorf("node: http error log: %w", err)
 	}
+	bound := ln.Addr().String()
+	advertised, err := advertisedHTTPAddr(bound, n.cfg.AdvertiseAddr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	c, err := n.startCluster(advertised)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	n.cluster.Store(c)
+
+	// Peers' RPC shares the client port: HTTP/2 with prior knowledge
+	// (h2c) on a plain listener, h2 negotiated by ALPN under TLS.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	protocols.SetHTTP2(true)
 	n.srv = &http.Server{
 		Handler:           n.handler,
 		TLSConfig:         n.tls,
+		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Bounds a slow client uploading a body; a 1 MiB value over
 		// a poor link still fits easily.
@@ -131,12 +170,12 @@ func (n *Node) Start() error {
 		MaxHeaderBytes: 1 << 20,
 		ErrorLog:       errLog,
 	}
-	bound := ln.Addr().String()
 	n.addr.Store(&bound)
 	n.started = true
 	go n.serve(n.srv, ln)
 	n.state.Store(stateReady)
-	n.log.Info("node started", zap.String("http_addr", ln.Addr().String()),
+	n.log.Info("node started", zap.String("http_addr", bound), zap.String("advertised_http_addr", advertised),
+		zap.String("gossip_addr", n.cfg.GossipAddr), zap.Strings("join", n.cfg.Join),
 		zap.Bool("tls", n.tls != nil), zap.Bool("auth", len(n.tokens) > 0), zap.String("data_dir", n.cfg.DataDir))
 	return nil
 }
@@ -151,7 +190,46 @@ func (n *Node) serve(srv *http.Server, ln net.Listener) {
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		n.log.Error("http server stopped", zap.Error(err))
+		n.finish(fmt.Errorf("node: http server on %s stopped: %w", ln.Addr(), err))
 	}
+}
+
+// finish reports why the node stopped to Done's reader, once.
+func (n *Node) finish(err error) {
+	n.doneOnce.Do(func() {
+		if err != nil {
+			n.done <- err
+		}
+		close(n.done)
+	})
+}
+
+// Done is closed when the node stops serving. It yields an error first
+// when the node stopped on its own (its HTTP server failed), so that the
+// process can exit non-zero; after Shutdown it is closed without one.
+func (n *Node) Done() <-chan error { return n.done }
+
+// advertisedHTTPAddr is the address peers dial for RPC: the bound address,
+// or, when it binds every interface, the --advertise-addr host (else the
+// host name) with the bound port.
+func advertisedHTTPAddr(bound, advertise string) (string, error) {
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return "", fmt.Errorf("node: bound HTTP address %q: %w", bound, err)
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return bound, nil
+	}
+	if advertise == "" {
+		// Peers resolve the host name as they would --advertise-addr;
+		// setting the flag avoids depending on that.
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return "", fmt.Errorf("node: --http-addr %s binds every interface and the host has no name: set --advertise-addr", bound)
+		}
+		advertise = h
+	}
+	return net.JoinHostPort(advertise, port), nil
 }
 
 // Addr is the address the HTTP API listens on: the bound one after Start
@@ -169,8 +247,10 @@ func (n *Node) Addr() string {
 func (n *Node) Handler() http.Handler { return n.handler }
 
 // Shutdown stops accepting requests, lets in-flight ones finish (until ctx
-// or ShutdownTimeout runs out, then closes their connections), then closes
-// the store so the WAL ends cleanly. Later calls return the first result.
+// or ShutdownTimeout runs out, then closes their connections), stops the
+// coordinator, handoff and gossip (this node is then seen as dead, not as
+// leaving: leaving is POST /cluster/leave), then closes the store so the
+// WAL ends cleanly. Later calls return the first result.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -191,10 +271,14 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		<-n.serveDone
 	}
+	if c := n.cluster.Load(); c != nil {
+		errs = append(errs, c.stop())
+	}
 	if err := n.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("node: closing store: %w", err))
 	}
 	n.stopErr = errors.Join(errs...)
+	n.finish(nil)
 	n.log.Info("node stopped", zap.Error(n.stopErr))
 	return n.stopErr
 }
@@ -224,4 +308,35 @@ func loadTLS(cfg Config) (*tls.Config, error) {
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
+}
+
+// peerTLSConfig is the client side of node-to-node TLS: it trusts --tls-ca
+// (the system roots without it) and presents this node's certificate, which
+// peers configured with --tls-ca verify.
+func peerTLSConfig(cfg Config, server *tls.Config) (*tls.Config, error) {
+	tc := &tls.Config{
+		Certificates: server.Certificates,
+		MinVersion:   tls.VersionTLS12,
+	}
+	if cfg.TLSCA != "" {
+		pem, err := os.ReadFile(cfg.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("node: reading --tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("node: --tls-ca %s holds no PEM certificate", cfg.TLSCA)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+// peerToken is the bearer token this node presents to its peers: members
+// of one cluster share the --auth-token list, so the first one will do.
+func (n *Node) peerToken() string {
+	if len(n.cfg.AuthTokens) == 0 {
+		return ""
+	}
+	return n.cfg.AuthTokens[0]
 }

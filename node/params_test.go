@@ -185,6 +185,10 @@ func FuzzHTTPKey(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { n.Shutdown(f.Context()) })
+	// The data handlers go through the coordinator, which Start brings up.
+	if err := n.Start(); err != nil {
+		f.Fatal(err)
+	}
 	h := n.Handler()
 
 	f.Fuzz(func(t *testing.T, target, xcontext string) {

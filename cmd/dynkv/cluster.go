@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/dynkv/dynkv/client"
 )
@@ -15,7 +17,7 @@ func runCluster(args []string, env func(string) string, stdout, stderr io.Writer
 	var cf clientFlags
 	var nodeID string
 	c := newCommand("cluster", "cluster status|join ADDR...|leave [--node ID] [flags]",
-		`status  prints the node's view of the cluster as JSON
+		`status  prints the node's view of the cluster: a member table, or the raw JSON with --output json
 join    asks the node at --addr to join the cluster these gossip addresses belong to
 leave   asks the node at --addr to hand its data to the new owners and leave;
         with --node ID it removes that dead member for good instead`)
@@ -71,20 +73,94 @@ leave   asks the node at --addr to hand its data to the new owners and leave;
 		}
 		return report(stderr, fmt.Errorf("cluster %s: %w", sub, err))
 	}
-	var pretty bytes.Buffer
-	if len(bytes.TrimSpace(out)) == 0 {
-		if cf.output == "json" {
+	if cf.output == "json" {
+		var pretty bytes.Buffer
+		if len(bytes.TrimSpace(out)) == 0 {
 			writeJSON(stdout, map[string]any{"ok": true})
+		} else if json.Indent(&pretty, out, "", "  ") == nil {
+			pretty.WriteByte('\n')
+			_, _ = stdout.Write(pretty.Bytes())
+		} else {
+			_, _ = stdout.Write(out)
 		}
 		return exitOK
 	}
-	if json.Indent(&pretty, out, "", "  ") == nil {
-		pretty.WriteByte('\n')
-		_, _ = stdout.Write(pretty.Bytes())
+	if sub == "leave" {
+		var ack struct{ Status, Node string }
+		_ = json.Unmarshal(out, &ack)
+		switch {
+		case nodeID != "":
+			fmt.Fprintf(stdout, "removing %s: its replicas are being rebuilt on the new owners\n", nodeID)
+		case ack.Node != "":
+			fmt.Fprintf(stdout, "%s is leaving: handing its data to the new owners (see dynkv cluster status)\n", ack.Node)
+		default:
+			fmt.Fprintln(stdout, "leaving: handing data to the new owners (see dynkv cluster status)")
+		}
 		return exitOK
 	}
-	_, _ = stdout.Write(out)
+	var st clusterStatus
+	if err := json.Unmarshal(out, &st); err != nil {
+		return report(stderr, fmt.Errorf("cluster %s: the node answered a status that is not the expected JSON: %w", sub, err))
+	}
+	printStatus(stdout, st)
 	return exitOK
+}
+
+// clusterStatus is the JSON of GET /cluster/status (node's statusBody).
+type clusterStatus struct {
+	Node            string `json:"node"`
+	N               int    `json:"n"`
+	R               int    `json:"r"`
+	W               int    `json:"w"`
+	Partitions      int    `json:"partitions"`
+	Epoch           uint64 `json:"epoch"`
+	RingFingerprint string `json:"ring_fingerprint"`
+	Transition      *struct {
+		Target       []string `json:"target"`
+		Fingerprint  string   `json:"fingerprint"`
+		MembersDone  int      `json:"members_done"`
+		MembersTotal int      `json:"members_total"`
+	} `json:"transition"`
+	Members []struct {
+		ID           string  `json:"id"`
+		State        string  `json:"state"`
+		GossipAddr   string  `json:"gossip_addr"`
+		HTTPAddr     string  `json:"http_addr"`
+		RingShare    float64 `json:"ring_share"`
+		TargetShare  float64 `json:"target_share"`
+		HintsPending int     `json:"hints_pending"`
+		Handoff      struct {
+			Sent  uint64 `json:"sent"`
+			Total uint64 `json:"total"`
+			Done  bool   `json:"done"`
+		} `json:"handoff"`
+	} `json:"members"`
+}
+
+// printStatus writes the status as a header line and a member table.
+func printStatus(w io.Writer, st clusterStatus) {
+	fmt.Fprintf(w, "node %s  N=%d R=%d W=%d  partitions %d  epoch %d  ring %s\n",
+		st.Node, st.N, st.R, st.W, st.Partitions, st.Epoch, st.RingFingerprint)
+	if t := st.Transition; t != nil {
+		fmt.Fprintf(w, "transition to [%s] (%s): %d of %d members done\n",
+			strings.Join(t.Target, " "), t.Fingerprint, t.MembersDone, t.MembersTotal)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tGOSSIP\tHTTP\tRING%\tTARGET%\tHINTS\tHANDOFF")
+	for _, m := range st.Members {
+		handoff := "-"
+		switch {
+		case m.Handoff.Done:
+			handoff = "done"
+		case m.Handoff.Total > 0:
+			handoff = fmt.Sprintf("%d/%d", m.Handoff.Sent, m.Handoff.Total)
+		case m.Handoff.Sent > 0:
+			handoff = fmt.Sprintf("%d sent", m.Handoff.Sent)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%.1f\t%d\t%s\n", m.ID, m.State, m.GossipAddr, m.HTTPAddr,
+			100*m.RingShare, 100*m.TargetShare, m.HintsPending, handoff)
+	}
+	_ = tw.Flush()
 }
 
 // routeMissing tells the 404 of a route the server does not have (chi's

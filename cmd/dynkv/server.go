@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -78,8 +79,8 @@ func parseServerConfig(args []string, env func(string) string, stdout io.Writer)
 	return cfg, nil
 }
 
-// runServer runs a node until ctx is done, then shuts it down within
-// --shutdown-timeout. started, when not nil, learns the bound HTTP address.
+// runServer runs a node until ctx is done or the node dies on its own (exit
+// 3 then), then shuts it down within --shutdown-timeout. started, when not nil, learns the bound HTTP address.
 func runServer(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer, started func(addr string)) int {
 	cfg, err := parseServerConfig(args, env, stdout)
 	if err != nil {
@@ -107,13 +108,25 @@ func runServer(ctx context.Context, args []string, env func(string) string, stdo
 	if started != nil {
 		started(n.Addr())
 	}
-	<-ctx.Done()
+	var died error
+	select {
+	case <-ctx.Done():
+	case err, ok := <-n.Done():
+		died = err
+		if !ok || died == nil {
+			died = errors.New("node stopped serving")
+		}
+		log.Error("node stopped on its own; shutting down", zap.Error(died))
+	}
 	log.Info("shutting down", zap.Duration("timeout", cfg.ShutdownTimeout))
 	// Shutdown bounds itself by ShutdownTimeout; the fresh context keeps
 	// the already-cancelled ctx from cutting the drain short.
 	if err := n.Shutdown(context.Background()); err != nil {
 		log.Error("shutdown was not clean", zap.Error(err))
 		return report(stderr, fmt.Errorf("server: %w", err))
+	}
+	if died != nil {
+		return report(stderr, fmt.Errorf("server: %w", died))
 	}
 	log.Info("stopped")
 	return exitOK

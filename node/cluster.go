@@ -1,0 +1,261 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/dynkv/dynkv/coordinator"
+	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/store"
+	"github.com/dynkv/dynkv/vclock"
+)
+
+// cluster is the node's part of the cluster: its membership, the RPC that
+// reaches its peers, the coordinator that serves client requests through
+// them and the handoff worker that moves data when the ring changes. Start
+// builds it once; Shutdown stops it once, after HTTP has drained.
+type cluster struct {
+	members    *membership.Membership
+	rpc        *replication.Client
+	rpcHandler http.Handler
+	coord      *coordinator.Coordinator
+	handoff    *replication.Handoff
+}
+
+// startCluster starts gossip, RPC, the coordinator and handoff. httpAddr is
+// the address peers dial for RPC, already bound. On error everything it
+// started is stopped again.
+func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
+	var key []byte
+	if n.cfg.GossipKey != "" {
+		// Validate already checked it.
+		if key, err = base64.StdEncoding.DecodeString(n.cfg.GossipKey); err != nil {
+			return nil, fmt.Errorf("node: --gossip-key: %w", err)
+		}
+	}
+	c := &cluster{}
+	defer func() {
+		if err != nil {
+			_ = c.stop()
+		}
+	}()
+	c.members, err = membership.New(membership.Config{
+		NodeID:         n.cfg.ID,
+		DataDir:        n.cfg.DataDir,
+		BindAddr:       n.cfg.GossipAddr,
+		AdvertiseAddr:  n.cfg.AdvertiseAddr,
+		HTTPAddr:       httpAddr,
+		Join:           n.cfg.Join,
+		Partitions:     n.cfg.Partitions,
+		GossipKey:      key,
+		ProbeInterval:  n.cfg.GossipProbeInterval,
+		ProbeTimeout:   n.cfg.GossipProbeTimeout,
+		GossipInterval: n.cfg.GossipInterval,
+		SuspicionMult:  n.cfg.GossipSuspicionMult,
+		Logger:         n.log.Named("membership"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: starting membership on --gossip-addr %s: %w", n.cfg.GossipAddr, err)
+	}
+	c.rpc = replication.NewClient(replication.ClientConfig{
+		Timeout:   n.cfg.RPCTimeout,
+		TLS:       n.peerTLS,
+		AuthToken: n.peerToken(),
+	})
+	ccfg := coordinator.Config{
+		N:              n.cfg.Replicas,
+		R:              n.cfg.ReadQuorum,
+		W:              n.cfg.WriteQuorum,
+		RequestTimeout: n.cfg.RequestTimeout,
+		Logger:         n.log,
+		Now:            n.cfg.now,
+	}
+	if err := ccfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	c.coord = coordinator.New(ccfg, clusterView{c.members}, replicaSet{n: n, c: c}, n.store)
+	srv := &replication.Server{
+		Store: n.store,
+		Coordinate: func(ctx context.Context, req replication.WriteRequest) (replication.WriteResult, error) {
+			res, err := c.coord.CoordinateLocal(ctx, coordinator.WriteRequest(req))
+			return replication.WriteResult(res), err
+		},
+		Logger: n.log.Named("rpc"),
+	}
+	if len(n.tokens) > 0 {
+		srv.Authorize = func(r *http.Request) bool { return n.validToken(r.Header.Get("Authorization")) }
+	}
+	c.rpcHandler = srv.Handler()
+	c.handoff, err = replication.NewHandoff(replication.HandoffConfig{
+		Self:       n.cfg.ID,
+		Store:      n.store,
+		Membership: c.members,
+		Send: func(ctx context.Context, id string, items []replication.Item) error {
+			m, ok := c.members.Member(id)
+			if !ok || m.HTTPAddr == "" {
+				return fmt.Errorf("node: handoff to %s: %w", id, replication.ErrUnknownNode)
+			}
+			return c.rpc.MergeBatch(ctx, m.HTTPAddr, items)
+		},
+		N:      n.cfg.Replicas,
+		Rate:   n.cfg.HandoffRate,
+		Logger: n.log.Named("handoff"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: ownership handoff: %w", err)
+	}
+	// Handoff's loop is owned by Close, not by a context: cluster.stop
+	// ends it.
+	if err := c.handoff.Start(context.Background()); err != nil {
+		return nil, fmt.Errorf("node: starting ownership handoff: %w", err)
+	}
+	return c, nil
+}
+
+// stop ends the cluster parts in dependency order: no new coordinated
+// requests, no more data moving, then gossip (peers see the node die).
+// It tolerates parts that never started.
+func (c *cluster) stop() error {
+	var errs []error
+	if c.coord != nil {
+		if err := c.coord.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: closing coordinator: %w", err))
+		}
+	}
+	if c.handoff != nil {
+		c.handoff.Close()
+	}
+	if c.members != nil {
+		if err := c.members.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("node: stopping membership: %w", err))
+		}
+	}
+	if c.rpc != nil {
+		c.rpc.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// clusterView is membership as the coordinator sees it: one consistent
+// placement snapshot per request and liveness for forwarding.
+type clusterView struct{ m *membership.Membership }
+
+func (v clusterView) Self() string { return v.m.Self() }
+
+func (v clusterView) PreferenceLists(db int, key []byte, n int) (committed, target []string) {
+	p := v.m.Placement()
+	if p.Committed == nil {
+		return nil, nil
+	}
+	part := p.Partition(db, key)
+	committed = p.Committed.PreferenceList(part, n)
+	if p.Target != nil {
+		target = p.Target.PreferenceList(part, n)
+	}
+	return committed, target
+}
+
+func (v clusterView) Alive(id string) bool { return v.m.Liveness(id) == membership.Alive }
+
+// replicaSet reaches a key's replicas by node id for the coordinator: this
+// node's own store for itself, RPC to the member's HTTP address otherwise.
+type replicaSet struct {
+	n *Node
+	c *cluster
+}
+
+func (s replicaSet) addr(id string) (string, error) {
+	m, ok := s.c.members.Member(id)
+	if !ok || m.HTTPAddr == "" {
+		return "", fmt.Errorf("node: replica %s: %w", id, replication.ErrUnknownNode)
+	}
+	return m.HTTPAddr, nil
+}
+
+func (s replicaSet) Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error) {
+	if id == s.n.cfg.ID {
+		set, err := s.n.store.Get(db, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return vclock.Set{}, false, nil
+		}
+		return set, err == nil, err
+	}
+	addr, err := s.addr(id)
+	if err != nil {
+		return vclock.Set{}, false, err
+	}
+	return s.c.rpc.Get(ctx, addr, db, key)
+}
+
+func (s replicaSet) Merge(ctx context.Context, id string, db int, key []byte, set vclock.Set) error {
+	if id == s.n.cfg.ID {
+		_, err := s.n.store.Merge(db, key, set)
+		return err
+	}
+	addr, err := s.addr(id)
+	if err != nil {
+		return err
+	}
+	return s.c.rpc.Merge(ctx, addr, db, key, set)
+}
+
+func (s replicaSet) Coordinate(ctx context.Context, id string, req coordinator.WriteRequest) (coordinator.WriteResult, error) {
+	if id == s.n.cfg.ID {
+		return s.c.coord.CoordinateLocal(ctx, req)
+	}
+	addr, err := s.addr(id)
+	if err != nil {
+		return coordinator.WriteResult{}, err
+	}
+	res, err := s.c.rpc.Coordinate(ctx, addr, replication.WriteRequest(req))
+	return coordinator.WriteResult(res), err
+}
+
+// errNotStarted answers requests that need the cluster before Start.
+var errNotStarted = &statusError{http.StatusServiceUnavailable, "node is starting: not yet part of a cluster"}
+
+// clusterOrErr is the started cluster, or errNotStarted.
+func (n *Node) clusterOrErr() (*cluster, error) {
+	c := n.cluster.Load()
+	if c == nil {
+		return nil, errNotStarted
+	}
+	return c, nil
+}
+
+// coordinatedPut writes sib through the coordinator with quorum w (0: the
+// configured default).
+func (n *Node) coordinatedPut(ctx context.Context, db int, key []byte, vc vclock.Context, sib vclock.Sibling, w int) (vclock.Context, error) {
+	c, err := n.clusterOrErr()
+	if err != nil {
+		return vclock.Context{}, err
+	}
+	res, err := c.coord.Put(ctx, coordinator.WriteRequest{DB: db, Key: key, Context: vc, Sibling: sib, W: w})
+	return res.Context, err
+}
+
+// coordinatedGet reads a key through the coordinator with quorum r (0:
+// the configured default). found is false when no replica holds the key.
+func (n *Node) coordinatedGet(ctx context.Context, db int, key []byte, r int) (set vclock.Set, found bool, err error) {
+	c, err := n.clusterOrErr()
+	if err != nil {
+		return vclock.Set{}, false, err
+	}
+	return c.coord.Get(ctx, db, key, r)
+}
+
+// GossipAddr is the address peers join this node's gossip at: after Start
+// the advertised, bound one (useful with port 0), before it the configured
+// one.
+func (n *Node) GossipAddr() string {
+	if c := n.cluster.Load(); c != nil {
+		if m, ok := c.members.Member(n.cfg.ID); ok && m.GossipAddr != "" {
+			return m.GossipAddr
+		}
+	}
+	return n.cfg.GossipAddr
+}

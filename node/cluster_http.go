@@ -1,0 +1,298 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/store"
+)
+
+// maxJoinBody bounds the body of POST /cluster/join: a list of addresses.
+const maxJoinBody = 64 << 10
+
+// statusBody is the JSON of GET /cluster/status (SPEC section 3).
+type statusBody struct {
+	Node            string          `json:"node"`
+	N               int             `json:"n"`
+	R               int             `json:"r"`
+	W               int             `json:"w"`
+	Partitions      int             `json:"partitions"`
+	Epoch           uint64          `json:"epoch"`
+	RingFingerprint string          `json:"ring_fingerprint"`
+	Transition      *transitionBody `json:"transition"`
+	Members         []memberBody    `json:"members"`
+}
+
+// transitionBody describes a pending ring change: the target member set
+// and how many members of committed ∪ target report their handoff done.
+type transitionBody struct {
+	Target       []string `json:"target"`
+	Fingerprint  string   `json:"fingerprint"`
+	MembersDone  int      `json:"members_done"`
+	MembersTotal int      `json:"members_total"`
+}
+
+type memberBody struct {
+	ID           string      `json:"id"`
+	State        string      `json:"state"`
+	GossipAddr   string      `json:"gossip_addr"`
+	HTTPAddr     string      `json:"http_addr"`
+	RingShare    float64     `json:"ring_share"`
+	TargetShare  float64     `json:"target_share"`
+	HintsPending int         `json:"hints_pending"`
+	Handoff      handoffBody `json:"handoff"`
+}
+
+type handoffBody struct {
+	Sent  uint64 `json:"sent"`
+	Total uint64 `json:"total"`
+	Done  bool   `json:"done"`
+}
+
+// clusterStatus is this node's view of the cluster. N, R and W are the
+// effective ones: capped at the committed member count, as the
+// coordinator caps them.
+func (n *Node) clusterStatus(c *cluster) statusBody {
+	st := c.members.State()
+	pl := c.members.Placement()
+	size := len(st.Committed.Members)
+	if pl.Committed != nil {
+		size = len(pl.Committed.Members())
+	}
+	size = max(size, 1)
+	body := statusBody{
+		Node:            n.cfg.ID,
+		N:               min(n.cfg.Replicas, size),
+		R:               min(n.cfg.ReadQuorum, size),
+		W:               min(n.cfg.WriteQuorum, size),
+		Partitions:      n.cfg.Partitions,
+		Epoch:           st.Committed.Epoch,
+		RingFingerprint: fingerprintString(st.Committed.Fingerprint()),
+		Members:         []memberBody{},
+	}
+	target := st.Target()
+	pending := st.Pending()
+	var fp membership.Fingerprint
+	if pending {
+		fp = st.TargetFingerprint()
+		tb := &transitionBody{Target: target, Fingerprint: fingerprintString(fp)}
+		for _, id := range unionSorted(st.Committed.Members, target) {
+			m, ok := st.Member(id)
+			if !ok || m.Status == membership.StatusRemoved {
+				continue
+			}
+			tb.MembersTotal++
+			if m.Handoff.Done && m.Handoff.Target == fp {
+				tb.MembersDone++
+			}
+		}
+		body.Transition = tb
+	}
+	// State.Members is sorted by id.
+	for _, m := range st.Members {
+		id := m.ID
+		mb := memberBody{
+			ID:         id,
+			State:      m.Status.String(),
+			GossipAddr: m.GossipAddr,
+			HTTPAddr:   m.HTTPAddr,
+		}
+		if m.Status == membership.StatusValid {
+			mb.State = string(c.members.Liveness(id))
+		}
+		if pl.Committed != nil {
+			mb.RingShare = pl.Committed.Share(id)
+		}
+		mb.TargetShare = mb.RingShare
+		if pl.Target != nil {
+			mb.TargetShare = pl.Target.Share(id)
+		}
+		// Handoff progress only means something towards the pending
+		// target; a report for an older one is stale.
+		if pending && m.Handoff.Target == fp {
+			mb.Handoff = handoffBody{Sent: m.Handoff.Sent, Total: m.Handoff.Total, Done: m.Handoff.Done}
+		}
+		body.Members = append(body.Members, mb)
+	}
+	return body
+}
+
+// fingerprintString shows a fingerprint as hex: in JSON a uint64 would lose
+// precision in every client that reads numbers as doubles.
+func fingerprintString(fp membership.Fingerprint) string { return fmt.Sprintf("%016x", uint64(fp)) }
+
+// unionSorted is the sorted union of two sorted id lists.
+func unionSorted(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (n *Node) handleClusterStatus(w http.ResponseWriter, r *http.Request) {
+	c, err := n.clusterOrErr()
+	if err != nil {
+		n.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, n.clusterStatus(c))
+}
+
+// joinBody is the JSON of POST /cluster/join.
+type joinBody struct {
+	Addrs []string `json:"addrs"`
+}
+
+func (n *Node) handleClusterJoin(w http.ResponseWriter, r *http.Request) {
+	if err := n.clusterJoin(w, r); err != nil {
+		n.writeError(w, r, err)
+	}
+}
+
+func (n *Node) clusterJoin(w http.ResponseWriter, r *http.Request) error {
+	c, err := n.clusterOrErr()
+	if err != nil {
+		return err
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJoinBody))
+	if err != nil {
+		return badRequestf("reading the join request: %v", err)
+	}
+	var body joinBody
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return badRequestf(`malformed join request: want {"addrs": ["host:port", ...]}: %v`, err)
+	}
+	if len(body.Addrs) == 0 {
+		return badRequestf(`malformed join request: "addrs" lists no gossip address`)
+	}
+	for _, a := range body.Addrs {
+		if err := checkHostPort(a); err != nil {
+			return badRequestf("malformed join address %q: %v", a, err)
+		}
+	}
+	if err := c.members.Join(body.Addrs); err != nil {
+		return &statusError{http.StatusBadGateway, fmt.Sprintf("joining %v: %v", body.Addrs, err)}
+	}
+	writeJSON(w, http.StatusOK, n.clusterStatus(c))
+	return nil
+}
+
+func (n *Node) handleClusterLeave(w http.ResponseWriter, r *http.Request) {
+	if err := n.clusterLeave(w, r); err != nil {
+		n.writeError(w, r, err)
+	}
+}
+
+func (n *Node) clusterLeave(w http.ResponseWriter, r *http.Request) error {
+	c, err := n.clusterOrErr()
+	if err != nil {
+		return err
+	}
+	q, err := query(r)
+	if err != nil {
+		return err
+	}
+	if !q.Has("node") {
+		if err := c.members.Leave(); err != nil {
+			return &statusError{http.StatusConflict, fmt.Sprintf("leaving: %v", err)}
+		}
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "leaving", "node": n.cfg.ID})
+		return nil
+	}
+	id := q.Get("node")
+	switch {
+	case id == "":
+		return badRequestf("malformed node: empty (want the id of a member to remove)")
+	case id == n.cfg.ID:
+		return badRequestf("node %q is this node: to leave, POST /cluster/leave without ?node", id)
+	}
+	if _, ok := c.members.Member(id); !ok {
+		return &statusError{http.StatusNotFound, fmt.Sprintf("node %q is not a member of this cluster", id)}
+	}
+	if err := c.members.Remove(id); err != nil {
+		return &statusError{http.StatusConflict, fmt.Sprintf("removing %q: %v", id, err)}
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "removing", "node": id})
+	return nil
+}
+
+// debugSetBody is a replica's local Set, for tests that count replicas.
+type debugSetBody struct {
+	Found    bool               `json:"found"`
+	Siblings []debugSiblingBody `json:"siblings"`
+	Context  string             `json:"context"`
+}
+
+type debugSiblingBody struct {
+	Value        []byte `json:"value"`
+	ContentType  string `json:"content_type"`
+	Actor        string `json:"actor"`
+	Counter      uint64 `json:"counter"`
+	LastModified int64  `json:"last_modified"`
+	Expires      int64  `json:"expires,omitempty"`
+	Tombstone    bool   `json:"tombstone,omitempty"`
+}
+
+// handleDebugLocal answers GET /internal/v1/debug/local/{db}/{key}: what
+// this node's own store holds for the key, bypassing the coordinator, so
+// that tests can see where replicas live.
+func (n *Node) handleDebugLocal(w http.ResponseWriter, r *http.Request) {
+	if err := n.debugLocal(w, r); err != nil {
+		n.writeError(w, r, err)
+	}
+}
+
+func (n *Node) debugLocal(w http.ResponseWriter, r *http.Request) error {
+	const prefix = "/internal/v1/debug/local/"
+	rest, _ := strings.CutPrefix(r.URL.EscapedPath(), prefix)
+	dbPart, rawKey, ok := strings.Cut(rest, "/")
+	if !ok {
+		return badRequestf("want %s{db}/{key}", prefix)
+	}
+	db, err := parseDatabase(dbPart, n.cfg.Databases)
+	if err != nil {
+		return err
+	}
+	key, err := parseKey(rawKey)
+	if err != nil {
+		return err
+	}
+	set, err := n.store.Get(db, key)
+	body := debugSetBody{Siblings: []debugSiblingBody{}}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		body.Found = true
+		body.Context = encodeContext(set.Context)
+		for _, s := range set.Siblings {
+			body.Siblings = append(body.Siblings, debugSiblingBody{
+				Value:        append([]byte{}, s.Value...),
+				ContentType:  s.ContentType,
+				Actor:        s.Dot.Actor,
+				Counter:      s.Dot.Counter,
+				LastModified: s.LastModified,
+				Expires:      s.Expires,
+				Tombstone:    s.Tombstone,
+			})
+		}
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+// handleInternal hands node-to-node RPC to replication's server.
+func (n *Node) handleInternal(w http.ResponseWriter, r *http.Request) {
+	c, err := n.clusterOrErr()
+	if err != nil {
+		n.writeError(w, r, err)
+		return
+	}
+	c.rpcHandler.ServeHTTP(w, r)
+}

@@ -1,0 +1,291 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// convergeWithin bounds every wait for gossip in these tests. It is a
+// limit on a poll, not a performance assertion: with the fast gossip
+// settings below a three-node cluster settles in about a second.
+const convergeWithin = 30 * time.Second
+
+// clusterConfig is a node config with gossip tuned for tests on loopback.
+func clusterConfig(t testing.TB, id string, join ...string) Config {
+	cfg := testConfig(t)
+	cfg.ID = id
+	cfg.Join = join
+	cfg.Partitions = 64
+	cfg.GossipProbeInterval = 100 * time.Millisecond
+	cfg.GossipProbeTimeout = 50 * time.Millisecond
+	cfg.GossipInterval = 20 * time.Millisecond
+	cfg.GossipSuspicionMult = 2
+	cfg.RequestTimeout = 3 * time.Second
+	cfg.RPCTimeout = time.Second
+	// Durability is the store's business, tested there; fsync on every
+	// write only slows these tests down.
+	cfg.Fsync = "50ms"
+	return cfg
+}
+
+// startCluster starts size nodes n1..n<size>, the first founding the
+// cluster and the others joining it, and waits until all agree on a
+// committed ring of every node.
+func startCluster(t *testing.T, size int) []*testNode {
+	t.Helper()
+	first := clusterConfig(t, "n1")
+	nodes := []*testNode{startNode(t, &first, nil)}
+	seed := nodes[0].GossipAddr()
+	for i := 2; i <= size; i++ {
+		cfg := clusterConfig(t, fmt.Sprintf("n%d", i), seed)
+		nodes = append(nodes, startNode(t, &cfg, nil))
+	}
+	waitConverged(t, nodes, ids(nodes))
+	return nodes
+}
+
+func ids(nodes []*testNode) []string {
+	var out []string
+	for _, n := range nodes {
+		out = append(out, n.cfg.ID)
+	}
+	return out
+}
+
+// status fetches and decodes GET /cluster/status.
+func (tn *testNode) status() statusBody {
+	tn.t.Helper()
+	r := tn.get("/cluster/status", nil)
+	if r.status != http.StatusOK {
+		tn.t.Fatalf("GET /cluster/status on %s = %d %q", tn.cfg.ID, r.status, r.body)
+	}
+	var st statusBody
+	if err := json.Unmarshal(r.body, &st); err != nil {
+		tn.t.Fatalf("status of %s is not JSON: %v: %q", tn.cfg.ID, err, r.body)
+	}
+	return st
+}
+
+// ringOf lists the members a status reports as part of the committed ring
+// (a nonzero share).
+func ringOf(st statusBody) []string {
+	var out []string
+	for _, m := range st.Members {
+		if m.RingShare > 0 {
+			out = append(out, m.ID)
+		}
+	}
+	return out
+}
+
+// converged reports why the nodes do not yet agree on a settled ring of
+// exactly want, or "" when they do.
+func converged(nodes []*testNode, want []string) string {
+	var first *statusBody
+	for _, n := range nodes {
+		st := n.status()
+		switch {
+		case st.Transition != nil:
+			return fmt.Sprintf("%s: transition to %v pending (%d of %d done)", n.cfg.ID, st.Transition.Target,
+				st.Transition.MembersDone, st.Transition.MembersTotal)
+		case !slices.Equal(ringOf(st), want):
+			return fmt.Sprintf("%s: ring %v, want %v", n.cfg.ID, ringOf(st), want)
+		}
+		for _, m := range st.Members {
+			if slices.Contains(want, m.ID) && m.State != "alive" {
+				return fmt.Sprintf("%s sees %s %s", n.cfg.ID, m.ID, m.State)
+			}
+		}
+		if first == nil {
+			first = &st
+		} else if st.Epoch != first.Epoch || st.RingFingerprint != first.RingFingerprint {
+			return fmt.Sprintf("%s: epoch %d ring %s, %s: epoch %d ring %s", nodes[0].cfg.ID, first.Epoch,
+				first.RingFingerprint, n.cfg.ID, st.Epoch, st.RingFingerprint)
+		}
+	}
+	return ""
+}
+
+func waitConverged(t *testing.T, nodes []*testNode, want []string) {
+	t.Helper()
+	eventually(t, func() string { return converged(nodes, want) })
+}
+
+// eventually polls cond until it returns "" or convergeWithin passes, then
+// fails with cond's last complaint.
+func eventually(t *testing.T, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(convergeWithin)
+	for {
+		why := cond()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not reached within %s: %s", convergeWithin, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// localCopy is what a node's own store holds for key in database 0.
+func (tn *testNode) localCopy(key string) debugSetBody {
+	tn.t.Helper()
+	r := tn.get("/internal/v1/debug/local/0/"+strings.TrimPrefix(keyPath(key), "/kv/"), nil)
+	if r.status != http.StatusOK {
+		tn.t.Fatalf("debug read of %q on %s = %d %q", key, tn.cfg.ID, r.status, r.body)
+	}
+	var b debugSetBody
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		tn.t.Fatalf("debug read of %q on %s: %v: %q", key, tn.cfg.ID, err, r.body)
+	}
+	return b
+}
+
+// holders lists the nodes whose local store holds value as a live sibling
+// of key.
+func holders(nodes []*testNode, key, value string) []string {
+	var out []string
+	for _, n := range nodes {
+		for _, s := range n.localCopy(key).Siblings {
+			if string(s.Value) == value && !s.Tombstone {
+				out = append(out, n.cfg.ID)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func TestThreeNodeClusterServesAWriteThroughAnyNodeOnEveryOther(t *testing.T) {
+	nodes := startCluster(t, 3)
+
+	for i, writer := range nodes {
+		key := fmt.Sprintf("k%d", i)
+		writer.mustPut(keyPath(key), "from "+writer.cfg.ID, "")
+		for _, reader := range nodes {
+			reader.mustGet(keyPath(key), "from "+writer.cfg.ID)
+		}
+		// N=3 on three nodes: every node holds a replica, the last
+		// perhaps only after the write was acknowledged at W=2.
+		eventually(t, func() string {
+			if h := holders(nodes, key, "from "+writer.cfg.ID); len(h) != 3 {
+				return fmt.Sprintf("%s held by %v, want all three", key, h)
+			}
+			return ""
+		})
+	}
+
+	st := nodes[1].status()
+	if st.Node != "n2" || st.N != 3 || st.R != 2 || st.W != 2 || st.Partitions != 64 {
+		t.Errorf("status header = node %q N=%d R=%d W=%d partitions %d, want n2 3/2/2 64", st.Node, st.N, st.R, st.W, st.Partitions)
+	}
+	var sum float64
+	for _, m := range st.Members {
+		sum += m.RingShare
+		if m.HTTPAddr == "" || m.GossipAddr == "" {
+			t.Errorf("member %s has no address in status: %+v", m.ID, m)
+		}
+		if m.TargetShare != m.RingShare {
+			t.Errorf("member %s: target share %v differs from ring share %v with no transition", m.ID, m.TargetShare, m.RingShare)
+		}
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		t.Errorf("ring shares sum to %v, want 1", sum)
+	}
+}
+
+func TestSequentialBlindWritesThroughDifferentNodesLeaveTheLast(t *testing.T) {
+	nodes := startCluster(t, 3)
+	for i := range 9 {
+		nodes[i%3].mustPut(keyPath("seq"), fmt.Sprintf("v%d", i), "")
+	}
+	for _, n := range nodes {
+		n.mustGet(keyPath("seq"), "v8")
+	}
+}
+
+func TestLeavingNodeHandsItsDataToTheOthers(t *testing.T) {
+	nodes := startCluster(t, 3)
+	const keys = 40
+	for i := range keys {
+		nodes[i%3].mustPut(keyPath(fmt.Sprintf("k%d", i)), fmt.Sprintf("v%d", i), "")
+	}
+
+	leaver := nodes[2]
+	r := leaver.do(http.MethodPost, "/cluster/leave", nil, nil)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("POST /cluster/leave = %d %q, want 202", r.status, r.body)
+	}
+	stay := nodes[:2]
+	waitConverged(t, stay, []string{"n1", "n2"})
+	for _, m := range stay[0].status().Members {
+		if m.ID == "n3" && m.State != "left" {
+			t.Errorf("after leaving, n3 is %q in n1's status, want left", m.State)
+		}
+	}
+	for i := range keys {
+		key, want := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
+		for _, n := range stay {
+			n.mustGet(keyPath(key), want)
+		}
+		// N=3 capped at two members: both remaining nodes hold it.
+		if h := holders(stay, key, want); len(h) != 2 {
+			t.Errorf("%s held by %v after n3 left, want n1 and n2", key, h)
+		}
+	}
+}
+
+func TestJoinEndpointAddsANodeAndRemoveChecksItsTarget(t *testing.T) {
+	nodes := startCluster(t, 2)
+	nodes[0].mustPut(keyPath("before"), "joined", "")
+
+	cfg := clusterConfig(t, "n3")
+	late := startNode(t, &cfg, nil)
+	for _, c := range []struct{ body, why string }{
+		{`{"addrs": []}`, "empty list"},
+		{`not json`, "malformed body"},
+		{`{"addrs": ["no-port"]}`, "bad address"},
+	} {
+		if r := late.do(http.MethodPost, "/cluster/join", strings.NewReader(c.body), nil); r.status != http.StatusBadRequest {
+			t.Errorf("join with %s = %d %q, want 400", c.why, r.status, r.body)
+		}
+	}
+	body := fmt.Sprintf(`{"addrs": [%q]}`, nodes[0].GossipAddr())
+	r := late.do(http.MethodPost, "/cluster/join", strings.NewReader(body), nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("POST /cluster/join = %d %q, want 200", r.status, r.body)
+	}
+	all := append(nodes, late)
+	waitConverged(t, all, []string{"n1", "n2", "n3"})
+	late.mustGet(keyPath("before"), "joined")
+
+	if r := late.do(http.MethodPost, "/cluster/leave?node=n3", nil, nil); r.status != http.StatusBadRequest {
+		t.Errorf("removing self = %d %q, want 400", r.status, r.body)
+	}
+	if r := late.do(http.MethodPost, "/cluster/leave?node=nobody", nil, nil); r.status != http.StatusNotFound {
+		t.Errorf("removing an unknown node = %d %q, want 404", r.status, r.body)
+	}
+}
+
+func TestAdvertisedHTTPAddr(t *testing.T) {
+	cases := []struct{ bound, advertise, want string }{
+		{"127.0.0.1:8080", "", "127.0.0.1:8080"},
+		{"127.0.0.1:8080", "10.0.0.1", "127.0.0.1:8080"},
+		{"0.0.0.0:8080", "10.0.0.1", "10.0.0.1:8080"},
+		{"[::]:9000", "db1.example", "db1.example:9000"},
+		{":7000", "10.0.0.2", "10.0.0.2:7000"},
+	}
+	for _, c := range cases {
+		got, err := advertisedHTTPAddr(c.bound, c.advertise)
+		if err != nil || got != c.want {
+			t.Errorf("advertisedHTTPAddr(%q, %q) = %q, %v; want %q", c.bound, c.advertise, got, err, c.want)
+		}
+	}
+}
