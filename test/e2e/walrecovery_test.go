@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // walSegments lists the WAL segment files under a data directory, oldest first
@@ -181,4 +182,37 @@ func TestSecondNodeOnOneDataDirRefusesToStart(t *testing.T) {
 	n.Restart()
 	n.expectValue(t, -1, "owner", []byte("first process"))
 	n.expectValue(t, -1, "owner2", []byte("still writable"))
+}
+
+// TestWALSegmentsAreReleasedAfterCheckpoints is SPEC section 6 read from the
+// other side: once LevelDB has absorbed them, old WAL segments go, so the
+// log does not grow without bound; and what they held still reads back
+// after a kill.
+func TestWALSegmentsAreReleasedAfterCheckpoints(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOptions{args: []string{"--segment-size=65536", "--checkpoint-interval=100ms"}})
+	want := map[string][]byte{}
+	for i := range 300 {
+		k := fmt.Sprintf("release/%03d", i)
+		want[k] = []byte(strings.Repeat(fmt.Sprintf("%03d", i), 1365)) // 4 KiB
+		n.put(t, -1, k, want[k], "")
+	}
+	written := len(walSegments(t, n.dataDir))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		segs := walSegments(t, n.dataDir)
+		if len(segs) <= 3 {
+			t.Logf("WAL segments: %d right after 1.2 MB of writes with 64 KiB segments, %d after checkpoints", written, len(segs))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("WAL segments under %s: still %d 10s after the last write (checkpoints every 100ms), want at most 3", n.dataDir, len(segs))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n.Kill()
+	n.Restart()
+	for k, v := range want {
+		n.expectValue(t, -1, k, v)
+	}
 }

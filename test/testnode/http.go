@@ -174,7 +174,7 @@ type LocalSet struct {
 		Value     []byte `json:"value"`
 		Tombstone bool   `json:"tombstone"`
 	} `json:"siblings"`
-	Context json.RawMessage `json:"context"`
+	Context string `json:"context"`
 }
 
 // Values are the values of the live (not tombstone) siblings.
