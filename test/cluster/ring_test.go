@@ -18,19 +18,23 @@ import (
 const handoffTimeout = 60 * time.Second
 
 // loader writes distinct keys continuously through a changing set of
-// nodes and remembers every write that was acknowledged.
+// nodes and remembers every write that was acknowledged. After each write
+// it reads one of the preloaded keys back through a random node: while
+// data moves, every acknowledged write must stay readable.
 type loader struct {
 	targets atomic.Pointer[[]*testnode.Node]
 	stop    chan struct{}
 	wg      sync.WaitGroup
 
-	mu       sync.Mutex
-	acked    []write
-	failed   int // answered with an error status or a transport error: indeterminate
-	lastFail string
+	mu         sync.Mutex
+	acked      []write
+	failed     int // answered with an error status or a transport error: indeterminate
+	lastFail   string
+	reads      int
+	unreadable []string // reads of acknowledged writes that did not return them
 }
 
-func startLoader(rng *rand.Rand, writers, perWriter int, targets []*testnode.Node) *loader {
+func startLoader(rng *rand.Rand, writers, perWriter int, targets []*testnode.Node, preloaded []write) *loader {
 	l := &loader{stop: make(chan struct{})}
 	l.setTargets(targets)
 	for w := range writers {
@@ -49,6 +53,9 @@ func startLoader(rng *rand.Rand, writers, perWriter int, targets []*testnode.Nod
 				nd := ts[r.IntN(len(ts))]
 				wr := write{key: fmt.Sprintf("load/w%d/%05d", w, i), value: fmt.Appendf(nil, "writer %d write %d via %s", w, i, nd.ID())}
 				resp, err := nd.Put(wr.key, wr.value, testnode.KV{})
+				old := preloaded[r.IntN(len(preloaded))]
+				reader := ts[r.IntN(len(ts))]
+				rerr := checkExact(reader, old.key, old.value, testnode.KV{})
 				l.mu.Lock()
 				switch {
 				case err == nil && resp.Status == http.StatusNoContent:
@@ -59,6 +66,10 @@ func startLoader(rng *rand.Rand, writers, perWriter int, targets []*testnode.Nod
 				default:
 					l.failed++
 					l.lastFail = fmt.Sprintf("PUT %q via %s: %s", wr.key, nd.ID(), resp)
+				}
+				l.reads++
+				if rerr != nil {
+					l.unreadable = append(l.unreadable, fmt.Sprintf("%s: %v", time.Now().UTC().Format("15:04:05.000"), rerr))
 				}
 				l.mu.Unlock()
 				// Pacing keeps the key count, and so the checks at the
@@ -87,11 +98,51 @@ func (l *loader) finish() []write {
 	return slices.Clone(l.acked)
 }
 
+// transitionWatch records, from status polls, whether a transition was
+// seen pending and the largest handoff progress any member reported.
+type transitionWatch struct {
+	seen        bool
+	sent, total uint64
+}
+
+func (w *transitionWatch) observe(s map[string]testnode.Status) {
+	for _, st := range s {
+		if st.Transition == nil {
+			continue
+		}
+		w.seen = true
+		for _, m := range st.Members {
+			w.sent = max(w.sent, m.Handoff.Sent)
+			w.total = max(w.total, m.Handoff.Total)
+		}
+	}
+}
+
+func (w *transitionWatch) String() string {
+	if !w.seen {
+		return "no pending transition seen by the status polls"
+	}
+	return fmt.Sprintf("pending transition seen, largest member handoff progress %d/%d", w.sent, w.total)
+}
+
 func TestJoinAndLeaveUnderLoadLoseNoAcknowledgedWrite(t *testing.T) {
 	rng := seeded(t)
-	c := testnode.Start(t, 3, testnode.Options{})
+	// A slow handoff of a few MiB makes each ring change take seconds,
+	// so that the writes and reads really overlap the data movement.
+	c := testnode.Start(t, 3, testnode.Options{Args: []string{"--handoff-rate", "1MiB"}})
 	n0, n1, n2 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
-	ld := startLoader(rng, 3, 1500, []*testnode.Node{n0, n1, n2})
+	const preloadKeys, preloadBytes = 400, 16 << 10
+	var preloaded []write
+	for i := range preloadKeys {
+		w := write{key: fmt.Sprintf("preload/%03d", i), value: make([]byte, preloadBytes)}
+		for j := range w.value {
+			w.value[j] = byte('a' + rng.IntN(26))
+		}
+		mustPut(t, c.Nodes[i%3], w.key, w.value, testnode.KV{})
+		preloaded = append(preloaded, w)
+	}
+
+	ld := startLoader(rng, 3, 2000, []*testnode.Node{n0, n1, n2}, preloaded)
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -101,21 +152,30 @@ func TestJoinAndLeaveUnderLoadLoseNoAcknowledgedWrite(t *testing.T) {
 	waitAcks(t, ld, 50)
 
 	joinStart := time.Now()
+	var joinWatch transitionWatch
 	n3 := c.NewNode()
 	n3.Start()
-	c.WaitConverged(3*testnode.ConvergeTimeout, c.IDs()...)
+	c.WaitStatus(3*testnode.ConvergeTimeout, nil, func(s map[string]testnode.Status) error {
+		joinWatch.observe(s)
+		return testnode.Agreed(s, c.IDs())
+	})
 	joinTook := time.Since(joinStart)
 	ld.setTargets([]*testnode.Node{n0, n1, n2, n3})
 	a, _ := ld.count()
 	waitAcks(t, ld, a+50)
 
+	// Clients move away from the node being decommissioned, as an operator
+	// would take it out of the load balancer first.
+	remaining := []*testnode.Node{n0, n2, n3}
+	ld.setTargets(remaining)
 	leaveStart := time.Now()
+	var leaveWatch transitionWatch
 	r, err := n1.Leave()
 	if err != nil || r.Status != http.StatusAccepted {
 		t.Fatalf("POST /cluster/leave on %s: got %v %v, want 202", n1.ID(), r, err)
 	}
-	remaining := []*testnode.Node{n0, n2, n3}
 	c.WaitStatus(3*testnode.ConvergeTimeout, remaining, func(s map[string]testnode.Status) error {
+		leaveWatch.observe(s)
 		if err := testnode.Agreed(s, ids(remaining)); err != nil {
 			return err
 		}
@@ -127,14 +187,22 @@ func TestJoinAndLeaveUnderLoadLoseNoAcknowledgedWrite(t *testing.T) {
 		return nil
 	})
 	leaveTook := time.Since(leaveStart)
-	ld.setTargets(remaining)
 	a, _ = ld.count()
-	waitAcks(t, ld, a+20)
+	waitAcks(t, ld, a+50)
 	writes := ld.finish()
 	stopped = true
 	_, failed := ld.count()
-	t.Logf("load: %d writes acked, %d failed or indeterminate (last: %s); join committed in %.1fs, leave in %.1fs",
-		len(writes), failed, ld.lastFail, joinTook.Seconds(), leaveTook.Seconds())
+	t.Logf("load: %d writes acked, %d failed or indeterminate (last: %q); %d reads of preloaded keys during the changes, %d wrong",
+		len(writes), failed, ld.lastFail, ld.reads, len(ld.unreadable))
+	t.Logf("join of %s committed in %.1fs (%s); leave of %s in %.1fs (%s)",
+		n3.ID(), joinTook.Seconds(), &joinWatch, n1.ID(), leaveTook.Seconds(), &leaveWatch)
+	for i, u := range ld.unreadable {
+		if i == 10 {
+			break
+		}
+		t.Errorf("an acknowledged preloaded write unreadable while the ring changed: %s", u)
+	}
+	writes = append(writes, preloaded...)
 
 	// Copies first: a quorum read would repair what handoff missed.
 	hist, took, err := waitReplicas(remaining, writes, 3, handoffTimeout)
@@ -147,7 +215,7 @@ func TestJoinAndLeaveUnderLoadLoseNoAcknowledgedWrite(t *testing.T) {
 		for _, nd := range remaining {
 			if err := checkExact(nd, w.key, w.value, testnode.KV{}); err != nil {
 				if bad++; bad <= 10 {
-					t.Errorf("acknowledged during join and leave: %v", err)
+					t.Errorf("acknowledged before or during join and leave: %v", err)
 				}
 			}
 		}
