@@ -163,23 +163,36 @@ func (n *Node) clusterJoin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequestf("reading the join request: %v", err)
 	}
-	var body joinBody
-	if err := json.Unmarshal(raw, &body); err != nil {
-		return badRequestf(`malformed join request: want {"addrs": ["host:port", ...]}: %v`, err)
+	addrs, err := parseJoinBody(raw)
+	if err != nil {
+		return err
 	}
-	if len(body.Addrs) == 0 {
-		return badRequestf(`malformed join request: "addrs" lists no gossip address`)
-	}
-	for _, a := range body.Addrs {
-		if err := checkHostPort(a); err != nil {
-			return badRequestf("malformed join address %q: %v", a, err)
-		}
-	}
-	if err := c.members.Join(body.Addrs); err != nil {
-		return &statusError{http.StatusBadGateway, fmt.Sprintf("joining %v: %v", body.Addrs, err)}
+	if err := c.members.Join(addrs); err != nil {
+		// No address answered, or the cluster refused us (another
+		// --partitions, another gossip key): the node could not reach
+		// a working cluster, as a gateway that cannot reach upstream.
+		return &statusError{http.StatusBadGateway, fmt.Sprintf("joining %v: %v", addrs, err)}
 	}
 	writeJSON(w, http.StatusOK, n.clusterStatus(c))
 	return nil
+}
+
+// parseJoinBody decodes {"addrs": ["host:port", ...]}: at least one
+// address, each a host:port.
+func parseJoinBody(raw []byte) ([]string, error) {
+	var body joinBody
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return nil, badRequestf(`malformed join request: want {"addrs": ["host:port", ...]}: %v`, err)
+	}
+	if len(body.Addrs) == 0 {
+		return nil, badRequestf(`malformed join request: "addrs" lists no gossip address`)
+	}
+	for _, a := range body.Addrs {
+		if err := checkHostPort(a); err != nil {
+			return nil, badRequestf("malformed join address %q: %v", a, err)
+		}
+	}
+	return body.Addrs, nil
 }
 
 func (n *Node) handleClusterLeave(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -288,4 +289,165 @@ func TestAdvertisedHTTPAddr(t *testing.T) {
 			t.Errorf("advertisedHTTPAddr(%q, %q) = %q, %v; want %q", c.bound, c.advertise, got, err, c.want)
 		}
 	}
+}
+
+func TestRemovingADeadNodeRebuildsItsReplicasOnTheOthers(t *testing.T) {
+	nodes := startCluster(t, 3)
+	const keys = 20
+	for i := range keys {
+		nodes[i%3].mustPut(keyPath(fmt.Sprintf("k%d", i)), fmt.Sprintf("v%d", i), "")
+	}
+	// Every key has all three replicas before n3 dies, so W=2 acks on
+	// n1 and n2 are certain below.
+	for i := range keys {
+		key, want := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
+		eventually(t, func() string {
+			if h := holders(nodes, key, want); len(h) != 3 {
+				return fmt.Sprintf("%s held by %v", key, h)
+			}
+			return ""
+		})
+	}
+	if err := nodes[2].Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stay := nodes[:2]
+	eventually(t, func() string {
+		for _, m := range stay[0].status().Members {
+			if m.ID == "n3" && m.State != "dead" {
+				return "n1 sees n3 " + m.State
+			}
+		}
+		return ""
+	})
+	// A crash changes routing, never the ring: n3 still owns a share.
+	if ring := ringOf(stay[0].status()); !slices.Equal(ring, []string{"n1", "n2", "n3"}) {
+		t.Fatalf("ring after n3 died = %v, want it unchanged", ring)
+	}
+	stay[1].mustPut(keyPath("during"), "outage", "")
+
+	if r := stay[0].do(http.MethodPost, "/cluster/leave?node=n3", nil, nil); r.status != http.StatusAccepted {
+		t.Fatalf("removing dead n3 = %d %q, want 202", r.status, r.body)
+	}
+	waitConverged(t, stay, []string{"n1", "n2"})
+	for _, m := range stay[1].status().Members {
+		if m.ID == "n3" && m.State != "removed" {
+			t.Errorf("n3 is %q in n2's status after removal, want removed", m.State)
+		}
+	}
+	for i := range keys + 1 {
+		key, want := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
+		if i == keys {
+			key, want = "during", "outage"
+		}
+		for _, n := range stay {
+			n.mustGet(keyPath(key), want)
+		}
+		if h := holders(stay, key, want); len(h) != 2 {
+			t.Errorf("%s held by %v after n3's removal, want n1 and n2", key, h)
+		}
+	}
+}
+
+func TestConcurrentWritesThroughTwoNodesBecomeSiblingsAndAContextResolvesThem(t *testing.T) {
+	nodes := startCluster(t, 3)
+	base := nodes[0].mustPut(keyPath("c"), "base", "")
+	nodes[0].mustGet(keyPath("c"), "base")
+	nodes[1].mustPut(keyPath("c"), "left", base)
+	nodes[2].mustPut(keyPath("c"), "right", base)
+
+	r := nodes[0].get(keyPath("c"), nil)
+	if r.status != http.StatusMultipleChoices {
+		t.Fatalf("GET after two concurrent writes = %d %q, want 300", r.status, r.body)
+	}
+	var body siblingsBody
+	if err := json.Unmarshal(r.body, &body); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range body.Siblings {
+		got = append(got, string(s.Value))
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"left", "right"}) {
+		t.Fatalf("siblings = %q, want exactly left and right", got)
+	}
+	nodes[2].mustPut(keyPath("c"), "merged", r.context())
+	for _, n := range nodes {
+		n.mustGet(keyPath("c"), "merged")
+	}
+}
+
+func TestClusterWithBearerTokensReplicatesAndGuardsDebugReads(t *testing.T) {
+	auth := map[string]string{"Authorization": "Bearer s3cret"}
+	first := clusterConfig(t, "n1")
+	first.AuthTokens = []string{"s3cret"}
+	a := startNode(t, &first, nil)
+	second := clusterConfig(t, "n2", a.GossipAddr())
+	second.AuthTokens = []string{"s3cret"}
+	b := startNode(t, &second, nil)
+	eventually(t, func() string {
+		r := a.get("/cluster/status", auth)
+		var st statusBody
+		if err := json.Unmarshal(r.body, &st); err != nil {
+			return err.Error()
+		}
+		if ring := ringOf(st); !slices.Equal(ring, []string{"n1", "n2"}) || st.Transition != nil {
+			return fmt.Sprintf("ring %v, transition %v", ring, st.Transition)
+		}
+		return ""
+	})
+	if r := a.put(keyPath("k"), "v", auth); r.status != http.StatusNoContent {
+		t.Fatalf("PUT with token = %d %q", r.status, r.body)
+	}
+	// W=2 of two nodes: the write reached n2 over RPC, which took the
+	// peer token.
+	if r := b.get("/internal/v1/debug/local/0/k", auth); r.status != http.StatusOK || !strings.Contains(string(r.body), `"found":true`) {
+		t.Fatalf("n2's local copy = %d %q, want found", r.status, r.body)
+	}
+	if r := b.get("/internal/v1/debug/local/0/k", nil); r.status != http.StatusUnauthorized {
+		t.Errorf("debug read without a token = %d, want 401", r.status)
+	}
+	if r := b.do(http.MethodPost, "/internal/v1/merge", strings.NewReader("x"), nil); r.status != http.StatusUnauthorized {
+		t.Errorf("RPC without a token = %d, want 401", r.status)
+	}
+}
+
+func TestDoneClosesWithoutAnErrorAfterShutdown(t *testing.T) {
+	cfg := testConfig(t)
+	n := startNode(t, &cfg, nil)
+	select {
+	case err := <-n.Done():
+		t.Fatalf("Done yielded %v while the node serves", err)
+	default:
+	}
+	if err := n.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err, ok := <-n.Done(); ok || err != nil {
+		t.Fatalf("Done after Shutdown = %v, %v; want closed without an error", err, ok)
+	}
+}
+
+func FuzzParseJoinBody(f *testing.F) {
+	for _, s := range []string{`{"addrs":["127.0.0.1:7946"]}`, `{"addrs":[]}`, `{}`, `null`, `{"addrs":["a:1","b"]}`, `{"addrs":"x"}`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		addrs, err := parseJoinBody(raw)
+		if err != nil {
+			if _, ok := errors.AsType[*badRequest](err); !ok {
+				t.Fatalf("parseJoinBody(%q) error %v is not a 400", raw, err)
+			}
+			return
+		}
+		if len(addrs) == 0 {
+			t.Fatalf("parseJoinBody(%q) accepted no address", raw)
+		}
+		for _, a := range addrs {
+			if checkHostPort(a) != nil {
+				t.Fatalf("parseJoinBody(%q) accepted %q", raw, a)
+			}
+		}
+	})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -120,5 +121,62 @@ func TestServerThatCannotListenExitsThree(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "dynkv: ") || !strings.Contains(last, hostPort) {
 		t.Fatalf("last stderr line %q, want the one-line failure naming the address", last)
+	}
+}
+
+func TestClusterCommandsAgainstAOneNodeServer(t *testing.T) {
+	addr, _, _ := startServer(t, filepath.Join(t.TempDir(), "data"))
+	env := envOf(map[string]string{"DYNKV_ADDR": addr})
+	var out, errOut bytes.Buffer
+	if code := run([]string{"cluster", "status"}, env, nil, &out, &errOut); code != exitOK {
+		t.Fatalf("cluster status: exit %d stderr %q", code, errOut.String())
+	}
+	table := out.String()
+	for _, want := range []string{"ID", "STATE", "GOSSIP", "HTTP", "RING%", "TARGET%", "HINTS", "HANDOFF", "t1", "alive", "100.0", "N=1 R=1 W=1"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("cluster status output lacks %q:\n%s", want, table)
+		}
+	}
+
+	out.Reset()
+	if code := run([]string{"cluster", "status", "--output", "json"}, env, nil, &out, &errOut); code != exitOK {
+		t.Fatalf("cluster status --output json: exit %d stderr %q", code, errOut.String())
+	}
+	var st clusterStatus
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil || st.Node != "t1" || len(st.Members) != 1 || st.Members[0].RingShare != 1 {
+		t.Fatalf("cluster status JSON = %+v, %v; want node t1 owning the whole ring\n%s", st, err, out.String())
+	}
+
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"cluster", "leave", "--node", "t1"}, exitUsage},      // 400: that is this node
+		{[]string{"cluster", "leave", "--node", "ghost"}, exitFailure}, // 404: no such member
+		{[]string{"cluster", "join"}, exitUsage},
+	} {
+		errOut.Reset()
+		if code := run(c.args, env, nil, &out, &errOut); code != c.code {
+			t.Errorf("%v: exit %d stderr %q, want %d", c.args, code, errOut.String(), c.code)
+		}
+	}
+}
+
+func TestPrintStatusShowsATransitionAndHandoffProgress(t *testing.T) {
+	var st clusterStatus
+	raw := `{"node":"a","n":3,"r":2,"w":2,"partitions":256,"epoch":4,"ring_fingerprint":"00ff",
+		"transition":{"target":["a","b","c"],"fingerprint":"0abc","members_done":1,"members_total":3},
+		"members":[{"id":"a","state":"alive","gossip_addr":"h:1","http_addr":"h:2","ring_share":0.5,"target_share":0.33,
+		  "handoff":{"sent":10,"total":40,"done":false}},
+		  {"id":"c","state":"joining","gossip_addr":"h:5","http_addr":"h:6","target_share":0.33,"handoff":{"done":true}}]}`
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	printStatus(&out, st)
+	for _, want := range []string{"epoch 4", "transition to [a b c]", "1 of 3 members done", "10/40", "joining", "done", "50.0", "33.0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
