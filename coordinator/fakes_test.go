@@ -33,6 +33,7 @@ type fakeNode struct {
 	getGate  chan struct{}
 	mrgGate  chan struct{}
 	merges   []string // keys merged into this replica, in order
+	served   chan string // when set, receives the id after every Get served
 	coords   int      // writes this node coordinated for another node
 }
 
@@ -120,8 +121,12 @@ func (r fakeReplicas) Get(ctx context.Context, id string, db int, key []byte) (v
 		return vclock.Set{}, false, getErr
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	s, ok := n.data[storageKey(db, key)]
+	served := n.served
+	n.mu.Unlock()
+	if served != nil {
+		served <- id
+	}
 	return s, ok, nil
 }
 

@@ -119,19 +119,23 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 }
 
 // gatherContext reads the key's context from R replicas of the committed
-// list (this node's own store among them) so that a blind write
+// list, this node's own store always among them (a blind write supersedes
+// at least what its coordinator holds, as SPEC section 5 says), so that it
 // supersedes every write a quorum acknowledged, not only what this replica
 // happens to hold. It is best effort: with fewer answers, the write
 // supersedes less, as a plain blind write would.
 func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db int, key []byte) vclock.Context {
+	self := c.cluster.Self()
 	tally := newReadTally(c.cfg.R, len(committed))
 	answers := c.fanOutGets(committed, db, key)
+	selfDone := false
 	for !tally.complete() {
-		if done, _ := tally.outcome(); done {
+		if done, _ := tally.outcome(); done && selfDone {
 			break
 		}
 		select {
 		case a := <-answers:
+			selfDone = selfDone || a.id == self
 			tally.record(a)
 		case <-ctx.Done():
 			return tally.merged.Context
