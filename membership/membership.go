@@ -334,6 +334,7 @@ func (m *Membership) run() {
 	defer m.wg.Done()
 	t := time.NewTicker(m.cfg.RejoinInterval)
 	defer t.Stop()
+	var tick int
 	for {
 		select {
 		case <-m.stop:
@@ -344,11 +345,15 @@ func (m *Membership) run() {
 			if m.mlLeft.Load() {
 				continue
 			}
+			// One address per tick: a dial to an unreachable host can block
+			// for memberlist's TCPTimeout, and Shutdown waits for this loop.
 			if addrs := m.knownGossipAddrs(); len(addrs) > 0 {
-				if n, err := m.ml.Load().Join(addrs); n > 0 {
-					m.log.Info("rejoined ring members", zap.Strings("addrs", addrs), zap.Int("reached", n))
+				addr := addrs[tick%len(addrs)]
+				tick++
+				if n, err := m.ml.Load().Join([]string{addr}); n > 0 {
+					m.log.Info("rejoined a ring member", zap.String("addr", addr))
 				} else {
-					m.log.Debug("rejoin found no member", zap.Strings("addrs", addrs), zap.Error(err))
+					m.log.Debug("rejoin failed", zap.String("addr", addr), zap.Error(err))
 				}
 			}
 		}

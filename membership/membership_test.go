@@ -380,3 +380,27 @@ func TestConfigIsValidated(t *testing.T) {
 		}
 	}
 }
+
+// After the whole cluster restarts, each node may find no peer at start
+// (here n2 comes back on a new port while n1 is down, and n1 only knows n2's
+// old port); the rejoin loop must still reconnect them.
+func TestWholeClusterRestartReconnects(t *testing.T) {
+	nodes := startCluster(t, 2)
+	cfg1, cfg2 := nodes[0].cfg, nodes[1].cfg
+	cfg1.BindAddr, cfg1.Join = gossipAddr(nodes[0]), nil
+	cfg2.BindAddr, cfg2.Join = "127.0.0.1:0", nil
+	for _, m := range nodes {
+		if err := m.Shutdown(); err != nil {
+			t.Fatalf("shutdown %s: %v", m.Self(), err)
+		}
+	}
+	n2 := start(t, cfg2)
+	n1 := start(t, cfg1)
+	eventually(t, 10*time.Second, func() (bool, string) {
+		ok, saw := converged([]*Membership{n1, n2}, []string{"n1", "n2"})()
+		return ok && n1.Liveness("n2") == Alive && n2.Liveness("n1") == Alive, saw
+	})
+	if mb, _ := n1.Member("n2"); mb.GossipAddr != gossipAddr(n2) {
+		t.Fatalf("n1 has n2 at %s, n2 is at %s", mb.GossipAddr, gossipAddr(n2))
+	}
+}
