@@ -32,9 +32,9 @@ type fakeNode struct {
 	putErr   error // the local store's Put
 	getGate  chan struct{}
 	mrgGate  chan struct{}
-	merges   []string // keys merged into this replica, in order
+	merges   []string    // keys merged into this replica, in order
 	served   chan string // when set, receives the id after every Get served
-	coords   int      // writes this node coordinated for another node
+	coords   int         // writes this node coordinated for another node
 }
 
 func newFakeNet(ids ...string) *fakeNet {
