@@ -1,14 +1,26 @@
 // Package node assembles one dynkv node: its configuration, its lifecycle
-// (open the store, listen, drain, close) and its client HTTP API (SPEC
-// section 3).
+// and its HTTP API (SPEC section 3).
 //
-// This is the single-node foundation. Requests are served by the local
-// store directly; the quorum parameters r and w are validated and capped to
-// the member count (one) so that clients written against a cluster work
-// unchanged. The coordinator, gossip membership, node-to-node RPC and the
-// Redis-protocol listener plug in here later; the settings they need are
-// already part of Config so that cmd/dynkv exposes every flag of SPEC
-// section 2 from the start.
+// Start listens on the HTTP address first, so that the address peers are
+// told is the one actually bound (port 0 in tests), then starts gossip
+// membership (joining --join), the node-to-node RPC client, the coordinator
+// and the ownership-handoff worker, and serves. Shutdown reverses it: HTTP
+// drains the client requests in flight, then the coordinator, handoff and
+// gossip stop, and the store closes last so the WAL ends cleanly.
+//
+// Client reads and writes go through the coordinator, which routes them to
+// the key's preference list; a node started without --join founds a
+// one-node cluster and serves exactly as a single node would. Node-to-node
+// RPC shares the HTTP port: the server speaks HTTP/1.1 and HTTP/2 (h2c
+// with prior knowledge on a plain listener, h2 by ALPN under TLS), and the
+// RPC paths under /internal/v1/ sit outside the client in-flight limit so
+// that an overloaded node still answers its peers' replica writes. With
+// bearer tokens the RPC calls check the token themselves, and a node
+// presents the first of its own --auth-token list to its peers: members of
+// a cluster share the list.
+//
+// GET /internal/v1/debug/local/{db}/{key} returns this node's own copy of a
+// key, bypassing the coordinator, so that tests can count replicas.
 //
 // Keys travel in the URL path. The handlers take the path as the client
 // sent it (URL.EscapedPath) and percent-decode it once, so "%2F" is a key
