@@ -1,0 +1,95 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dynkv/dynkv/store"
+	"github.com/dynkv/dynkv/vclock"
+	"github.com/dynkv/dynkv/wal"
+)
+
+func benchSet(b *testing.B) vclock.Set {
+	s, _ := vclock.Set{}.Update("node-a", vclock.Context{}, vclock.Sibling{
+		Value: make([]byte, 100), ContentType: "application/octet-stream", LastModified: time.Now().UnixNano(),
+	})
+	return s
+}
+
+func benchStore(b *testing.B, sync wal.SyncPolicy) *store.Store {
+	st, err := store.Open(store.Options{Dir: b.TempDir(), Sync: sync, MinFreeBytes: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// BenchmarkMergeRoundTrip: a replica write as the coordinator makes it, over
+// loopback h2c, from many goroutines sharing one connection. fsync=always
+// is the default durability (each ack is in the peer's WAL on disk);
+// fsync=10ms shows what the RPC itself costs.
+func BenchmarkMergeRoundTrip(b *testing.B) {
+	for _, sync := range []struct {
+		name   string
+		policy wal.SyncPolicy
+	}{{"fsync=always", wal.SyncPolicy{}}, {"fsync=10ms", wal.SyncPolicy{Interval: 10 * time.Millisecond}}} {
+		b.Run(sync.name, func(b *testing.B) {
+			st := benchStore(b, sync.policy)
+			p := startPeer(b, (&Server{Store: st}).Handler())
+			c := newTestClient(b, ClientConfig{})
+			set := benchSet(b)
+			var n atomic.Int64
+			b.SetParallelism(32) // 64 callers on 2 cores, as dynkv bench runs
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					key := fmt.Appendf(nil, "key-%d", n.Add(1)%10000)
+					if err := c.Merge(context.Background(), p.addr, 0, key, set); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkGetRoundTrip(b *testing.B) {
+	st := benchStore(b, wal.SyncPolicy{Interval: 10 * time.Millisecond})
+	set := benchSet(b)
+	for i := range 1000 {
+		if _, err := st.Merge(0, fmt.Appendf(nil, "key-%d", i), set); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p := startPeer(b, (&Server{Store: st}).Handler())
+	c := newTestClient(b, ClientConfig{})
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			key := fmt.Appendf(nil, "key-%d", n.Add(1)%1000)
+			if _, found, err := c.Get(context.Background(), p.addr, 0, key); err != nil || !found {
+				b.Errorf("get %s: found=%v err=%v", key, found, err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkCodecMergeRequest(b *testing.B) {
+	req := mergeRequest{DB: 0, Key: []byte("key-1234"), Set: benchSet(b)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeMergeRequest(encodeMergeRequest(req)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
