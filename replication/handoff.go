@@ -56,7 +56,7 @@ type HandoffConfig struct {
 	// (--handoff-rate); negative means unlimited.
 	Rate int64
 	// BatchBytes is the size a batch to one destination grows to before it
-	// is sent.
+	// is sent (or MaxBatchItems keys, whichever comes first).
 	BatchBytes int
 	// Interval is how often the state is re-checked without a membership
 	// signal; a failed pass is retried on this tick.
@@ -116,8 +116,8 @@ func (c HandoffConfig) validate() error {
 	if c.N < 1 {
 		errs = append(errs, fmt.Errorf("N is %d: must be at least 1", c.N))
 	}
-	if c.BatchBytes < 1 {
-		errs = append(errs, fmt.Errorf("BatchBytes is %d: must be positive", c.BatchBytes))
+	if c.BatchBytes < 1 || c.BatchBytes > MaxFrameBytes/2 {
+		errs = append(errs, fmt.Errorf("BatchBytes is %d: must be between 1 and %d (half the RPC frame limit)", c.BatchBytes, MaxFrameBytes/2))
 	}
 	for name, d := range map[string]time.Duration{"Interval": c.Interval, "ProgressInterval": c.ProgressInterval, "SweepInterval": c.SweepInterval} {
 		if d < 0 {
@@ -257,6 +257,9 @@ func (h *Handoff) step(ctx context.Context) error {
 	st := h.cfg.Membership.State()
 	if st.Pending() {
 		fp := st.TargetFingerprint()
+		if st.Committed.Epoch == 0 {
+			return nil // a joiner that has not heard from its cluster yet
+		}
 		if h.haveDone && h.doneFP == fp {
 			return nil
 		}
@@ -420,7 +423,7 @@ func (p *pass) add(ctx context.Context, name string, dests []string, item Item, 
 	g.items = append(g.items, item)
 	g.bytes += size
 	p.buffered += size
-	if g.bytes >= p.h.cfg.BatchBytes {
+	if g.bytes >= p.h.cfg.BatchBytes || len(g.items) >= MaxBatchItems {
 		return p.flush(ctx, name)
 	}
 	return nil
