@@ -123,7 +123,7 @@ type fakeNet struct {
 	mu     sync.Mutex
 	stores map[string]*store.Store
 	fail   func(ctx context.Context, to string, call int) error // nil: deliver everything
-	before func(to string, items []Item)   // runs before delivery
+	before func(to string, items []Item)                        // runs before delivery
 	calls  int
 	acked  int // keys delivered
 	sends  []fakeSend
@@ -675,7 +675,6 @@ func TestNewHandoffRejectsIncompleteConfig(t *testing.T) {
 		}
 	}
 }
-
 
 // A transition that starts while a sweep is sending must stop it before it
 // drops anything: the new target may need this node's copy.
