@@ -110,6 +110,57 @@ func (c *Coordinator) spawn(fn func(ctx context.Context)) bool {
 	return true
 }
 
+// fanOut runs fn(ctx, id) for every id of ids except skip, each in a
+// goroutine owned by the coordinator. They share one context, cancelled by
+// Close and bounded by the request timeout, released by the last to
+// finish: one timer per request rather than one per replica. Once the
+// coordinator is closed nothing runs and refused(id) is called instead.
+func (c *Coordinator) fanOut(ids []string, skip string, fn func(ctx context.Context, id string), refused func(id string)) {
+	n := 0
+	for _, id := range ids {
+		if id != skip {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		for _, id := range ids {
+			if id != skip {
+				refused(id)
+			}
+		}
+		return
+	}
+	c.wg.Add(n)
+	c.mu.Unlock()
+	g := &fanGroup{}
+	g.ctx, g.cancel = context.WithTimeout(c.bg, c.cfg.RequestTimeout)
+	g.left.Store(int32(n))
+	for _, id := range ids {
+		if id == skip {
+			continue
+		}
+		go func() {
+			defer c.wg.Done()
+			fn(g.ctx, id)
+			if g.left.Add(-1) == 0 {
+				g.cancel()
+			}
+		}()
+	}
+}
+
+// fanGroup is the context a fan-out's goroutines share.
+type fanGroup struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	left   atomic.Int32 // goroutines still running; the last cancels ctx
+}
+
 func (c *Coordinator) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -58,19 +58,19 @@ type writeTally struct {
 	plan    *writePlan
 	acked   [2]int
 	failed  [2]int
-	settled map[string]bool // node -> answered; a second answer is ignored
+	settled []string // nodes that answered; a second answer is ignored
 }
 
 func newWriteTally(p *writePlan) *writeTally {
-	return &writeTally{plan: p, settled: make(map[string]bool, len(p.nodes))}
+	return &writeTally{plan: p, settled: make([]string, 0, len(p.nodes))}
 }
 
 // record notes node id's answer.
 func (t *writeTally) record(id string, ok bool) {
-	if t.settled[id] || !t.plan.contains(id) {
+	if slices.Contains(t.settled, id) || !t.plan.contains(id) {
 		return
 	}
-	t.settled[id] = true
+	t.settled = append(t.settled, id)
 	for i, l := range t.plan.lists {
 		if !slices.Contains(l, id) {
 			continue
@@ -131,7 +131,7 @@ type readTally struct {
 }
 
 func newReadTally(r, total int) *readTally {
-	return &readTally{need: min(r, total), total: total}
+	return &readTally{need: min(r, total), total: total, answers: make([]readAnswer, 0, total)}
 }
 
 func (t *readTally) record(a readAnswer) {

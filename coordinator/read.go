@@ -62,14 +62,10 @@ func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vcloc
 // receive the late ones.
 func (c *Coordinator) fanOutGets(list []string, db int, key []byte) chan readAnswer {
 	answers := make(chan readAnswer, len(list))
-	for _, id := range list {
-		if !c.spawn(func(ctx context.Context) {
-			s, ok, err := c.replicas.Get(ctx, id, db, key)
-			answers <- readAnswer{id: id, set: s, found: ok, err: err}
-		}) {
-			answers <- readAnswer{id: id, err: ErrClosed}
-		}
-	}
+	c.fanOut(list, "", func(ctx context.Context, id string) {
+		s, ok, err := c.replicas.Get(ctx, id, db, key)
+		answers <- readAnswer{id: id, set: s, found: ok, err: err}
+	}, func(id string) { answers <- readAnswer{id: id, err: ErrClosed} })
 	return answers
 }
 
@@ -86,13 +82,12 @@ func (c *Coordinator) readRepair(ctx context.Context, tally *readTally, answers 
 		}
 	}
 	merged := tally.merged
-	for _, id := range tally.repairTargets() {
-		c.stats.readRepairs.Add(1)
-		c.spawn(func(ctx context.Context) {
-			if err := c.replicas.Merge(ctx, id, db, key, merged); err != nil {
-				c.stats.readRepairFailures.Add(1)
-				c.log.Debug("read repair failed", zap.String("peer", id), zap.Error(err))
-			}
-		})
-	}
+	targets := tally.repairTargets()
+	c.stats.readRepairs.Add(uint64(len(targets)))
+	c.fanOut(targets, "", func(ctx context.Context, id string) {
+		if err := c.replicas.Merge(ctx, id, db, key, merged); err != nil {
+			c.stats.readRepairFailures.Add(1)
+			c.log.Debug("read repair failed", zap.String("peer", id), zap.Error(err))
+		}
+	}, func(string) {})
 }

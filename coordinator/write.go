@@ -86,16 +86,9 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 	tally.record(self, true)
 
 	results := make(chan mergeResult, len(plan.nodes))
-	for _, id := range plan.nodes {
-		if id == self {
-			continue
-		}
-		if !c.spawn(func(bctx context.Context) {
-			results <- mergeResult{id, c.replicas.Merge(bctx, id, req.DB, req.Key, set)}
-		}) {
-			results <- mergeResult{id, ErrClosed}
-		}
-	}
+	c.fanOut(plan.nodes, self, func(ctx context.Context, id string) {
+		results <- mergeResult{id, c.replicas.Merge(ctx, id, req.DB, req.Key, set)}
+	}, func(id string) { results <- mergeResult{id, ErrClosed} })
 	for {
 		if done, qerr := tally.outcome(); done {
 			if qerr != nil {
