@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/dynkv/dynkv/test/testnode"
 )
@@ -84,4 +85,57 @@ func checkQuorumError(t *testing.T, what string, r testnode.Response, want int) 
 	if r.Status != http.StatusServiceUnavailable {
 		t.Fatalf("%s: got status %d, want 503", what, r.Status)
 	}
+}
+
+// A paused process (SIGSTOP) keeps its sockets open but answers nothing,
+// as a node behind a partition or in a stall: unlike a killed one, calls to
+// it hang until their timeout instead of failing at once.
+func TestPausedNodeDoesNotBlockQuorumAndCatchesUp(t *testing.T) {
+	c := testnode.Start(t, 3, testnode.Options{})
+	n0, n1, n2 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	if err := n2.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = n2.Resume()
+		}
+	}()
+	alive := []*testnode.Node{n0, n1}
+	var writes []write
+	var slowest time.Duration
+	for i := range 40 {
+		w := write{key: fmt.Sprintf("paused/%02d", i), value: fmt.Appendf(nil, "while %s is paused %d", n2.ID(), i)}
+		start := time.Now()
+		mustPut(t, alive[i%2], w.key, w.value, testnode.KV{})
+		if err := checkExact(alive[(i+1)%2], w.key, w.value, testnode.KV{}); err != nil {
+			t.Fatalf("with %s paused, default-R read of a default-W write: %v", n2.ID(), err)
+		}
+		slowest = max(slowest, time.Since(start))
+		writes = append(writes, w)
+	}
+	t.Logf("with %s paused: %d writes each read back through the other node, slowest write+read %v", n2.ID(), len(writes), slowest.Round(time.Millisecond))
+	if err := n2.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	c.WaitConverged(testnode.ConvergeTimeout, c.IDs()...)
+	// Some copies may reach the resumed node by retried replication calls;
+	// the rest must come from read repair of the reads below.
+	hist, _, err := replicaCounts([]*testnode.Node{n2}, writes, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after resuming, %s holds %d of %d writes made while it was paused", n2.ID(), hist[1], len(writes))
+	for _, w := range writes {
+		if err := checkExact(n2, w.key, w.value, testnode.KV{}); err != nil {
+			t.Errorf("after %s resumed, reading through it a write made while it was paused: %v", n2.ID(), err)
+		}
+	}
+	hist, took, err := waitReplicas([]*testnode.Node{n2}, writes, 1, 30*time.Second)
+	if err != nil {
+		t.Fatalf("read repair: reads through %s saw its stale copies, yet: %v", n2.ID(), err)
+	}
+	t.Logf("read repair: %s holds all %d writes %.1fs after the reads (%s)", n2.ID(), len(writes), took.Seconds(), fmtHist(hist))
 }

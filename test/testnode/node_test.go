@@ -59,7 +59,7 @@ func TestAgreedReportsWhatDiffers(t *testing.T) {
 		return MemberStatus{ID: id, State: state, RingShare: share}
 	}
 	settled := func(node string, epoch uint64) Status {
-		return Status{Node: node, Epoch: epoch, RingFingerprint: []byte(`"f1"`), Members: []MemberStatus{
+		return Status{Node: node, Epoch: epoch, RingFingerprint: "f1", Members: []MemberStatus{
 			member("a", StateAlive, 0.5), member("b", StateSuspect, 0.5), member("c", StateLeft, 0),
 		}}
 	}

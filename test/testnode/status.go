@@ -1,7 +1,6 @@
 package testnode
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -16,21 +15,20 @@ type Status struct {
 	W          int    `json:"w"`
 	Partitions int    `json:"partitions"`
 	Epoch      uint64 `json:"epoch"`
-	// RingFingerprint is compared as raw JSON: the test needs equality,
-	// not the value.
-	RingFingerprint json.RawMessage `json:"ring_fingerprint"`
-	Transition      *Transition     `json:"transition"`
-	Members         []MemberStatus  `json:"members"`
+	// RingFingerprint identifies the committed ring (epoch and members).
+	RingFingerprint string         `json:"ring_fingerprint"`
+	Transition      *Transition    `json:"transition"`
+	Members         []MemberStatus `json:"members"`
 
 	Raw []byte `json:"-"` // the document as served, for failure messages
 }
 
 // Transition is a pending ring change.
 type Transition struct {
-	Target       []string        `json:"target"`
-	Fingerprint  json.RawMessage `json:"fingerprint"`
-	MembersDone  int             `json:"members_done"`
-	MembersTotal int             `json:"members_total"`
+	Target       []string `json:"target"`
+	Fingerprint  string   `json:"fingerprint"`
+	MembersDone  int      `json:"members_done"`
+	MembersTotal int      `json:"members_total"`
 }
 
 // MemberStatus is one member as a node sees it.
@@ -135,7 +133,7 @@ func Agreed(statuses map[string]Status, want []string) error {
 			first = &s
 			continue
 		}
-		if s.Epoch != first.Epoch || string(s.RingFingerprint) != string(first.RingFingerprint) {
+		if s.Epoch != first.Epoch || s.RingFingerprint != first.RingFingerprint {
 			return fmt.Errorf("nodes disagree on the ring: %s vs %s", first.Summary(), s.Summary())
 		}
 	}
