@@ -25,6 +25,7 @@ const (
 	DefaultHandoffInterval   = 5 * time.Second
 	DefaultHandoffProgress   = 2 * time.Second
 	DefaultStraySweepEvery   = 10 * time.Minute
+	DefaultHandoffSettle     = time.Second
 )
 
 // errRingChanged aborts a pass whose rings are no longer current; the
@@ -66,7 +67,11 @@ type HandoffConfig struct {
 	// SweepInterval is how often the stray sweep runs again on an unchanged
 	// ring (it always runs after a commit and at start).
 	SweepInterval time.Duration
-	Logger        *zap.Logger
+	// Settle is how long after first seeing a target the transfer scan
+	// starts, so that writes coordinated here under the previous placement
+	// have reached the store (see settleWait); negative means no wait.
+	Settle time.Duration
+	Logger *zap.Logger
 
 	clock handoffClock // test seam; default the real clock
 }
@@ -89,6 +94,9 @@ func (c HandoffConfig) withDefaults() HandoffConfig {
 	}
 	if c.SweepInterval == 0 {
 		c.SweepInterval = DefaultStraySweepEvery
+	}
+	if c.Settle == 0 {
+		c.Settle = DefaultHandoffSettle
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -157,6 +165,10 @@ type Handoff struct {
 	sweptFP   membership.Fingerprint // the committed ring last swept clean
 	haveSwept bool
 	lastSweep time.Time
+	// settleFP is the target first seen at settleSince.
+	settleFP    membership.Fingerprint
+	settleSince time.Time
+	haveSettle  bool
 
 	stats struct {
 		passes, failures, keysSent, bytesSent, keysDropped atomic.Uint64
@@ -254,8 +266,15 @@ func (h *Handoff) run(ctx context.Context, signals <-chan struct{}, unsubscribe 
 // sweep if the committed ring changed since the last clean sweep or the
 // sweep is due.
 func (h *Handoff) step(ctx context.Context) error {
-	st := h.cfg.Membership.State()
-	if st.Pending() {
+	for {
+		st := h.cfg.Membership.State()
+		if !st.Pending() {
+			cfp := st.Committed.Fingerprint()
+			if h.haveSwept && h.sweptFP == cfp && h.cfg.clock.Now().Sub(h.lastSweep) < h.cfg.SweepInterval {
+				return nil
+			}
+			return h.sweep(ctx, st, cfp)
+		}
 		fp := st.TargetFingerprint()
 		if st.Committed.Epoch == 0 {
 			return nil // a joiner that has not heard from its cluster yet
@@ -267,13 +286,27 @@ func (h *Handoff) step(ctx context.Context) error {
 			h.doneFP, h.haveDone = fp, true // reported before a restart
 			return nil
 		}
+		if wait := h.settleWait(fp); wait > 0 {
+			if err := h.cfg.clock.Sleep(ctx, wait); err != nil {
+				return err
+			}
+			continue // the state may have moved on meanwhile
+		}
 		return h.transfer(ctx, st, fp)
 	}
-	cfp := st.Committed.Fingerprint()
-	if h.haveSwept && h.sweptFP == cfp && h.cfg.clock.Now().Sub(h.lastSweep) < h.cfg.SweepInterval {
-		return nil
+}
+
+// settleWait is how much longer to wait before the first scan for target
+// fp. A write this node coordinates with a placement taken just before it
+// learnt of the target reaches only the committed replicas; its local apply
+// follows the placement within moments, so a scan that starts Settle later
+// sees it and sends it on.
+func (h *Handoff) settleWait(fp membership.Fingerprint) time.Duration {
+	now := h.cfg.clock.Now()
+	if !h.haveSettle || h.settleFP != fp {
+		h.settleFP, h.settleSince, h.haveSettle = fp, now, true
 	}
-	return h.sweep(ctx, st, cfp)
+	return h.cfg.Settle - now.Sub(h.settleSince)
 }
 
 func (h *Handoff) transfer(ctx context.Context, st membership.State, fp membership.Fingerprint) error {

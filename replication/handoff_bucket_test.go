@@ -10,9 +10,10 @@ import (
 
 // fakeClock moves only when something sleeps on it.
 type fakeClock struct {
-	mu    sync.Mutex
-	now   time.Time
-	slept time.Duration
+	mu      sync.Mutex
+	now     time.Time
+	slept   time.Duration
+	onSleep func(time.Duration) // runs in Sleep, before the clock moves
 }
 
 func newFakeClock() *fakeClock {
@@ -28,6 +29,9 @@ func (c *fakeClock) Now() time.Time {
 func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if c.onSleep != nil {
+		c.onSleep(d)
 	}
 	c.Advance(d)
 	c.mu.Lock()

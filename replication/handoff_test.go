@@ -13,6 +13,7 @@ import (
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
+	"github.com/dynkv/dynkv/wal"
 )
 
 const handoffPartitions = 64
@@ -185,7 +186,9 @@ func (n *fakeNet) ackedKeys() int {
 func openHandoffStore(t *testing.T) *store.Store {
 	t.Helper()
 	s, err := store.Open(store.Options{
-		Dir:                t.TempDir(),
+		Dir: t.TempDir(),
+		// Durability is not under test: interval fsync keeps the tests fast.
+		Sync:               wal.SyncPolicy{Interval: 10 * time.Millisecond},
 		MinFreeBytes:       1,
 		CheckpointInterval: time.Hour,
 		ReclaimInterval:    time.Hour,
@@ -693,4 +696,33 @@ func TestStraySweepDropsNothingOnceATransitionStarts(t *testing.T) {
 	if got := len(storeContents(t, stores["x"])); got != len(keys) {
 		t.Fatalf("x holds %d keys, want all %d: the sweep must not drop once a transition is pending", got, len(keys))
 	}
+}
+
+// A write this node coordinated under the placement from just before the
+// transition must be in the scan: the transfer waits Settle first.
+func TestTransferWaitsForWritesUnderTheOldPlacementToSettle(t *testing.T) {
+	checkLeaks(t)
+	stores := map[string]*store.Store{"a": openHandoffStore(t), "b": openHandoffStore(t)}
+	keys := fillStore(t, stores["a"], 20)
+	st := ringState(1, []string{"a"}, map[string]membership.Status{"a": membership.StatusValid, "b": membership.StatusJoining})
+	rig := newHandoffRig(t, "a", st, stores, nil)
+	rig.clock.onSleep = func(time.Duration) {
+		set, _, err := stores["a"].Put(0, []byte("landed-while-settling"), "a", vclock.Context{}, vclock.Sibling{Value: []byte("v")})
+		if err != nil {
+			t.Errorf("Put: %v", err)
+		}
+		keys[storedKey{0, "landed-while-settling"}] = set
+	}
+	start := rig.clock.Now()
+	if err := rig.h.step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if waited := rig.clock.Now().Sub(start); waited < DefaultHandoffSettle {
+		t.Fatalf("transfer started %s after the target appeared, want at least %s", waited, DefaultHandoffSettle)
+	}
+	all := map[storedKey]bool{}
+	for k := range keys {
+		all[k] = true
+	}
+	checkReceived(t, "b", stores["b"], all, keys)
 }
