@@ -281,13 +281,27 @@ func (c *Client) attempt(ctx context.Context, addr, name, url string, body []byt
 	if derr != nil {
 		// Not one of ours (a proxy, a peer of another version): judge by
 		// the status alone.
-		f = errorFrame{Code: CodeBadRequest, Index: -1,
+		f = errorFrame{Code: codeOfStatus(resp.StatusCode), Index: -1,
 			Message: "status " + strconv.Itoa(resp.StatusCode) + " without a readable error frame: " + derr.Error()}
-		if resp.StatusCode >= 500 {
-			f.Code = CodeInternal
-		}
 	}
 	return nil, f.Code.retryable(), newRemoteError(addr, name, f)
+}
+
+// codeOfStatus judges a failed response that carries no error frame, such
+// as the node's own JSON answer from a middleware in front of the handler
+// (auth, load shedding) or a proxy's.
+func codeOfStatus(status int) ErrorCode {
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return CodeUnauthorized
+	case status == http.StatusTooManyRequests || status == http.StatusBadGateway ||
+		status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout:
+		return CodeUnavailable
+	case status >= 500:
+		return CodeInternal
+	default:
+		return CodeBadRequest
+	}
 }
 
 // wait sleeps the jittered backoff before retry attempt+1.

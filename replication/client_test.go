@@ -262,6 +262,8 @@ func TestIdempotentCallsAreRetriedAfterServerErrors(t *testing.T) {
 		{"two internal errors then success", 2, failWith(CodeInternal), nil, 3},
 		{"three internal errors exhaust the retries", 3, failWith(CodeInternal), ErrInternal, 3},
 		{"a bare 502 from a proxy is retried", 1, func(w http.ResponseWriter) { w.WriteHeader(http.StatusBadGateway) }, nil, 2},
+		{"a bare 429 from load shedding is retried", 3, func(w http.ResponseWriter) { w.WriteHeader(http.StatusTooManyRequests) }, ErrUnavailable, 3},
+		{"a bare 401 from an auth middleware is not retried", 1, func(w http.ResponseWriter) { w.WriteHeader(http.StatusUnauthorized) }, ErrUnauthorized, 1},
 		{"disk full is not retried", 1, failWith(CodeDiskFull), store.ErrDiskFull, 1},
 		{"a closed store is not retried", 1, failWith(CodeClosed), store.ErrClosed, 1},
 		{"a bad request is not retried", 1, failWith(CodeBadRequest), ErrBadRequest, 1},
