@@ -86,8 +86,8 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		},
 		Logger: n.log.Named("rpc"),
 	}
-	if len(n.tokens) > 0 {
-		srv.Authorize = func(r *http.Request) bool { return n.validToken(r.Header.Get("Authorization")) }
+	if len(n.tokens) > 0 || n.cfg.TLSCA != "" {
+		srv.Authorize = n.authorizePeer
 	}
 	c.rpcHandler = srv.Handler()
 	c.handoff, err = replication.NewHandoff(replication.HandoffConfig{
@@ -138,6 +138,17 @@ func (c *cluster) stop() error {
 		c.rpc.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// authorizePeer admits a node-to-node call: with --tls-ca it must come
+// with a client certificate the CA issued (mutual TLS between nodes; the
+// shared port cannot demand one of every client), with --auth-token it
+// must carry a token.
+func (n *Node) authorizePeer(r *http.Request) bool {
+	if n.cfg.TLSCA != "" && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+		return false
+	}
+	return len(n.tokens) == 0 || n.validToken(r.Header.Get("Authorization"))
 }
 
 // clusterView is membership as the coordinator sees it: one consistent

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -450,4 +451,33 @@ func FuzzParseJoinBody(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestClusterOverTLSReplicatesWithMutualCertificates(t *testing.T) {
+	pki := newTestPKI(t)
+	withTLS := func(c Config) Config {
+		c.TLSCert, c.TLSKey, c.TLSCA = pki.certFile, pki.keyFile, pki.caFile
+		return c
+	}
+	first := withTLS(clusterConfig(t, "n1"))
+	a := startNode(t, &first, nil)
+	second := withTLS(clusterConfig(t, "n2", a.GossipAddr()))
+	b := startNode(t, &second, nil)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}}
+	t.Cleanup(tr.CloseIdleConnections)
+	for _, tn := range []*testNode{a, b} {
+		tn.base = "https://" + tn.Addr()
+		tn.client = &http.Client{Transport: tr}
+	}
+	waitConverged(t, []*testNode{a, b}, []string{"n1", "n2"})
+	a.mustPut(keyPath("k"), "secure", "")
+	b.mustGet(keyPath("k"), "secure")
+	// W=2 of two nodes: n2 took the replica over h2 with n1's certificate.
+	if h := holders([]*testNode{a, b}, "k", "secure"); len(h) != 2 {
+		t.Fatalf("k held by %v, want both nodes", h)
+	}
+	// A client without a node certificate is served, but not as a peer.
+	if r := b.do(http.MethodPost, "/internal/v1/merge", strings.NewReader("x"), nil); r.status != http.StatusUnauthorized {
+		t.Errorf("RPC without a client certificate = %d %q, want 401", r.status, r.body)
+	}
 }

@@ -137,8 +137,9 @@ type Config struct {
 	TLSCert string
 	TLSKey  string
 	// TLSCA is a PEM bundle (--tls-ca). When set, client certificates are
-	// verified against it if a client presents one; mutual TLS between
-	// nodes (required certificates) comes with node-to-node RPC.
+	// verified against it if a client presents one, node-to-node RPC calls
+	// must present one (mutual TLS between nodes), and this node trusts it
+	// when it dials its peers.
 	TLSCA string
 
 	// AuthTokens are the accepted client bearer tokens (--auth-token, comma

@@ -302,9 +302,9 @@ func loadTLS(cfg Config) (*tls.Config, error) {
 			return nil, fmt.Errorf("node: --tls-ca %s holds no PEM certificate", cfg.TLSCA)
 		}
 		tc.ClientCAs = pool
-		// Clients need not present a certificate yet; one that is
-		// presented must chain to the CA. Required mutual TLS comes
-		// with node-to-node RPC.
+		// Clients need not present a certificate; one that is
+		// presented must chain to the CA. Node-to-node RPC demands one
+		// (authorizePeer): the port is shared with clients.
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil

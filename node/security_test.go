@@ -78,12 +78,12 @@ func newTestPKI(t *testing.T) testPKI {
 	p.pool.AddCert(ca)
 	p.caFile = p.writePEM(t, "ca.pem", "CERTIFICATE", caDER)
 
-	issue := func(serial int64, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, usage x509.ExtKeyUsage) (*ecdsa.PrivateKey, []byte) {
+	issue := func(serial int64, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, usage ...x509.ExtKeyUsage) (*ecdsa.PrivateKey, []byte) {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "dynkv test"},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: usage,
 			KeyUsage: x509.KeyUsageDigitalSignature,
 		}
 		if parent == nil {
@@ -95,7 +95,9 @@ func newTestPKI(t *testing.T) testPKI {
 		}
 		return key, der
 	}
-	srvKey, srvDER := issue(2, ca, caKey, x509.ExtKeyUsageServerAuth)
+	// A node's certificate serves clients and, for node-to-node RPC,
+	// authenticates it to its peers.
+	srvKey, srvDER := issue(2, ca, caKey, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 	p.certFile = p.writePEM(t, "server.pem", "CERTIFICATE", srvDER)
 	keyDER, _ := x509.MarshalECPrivateKey(srvKey)
 	p.keyFile = p.writePEM(t, "server-key.pem", "EC PRIVATE KEY", keyDER)
