@@ -490,3 +490,19 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestBlindWriteThatTimesOutGatheringItsContextWritesNothing(t *testing.T) {
+	h := newHarness(t, Config{RequestTimeout: 20 * time.Millisecond}, abc, nil, "a", "b", "c")
+	never := make(chan struct{})
+	h.setGetGate("a", never) // the coordinator's own answer never comes
+	_, err := put(t, h.coord("a"), "v1", vclock.Context{}, 0)
+	if q := asQuorumErr(t, err); q != (QuorumError{Needed: 2, Acked: 0}) {
+		t.Fatalf("got %+v, want needed 2 acked 0", q)
+	}
+	h.quiesce()
+	for _, id := range abc {
+		if s := h.net.node(id).set(0, key); len(s.Siblings) != 0 {
+			t.Errorf("replica %s holds %v after a write that failed before writing", id, values(s))
+		}
+	}
+}

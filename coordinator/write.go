@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/dynkv/dynkv/vclock"
 	"go.uber.org/zap"
@@ -76,7 +77,18 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 
 	wctx := req.Context
 	if wctx.IsZero() && !c.cfg.LocalBlindWrites && len(plan.lists[0]) > 1 {
-		wctx = c.gatherContext(rctx, plan.lists[0], req.DB, req.Key)
+		var err error
+		if wctx, err = c.gatherContext(rctx, plan.lists[0], req.DB, req.Key); err != nil {
+			// Nothing is written yet: fail cleanly rather than leave a
+			// write that can no longer be acknowledged.
+			switch {
+			case ctx.Err() != nil:
+				return WriteResult{}, fmt.Errorf("coordinator: write abandoned by the client: %w", ctx.Err())
+			case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+				return WriteResult{}, c.quorumFailed(&QuorumError{Needed: plan.need[0], Acked: 0})
+			}
+			return WriteResult{}, err
+		}
 	}
 	set, clientCtx, err := c.local.Put(req.DB, req.Key, self, wctx, req.Sibling)
 	if err != nil {
@@ -115,12 +127,19 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 // list, this node's own store always among them (a blind write supersedes
 // at least what its coordinator holds, as SPEC section 5 says), so that it
 // supersedes every write a quorum acknowledged, not only what this replica
-// happens to hold. It is best effort: with fewer answers, the write
-// supersedes less, as a plain blind write would.
-func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db int, key []byte) vclock.Context {
+// happens to hold. Other replicas are best effort: with fewer answers the
+// write supersedes less, as a plain blind write would. It fails when the
+// local read fails or time runs out.
+func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db int, key []byte) (vclock.Context, error) {
 	self := c.cluster.Self()
-	tally := newReadTally(c.cfg.R, len(committed))
-	answers := c.fanOutGets(committed, db, key)
+	ask := committed
+	if !inList(committed, self) {
+		// A replica of the target ring only (a joining node): its own
+		// state counts too.
+		ask = append(slices.Clip(committed), self)
+	}
+	tally := newReadTally(c.cfg.R, len(ask))
+	answers := c.fanOutGets(ask, db, key)
 	selfDone := false
 	for !tally.complete() {
 		if done, _ := tally.outcome(); done && selfDone {
@@ -128,13 +147,18 @@ func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db 
 		}
 		select {
 		case a := <-answers:
-			selfDone = selfDone || a.id == self
+			if a.id == self {
+				if a.err != nil {
+					return vclock.Context{}, fmt.Errorf("coordinator: reading the key's context on %s: %w", self, a.err)
+				}
+				selfDone = true
+			}
 			tally.record(a)
 		case <-ctx.Done():
-			return tally.merged.Context
+			return vclock.Context{}, ctx.Err()
 		}
 	}
-	return tally.merged.Context
+	return tally.merged.Context, nil
 }
 
 // forward hands the write to a replica of the committed list: the live
