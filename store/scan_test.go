@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/vclock"
+	"github.com/dynkv/dynkv/wal"
 )
 
 type scanned struct {
@@ -317,4 +318,32 @@ func TestDropSurvivesACrashThroughWALReplay(t *testing.T) {
 		t.Fatalf("dropped key after a crash: %v, want ErrNotFound", err)
 	}
 	mustGet(t, b, 0, "kept")
+}
+
+// BenchmarkScan: a full scan of 20k keys with 100-byte values, what a
+// handoff pass reads before any network cost. Reports keys/s.
+func BenchmarkScan(b *testing.B) {
+	opts := testOptions(b.TempDir(), newTestClock())
+	opts.Sync = wal.SyncPolicy{Interval: 10 * time.Millisecond}
+	s := mustOpen(b, opts)
+	defer closeStore(b, s)
+	const keys = 20_000
+	val := bytes.Repeat([]byte("v"), 100)
+	for i := 0; i < keys; i++ {
+		if _, _, err := s.Put(i%4, fmt.Appendf(nil, "bench-key-%07d", i), "n1", vclock.Context{}, vclock.Sibling{Value: val}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		n := 0
+		if err := s.Scan(func(int, []byte, vclock.Set) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != keys {
+			b.Fatalf("scanned %d keys, want %d", n, keys)
+		}
+	}
+	b.ReportMetric(float64(keys*b.N)/b.Elapsed().Seconds(), "keys/s")
 }
