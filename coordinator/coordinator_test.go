@@ -506,3 +506,20 @@ func TestBlindWriteThatTimesOutGatheringItsContextWritesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestCoordinateLocalOnATargetOnlyReplicaWritesAndMeetsTheJointQuorum(t *testing.T) {
+	h := newHarness(t, Config{}, abc, []string{"d", "a", "b"}, "a", "b", "c", "d")
+	res, err := h.coord("d").CoordinateLocal(bg, WriteRequest{Key: key, Sibling: sib("v1")})
+	if err != nil {
+		t.Fatalf("CoordinateLocal on joining replica d: %v", err)
+	}
+	if !res.Context.Covers(vclock.Dot{Actor: "d", Counter: 1}) {
+		t.Fatalf("client context %v does not cover d's write", res.Context)
+	}
+	h.quiesce()
+	for _, id := range []string{"a", "b", "c", "d"} {
+		if got := values(h.net.node(id).set(0, key)); !slices.Equal(got, []string{"v1"}) {
+			t.Errorf("replica %s holds %v, want [v1]", id, got)
+		}
+	}
+}
