@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
@@ -18,7 +20,25 @@ var (
 	_ memberlist.Delegate      = delegate{}
 	_ memberlist.AliveDelegate = delegate{}
 	_ memberlist.MergeDelegate = delegate{}
+	_ memberlist.PingDelegate  = delegate{}
+	_ memberlist.EventDelegate = delegate{}
 )
+
+// memberlist keeps a suspect state internally but its API (Members) shows
+// only "not dead", so suspicion is tracked here from what this node itself
+// observes: its probe of a peer failed (memberlist logs that line, see
+// zapWriter) and no direct ack, join or leave has come since. Suspicion
+// raised by other nodes' probes is not visible to this node.
+
+func (d delegate) AckPayload() []byte { return nil }
+
+func (d delegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []byte) {
+	d.m.clearSuspect(other.Name)
+}
+
+func (d delegate) NotifyJoin(n *memberlist.Node)   { d.m.clearSuspect(n.Name) }
+func (d delegate) NotifyLeave(n *memberlist.Node)  { d.m.clearSuspect(n.Name) }
+func (d delegate) NotifyUpdate(n *memberlist.Node) {}
 
 func (d delegate) NodeMeta(limit int) []byte {
 	b := d.m.meta
@@ -94,9 +114,29 @@ func (b stateBroadcast) Finished()       {}
 // level: memberlist logs every failed probe of a dead peer, which is
 // routine in a cluster with a member down; what operators need (state
 // changes) Membership logs itself at info.
-type zapWriter struct{ log *zap.Logger }
+//
+// It also watches for the one line that reveals a failed probe of ours,
+// since memberlist has no hook for it (pinned by TestStoppedNodeIsSuspectBeforeDead).
+//
+// Some memberlist goroutines (indirect pings) outlive Shutdown by up to a
+// probe timeout; once closed is set the writer drops their lines, so no log
+// is written on behalf of a stopped Membership.
+type zapWriter struct {
+	log       *zap.Logger
+	onSuspect func(name string)
+	closed    *atomic.Bool
+}
+
+const suspectPrefix, suspectSuffix = "memberlist: Suspect ", " has failed, no acks received"
 
 func (w zapWriter) Write(p []byte) (int, error) {
-	w.log.Debug(strings.TrimSpace(string(p)))
+	if w.closed != nil && w.closed.Load() {
+		return len(p), nil
+	}
+	line := strings.TrimSpace(string(p))
+	if i := strings.Index(line, suspectPrefix); i >= 0 && strings.HasSuffix(line, suspectSuffix) && w.onSuspect != nil {
+		w.onSuspect(line[i+len(suspectPrefix) : len(line)-len(suspectSuffix)])
+	}
+	w.log.Debug(line)
 	return len(p), nil
 }

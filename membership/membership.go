@@ -82,6 +82,10 @@ type Membership struct {
 	nextSub   uint64
 	placement atomic.Pointer[Placement]
 	mlLeft    atomic.Bool
+	closed    atomic.Bool // set by Shutdown: memberlist's stragglers log nothing
+
+	suspectMu sync.Mutex
+	suspects  map[string]bool // peers whose last probe by this node failed
 
 	leaveSignal chan struct{} // run loop: self may have become left
 	stop        chan struct{}
@@ -103,6 +107,7 @@ func New(cfg Config) (*Membership, error) {
 		log:         cfg.Logger.With(zap.String("node", cfg.NodeID)),
 		meta:        Meta{ID: cfg.NodeID, HTTPAddr: cfg.HTTPAddr, Partitions: cfg.Partitions}.Encode(),
 		subs:        make(map[uint64]chan struct{}),
+		suspects:    make(map[string]bool),
 		leaveSignal: make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 	}
@@ -173,6 +178,7 @@ func New(cfg Config) (*Membership, error) {
 	m.mu.Unlock()
 	if err != nil {
 		_ = ml.Shutdown()
+		m.closed.Store(true)
 		return nil, err
 	}
 
@@ -188,6 +194,7 @@ func New(cfg Config) (*Membership, error) {
 	} else if len(cfg.Join) > 0 {
 		if err := m.gossipJoin(cfg.Join); err != nil {
 			_ = ml.Shutdown()
+			m.closed.Store(true)
 			return nil, err
 		}
 	}
@@ -270,8 +277,8 @@ func (m *Membership) memberlistConfig() *memberlist.Config {
 		c.SecretKey = m.cfg.GossipKey
 	}
 	d := delegate{m}
-	c.Delegate, c.Alive, c.Merge = d, d, d
-	c.Logger = log.New(zapWriter{m.log.Named("memberlist")}, "", 0)
+	c.Delegate, c.Alive, c.Merge, c.Ping, c.Events = d, d, d, d, d
+	c.Logger = log.New(zapWriter{log: m.log.Named("memberlist"), onSuspect: m.markSuspect, closed: &m.closed}, "", 0)
 	return c
 }
 
@@ -488,8 +495,9 @@ func (m *Membership) Member(id string) (Member, bool) {
 	return m.state.Member(id)
 }
 
-// Liveness reports what the failure detector says about id; an id memberlist
-// does not know (or knows as dead or left) is Dead.
+// Liveness reports what the failure detector says about id: Dead when
+// memberlist does not know it or has declared it dead or left; Suspect when
+// this node's own last probe of it failed (see delegate.go); else Alive.
 func (m *Membership) Liveness(id string) Liveness {
 	ml := m.ml.Load()
 	if ml == nil {
@@ -505,15 +513,27 @@ func (m *Membership) Liveness(id string) Liveness {
 		if n.Name != id {
 			continue
 		}
-		switch n.State {
-		case memberlist.StateAlive:
-			return Alive
-		case memberlist.StateSuspect:
+		m.suspectMu.Lock()
+		suspect := m.suspects[id]
+		m.suspectMu.Unlock()
+		if suspect {
 			return Suspect
 		}
-		return Dead
+		return Alive
 	}
 	return Dead
+}
+
+func (m *Membership) markSuspect(id string) {
+	m.suspectMu.Lock()
+	m.suspects[id] = true
+	m.suspectMu.Unlock()
+}
+
+func (m *Membership) clearSuspect(id string) {
+	m.suspectMu.Lock()
+	delete(m.suspects, id)
+	m.suspectMu.Unlock()
 }
 
 // Join makes this node join the cluster the gossip addresses addrs belong to.
@@ -650,6 +670,7 @@ func (m *Membership) Shutdown() error {
 		if err := m.ml.Load().Shutdown(); err != nil {
 			m.shutdownErr = fmt.Errorf("membership: shut down gossip: %w", err)
 		}
+		m.closed.Store(true)
 	})
 	return m.shutdownErr
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"slices"
-	"sort"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -71,15 +70,17 @@ func NewRing(members []string, partitions int) *Ring {
 			pairs = append(pairs, pair{score: xxhash.Sum64(buf), part: int32(p), member: int32(mi)})
 		}
 	}
-	sort.Slice(pairs, func(i, j int) bool {
-		a, b := pairs[i], pairs[j]
+	slices.SortFunc(pairs, func(a, b pair) int {
 		if a.score != b.score {
-			return a.score > b.score
+			if a.score > b.score {
+				return -1
+			}
+			return 1
 		}
 		if a.part != b.part {
-			return a.part < b.part
+			return int(a.part - b.part)
 		}
-		return a.member < b.member
+		return int(a.member - b.member)
 	})
 
 	floor := partitions / len(ms)
