@@ -10,6 +10,15 @@
 // functions in quorum.go; the code that sends and waits is a thin layer
 // around them.
 //
+// # Where a write is coordinated
+//
+// A write is coordinated by a replica of its key, so its new version is
+// minted by a node that holds the key's history. A node outside the
+// committed preference list forwards it to the first live replica, moving
+// to the next only when the write certainly did not land there (unreachable,
+// not ready, not a replica any more); the replica never forwards again, so
+// a write makes at most one hop.
+//
 // # Joint quorum during a ring transition
 //
 // While the ring moves from a committed member set to a target set, a write
