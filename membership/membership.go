@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -88,6 +89,7 @@ type Membership struct {
 	suspects  map[string]bool // peers whose last probe by this node failed
 
 	leaveSignal chan struct{} // run loop: self may have become left
+	pushSignal  chan struct{} // run loop: send a state too large to broadcast
 	stop        chan struct{}
 	wg          sync.WaitGroup
 	shutdown    sync.Once
@@ -109,6 +111,7 @@ func New(cfg Config) (*Membership, error) {
 		subs:        make(map[uint64]chan struct{}),
 		suspects:    make(map[string]bool),
 		leaveSignal: make(chan struct{}, 1),
+		pushSignal:  make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 	}
 	if len(m.meta) > memberlist.MetaMaxSize {
@@ -348,6 +351,8 @@ func (m *Membership) run() {
 			return
 		case <-m.leaveSignal:
 			m.maybeLeaveGossip()
+		case <-m.pushSignal:
+			m.pushLargeState()
 		case <-t.C:
 			if m.mlLeft.Load() {
 				continue
@@ -363,6 +368,38 @@ func (m *Membership) run() {
 					m.log.Debug("rejoin failed", zap.String("addr", addr), zap.Error(err))
 				}
 			}
+		}
+	}
+}
+
+// maxBroadcast is the largest state sent as a memberlist broadcast: they
+// travel in UDP packets of at most UDPBufferSize (1400) bytes with other
+// messages, and one that never fits would never be sent. From about 15
+// members on, the state is larger and goes by pushLargeState instead.
+const maxBroadcast = 1100
+
+// pushFanout is how many random peers receive a state too large to
+// broadcast; each re-sends what it learns, so it spreads epidemically.
+const pushFanout = 3
+
+// pushLargeState sends the current state over TCP (memberlist's reliable
+// user message, delivered to the peer's NotifyMsg) to a few random peers.
+func (m *Membership) pushLargeState() {
+	ml := m.ml.Load()
+	if m.mlLeft.Load() {
+		return
+	}
+	var peers []*memberlist.Node
+	for _, n := range ml.Members() {
+		if n.Name != m.cfg.NodeID {
+			peers = append(peers, n)
+		}
+	}
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	msg := m.State().Encode()
+	for _, p := range peers[:min(pushFanout, len(peers))] {
+		if err := ml.SendReliable(p, msg); err != nil {
+			m.log.Debug("sending ring state", zap.String("peer", p.Name), zap.Error(err))
 		}
 	}
 }
@@ -418,7 +455,14 @@ func (m *Membership) commitLocked(next State, force bool) error {
 	m.state = next
 	m.updatePlacement(prev)
 	m.logChanges(prev, next)
-	m.queue.QueueBroadcast(stateBroadcast(next.Encode()))
+	if enc := next.Encode(); len(enc) <= maxBroadcast {
+		m.queue.QueueBroadcast(stateBroadcast(enc))
+	} else {
+		select {
+		case m.pushSignal <- struct{}{}:
+		default:
+		}
+	}
 	for _, ch := range m.subs {
 		select {
 		case ch <- struct{}{}:

@@ -437,3 +437,33 @@ func TestStoppedNodeIsSuspectBeforeDead(t *testing.T) {
 		return l == Alive, "n1 sees the live n2 as " + string(l)
 	})
 }
+
+// A state too large for a UDP broadcast (long ids and addresses here) still
+// spreads in about a gossip interval, not a push/pull interval.
+func TestLargeStateSpreadsWithoutPushPull(t *testing.T) {
+	long := strings.Repeat("x", 230)
+	var nodes []*Membership
+	var ids []string
+	for i := 1; i <= 3; i++ {
+		cfg := fastConfig(t, fmt.Sprintf("n%d", i))
+		cfg.NodeID = fmt.Sprintf("%s-%d", long, i)
+		cfg.HTTPAddr = long + ":1"
+		cfg.PushPullInterval = time.Hour
+		if i > 1 {
+			cfg.Join = []string{gossipAddr(nodes[0])}
+		}
+		nodes = append(nodes, start(t, cfg))
+		ids = append(ids, cfg.NodeID)
+	}
+	eventually(t, 10*time.Second, converged(nodes, ids))
+	if n := len(nodes[0].State().Encode()); n <= maxBroadcast {
+		t.Fatalf("state is %d bytes, the test needs more than %d", n, maxBroadcast)
+	}
+	if err := nodes[2].Leave(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() (bool, string) {
+		handOff(nodes[2])
+		return converged(nodes[:2], ids[:2])()
+	})
+}
