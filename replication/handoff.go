@@ -26,6 +26,9 @@ const (
 	DefaultHandoffProgress   = 2 * time.Second
 	DefaultStraySweepEvery   = 10 * time.Minute
 	DefaultHandoffSettle     = time.Second
+	// maxHandoffBackoff caps the wait before retrying a failed pass: a
+	// destination down for long costs a full scan at most this often.
+	maxHandoffBackoff = 2 * time.Minute
 )
 
 // errRingChanged aborts a pass whose rings are no longer current; the
@@ -169,6 +172,12 @@ type Handoff struct {
 	settleFP    membership.Fingerprint
 	settleSince time.Time
 	haveSettle  bool
+	// After a failed pass towards failedFP, no new pass for it starts
+	// before retryAt; the wait doubles with each failure in a row.
+	failedMode handoffMode
+	failedFP   membership.Fingerprint
+	failStreak int
+	retryAt    time.Time
 
 	stats struct {
 		passes, failures, keysSent, bytesSent, keysDropped atomic.Uint64
@@ -273,6 +282,9 @@ func (h *Handoff) step(ctx context.Context) error {
 			if h.haveSwept && h.sweptFP == cfp && h.cfg.clock.Now().Sub(h.lastSweep) < h.cfg.SweepInterval {
 				return nil
 			}
+			if h.backingOff(modeSweep, cfp) {
+				return nil
+			}
 			return h.sweep(ctx, st, cfp)
 		}
 		fp := st.TargetFingerprint()
@@ -286,6 +298,9 @@ func (h *Handoff) step(ctx context.Context) error {
 			h.doneFP, h.haveDone = fp, true // reported before a restart
 			return nil
 		}
+		if h.backingOff(modeTransfer, fp) {
+			return nil
+		}
 		if wait := h.settleWait(fp); wait > 0 {
 			if err := h.cfg.clock.Sleep(ctx, wait); err != nil {
 				return err
@@ -293,6 +308,38 @@ func (h *Handoff) step(ctx context.Context) error {
 			continue // the state may have moved on meanwhile
 		}
 		return h.transfer(ctx, st, fp)
+	}
+}
+
+// backingOff reports whether a pass of mode towards fp failed recently
+// enough that retrying must wait. A new ring state retries at once.
+func (h *Handoff) backingOff(mode handoffMode, fp membership.Fingerprint) bool {
+	if h.failStreak == 0 || h.failedMode != mode || h.failedFP != fp {
+		return false
+	}
+	return h.cfg.clock.Now().Before(h.retryAt)
+}
+
+// passEnded records a pass's outcome for the retry backoff and the stats.
+func (h *Handoff) passEnded(ctx context.Context, mode handoffMode, fp membership.Fingerprint, err error) {
+	switch {
+	case err == nil:
+		h.failStreak = 0
+		h.stats.passes.Add(1)
+	case errors.Is(err, errRingChanged) || ctx.Err() != nil:
+		// Not a failure: the next state, or a shutdown.
+	default:
+		h.stats.failures.Add(1)
+		if h.failedMode != mode || h.failedFP != fp {
+			h.failStreak = 0
+		}
+		h.failedMode, h.failedFP = mode, fp
+		h.failStreak++
+		wait := maxHandoffBackoff
+		if shift := h.failStreak - 1; shift < 16 {
+			wait = min(wait, h.cfg.Interval<<shift)
+		}
+		h.retryAt = h.cfg.clock.Now().Add(wait)
 	}
 }
 
@@ -318,16 +365,16 @@ func (h *Handoff) transfer(ctx context.Context, st membership.State, fp membersh
 		zap.Strings("committed", st.Committed.Members),
 		zap.Strings("target", st.Target()))
 	h.cfg.Membership.ReportHandoff(membership.Handoff{Target: fp})
-	if err := p.run(ctx); err != nil {
+	err := p.run(ctx)
+	h.passEnded(ctx, modeTransfer, fp, err)
+	if err != nil {
 		if !errors.Is(err, errRingChanged) && ctx.Err() == nil {
-			h.stats.failures.Add(1)
 			p.report(false) // the progress so far; Done waits for a clean pass
 		}
 		return err
 	}
 	p.report(true)
 	h.doneFP, h.haveDone = fp, true
-	h.stats.passes.Add(1)
 	h.log.Info("handoff done",
 		zap.Uint64("keys_sent", p.sentKeys),
 		zap.Uint64("bytes_sent", p.sentBytes),
@@ -338,20 +385,20 @@ func (h *Handoff) transfer(ctx context.Context, st membership.State, fp membersh
 func (h *Handoff) sweep(ctx context.Context, st membership.State, cfp membership.Fingerprint) error {
 	committed := membership.NewRing(st.Committed.Members, st.Partitions)
 	p := h.newPass(modeSweep, newHandoffPlan(h.cfg.Self, modeSweep, h.cfg.N, committed, nil), cfp)
-	if err := p.run(ctx); err != nil {
-		if !errors.Is(err, errRingChanged) {
-			h.stats.failures.Add(1)
-		}
+	err := p.run(ctx)
+	h.passEnded(ctx, modeSweep, cfp, err)
+	if p.totalKeys > 0 || p.kept > 0 {
+		h.log.Info("stray sweep ended",
+			zap.Uint64("keys_sent", p.sentKeys),
+			zap.Uint64("keys_dropped", p.dropped),
+			zap.Uint64("keys_kept_changed", p.kept),
+			zap.Uint64("keys_kept_unacknowledged", p.skipped),
+			zap.Error(err))
+	}
+	if err != nil {
 		return err
 	}
 	h.sweptFP, h.haveSwept, h.lastSweep = cfp, true, h.cfg.clock.Now()
-	h.stats.passes.Add(1)
-	if p.totalKeys > 0 || p.kept > 0 {
-		h.log.Info("stray sweep done",
-			zap.Uint64("keys_sent", p.sentKeys),
-			zap.Uint64("keys_dropped", p.dropped),
-			zap.Uint64("keys_kept_changed", p.kept))
-	}
 	return nil
 }
 
@@ -377,6 +424,12 @@ type pass struct {
 	sentKeys, totalKeys uint64
 	sentBytes           uint64
 	dropped, kept       uint64
+	// failed holds the destinations a send failed to in this pass: they get
+	// nothing more until the next pass, so one dead node costs one timeout,
+	// and the others still get their data. skipped counts what was withheld
+	// (key copies in a transfer, keys kept in a sweep).
+	failed  map[string]error
+	skipped uint64
 }
 
 type batchGroup struct {
@@ -387,7 +440,7 @@ type batchGroup struct {
 
 func (h *Handoff) newPass(mode handoffMode, plan *handoffPlan, fp membership.Fingerprint) *pass {
 	now := h.cfg.clock.Now()
-	return &pass{h: h, mode: mode, plan: plan, fp: fp, groups: map[string]*batchGroup{}, started: now, lastProgress: now}
+	return &pass{h: h, mode: mode, plan: plan, fp: fp, groups: map[string]*batchGroup{}, failed: map[string]error{}, started: now, lastProgress: now}
 }
 
 // maxBufferedBatches bounds a pass's memory to this many full batches.
@@ -411,6 +464,18 @@ func (p *pass) run(ctx context.Context) error {
 			return fmt.Errorf("replication: handoff %s: %w", p.mode, err)
 		}
 	}
+	if len(p.failed) > 0 {
+		ids := make([]string, 0, len(p.failed))
+		for id := range p.failed {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		errs := make([]error, 0, len(ids))
+		for _, id := range ids {
+			errs = append(errs, p.failed[id])
+		}
+		return fmt.Errorf("replication: handoff %s: %d keys not handed off, failed destinations %s: %w", p.mode, p.skipped, strings.Join(ids, ", "), errors.Join(errs...))
+	}
 	return nil
 }
 
@@ -427,8 +492,16 @@ func (p *pass) visit(ctx context.Context, db int, key []byte, set vclock.Set) er
 	item := Item{DB: db, Key: key, Set: set}
 	size := itemSize(item)
 	p.totalKeys += uint64(len(dests))
+	if p.anyFailed(dests) && p.mode == modeSweep {
+		p.skipped++
+		return nil // kept: not every owner can acknowledge it in this pass
+	}
 	if p.mode == modeTransfer {
 		for i, d := range dests {
+			if p.failed[d] != nil {
+				p.skipped++
+				continue
+			}
 			if err := p.add(ctx, d, dests[i:i+1], item, size); err != nil {
 				return err
 			}
@@ -462,6 +535,15 @@ func (p *pass) add(ctx context.Context, name string, dests []string, item Item, 
 	return nil
 }
 
+func (p *pass) anyFailed(dests []string) bool {
+	for _, d := range dests {
+		if p.failed[d] != nil {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *pass) largest() string {
 	best, bestBytes := "", -1
 	for name, g := range p.groups {
@@ -484,17 +566,35 @@ func (p *pass) flush(ctx context.Context, name string) error {
 	if err := p.checkRing(); err != nil {
 		return err
 	}
+	delivered := true
 	for _, d := range g.dests {
+		if p.failed[d] != nil {
+			delivered = false
+			continue
+		}
 		if err := p.h.bucket.wait(ctx, g.bytes); err != nil {
 			return err
 		}
 		if err := p.h.cfg.Send(ctx, d, g.items); err != nil {
-			return fmt.Errorf("send %d keys (%d bytes) to %s: %w", len(g.items), g.bytes, d, err)
+			if ctx.Err() != nil {
+				return err
+			}
+			p.failed[d] = fmt.Errorf("send %d keys (%d bytes) to %s: %w", len(g.items), g.bytes, d, err)
+			p.h.log.Warn("handoff destination failed; skipping it until the next pass", zap.String("peer", d), zap.Stringer("mode", p.mode), zap.Error(err))
+			delivered = false
+			continue
 		}
 		p.sentKeys += uint64(len(g.items))
 		p.sentBytes += uint64(g.bytes)
 		p.h.stats.keysSent.Add(uint64(len(g.items)))
 		p.h.stats.bytesSent.Add(uint64(g.bytes))
+	}
+	p.buffered -= g.bytes
+	delete(p.groups, name)
+	if !delivered {
+		p.skipped += uint64(len(g.items))
+		p.maybeReport()
+		return nil
 	}
 	if p.mode == modeSweep {
 		// The owners were computed from a ring that must still be the one
@@ -516,8 +616,6 @@ func (p *pass) flush(ctx context.Context, name string) error {
 			}
 		}
 	}
-	p.buffered -= g.bytes
-	delete(p.groups, name)
 	p.maybeReport()
 	return nil
 }

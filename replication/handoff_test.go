@@ -434,6 +434,13 @@ func TestFailingSendPreventsDoneUntilARetrySucceeds(t *testing.T) {
 	}
 
 	rig.net.fail = nil
+	// A retry waits out the backoff (on the handoff's clock)...
+	calls := rig.net.calls
+	if err := rig.h.step(context.Background()); err != nil || rig.net.calls != calls {
+		t.Fatalf("pass right after a failure: %v, %d sends; want none before the backoff ends", err, rig.net.calls-calls)
+	}
+	// ...then runs in full.
+	rig.clock.Advance(DefaultHandoffInterval)
 	if err := rig.h.step(context.Background()); err != nil {
 		t.Fatalf("retry pass: %v", err)
 	}
@@ -600,6 +607,7 @@ func TestStraySweepKeepsKeysAnOwnerDidNotAcknowledge(t *testing.T) {
 		t.Fatalf("x holds %d keys after a failed sweep, want all %d: none was acknowledged by every owner", got, len(keys))
 	}
 	rig.net.fail = nil
+	rig.clock.Advance(DefaultHandoffInterval)
 	if err := rig.h.step(context.Background()); err != nil {
 		t.Fatalf("sweep after c is back: %v", err)
 	}
@@ -766,4 +774,80 @@ func BenchmarkHandoffTransferPass(b *testing.B) {
 		b.Fatalf("sent %d keys, want %d", sent, keys*b.N)
 	}
 	b.ReportMetric(float64(keys*b.N)/b.Elapsed().Seconds(), "keys/s")
+}
+
+// One dead owner costs one failed send per pass: the sweep still hands off
+// and drops the keys the other owners take, and keeps the dead one's.
+func TestStraySweepGoesOnPastADeadOwner(t *testing.T) {
+	checkLeaks(t)
+	stores := map[string]*store.Store{"x": openHandoffStore(t), "b": openHandoffStore(t), "c": openHandoffStore(t), "d": openHandoffStore(t)}
+	keys := fillStore(t, stores["x"], 300)
+	st := ringState(3, []string{"b", "c", "d"}, map[string]membership.Status{"x": membership.StatusLeft, "b": membership.StatusValid, "c": membership.StatusValid, "d": membership.StatusValid})
+	rig := newHandoffRig(t, "x", st, stores, func(c *HandoffConfig) { c.N = 1 })
+	down := errors.New("c is down")
+	cCalls := 0
+	rig.net.fail = func(_ context.Context, to string, _ int) error {
+		if to == "c" {
+			cCalls++
+			return down
+		}
+		return nil
+	}
+	if err := rig.h.step(context.Background()); !errors.Is(err, down) {
+		t.Fatalf("sweep with c down: %v, want c's error", err)
+	}
+	if cCalls != 1 {
+		t.Errorf("%d sends to the dead owner in one pass, want 1", cCalls)
+	}
+	c := membership.NewRing(st.Committed.Members, st.Partitions)
+	wantKept := 0
+	for k := range keys {
+		if c.Owner(membership.PartitionOf(k.db, []byte(k.key), st.Partitions)) == "c" {
+			wantKept++
+		}
+	}
+	if got := len(storeContents(t, stores["x"])); got != wantKept || wantKept == 0 {
+		t.Fatalf("x holds %d keys after the sweep, want the %d whose owner c is down", got, wantKept)
+	}
+	if got := len(storeContents(t, stores["b"])) + len(storeContents(t, stores["d"])); got != len(keys)-wantKept {
+		t.Fatalf("b and d hold %d keys, want the %d they own", got, len(keys)-wantKept)
+	}
+	// Backoff doubles while c stays down.
+	rig.clock.Advance(DefaultHandoffInterval)
+	if err := rig.h.step(context.Background()); !errors.Is(err, down) {
+		t.Fatalf("second sweep: %v", err)
+	}
+	rig.clock.Advance(DefaultHandoffInterval)
+	if err := rig.h.step(context.Background()); err != nil || cCalls != 2 {
+		t.Fatalf("sweep one interval after the second failure: %v, %d sends to c; want none (backoff 2 intervals)", err, cCalls)
+	}
+}
+
+// A joiner that is down does not hold up the data for the others, only the
+// Done report.
+func TestTransferGoesOnPastADeadDestination(t *testing.T) {
+	checkLeaks(t)
+	stores := map[string]*store.Store{"a": openHandoffStore(t), "b": openHandoffStore(t), "c": openHandoffStore(t)}
+	keys := fillStore(t, stores["a"], 300)
+	st := ringState(1, []string{"a"}, map[string]membership.Status{"a": membership.StatusValid, "b": membership.StatusJoining, "c": membership.StatusJoining})
+	rig := newHandoffRig(t, "a", st, stores, func(c *HandoffConfig) { c.N = 3 })
+	down := errors.New("c is down")
+	cCalls := 0
+	rig.net.fail = func(_ context.Context, to string, _ int) error {
+		if to == "c" {
+			cCalls++
+			return down
+		}
+		return nil
+	}
+	if err := rig.h.step(context.Background()); !errors.Is(err, down) {
+		t.Fatalf("transfer with c down: %v, want c's error", err)
+	}
+	if cCalls != 1 {
+		t.Errorf("%d sends to the dead joiner in one pass, want 1", cCalls)
+	}
+	if done := rig.ring.doneReports(); len(done) != 0 {
+		t.Fatalf("Done reported although c has nothing: %+v", done)
+	}
+	checkReceived(t, "b", stores["b"], wantTransfer("a", st, 3, keys)["b"], keys)
 }
