@@ -113,6 +113,8 @@ func NewClient(cfg ClientConfig) *Client {
 		MaxConnsPerHost:        1,
 		IdleConnTimeout:        5 * time.Minute,
 		MaxResponseHeaderBytes: 64 << 10,
+		// Frames are compact already; skip gzip negotiation.
+		DisableCompression: true,
 		HTTP2: &http.HTTP2Config{
 			// Wait for a stream slot rather than open a second connection.
 			StrictMaxConcurrentRequests: true,
