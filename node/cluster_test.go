@@ -166,6 +166,7 @@ func holders(nodes []*testNode, key, value string) []string {
 }
 
 func TestThreeNodeClusterServesAWriteThroughAnyNodeOnEveryOther(t *testing.T) {
+	t.Parallel() // gossip waits, not CPU: the clusters overlap well
 	nodes := startCluster(t, 3)
 
 	for i, writer := range nodes {
@@ -204,6 +205,7 @@ func TestThreeNodeClusterServesAWriteThroughAnyNodeOnEveryOther(t *testing.T) {
 }
 
 func TestSequentialBlindWritesThroughDifferentNodesLeaveTheLast(t *testing.T) {
+	t.Parallel() // gossip waits, not CPU: the clusters overlap well
 	nodes := startCluster(t, 3)
 	for i := range 9 {
 		nodes[i%3].mustPut(keyPath("seq"), fmt.Sprintf("v%d", i), "")
@@ -214,6 +216,7 @@ func TestSequentialBlindWritesThroughDifferentNodesLeaveTheLast(t *testing.T) {
 }
 
 func TestLeavingNodeHandsItsDataToTheOthers(t *testing.T) {
+	t.Parallel() // gossip waits, not CPU: the clusters overlap well
 	nodes := startCluster(t, 3)
 	const keys = 40
 	for i := range keys {
@@ -245,6 +248,7 @@ func TestLeavingNodeHandsItsDataToTheOthers(t *testing.T) {
 }
 
 func TestJoinEndpointAddsANodeAndRemoveChecksItsTarget(t *testing.T) {
+	t.Parallel() // gossip waits, not CPU: the clusters overlap well
 	nodes := startCluster(t, 2)
 	nodes[0].mustPut(keyPath("before"), "joined", "")
 
@@ -293,6 +297,7 @@ func TestAdvertisedHTTPAddr(t *testing.T) {
 }
 
 func TestRemovingADeadNodeRebuildsItsReplicasOnTheOthers(t *testing.T) {
+	t.Parallel() // gossip waits, not CPU: the clusters overlap well
 	nodes := startCluster(t, 3)
 	const keys = 20
 	for i := range keys {
@@ -351,6 +356,7 @@ func TestRemovingADeadNodeRebuildsItsReplicasOnTheOthers(t *testing.T) {
 }
 
 func TestConcurrentWritesThroughTwoNodesBecomeSiblingsAndAContextResolvesThem(t *testing.T) {
+	t.Parallel() // gossip waits, not CPU: the clusters overlap well
 	nodes := startCluster(t, 3)
 	base := nodes[0].mustPut(keyPath("c"), "base", "")
 	nodes[0].mustGet(keyPath("c"), "base")
@@ -380,6 +386,7 @@ func TestConcurrentWritesThroughTwoNodesBecomeSiblingsAndAContextResolvesThem(t 
 }
 
 func TestClusterWithBearerTokensReplicatesAndGuardsDebugReads(t *testing.T) {
+	t.Parallel() // gossip waits, not CPU: the clusters overlap well
 	auth := map[string]string{"Authorization": "Bearer s3cret"}
 	first := clusterConfig(t, "n1")
 	first.AuthTokens = []string{"s3cret"}
@@ -454,6 +461,7 @@ func FuzzParseJoinBody(f *testing.F) {
 }
 
 func TestClusterOverTLSReplicatesWithMutualCertificates(t *testing.T) {
+	t.Parallel() // gossip waits, not CPU: the clusters overlap well
 	pki := newTestPKI(t)
 	withTLS := func(c Config) Config {
 		c.TLSCert, c.TLSKey, c.TLSCA = pki.certFile, pki.keyFile, pki.caFile
