@@ -398,7 +398,10 @@ func (h *Handoff) sweep(ctx context.Context, st membership.State, cfp membership
 	if err != nil {
 		return err
 	}
-	h.sweptFP, h.haveSwept, h.lastSweep = cfp, true, h.cfg.clock.Now()
+	// A key kept because it changed under the sweep is still a stray: leave
+	// the ring marked unswept so the next tick, not the next SweepInterval,
+	// hands it off.
+	h.sweptFP, h.haveSwept, h.lastSweep = cfp, p.kept == 0, h.cfg.clock.Now()
 	return nil
 }
 

@@ -571,18 +571,23 @@ func TestStraySweepPushesToEveryOwnerThenDrops(t *testing.T) {
 		t.Errorf("stats %+v, want %d dropped", s, len(keys)-len(wantKept))
 	}
 
-	// The ring is unchanged and swept: the next signal does nothing...
-	calls := rig.net.calls
-	if err := rig.h.step(context.Background()); err != nil || rig.net.calls != calls {
-		t.Fatalf("second sweep on a clean ring: %v, %d sends", err, rig.net.calls-calls)
-	}
-	// ...until the sweep is due again, which hands off the changed key.
-	rig.clock.Advance(DefaultStraySweepEvery)
+	// A key was kept, so the next pass sweeps again at once and hands it off.
 	if err := rig.h.step(context.Background()); err != nil {
-		t.Fatalf("periodic sweep: %v", err)
+		t.Fatalf("second sweep: %v", err)
 	}
 	if _, ok := storeContents(t, stores["a"])[changed]; ok {
-		t.Errorf("the periodic sweep kept %v, a stray", changed)
+		t.Errorf("the second sweep kept %v, a stray", changed)
+	}
+	// Now the ring is swept clean: the next signal does nothing until the
+	// sweep is due again.
+	calls := rig.net.calls
+	if err := rig.h.step(context.Background()); err != nil || rig.net.calls != calls {
+		t.Fatalf("sweep on a clean ring: %v, %d sends", err, rig.net.calls-calls)
+	}
+	rig.clock.Advance(DefaultStraySweepEvery)
+	passes := rig.h.Stats().Passes
+	if err := rig.h.step(context.Background()); err != nil || rig.h.Stats().Passes != passes+1 {
+		t.Fatalf("periodic sweep: %v, %d passes; want one more", err, rig.h.Stats().Passes-passes)
 	}
 }
 
