@@ -453,7 +453,7 @@ func (m *Membership) commitLocked(next State, force bool) error {
 	}
 	prev := m.state
 	m.state = next
-	m.updatePlacement(prev)
+	m.updatePlacement()
 	m.logChanges(prev, next)
 	if enc := next.Encode(); len(enc) <= maxBroadcast {
 		m.queue.QueueBroadcast(stateBroadcast(enc))
@@ -481,7 +481,7 @@ func (m *Membership) commitLocked(next State, force bool) error {
 	return nil
 }
 
-func (m *Membership) updatePlacement(prev State) {
+func (m *Membership) updatePlacement() {
 	old := m.placement.Load()
 	p := Placement{}
 	if old != nil && slices.Equal(old.Committed.Members(), m.state.Committed.Members) {
