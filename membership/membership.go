@@ -444,8 +444,8 @@ func (m *Membership) mergeRemote(b []byte, via string) {
 }
 
 // commitLocked runs TryCommit on next and, if it differs from the current
-// state (or force), makes it current: persist, placement, subscribers,
-// broadcast. m.mu must be held.
+// state (or force), makes it current: placement, persist, broadcast,
+// subscribers. m.mu must be held.
 func (m *Membership) commitLocked(next State, force bool) error {
 	next, _ = next.TryCommit()
 	if !force && next.Equal(m.state) {
@@ -455,6 +455,9 @@ func (m *Membership) commitLocked(next State, force bool) error {
 	m.state = next
 	m.updatePlacement()
 	m.logChanges(prev, next)
+	// Saved before anyone hears of it: a peer must never hold a version of
+	// our own entry that a crash would make us reissue with other content.
+	saveErr := saveState(m.cfg.DataDir, next)
 	if enc := next.Encode(); len(enc) <= maxBroadcast {
 		m.queue.QueueBroadcast(stateBroadcast(enc))
 	} else {
@@ -475,10 +478,7 @@ func (m *Membership) commitLocked(next State, force bool) error {
 		default:
 		}
 	}
-	if err := saveState(m.cfg.DataDir, next); err != nil {
-		return err
-	}
-	return nil
+	return saveErr
 }
 
 func (m *Membership) updatePlacement() {
