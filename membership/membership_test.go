@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -466,4 +467,27 @@ func TestLargeStateSpreadsWithoutPushPull(t *testing.T) {
 		handOff(nodes[2])
 		return converged(nodes[:2], ids[:2])()
 	})
+}
+
+func TestDamagedRingStateRefusesToStart(t *testing.T) {
+	cfg := fastConfig(t, "n1")
+	m := start(t, cfg)
+	if err := m.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(cfg.DataDir, "ring.state")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("ring.state not saved: %v", err)
+	}
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := New(cfg); err == nil || !strings.Contains(err.Error(), "checksum") {
+		if m != nil {
+			_ = m.Shutdown()
+		}
+		t.Fatalf("started from a damaged ring.state: err %v, want a checksum error", err)
+	}
 }
