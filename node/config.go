@@ -177,6 +177,11 @@ type Config struct {
 	// releases absorbed WAL segments.
 	CheckpointInterval time.Duration
 
+	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP port
+	// (--pprof), behind the bearer tokens when they are set. Off by
+	// default: a profile exposes internals and costs CPU while it runs.
+	Pprof bool
+
 	// Now is the clock for TTLs, Last-Modified and reclaiming. Nil means
 	// time.Now; tests inject a fake one.
 	Now func() time.Time

@@ -36,6 +36,10 @@ func (n *Node) routes() http.Handler {
 	r.Get("/ready", n.handleReady)
 	r.Head("/ready", n.handleReady)
 
+	if n.cfg.Pprof {
+		r.Mount("/debug", middleware.Profiler())
+	}
+
 	r.Get("/cluster/status", n.handleClusterStatus)
 	r.Post("/cluster/join", n.handleClusterJoin)
 	r.Post("/cluster/leave", n.handleClusterLeave)

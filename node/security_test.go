@@ -179,3 +179,20 @@ func TestNewFailsOnUnreadableTLSFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestProfilerOnlyWhenAskedAndBehindTheToken(t *testing.T) {
+	off := startNode(t, nil, nil)
+	if r := off.get("/debug/pprof/", nil); r.status != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without --pprof = %d, want 404", r.status)
+	}
+	cfg := testConfig(t)
+	cfg.Pprof = true
+	cfg.AuthTokens = []string{"tok"}
+	on := startNode(t, &cfg, nil)
+	if r := on.get("/debug/pprof/", nil); r.status != http.StatusUnauthorized {
+		t.Errorf("/debug/pprof/ without a token = %d, want 401", r.status)
+	}
+	if r := on.get("/debug/pprof/", map[string]string{"Authorization": "Bearer tok"}); r.status != http.StatusOK {
+		t.Errorf("/debug/pprof/ with the token = %d, want 200", r.status)
+	}
+}

@@ -54,7 +54,7 @@ func TestEveryServerFlagMapsOntoConfig(t *testing.T) {
 		"--shutdown-timeout", "3s", "--reclaim-interval", "2s", "--checkpoint-interval", "4s",
 		"--partitions", "64", "--request-timeout", "7s", "--rpc-timeout", "900ms", "--handoff-rate", "1MiB",
 		"--gossip-probe-interval", "300ms", "--gossip-probe-timeout", "100ms", "--gossip-interval", "50ms",
-		"--gossip-suspicion-mult", "2",
+		"--gossip-suspicion-mult", "2", "--pprof",
 	}
 	cfg, err := parseServerConfig(args, envOf(nil), &bytes.Buffer{})
 	if err != nil {
@@ -72,6 +72,7 @@ func TestEveryServerFlagMapsOntoConfig(t *testing.T) {
 	want.Partitions, want.RequestTimeout, want.RPCTimeout, want.HandoffRate = 64, 7*time.Second, 900*time.Millisecond, 1<<20
 	want.GossipProbeInterval, want.GossipProbeTimeout = 300*time.Millisecond, 100*time.Millisecond
 	want.GossipInterval, want.GossipSuspicionMult = 50*time.Millisecond, 2
+	want.Pprof = true
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got\n%+v\nwant\n%+v", cfg, want)
 	}
@@ -88,7 +89,7 @@ func TestServerHelpListsEverySpecFlagWithDefaults(t *testing.T) {
 		"databases", "tombstone-grace", "gossip-key", "tls-cert", "tls-key", "tls-ca", "auth-token",
 		"min-free-bytes", "segment-size", "wal-repair", "max-inflight", "shutdown-timeout", "reclaim-interval", "checkpoint-interval",
 		"partitions", "request-timeout", "rpc-timeout", "handoff-rate", "gossip-probe-interval", "gossip-probe-timeout",
-		"gossip-interval", "gossip-suspicion-mult"} {
+		"gossip-interval", "gossip-suspicion-mult", "pprof"} {
 		if !strings.Contains(stdout.String(), "--"+f+" ") && !strings.Contains(stdout.String(), "--"+f+"\n") {
 			t.Errorf("--help does not list --%s", f)
 		}

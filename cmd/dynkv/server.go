@@ -58,6 +58,7 @@ func serverCommand(cfg *node.Config) *command {
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long shutdown waits for in-flight requests")
 	fs.DurationVar(&cfg.ReclaimInterval, "reclaim-interval", cfg.ReclaimInterval, "how often expired values and old tombstones are dropped")
 	fs.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cfg.CheckpointInterval, "how often LevelDB is checkpointed and absorbed WAL segments released")
+	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go's profiler under /debug/pprof/ on the HTTP port (behind --auth-token)")
 	return c
 }
 
