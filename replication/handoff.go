@@ -202,7 +202,7 @@ func NewHandoff(cfg HandoffConfig) (*Handoff, error) {
 	// A burst of one batch lets a pass start at once; the rate holds after.
 	return &Handoff{
 		cfg:    cfg,
-		log:    cfg.Logger.With(zap.String("node", cfg.Self)),
+		log:    cfg.Logger,
 		bucket: newTokenBucket(float64(cfg.Rate), float64(cfg.BatchBytes), cfg.clock),
 	}, nil
 }
