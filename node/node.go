@@ -53,6 +53,7 @@ type Node struct {
 	// mu guards the lifecycle: Start and Shutdown may race when an
 	// operator interrupts a node that is still starting.
 	mu        sync.Mutex
+	tried     bool // Start ran, even if it failed: serveDone is single-use
 	started   bool
 	stopped   bool
 	serveDone chan struct{} // closed when the serving goroutine returns
@@ -127,9 +128,10 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 func (n *Node) Start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.started || n.stopped {
+	if n.tried || n.stopped {
 		return errors.New("node: Start called twice or after Shutdown")
 	}
+	n.tried = true
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("node: listening on --http-addr %s: %w", n.cfg.HTTPAddr, err)
@@ -145,20 +147,13 @@ func (n *Node) Start() error {
 		ln.Close()
 		return err
 	}
-	c, err := n.startCluster(advertised)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	n.cluster.Store(c)
-
 	// Peers' RPC shares the client port: HTTP/2 with prior knowledge
 	// (h2c) on a plain listener, h2 negotiated by ALPN under TLS.
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	protocols.SetHTTP2(true)
-	n.srv = &http.Server{
+	srv := &http.Server{
 		Handler:           n.handler,
 		TLSConfig:         n.tls,
 		Protocols:         &protocols,
@@ -171,8 +166,19 @@ func (n *Node) Start() error {
 		ErrorLog:       errLog,
 	}
 	n.addr.Store(&bound)
+	// Serve before joining: /health answers and peers that already see
+	// this node get a quick 503 instead of a stalled connection while
+	// membership joins (up to its join timeout).
+	go n.serve(srv, ln)
+	c, err := n.startCluster(advertised)
+	if err != nil {
+		_ = srv.Close()
+		<-n.serveDone
+		return err
+	}
+	n.cluster.Store(c)
+	n.srv = srv
 	n.started = true
-	go n.serve(n.srv, ln)
 	n.state.Store(stateReady)
 	n.log.Info("node started", zap.String("http_addr", bound), zap.String("advertised_http_addr", advertised),
 		zap.String("gossip_addr", n.cfg.GossipAddr), zap.Strings("join", n.cfg.Join),
