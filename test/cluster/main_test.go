@@ -94,12 +94,13 @@ type write struct {
 
 // replicaCounts counts, for every write, the nodes whose local copy holds
 // exactly its value (and nothing else live), and returns a histogram of
-// counts and up to five examples of keys whose count is not want.
+// counts and, for up to five keys whose count is not want, what each node
+// holds.
 func replicaCounts(nodes []*testnode.Node, writes []write, want int) (hist map[int]int, bad []string, err error) {
 	hist = map[int]int{}
 	for _, w := range writes {
 		count := 0
-		var holders []string
+		var held []string
 		for _, nd := range nodes {
 			l, err := nd.LocalGet(0, w.key)
 			if err != nil {
@@ -108,15 +109,33 @@ func replicaCounts(nodes []*testnode.Node, writes []write, want int) (hist map[i
 			vals := l.Values()
 			if len(vals) == 1 && bytes.Equal(vals[0], w.value) {
 				count++
-				holders = append(holders, nd.ID())
+				held = append(held, nd.ID()+": the value")
+				continue
 			}
+			held = append(held, fmt.Sprintf("%s: found=%t, %d siblings %s", nd.ID(), l.Found, len(l.Siblings), shortValues(l)))
 		}
 		hist[count]++
 		if count != want && len(bad) < 5 {
-			bad = append(bad, fmt.Sprintf("%q on %v", w.key, holders))
+			bad = append(bad, fmt.Sprintf("%q {%s}", w.key, strings.Join(held, "; ")))
 		}
 	}
 	return hist, bad, nil
+}
+
+// shortValues describes a local copy's siblings compactly.
+func shortValues(l testnode.LocalSet) string {
+	var parts []string
+	for _, s := range l.Siblings {
+		v := string(s.Value)
+		if len(v) > 24 {
+			v = v[:24] + "..."
+		}
+		if s.Tombstone {
+			v = "(tombstone)"
+		}
+		parts = append(parts, fmt.Sprintf("%s:%d=%q", s.Actor, s.Counter, v))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }
 
 // waitReplicas polls replicaCounts until every write has want copies among

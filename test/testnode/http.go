@@ -172,6 +172,8 @@ type LocalSet struct {
 	Found    bool `json:"found"`
 	Siblings []struct {
 		Value     []byte `json:"value"`
+		Actor     string `json:"actor"`
+		Counter   uint64 `json:"counter"`
 		Tombstone bool   `json:"tombstone"`
 	} `json:"siblings"`
 	Context string `json:"context"`
