@@ -259,6 +259,18 @@ func (n *Node) coordinatedGet(ctx context.Context, db int, key []byte, r int) (s
 	return c.coord.Get(ctx, db, key, r)
 }
 
+// notReadyReason says why membership is not ready, for GET /ready.
+func notReadyReason(c *cluster) string {
+	self, _ := c.members.Member(c.members.Self())
+	switch self.Status {
+	case membership.StatusLeft:
+		return "this node has left the cluster"
+	case membership.StatusRemoved:
+		return "this node was removed from the cluster"
+	}
+	return "joining: no committed ring seen yet"
+}
+
 // GossipAddr is the address peers join this node's gossip at: after Start
 // the advertised, bound one (useful with port 0), before it the configured
 // one.

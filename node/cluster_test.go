@@ -235,6 +235,12 @@ func TestLeavingNodeHandsItsDataToTheOthers(t *testing.T) {
 			t.Errorf("after leaving, n3 is %q in n1's status, want left", m.State)
 		}
 	}
+	eventually(t, func() string {
+		if r := leaver.get("/ready", nil); r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "left") {
+			return fmt.Sprintf("/ready on the departed node = %d %q, want 503 saying it left", r.status, r.body)
+		}
+		return ""
+	})
 	for i := range keys {
 		key, want := fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)
 		for _, n := range stay {

@@ -182,7 +182,7 @@ func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
 		// The store recovered in New; the node serves once it has a
 		// ring to route by.
 		if c := n.cluster.Load(); c != nil && !c.members.Ready() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "joining: no committed ring seen yet"})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": notReadyReason(c)})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
