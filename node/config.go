@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/wal"
 )
 
@@ -28,10 +29,9 @@ const (
 	// maxValueBytesLimit keeps a value well below what one WAL record and
 	// one LevelDB write can carry comfortably.
 	maxValueBytesLimit = 256 << 20
-	// maxPartitions bounds the ring's size: status, placement tables and
-	// handoff scans grow with it, and Riak's largest practical rings are
-	// of this order.
-	maxPartitions = 1 << 16
+	// maxPartitions is the most a ring state may carry; gossip refuses
+	// more.
+	maxPartitions = membership.MaxPartitions
 	// minSegmentSize stops a WAL from rolling a new file every few records.
 	minSegmentSize = 64 << 10
 )
