@@ -340,3 +340,66 @@ func TestRemoveDeadNodeRebuildsReplicas(t *testing.T) {
 		}
 	}
 }
+
+func TestJoinEndpointMergesAFoundedNodeIntoTheCluster(t *testing.T) {
+	c := testnode.Start(t, 3, testnode.Options{})
+	var writes []write
+	for i := range 60 {
+		w := write{key: fmt.Sprintf("join-endpoint/%02d", i), value: fmt.Appendf(nil, "before the join %d", i)}
+		mustPut(t, c.Nodes[i%3], w.key, w.value, testnode.KV{})
+		writes = append(writes, w)
+	}
+	nd := c.NewDetachedNode()
+	nd.Start()
+	alone, err := nd.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := alone.Valid(); !slices.Equal(got, []string{nd.ID()}) || alone.N != 1 {
+		t.Fatalf("a node started without --join: got members %v and n=%d, want a one-node cluster of itself with N capped at 1: %s", got, alone.N, alone.Summary())
+	}
+	r, err := nd.Join(c.Nodes[1].GossipAddr())
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("POST /cluster/join {addrs: [%s]} on %s: got %v %v, want 200", c.Nodes[1].GossipAddr(), nd.ID(), r, err)
+	}
+	took := c.WaitConverged(3*testnode.ConvergeTimeout, c.IDs()...)
+	t.Logf("join through the endpoint committed %.1fs after the 200", took.Seconds())
+	for _, w := range writes {
+		if err := checkExact(nd, w.key, w.value, testnode.KV{}); err != nil {
+			t.Errorf("through the node that joined by POST /cluster/join: %v", err)
+		}
+	}
+}
+
+func TestTwoNodeClusterCapsReplicasAtItsSize(t *testing.T) {
+	c := testnode.Start(t, 2, testnode.Options{})
+	statuses, err := testnode.Statuses(c.Nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, s := range statuses {
+		if s.N != 2 || s.R != 2 || s.W != 2 {
+			t.Errorf("status of %s on a 2-node cluster: n/r/w %d/%d/%d, want 2/2/2 (N=3 capped): %s", id, s.N, s.R, s.W, s.Summary())
+		}
+	}
+	var writes []write
+	for i := range 40 {
+		w := write{key: fmt.Sprintf("two-nodes/%02d", i), value: fmt.Appendf(nil, "on two nodes %d", i)}
+		mustPut(t, c.Nodes[i%2], w.key, w.value, testnode.KV{W: 3})
+		writes = append(writes, w)
+	}
+	for _, w := range writes {
+		for _, nd := range c.Nodes {
+			if err := checkExact(nd, w.key, w.value, testnode.KV{R: 3}); err != nil {
+				t.Errorf("r=3 capped at 2 on a 2-node cluster: %v", err)
+			}
+		}
+	}
+	hist, _, err := replicaCounts(c.Nodes, writes, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hist[2] != len(writes) {
+		t.Errorf("w=3 capped at 2: replica count histogram %s, want every key on both nodes", fmtHist(hist))
+	}
+}

@@ -71,6 +71,19 @@ func (c *Cluster) NewNode() *Node {
 	if len(c.Nodes) > 0 && join == nil {
 		c.tb.Fatalf("cluster: no running node for node %d to join", len(c.Nodes))
 	}
+	return c.newNode(join)
+}
+
+// NewDetachedNode prepares the next node without --join: started, it
+// founds a one-node cluster of its own, which POST /cluster/join can then
+// merge into this one.
+func (c *Cluster) NewDetachedNode() *Node {
+	c.tb.Helper()
+	return c.newNode(nil)
+}
+
+func (c *Cluster) newNode(join []string) *Node {
+	c.tb.Helper()
 	nd := NewNode(c.tb, len(c.Nodes), NodeOptions{
 		Args:    append(slices.Clone(FastGossip), c.opts.Args...),
 		Join:    join,
