@@ -56,6 +56,7 @@ type Options struct {
 	StartLSN uint64
 	FS       FS          // default OSFS
 	Logger   *zap.Logger // default zap.NewNop()
+	Observer Observer    // optional: told of every fsync (metrics)
 }
 
 func (o *Options) ensureDefaults() error {

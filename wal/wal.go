@@ -45,6 +45,9 @@ type WAL struct {
 	activeSize  int64
 	dirty       bool // written since the last fsync (interval mode)
 	rotateFails int  // consecutive failed rotations, to log once
+	// unsyncedRecords and unsyncedBytes are written since the last fsync
+	// (interval mode), for the Observer.
+	unsyncedRecords, unsyncedBytes int
 
 	mu sync.Mutex
 	// space is signalled when the flusher takes the pending batch or the
@@ -309,7 +312,7 @@ func (w *WAL) writeBatch(b *batch) error {
 	w.bytes.Add(uint64(len(b.buf)))
 
 	if w.opts.Sync.Interval == 0 {
-		if err := w.active.Sync(); err != nil {
+		if err := w.syncObserved(b.count, len(b.buf)); err != nil {
 			serr := fmt.Errorf("wal: fsync %s: %w", path, err)
 			w.fail(serr)
 			return serr
@@ -317,6 +320,8 @@ func (w *WAL) writeBatch(b *batch) error {
 		w.syncs.Add(1)
 	} else {
 		w.dirty = true
+		w.unsyncedRecords += b.count
+		w.unsyncedBytes += len(b.buf)
 	}
 	w.appends.Add(uint64(b.count))
 	if w.activeSize >= w.opts.SegmentSize {
@@ -364,11 +369,12 @@ func (w *WAL) syncActive() bool {
 	if !w.dirty {
 		return true
 	}
-	if err := w.active.Sync(); err != nil {
+	if err := w.syncObserved(w.unsyncedRecords, w.unsyncedBytes); err != nil {
 		w.fail(fmt.Errorf("wal: fsync %s: %w", w.activePath, err))
 		return false
 	}
 	w.dirty = false
+	w.unsyncedRecords, w.unsyncedBytes = 0, 0
 	w.syncs.Add(1)
 	return true
 }
