@@ -56,6 +56,8 @@ type Options struct {
 	FS wal.FS
 	// Logger receives operator-level events; default zap.NewNop().
 	Logger *zap.Logger
+	// WALObserver, when set, is told of every WAL fsync (metrics).
+	WALObserver wal.Observer
 	// CanDropTombstone is asked before a key holding a tombstone is
 	// reclaimed; in a cluster it answers whether every replica holds the
 	// tombstone. Nil means always yes (one node).

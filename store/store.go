@@ -160,6 +160,7 @@ func Open(opts Options) (*Store, error) {
 		StartLSN:    ckpt + 1,
 		FS:          opts.FS,
 		Logger:      opts.Logger.Named("wal"),
+		Observer:    opts.WALObserver,
 	})
 	if err != nil {
 		ldb.Close()
