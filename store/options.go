@@ -62,6 +62,16 @@ type Options struct {
 	// reclaimed; in a cluster it answers whether every replica holds the
 	// tombstone. Nil means always yes (one node).
 	CanDropTombstone func(db int, key []byte) bool
+	// OnChange, when set, is told of every change to a key's state: Put,
+	// Merge, Drop, the reclaimer, and WAL replay during Open. before and
+	// after are the encoded Sets (vclock.Set.Encode; nil: absent). It runs
+	// once the change is durable (and applied, or queued for a retried
+	// apply, so reads already return after), while the key's lock and the
+	// store's write gate are held: calls for one key come in order, and a
+	// change whose call ran before ScanMarked's mark is in that scan, one
+	// whose call runs after is not. It must be quick and must not call the
+	// Store. Active anti-entropy keeps its hash trees current with it.
+	OnChange func(db int, key []byte, before, after []byte)
 
 	// Test seams, settable only from this package's tests.
 	wrapApply func(apply func(*leveldb.Batch) error) func(*leveldb.Batch) error

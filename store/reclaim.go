@@ -131,7 +131,7 @@ func (s *Store) reclaimKey(e reclaimEntry, now int64) (bool, error) {
 	}
 	b := s.dropBatch(e.db, e.key, cur, true)
 	b.Delete(e.indexKey)
-	if err := s.commit(e.db, e.key, encodeRecord(opDrop, e.db, e.key, nil), b, pendingApply{set: vclock.Set{}, dropped: true}); err != nil {
+	if err := s.commit(e.db, e.key, encodeRecord(opDrop, e.db, e.key, nil), b, pendingApply{set: vclock.Set{}, dropped: true, before: s.encodeForHook(cur, true)}); err != nil {
 		return false, fmt.Errorf("store: reclaim db %d key_hash %016x: %w", e.db, keyHash(e.db, e.key), err)
 	}
 	s.reclaimed.Add(1)

@@ -32,7 +32,26 @@ const (
 //
 // Handoff uses Scan to find the keys to move when the ring changes.
 func (s *Store) Scan(fn func(db int, key []byte, set vclock.Set) error) error {
-	snap, err := s.scanSnapshot()
+	return s.scan(nil, fn)
+}
+
+// ErrScanInterrupted is returned by ScanMarked when LevelDB had to be
+// reopened during the scan: a fresh snapshot would no longer match its mark,
+// so the caller starts over.
+var ErrScanInterrupted = errors.New("store: marked scan interrupted by a LevelDB reopen")
+
+// ScanMarked is Scan, with mark called once, right when the snapshot is
+// taken and while no write is between its WAL append and its
+// Options.OnChange call: every change reported to OnChange before mark is
+// in the scan, every change reported after it is not. A consumer can so
+// build state from the scan and the changes after mark without missing or
+// counting twice any change (active anti-entropy builds its hash trees so).
+func (s *Store) ScanMarked(mark func(), fn func(db int, key []byte, set vclock.Set) error) error {
+	return s.scan(mark, fn)
+}
+
+func (s *Store) scan(mark func(), fn func(db int, key []byte, set vclock.Set) error) error {
+	snap, err := s.scanSnapshot(mark)
 	if err != nil {
 		return err
 	}
@@ -50,7 +69,10 @@ func (s *Store) Scan(fn func(db int, key []byte, set vclock.Set) error) error {
 			// snapshot after the last key seen.
 			snap.Release()
 			snap = nil
-			if snap, err = s.scanSnapshot(); err != nil {
+			if mark != nil {
+				return ErrScanInterrupted
+			}
+			if snap, err = s.scanSnapshot(nil); err != nil {
 				return err
 			}
 			continue
@@ -84,7 +106,7 @@ type scanEntry struct {
 // scanSnapshot takes the gate exclusively, like a checkpoint, so no write is
 // between its WAL append and its LevelDB apply: the snapshot then holds every
 // acknowledged write, unless some are pending after a failed apply.
-func (s *Store) scanSnapshot() (*leveldb.Snapshot, error) {
+func (s *Store) scanSnapshot(mark func()) (*leveldb.Snapshot, error) {
 	s.gate.Lock()
 	defer s.gate.Unlock()
 	if s.closed.Load() {
@@ -99,6 +121,9 @@ func (s *Store) scanSnapshot() (*leveldb.Snapshot, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: scan: take LevelDB snapshot: %w", err)
+	}
+	if mark != nil {
+		mark()
 	}
 	return snap, nil
 }
@@ -170,7 +195,7 @@ func (s *Store) Drop(db int, key []byte, expect vclock.Set) (bool, error) {
 		return false, nil
 	}
 	b := s.dropBatch(db, key, cur, true)
-	if err := s.commit(db, key, encodeRecord(opDrop, db, key, nil), b, pendingApply{set: vclock.Set{}, dropped: true}); err != nil {
+	if err := s.commit(db, key, encodeRecord(opDrop, db, key, nil), b, pendingApply{set: vclock.Set{}, dropped: true, before: s.encodeForHook(cur, true)}); err != nil {
 		return false, fmt.Errorf("store: drop db %d key_hash %016x: %w", db, keyHash(db, key), err)
 	}
 	return true, nil

@@ -84,6 +84,8 @@ type Store struct {
 	// apply writes a batch to LevelDB; tests replace it to inject faults.
 	apply func(*leveldb.Batch) error
 
+	hints hintIndex // in-memory summary of the hint namespace (hints.go)
+
 	keysWritten atomic.Uint64
 	replayed    atomic.Uint64
 	reclaimed   atomic.Uint64
@@ -101,6 +103,9 @@ type pendingApply struct {
 	set     vclock.Set
 	dropped bool
 	batch   *leveldb.Batch
+	// before and after are the encoded states replaced and written (nil:
+	// absent), for Options.OnChange; left nil when it is not set.
+	before, after []byte
 }
 
 // Open opens (or creates) the store under opts.Dir, replays the WAL past the
@@ -177,6 +182,11 @@ func Open(opts Options) (*Store, error) {
 		ldb.Close()
 		return nil, fmt.Errorf("store: checkpoint after replay: %w", err)
 	}
+	if err := s.loadHintStats(); err != nil {
+		w.Close()
+		ldb.Close()
+		return nil, err
+	}
 	s.log.Info("store opened",
 		zap.String("dir", opts.Dir),
 		zap.Uint64("checkpoint_lsn", ckpt),
@@ -225,9 +235,14 @@ func (s *Store) replay(after uint64) error {
 			b = s.putBatch(r.db, r.key, old, found, r.set, r.body)
 		case opDrop:
 			b = s.dropBatch(r.db, r.key, old, found)
+		case opHint, opHintDrop:
+			b = hintBatch(r)
 		}
 		if err := s.db().Write(b, writeNoSync); err != nil {
 			return fmt.Errorf("WAL record %d: apply to LevelDB: %w", lsn, err)
+		}
+		if s.opts.OnChange != nil {
+			s.opts.OnChange(r.db, r.key, s.encodeForHook(old, found), r.body)
 		}
 		s.replayed.Add(1)
 		return nil
@@ -371,7 +386,11 @@ func (s *Store) readLevelDB(db int, key []byte) (vclock.Set, bool, error) {
 func (s *Store) commitPut(db int, key []byte, old vclock.Set, oldFound bool, next vclock.Set) error {
 	body := next.Encode()
 	payload := encodeRecord(opPut, db, key, body)
-	err := s.commit(db, key, payload, s.putBatch(db, key, old, oldFound, next, body), pendingApply{set: next})
+	p := pendingApply{set: next}
+	if s.opts.OnChange != nil {
+		p.before, p.after = s.encodeForHook(old, oldFound), body
+	}
+	err := s.commit(db, key, payload, s.putBatch(db, key, old, oldFound, next, body), p)
 	if err == nil {
 		s.keysWritten.Add(1)
 	}
@@ -404,6 +423,12 @@ func (s *Store) commit(db int, key []byte, payload []byte, batch *leveldb.Batch,
 		}
 		return fmt.Errorf("store: WAL append (db %d): %w", db, err)
 	}
+	if s.opts.OnChange != nil {
+		// Durable now, so reported even if the apply below fails: reads
+		// return the queued state. Deferred to run before the gate's
+		// RUnlock, which ScanMarked relies on.
+		defer s.opts.OnChange(db, key, p.before, p.after)
+	}
 	if err := s.apply(batch); err != nil {
 		aerr := classifyApplyError(err)
 		p.lsn, p.db, p.key, p.batch = lsn, db, append([]byte(nil), key...), batch
@@ -423,6 +448,15 @@ func (s *Store) commit(db int, key []byte, payload []byte, batch *leveldb.Batch,
 		}
 	}
 	return nil
+}
+
+// encodeForHook is a state as Options.OnChange reports it: nil when absent,
+// nil too when no hook wants it (the encoding is not free).
+func (s *Store) encodeForHook(set vclock.Set, found bool) []byte {
+	if !found || s.opts.OnChange == nil {
+		return nil
+	}
+	return set.Encode()
 }
 
 func classifyApplyError(err error) error {
