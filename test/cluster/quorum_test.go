@@ -91,7 +91,10 @@ func checkQuorumError(t *testing.T, what string, r testnode.Response, want int) 
 // as a node behind a partition or in a stall: unlike a killed one, calls to
 // it hang until their timeout instead of failing at once.
 func TestPausedNodeDoesNotBlockQuorumAndCatchesUp(t *testing.T) {
-	c := testnode.Start(t, 3, testnode.Options{})
+	// A short RPC timeout makes callers give up on the paused node quickly.
+	// Their requests still wait in its socket buffers, so it may apply them
+	// when it resumes; whatever it misses, read repair must bring.
+	c := testnode.Start(t, 3, testnode.Options{Args: []string{"--rpc-timeout", "250ms"}})
 	n0, n1, n2 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
 	if err := n2.Pause(); err != nil {
 		t.Fatal(err)
@@ -105,29 +108,58 @@ func TestPausedNodeDoesNotBlockQuorumAndCatchesUp(t *testing.T) {
 	alive := []*testnode.Node{n0, n1}
 	var writes []write
 	var slowest time.Duration
-	for i := range 40 {
-		w := write{key: fmt.Sprintf("paused/%02d", i), value: fmt.Appendf(nil, "while %s is paused %d", n2.ID(), i)}
-		start := time.Now()
-		mustPut(t, alive[i%2], w.key, w.value, testnode.KV{})
-		if err := checkExact(alive[(i+1)%2], w.key, w.value, testnode.KV{}); err != nil {
-			t.Fatalf("with %s paused, default-R read of a default-W write: %v", n2.ID(), err)
+	writeRound := func(phase string, count int) {
+		t.Helper()
+		for i := range count {
+			w := write{key: fmt.Sprintf("paused/%s/%02d", phase, i), value: fmt.Appendf(nil, "while %s is paused (%s) %d", n2.ID(), phase, i)}
+			start := time.Now()
+			mustPut(t, alive[i%2], w.key, w.value, testnode.KV{})
+			if err := checkExact(alive[(i+1)%2], w.key, w.value, testnode.KV{}); err != nil {
+				t.Fatalf("with %s paused (%s), default-R read of a default-W write: %v", n2.ID(), phase, err)
+			}
+			slowest = max(slowest, time.Since(start))
+			writes = append(writes, w)
 		}
-		slowest = max(slowest, time.Since(start))
-		writes = append(writes, w)
 	}
+	// At once: the others still believe n2 alive, so calls to it hang
+	// until they time out rather than fail.
+	writeRound("unnoticed", 40)
+	pausedAt := time.Now()
+	c.WaitStatus(testnode.ConvergeTimeout, alive, func(s map[string]testnode.Status) error {
+		for id, st := range s {
+			if m, _ := st.Member(n2.ID()); m.State != testnode.StateDead {
+				return fmt.Errorf("node %s sees paused %s as %q, want dead: %s", id, n2.ID(), m.State, st.Summary())
+			}
+		}
+		return nil
+	})
+	t.Logf("the others declared %s dead %.1fs after the pause", n2.ID(), time.Since(pausedAt).Seconds())
+	writeRound("noticed", 20)
 	t.Logf("with %s paused: %d writes each read back through the other node, slowest write+read %v", n2.ID(), len(writes), slowest.Round(time.Millisecond))
 	if err := n2.Resume(); err != nil {
 		t.Fatal(err)
 	}
 	resumed = true
-	c.WaitConverged(testnode.ConvergeTimeout, c.IDs()...)
-	// Some copies may reach the resumed node by retried replication calls;
-	// the rest must come from read repair of the reads below.
+	c.WaitStatus(testnode.ConvergeTimeout, nil, func(s map[string]testnode.Status) error {
+		if err := testnode.Agreed(s, c.IDs()); err != nil {
+			return err
+		}
+		for id, st := range s {
+			for _, m := range st.Members {
+				if m.State != testnode.StateAlive {
+					return fmt.Errorf("node %s sees %s as %q after the resume, want alive: %s", id, m.ID, m.State, st.Summary())
+				}
+			}
+		}
+		return nil
+	})
+	// Some copies may reach the resumed node by replication calls still in
+	// flight; the rest must come from read repair of the reads below.
 	hist, _, err := replicaCounts([]*testnode.Node{n2}, writes, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("after resuming, %s holds %d of %d writes made while it was paused", n2.ID(), hist[1], len(writes))
+	before := hist[1]
 	for _, w := range writes {
 		if err := checkExact(n2, w.key, w.value, testnode.KV{}); err != nil {
 			t.Errorf("after %s resumed, reading through it a write made while it was paused: %v", n2.ID(), err)
@@ -137,5 +169,6 @@ func TestPausedNodeDoesNotBlockQuorumAndCatchesUp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read repair: reads through %s saw its stale copies, yet: %v", n2.ID(), err)
 	}
-	t.Logf("read repair: %s holds all %d writes %.1fs after the reads (%s)", n2.ID(), len(writes), took.Seconds(), fmtHist(hist))
+	t.Logf("%s held %d of the %d writes made while it was paused when it resumed, all %d of them %.1fs after reads through it (%s)",
+		n2.ID(), before, len(writes), len(writes), took.Seconds(), fmtHist(hist))
 }
