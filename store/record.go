@@ -21,6 +21,10 @@ type recordOp byte
 const (
 	opPut  recordOp = 1
 	opDrop recordOp = 2
+	// opHint and opHintDrop carry a hinted-handoff record (hints.go): the
+	// hint's full new state, or its removal.
+	opHint     recordOp = 3
+	opHintDrop recordOp = 4
 )
 
 func (op recordOp) String() string {
@@ -29,6 +33,10 @@ func (op recordOp) String() string {
 		return "put"
 	case opDrop:
 		return "drop"
+	case opHint:
+		return "hint"
+	case opHintDrop:
+		return "hint-drop"
 	}
 	return fmt.Sprintf("op(%d)", byte(op))
 }
@@ -42,6 +50,9 @@ type record struct {
 	key  []byte
 	set  vclock.Set // op put only
 	body []byte     // op put: the Set's encoding, aliasing the payload
+
+	owner   string // hint ops: the node the hint is for
+	created int64  // op hint: unix ns the hint was first stored
 }
 
 // encodeRecord builds the payload; body is the Set encoding for op put.
@@ -63,7 +74,7 @@ func decodeRecord(b []byte) (record, error) {
 		return record{}, fmt.Errorf("%w: version %d, want %d", errBadRecord, b[0], recordVersion)
 	}
 	r := record{op: recordOp(b[1]), db: int(b[2])}
-	if r.op != opPut && r.op != opDrop {
+	if r.op != opPut && r.op != opDrop && r.op != opHint && r.op != opHintDrop {
 		return record{}, fmt.Errorf("%w: unknown op %d", errBadRecord, b[1])
 	}
 	klen, n := binary.Uvarint(b[3:])
@@ -85,6 +96,10 @@ func decodeRecord(b []byte) (record, error) {
 	case opDrop:
 		if len(rest) != 0 {
 			return record{}, fmt.Errorf("%w: drop with %d trailing bytes", errBadRecord, len(rest))
+		}
+	case opHint, opHintDrop:
+		if err := decodeHintBody(&r, rest, r.op == opHint); err != nil {
+			return record{}, fmt.Errorf("%w: %s body: %w", errBadRecord, r.op, err)
 		}
 	}
 	return r, nil

@@ -73,6 +73,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(opDrop, 3, []byte("gone"), nil))
 	f.Add([]byte{recordVersion, byte(opDrop), 0, 0x81, 0x08})
 	f.Add([]byte{})
+	f.Add(encodeRecord(opHint, 2, []byte("k"), encodeHintBody("n3", 42, sampleSet().Encode())))
+	f.Add(encodeRecord(opHintDrop, 2, []byte("k"), encodeHintBody("n3", 0, nil)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRecord(b)
 		if err != nil {
@@ -82,14 +84,20 @@ func FuzzDecodeRecord(f *testing.F) {
 			return
 		}
 		var body []byte
-		if r.op == opPut {
+		switch r.op {
+		case opPut:
 			body = r.set.Encode()
+		case opHint:
+			body = encodeHintBody(r.owner, r.created, r.set.Encode())
+		case opHintDrop:
+			body = encodeHintBody(r.owner, 0, nil)
 		}
 		again, err := decodeRecord(encodeRecord(r.op, r.db, r.key, body))
 		if err != nil {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}
-		if again.op != r.op || again.db != r.db || !bytes.Equal(again.key, r.key) || !again.set.Equal(r.set) {
+		if again.op != r.op || again.db != r.db || !bytes.Equal(again.key, r.key) || !again.set.Equal(r.set) ||
+			again.owner != r.owner || again.created != r.created {
 			t.Fatalf("round trip changed the record: %+v -> %+v", r, again)
 		}
 	})

@@ -89,6 +89,11 @@ type Store struct {
 	keysWritten atomic.Uint64
 	replayed    atomic.Uint64
 	reclaimed   atomic.Uint64
+	buried      atomic.Uint64 // keys whose expired values became tombstones
+
+	// canDrop, when set, overrides Options.CanDropTombstone: the node opens
+	// the store before membership exists and installs the hook later.
+	canDrop atomic.Pointer[func(db int, key []byte) bool]
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -241,7 +246,7 @@ func (s *Store) replay(after uint64) error {
 		if err := s.db().Write(b, writeNoSync); err != nil {
 			return fmt.Errorf("WAL record %d: apply to LevelDB: %w", lsn, err)
 		}
-		if s.opts.OnChange != nil {
+		if s.opts.OnChange != nil && r.op != opHint && r.op != opHintDrop {
 			s.opts.OnChange(r.db, r.key, s.encodeForHook(old, found), r.body)
 		}
 		s.replayed.Add(1)
@@ -423,7 +428,7 @@ func (s *Store) commit(db int, key []byte, payload []byte, batch *leveldb.Batch,
 		}
 		return fmt.Errorf("store: WAL append (db %d): %w", db, err)
 	}
-	if s.opts.OnChange != nil {
+	if s.opts.OnChange != nil && db >= 0 { // db -1: a hint (hints.go), not data
 		// Durable now, so reported even if the apply below fails: reads
 		// return the queued state. Deferred to run before the gate's
 		// RUnlock, which ScanMarked relies on.
