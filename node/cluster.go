@@ -256,7 +256,11 @@ func (n *Node) coordinatedGet(ctx context.Context, db int, key []byte, r int) (s
 	if err != nil {
 		return vclock.Set{}, false, err
 	}
-	return c.coord.Get(ctx, db, key, r)
+	set, found, err = c.coord.Get(ctx, db, key, r)
+	if err == nil && found {
+		n.metrics.observeRead(set, n.cfg.now().UnixNano())
+	}
+	return set, found, err
 }
 
 // notReadyReason says why membership is not ready, for GET /ready.

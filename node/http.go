@@ -24,7 +24,7 @@ const defaultContentType = "application/octet-stream"
 
 func (n *Node) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(n.observe)
+	r.Use(n.observe, n.measure)
 	if len(n.tokens) > 0 {
 		r.Use(n.authenticate)
 	}
@@ -35,6 +35,7 @@ func (n *Node) routes() http.Handler {
 	r.Head("/health", n.handleHealth)
 	r.Get("/ready", n.handleReady)
 	r.Head("/ready", n.handleReady)
+	r.Get("/metrics", n.handleMetrics)
 
 	if n.cfg.Pprof {
 		r.Mount("/debug", middleware.Profiler())

@@ -39,6 +39,7 @@ type Node struct {
 	srv      *http.Server
 	inflight chan struct{} // a slot per request being served; full means shed load
 	tokens   [][32]byte    // sha256 of each accepted bearer token
+	metrics  *metrics
 	state    atomic.Int32
 	addr     atomic.Pointer[string] // bound address once listening
 
@@ -83,6 +84,7 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		serveDone: make(chan struct{}),
 		done:      make(chan error, 1),
 	}
+	n.metrics = newMetrics(n)
 	if cfg.TLSCert != "" {
 		tc, err := loadTLS(cfg)
 		if err != nil {
@@ -110,6 +112,7 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		CheckpointInterval: cfg.CheckpointInterval,
 		Now:                cfg.now,
 		Logger:             log.Named("store"),
+		WALObserver:        n.metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: opening store in %s: %w", cfg.DataDir, err)

@@ -1,0 +1,159 @@
+package node
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dynkv/dynkv/membership"
+)
+
+// nodeCollector turns the counters the node's packages already keep into
+// metrics at scrape time, so that serving requests pays nothing for them.
+type nodeCollector struct{ n *Node }
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	// Coordinator.
+	descReads              = desc("dynkv_coordinator_reads_total", "Reads this node coordinated.")
+	descWrites             = desc("dynkv_coordinator_writes_total", "Writes (puts and deletes) received by this node's coordinator.")
+	descForwards           = desc("dynkv_coordinator_forwards_total", "Writes forwarded to a replica of the key to coordinate.")
+	descQuorumFailures     = desc("dynkv_quorum_failures_total", "Reads and writes answered 503 because too few replicas acknowledged.")
+	descReadRepairs        = desc("dynkv_read_repairs_total", "Read-repair merges sent to replicas that answered a stale value.")
+	descReadRepairFailures = desc("dynkv_read_repair_failures_total", "Read-repair merges that failed.")
+
+	// Store and WAL.
+	descKeysWritten    = desc("dynkv_store_keys_written_total", "Local puts and merges that changed a key.")
+	descReclaimed      = desc("dynkv_store_reclaimed_keys_total", "Expired keys and old tombstones dropped by the reclaimer.")
+	descReplayed       = desc("dynkv_store_replayed_records", "WAL records replayed into LevelDB at the last start.")
+	descPendingRecords = desc("dynkv_store_pending_records", "WAL-durable records LevelDB has not absorbed yet.")
+	descCheckpointLSN  = desc("dynkv_store_checkpoint_lsn", "LSN up to which every WAL record is durably in LevelDB.")
+	descReopens        = desc("dynkv_store_leveldb_reopens_total", "LevelDB reopens after failed applies (I/O errors).")
+	descWALAppends     = desc("dynkv_wal_appends_total", "WAL records acknowledged.")
+	descWALBatches     = desc("dynkv_wal_batches_total", "WAL group-commit batches written.")
+	descWALSyncs       = desc("dynkv_wal_syncs_total", "WAL fsyncs.")
+	descWALBytes       = desc("dynkv_wal_bytes_total", "WAL bytes written, framing included.")
+	descWALSegments    = desc("dynkv_wal_segments", "WAL segment files on disk.")
+
+	// LevelDB, per level.
+	descLDBTables  = desc("dynkv_leveldb_tables", "LevelDB table files per level.", "level")
+	descLDBSize    = desc("dynkv_leveldb_size_bytes", "LevelDB table bytes per level.", "level")
+	descLDBCompact = desc("dynkv_leveldb_compaction_seconds_total", "Time LevelDB spent compacting into each level.", "level")
+	descLDBRead    = desc("dynkv_leveldb_compaction_read_bytes_total", "Bytes LevelDB compactions read, per level.", "level")
+	descLDBWrite   = desc("dynkv_leveldb_compaction_write_bytes_total", "Bytes LevelDB compactions wrote, per level.", "level")
+
+	// Ownership handoff.
+	descHandoffPasses   = desc("dynkv_handoff_passes_total", "Ownership handoff and stray sweep passes completed.")
+	descHandoffFailures = desc("dynkv_handoff_failures_total", "Ownership handoff passes that failed (retried).")
+	descHandoffKeys     = desc("dynkv_handoff_keys_sent_total", "Key copies sent to new owners and acknowledged.")
+	descHandoffBytes    = desc("dynkv_handoff_bytes_sent_total", "Encoded bytes of those copies.")
+	descHandoffDropped  = desc("dynkv_handoff_keys_dropped_total", "Stray keys dropped after every owner acknowledged them.")
+
+	// Ring and membership.
+	descReady      = desc("dynkv_ready", "1 when the node answers 200 on /ready.")
+	descRingShare  = desc("dynkv_ring_share", "Fraction of the committed ring's partitions this node owns (primary).")
+	descRingEpoch  = desc("dynkv_ring_epoch", "Epoch of the committed ring.")
+	descRingSize   = desc("dynkv_ring_members", "Members of the committed ring.")
+	descPending    = desc("dynkv_ring_transition_pending", "1 while a ring change is pending (handoff in progress).")
+	descMembers    = desc("dynkv_members", "Members known to this node, by ring status.", "status")
+	descLiveness   = desc("dynkv_members_liveness", "Members other than this node, by failure-detector liveness.", "liveness")
+	descPartitions = desc("dynkv_ring_partitions", "Partitions of the ring.")
+)
+
+var allStatuses = []membership.Status{
+	membership.StatusJoining, membership.StatusValid, membership.StatusLeaving,
+	membership.StatusLeft, membership.StatusRemoved,
+}
+
+// Describe sends nothing: the collector is unchecked, because the cluster
+// metrics only exist once the node has started.
+func (c *nodeCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+
+	st := n.store.Stats()
+	counter(descKeysWritten, st.KeysWritten)
+	counter(descReclaimed, st.ReclaimedKeys)
+	gauge(descReplayed, float64(st.ReplayedRecords))
+	gauge(descPendingRecords, float64(st.PendingRecords))
+	gauge(descCheckpointLSN, float64(st.CheckpointLSN))
+	counter(descReopens, st.LevelDBReopens)
+	counter(descWALAppends, st.WAL.Appends)
+	counter(descWALBatches, st.WAL.Batches)
+	counter(descWALSyncs, st.WAL.Syncs)
+	counter(descWALBytes, st.WAL.Bytes)
+	gauge(descWALSegments, float64(st.WAL.Segments))
+	for _, l := range parseLevelDBStats(st.LevelDB) {
+		lv := strconv.Itoa(l.Level)
+		gauge(descLDBTables, float64(l.Tables), lv)
+		gauge(descLDBSize, l.SizeBytes, lv)
+		ch <- prometheus.MustNewConstMetric(descLDBCompact, prometheus.CounterValue, l.CompactSecs, lv)
+		ch <- prometheus.MustNewConstMetric(descLDBRead, prometheus.CounterValue, l.ReadBytes, lv)
+		ch <- prometheus.MustNewConstMetric(descLDBWrite, prometheus.CounterValue, l.WriteBytes, lv)
+	}
+
+	ready := 0.0
+	cl := n.cluster.Load()
+	if cl != nil && n.state.Load() == stateReady && cl.members.Ready() {
+		ready = 1
+	}
+	gauge(descReady, ready)
+	if cl == nil {
+		return
+	}
+
+	cs := cl.coord.Stats()
+	counter(descReads, cs.Reads)
+	counter(descWrites, cs.Writes)
+	counter(descForwards, cs.Forwards)
+	counter(descQuorumFailures, cs.QuorumFailures)
+	counter(descReadRepairs, cs.ReadRepairs)
+	counter(descReadRepairFailures, cs.ReadRepairFailures)
+
+	hs := cl.handoff.Stats()
+	counter(descHandoffPasses, hs.Passes)
+	counter(descHandoffFailures, hs.Failures)
+	counter(descHandoffKeys, hs.KeysSent)
+	counter(descHandoffBytes, hs.BytesSent)
+	counter(descHandoffDropped, hs.KeysDropped)
+
+	self := cl.members.Self()
+	state := cl.members.State()
+	p := cl.members.Placement()
+	share, pending := 0.0, 0.0
+	if p.Committed != nil {
+		share = p.Committed.Share(self)
+	}
+	if p.Target != nil {
+		pending = 1
+	}
+	gauge(descRingShare, share)
+	gauge(descRingEpoch, float64(state.Committed.Epoch))
+	gauge(descRingSize, float64(len(state.Committed.Members)))
+	gauge(descPending, pending)
+	gauge(descPartitions, float64(state.Partitions))
+	byStatus := map[membership.Status]int{}
+	byLiveness := map[membership.Liveness]int{membership.Alive: 0, membership.Suspect: 0, membership.Dead: 0}
+	for _, m := range state.Members {
+		byStatus[m.Status]++
+		if m.ID != self && m.Status != membership.StatusLeft && m.Status != membership.StatusRemoved {
+			byLiveness[cl.members.Liveness(m.ID)]++
+		}
+	}
+	for _, s := range allStatuses {
+		gauge(descMembers, float64(byStatus[s]), s.String())
+	}
+	for l, v := range byLiveness {
+		gauge(descLiveness, float64(v), string(l))
+	}
+}
