@@ -39,6 +39,8 @@ type Server struct {
 	Authorize func(*http.Request) bool
 	// Logger receives unexpected failures at debug level; nil is a no-op.
 	Logger *zap.Logger
+	// Trees, when set, serves the anti-entropy calls (aae_rpc.go).
+	Trees *HashTrees
 }
 
 // Handler serves POST PathPrefix + {get, merge, merge-batch, coordinate}.
@@ -60,6 +62,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		handle = s.mergeBatch
 	case callCoordinate:
 		handle = s.coordinate
+	case callHint:
+		handle = s.hint // hints_rpc.go
+	case callAAETree, callAAEKeys:
+		handle = s.aaeHandler(call)
 	default:
 		s.fail(w, call, http.StatusNotFound, errorFrame{Code: CodeBadRequest, Message: fmt.Sprintf("no RPC call %q", r.URL.Path), Index: -1})
 		return
