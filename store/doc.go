@@ -35,11 +35,35 @@
 // # TTL and tombstones
 //
 // Keys whose siblings all eventually become reclaimable (values with an
-// expiry, tombstones past TombstoneGrace) get an entry in a reclaim index
-// ordered by the time they become reclaimable. A background reclaimer walks
-// that index up to now and drops such keys with a "drop" WAL record. In a
-// cluster a tombstone may only go once every replica holds it; the
-// CanDropTombstone hook lets the replication layer say so.
+// expiry, tombstones) get an entry in a reclaim index ordered by the time
+// the reclaimer next has work on them. A background reclaimer walks that
+// index up to now, in two steps.
+//
+// Burying: an expired value cannot simply be dropped, because in a cluster
+// an older version on a stale replica would then come back through
+// anti-entropy, read repair or a hint: nothing would cover it any more. So
+// once every value of a key has expired the reclaimer replaces each with
+// its tombstone twin: the same dot, no value, a LastModified of the expiry
+// (strictly after the value's own), written through the normal path as a
+// "put" WAL record. The key's context is unchanged, so the tombstone still
+// covers everything the value superseded, and vclock.Merge picks the twin
+// over the value it replaces (the later LastModified wins a same-dot
+// merge), so a replica that has not buried its copy yet converges on the
+// tombstone. Reads do not change: expired values already read as absent.
+// An expired value beside a value that never expires is left alone (reads
+// skip it) until a write supersedes it.
+//
+// Reaping: a key holding only tombstones, the newest older than
+// TombstoneGrace, is dropped with a "drop" WAL record once the
+// CanDropTombstone hook agrees. In a cluster the replication layer answers
+// it by asking every replica of the key whether it holds the tombstone
+// (or nothing): dropping earlier would let a replica that missed the delete
+// resurrect the value. The hook is asked without the key's lock (it does
+// network calls); the key is dropped only if it did not change meanwhile.
+// A refused key is asked about again after a delay (a minute, or the grace
+// if shorter), so it does not hold up the index. A nil hook, as on one
+// node, always agrees. The node installs the hook with SetCanDropTombstone
+// once its cluster is up.
 //
 // # LevelDB layout
 //

@@ -9,6 +9,7 @@ type Stats struct {
 	KeysWritten     uint64    // Put and Merge calls that changed a key since Open
 	ReplayedRecords uint64    // WAL records applied by the last Open
 	ReclaimedKeys   uint64    // keys dropped by the TTL/tombstone reclaimer since Open
+	BuriedKeys      uint64    // keys whose expired values the reclaimer turned into tombstones since Open
 	PendingRecords  int       // WAL-durable records LevelDB has not absorbed yet
 	CheckpointLSN   uint64    // every record up to here is durably in LevelDB
 	LevelDBReopens  uint64    // reopens to recover from failed LevelDB applies
@@ -23,6 +24,7 @@ func (s *Store) Stats() Stats {
 		KeysWritten:     s.keysWritten.Load(),
 		ReplayedRecords: s.replayed.Load(),
 		ReclaimedKeys:   s.reclaimed.Load(),
+		BuriedKeys:      s.buried.Load(),
 		PendingRecords:  int(s.pendingN.Load()),
 		CheckpointLSN:   s.checkpointLSN.Load(),
 		LevelDBReopens:  s.reopens.Load(),
