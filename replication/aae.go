@@ -1,0 +1,420 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/store"
+	"github.com/dynkv/dynkv/vclock"
+)
+
+// Active anti-entropy defaults, applied to zero AntiEntropyConfig fields.
+const (
+	DefaultAAEInterval          = 10 * time.Second
+	DefaultAAERate              = 4 << 20 // bytes/s
+	DefaultAAEPartitionsPerTick = 4
+	DefaultAAEKeysPerExchange   = 1000
+	// aaeBucketsPerExchange bounds the leaves one exchange lists keys of;
+	// the rest differ still at the next round and are taken then.
+	aaeBucketsPerExchange = 256
+	// aaeTreeBytes is what one tree exchange costs on the wire, charged to
+	// the rate limit.
+	aaeTreeBytes = 8 * (1 + TreeInner + TreeLeaves)
+)
+
+// AAEMembership is what anti-entropy needs of membership.Membership.
+type AAEMembership interface {
+	Placement() membership.Placement
+	Liveness(id string) membership.Liveness
+}
+
+// AAEPeers reaches the other replicas of a partition by node id;
+// *Replicas implements it over RPC.
+type AAEPeers interface {
+	AAETree(ctx context.Context, id string, partition int) (*TreeSummary, error)
+	AAEKeys(ctx context.Context, id string, partition int, buckets []int) ([]KeyHash, error)
+	Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error)
+	Merge(ctx context.Context, id string, db int, key []byte, s vclock.Set) error
+}
+
+// AntiEntropyConfig configures an AntiEntropy. Self, Store, Trees,
+// Membership and Peers are required; zero values of the rest take the
+// defaults above.
+type AntiEntropyConfig struct {
+	Self string
+	// Store must report its changes to Trees.Observe (store.Options.OnChange).
+	Store      *store.Store
+	Trees      *HashTrees
+	Membership AAEMembership
+	Peers      AAEPeers
+	// N is the replica count before capping at the ring's member count.
+	N int
+	// Interval is the time between rounds (--aae-interval).
+	Interval time.Duration
+	// Rate bounds the bytes/s exchanges send and fetch (--aae-rate);
+	// negative means unlimited.
+	Rate int64
+	// PartitionsPerTick is how many of this node's partitions a round
+	// compares, round robin.
+	PartitionsPerTick int
+	// KeysPerExchange bounds the keys one exchange with one peer repairs.
+	KeysPerExchange int
+	// TombstoneGrace is --tombstone-grace: a Set of nothing but tombstones
+	// older than this is about to be reaped everywhere, and is never pushed.
+	TombstoneGrace time.Duration
+	Now            func() time.Time
+	Logger         *zap.Logger
+}
+
+func (c AntiEntropyConfig) withDefaults() AntiEntropyConfig {
+	if c.N <= 0 {
+		c.N = DefaultHandoffN
+	}
+	if c.Interval <= 0 {
+		c.Interval = DefaultAAEInterval
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultAAERate
+	}
+	if c.PartitionsPerTick <= 0 {
+		c.PartitionsPerTick = DefaultAAEPartitionsPerTick
+	}
+	if c.KeysPerExchange <= 0 {
+		c.KeysPerExchange = DefaultAAEKeysPerExchange
+	}
+	if c.TombstoneGrace <= 0 {
+		c.TombstoneGrace = store.DefaultTombstoneGrace
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// AAEStats are anti-entropy's counters since start, for /cluster/status
+// and metrics.
+type AAEStats struct {
+	TreesReady          bool          `json:"trees_ready"`
+	TreeBuildTime       time.Duration `json:"-"`
+	TreeBuildSeconds    float64       `json:"tree_build_seconds"`
+	TreeKeys            int64         `json:"tree_keys"`
+	Rounds              uint64        `json:"rounds"`
+	Exchanges           uint64        `json:"exchanges"`            // tree comparisons with one peer
+	PartitionsDiffering uint64        `json:"partitions_differing"` // exchanges whose roots differed
+	KeysPulled          uint64        `json:"keys_pulled"`
+	KeysPushed          uint64        `json:"keys_pushed"`
+	TombstonesNotPushed uint64        `json:"tombstones_not_pushed"`
+	Errors              uint64        `json:"errors"`
+	LastExchange        time.Time     `json:"last_exchange"`
+	LastError           string        `json:"last_error,omitempty"`
+}
+
+// AntiEntropy is Dynamo's active anti-entropy for one node (Riak's AAE):
+// every Interval it takes the next few partitions whose committed
+// preference list holds this node and compares their hash trees with each
+// other live replica's. Where roots differ it lists the keys of the
+// differing leaves on both sides, and for each key that differs pulls the
+// peer's Set (Get, then a local store.Merge) and pushes the merged Set back
+// (Merge), so both replicas end with the same state. Keys nobody reads and
+// whose hints were lost converge so.
+//
+// Traffic is bounded by Rate (token bucket) and KeysPerExchange. A Set made
+// only of tombstones past TombstoneGrace is pulled but never pushed: it is
+// about to be reaped everywhere, and pushing it to a replica that reaped it
+// already would bring the tombstone back.
+type AntiEntropy struct {
+	cfg    AntiEntropyConfig
+	log    *zap.Logger
+	bucket *tokenBucket
+	next   int // round-robin cursor over partitions (loop goroutine only)
+
+	mu    sync.Mutex
+	stats AAEStats
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// NewAntiEntropy checks cfg; Start runs it.
+func NewAntiEntropy(cfg AntiEntropyConfig) (*AntiEntropy, error) {
+	cfg = cfg.withDefaults()
+	switch {
+	case cfg.Self == "":
+		return nil, errors.New("replication: anti-entropy needs Self")
+	case cfg.Store == nil || cfg.Trees == nil:
+		return nil, errors.New("replication: anti-entropy needs Store and Trees")
+	case cfg.Membership == nil || cfg.Peers == nil:
+		return nil, errors.New("replication: anti-entropy needs Membership and Peers")
+	}
+	rate := float64(cfg.Rate)
+	return &AntiEntropy{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		bucket: newTokenBucket(rate, max(rate, 2*aaeTreeBytes), realClock{}),
+	}, nil
+}
+
+// Start builds the hash trees in the background and then runs a round every
+// Interval until Close.
+func (a *AntiEntropy) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.done = make(chan struct{})
+	go a.loop(ctx)
+}
+
+// Close stops the rounds and waits for the current one to end.
+func (a *AntiEntropy) Close() {
+	a.once.Do(func() {
+		if a.cancel != nil {
+			a.cancel()
+			<-a.done
+		}
+	})
+}
+
+func (a *AntiEntropy) loop(ctx context.Context) {
+	defer close(a.done)
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	for {
+		if !a.cfg.Trees.Ready() {
+			a.build()
+		} else if err := a.Round(ctx); err != nil && ctx.Err() == nil {
+			a.log.Debug("anti-entropy round failed", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *AntiEntropy) build() {
+	start := time.Now()
+	if err := a.cfg.Trees.Build(a.cfg.Store); err != nil {
+		if !errors.Is(err, store.ErrClosed) {
+			a.log.Warn("building anti-entropy hash trees failed; retrying next interval", zap.Error(err))
+		}
+		return
+	}
+	a.log.Info("anti-entropy hash trees built", zap.Duration("took", time.Since(start)), zap.Int64("keys", a.cfg.Trees.Keys()))
+}
+
+// Round compares the next PartitionsPerTick partitions this node replicates
+// with their other live replicas. It returns the errors of the exchanges
+// that failed, after trying every one.
+func (a *AntiEntropy) Round(ctx context.Context) error {
+	if !a.cfg.Trees.Ready() {
+		return nil
+	}
+	pl := a.cfg.Membership.Placement()
+	ring := pl.Committed
+	if ring == nil || ring.Len() == 0 || !ring.Contains(a.cfg.Self) {
+		return nil
+	}
+	parts := ring.Partitions()
+	if parts != a.cfg.Trees.Partitions() {
+		return fmt.Errorf("replication: anti-entropy: the ring has %d partitions, the trees %d", parts, a.cfg.Trees.Partitions())
+	}
+	n := min(a.cfg.N, ring.Len())
+	var errs []error
+	picked := 0
+	for scanned := 0; scanned < parts && picked < a.cfg.PartitionsPerTick; scanned++ {
+		p := a.next % parts
+		a.next = (p + 1) % parts
+		prefs := ring.PreferenceList(p, n)
+		mine := false
+		for _, id := range prefs {
+			mine = mine || id == a.cfg.Self
+		}
+		if !mine {
+			continue
+		}
+		picked++
+		for _, peer := range prefs {
+			if peer == a.cfg.Self || a.cfg.Membership.Liveness(peer) != membership.Alive {
+				continue
+			}
+			if err := a.Exchange(ctx, p, peer); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				errs = append(errs, err)
+			}
+		}
+	}
+	a.mu.Lock()
+	a.stats.Rounds++
+	a.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Exchange brings partition p of this node and of peer together.
+func (a *AntiEntropy) Exchange(ctx context.Context, p int, peer string) (err error) {
+	defer func() {
+		a.mu.Lock()
+		a.stats.Exchanges++
+		a.stats.LastExchange = a.cfg.Now()
+		if err != nil {
+			a.stats.Errors++
+			a.stats.LastError = err.Error()
+		}
+		a.mu.Unlock()
+	}()
+	local, err := a.cfg.Trees.Summary(p)
+	if err != nil {
+		return err
+	}
+	if err := a.bucket.wait(ctx, aaeTreeBytes); err != nil {
+		return err
+	}
+	remote, err := a.cfg.Peers.AAETree(ctx, peer, p)
+	if err != nil {
+		return fmt.Errorf("replication: anti-entropy partition %d with %s: %w", p, peer, err)
+	}
+	if !remote.Ready {
+		return nil // the peer is still building its trees
+	}
+	leaves := DiffLeaves(&local, remote)
+	if len(leaves) == 0 {
+		return nil
+	}
+	a.count(func(s *AAEStats) { s.PartitionsDiffering++ })
+	if len(leaves) > aaeBucketsPerExchange {
+		leaves = leaves[:aaeBucketsPerExchange]
+	}
+	theirs, err := a.cfg.Peers.AAEKeys(ctx, peer, p, leaves)
+	if err != nil {
+		return fmt.Errorf("replication: anti-entropy partition %d with %s: %w", p, peer, err)
+	}
+	if err := a.bucket.wait(ctx, 16*len(theirs)); err != nil {
+		return err
+	}
+	ours, err := bucketKeys(a.cfg.Store, a.cfg.Trees.Partitions(), p, leaves)
+	if err != nil {
+		return err
+	}
+	diffs := diffKeys(ours, theirs)
+	if len(diffs) > a.cfg.KeysPerExchange {
+		diffs = diffs[:a.cfg.KeysPerExchange]
+	}
+	for _, d := range diffs {
+		if err := a.repair(ctx, peer, d); err != nil {
+			return fmt.Errorf("replication: anti-entropy partition %d with %s: %w", p, peer, err)
+		}
+	}
+	a.log.Debug("anti-entropy exchange repaired keys", zap.String("peer", peer), zap.Int("partition", p),
+		zap.Int("leaves", len(leaves)), zap.Int("keys", len(diffs)))
+	return nil
+}
+
+// repair makes one key's state equal on both replicas: the union (vclock
+// merge) of what each holds.
+func (a *AntiEntropy) repair(ctx context.Context, peer string, d keyDiff) error {
+	var merged vclock.Set
+	haveMerged := false
+	remoteFound := false
+	if d.Remote {
+		set, found, err := a.cfg.Peers.Get(ctx, peer, d.DB, d.Key)
+		if err != nil {
+			return err
+		}
+		if found {
+			remoteFound = true
+			if err := a.bucket.wait(ctx, len(d.Key)+len(set.Encode())); err != nil {
+				return err
+			}
+			if merged, err = a.cfg.Store.Merge(d.DB, d.Key, set); err != nil {
+				return fmt.Errorf("merging db %d key_hash %016x locally: %w", d.DB, placeHash(d.DB, d.Key), err)
+			}
+			haveMerged = true
+			a.count(func(s *AAEStats) { s.KeysPulled++ })
+		}
+	}
+	if !haveMerged {
+		set, err := a.cfg.Store.Get(d.DB, d.Key)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // reaped or dropped meanwhile; the next round sees
+		}
+		if err != nil {
+			return err
+		}
+		merged = set
+	}
+	enc := merged.Encode()
+	if remoteFound && entryHash(d.DB, d.Key, enc) == d.RemoteHash {
+		return nil // the peer holds it already (this side was behind)
+	}
+	if reapable(merged, a.cfg.Now().UnixNano(), a.cfg.TombstoneGrace) {
+		a.count(func(s *AAEStats) { s.TombstonesNotPushed++ })
+		return nil
+	}
+	if err := a.bucket.wait(ctx, len(d.Key)+len(enc)); err != nil {
+		return err
+	}
+	if err := a.cfg.Peers.Merge(ctx, peer, d.DB, d.Key, merged); err != nil {
+		return err
+	}
+	a.count(func(s *AAEStats) { s.KeysPushed++ })
+	return nil
+}
+
+// reapable reports whether s holds nothing but tombstones older than grace
+// at now (or nothing at all): every replica's reclaimer is about to drop
+// it, so anti-entropy must not hand it to a replica that may have already.
+func reapable(s vclock.Set, now int64, grace time.Duration) bool {
+	for _, sib := range s.Siblings {
+		if !sib.Tombstone || sib.LastModified > now-int64(grace) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *AntiEntropy) count(f func(*AAEStats)) {
+	a.mu.Lock()
+	f(&a.stats)
+	a.mu.Unlock()
+}
+
+// Stats returns the counters and the trees' state.
+func (a *AntiEntropy) Stats() AAEStats {
+	a.mu.Lock()
+	s := a.stats
+	a.mu.Unlock()
+	s.TreesReady = a.cfg.Trees.Ready()
+	s.TreeBuildTime, s.TreeKeys = a.cfg.Trees.BuildStats()
+	s.TreeBuildSeconds = s.TreeBuildTime.Seconds()
+	return s
+}
+
+// AAETree fetches node id's tree of partition over RPC (anti-entropy never
+// asks its own node).
+func (r *Replicas) AAETree(ctx context.Context, id string, partition int) (*TreeSummary, error) {
+	addr, err := r.addr(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Client.AAETree(ctx, addr, partition)
+}
+
+// AAEKeys lists node id's keys in the given buckets of partition.
+func (r *Replicas) AAEKeys(ctx context.Context, id string, partition int, buckets []int) ([]KeyHash, error) {
+	addr, err := r.addr(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Client.AAEKeys(ctx, addr, partition, buckets)
+}

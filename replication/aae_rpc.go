@@ -1,0 +1,305 @@
+package replication
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+)
+
+// Anti-entropy calls, under PathPrefix like the others.
+const (
+	callAAETree = "aae-tree"
+	callAAEKeys = "aae-keys"
+)
+
+// Frame kinds of the anti-entropy calls, far from the core calls' kinds so
+// that other features adding calls do not collide with them.
+const (
+	kindAAETreeRequest  byte = 0x40
+	kindAAETreeResponse byte = 0x41
+	kindAAEKeysRequest  byte = 0x42
+	kindAAEKeysResponse byte = 0x43
+)
+
+// maxPartition bounds a partition number on the wire (membership allows
+// far fewer partitions).
+const maxPartition = 1 << 20
+
+// Layouts (as in codec.go; hashes are 8-byte little-endian):
+//
+//	aae-tree request  = version kind partition
+//	aae-tree response = version kind ready(1 byte: 0 or 1)
+//	                    [root inner*TreeInner leaves*TreeLeaves]
+//	aae-keys request  = version kind partition count {bucket} (strictly increasing, < TreeLeaves)
+//	aae-keys response = version kind count {db key hash}
+//
+// A not-ready tree carries no hashes: the peer is still building its trees.
+
+type aaeKeysRequest struct {
+	Partition int
+	Buckets   []int
+}
+
+func encodeAAETreeRequest(partition int) []byte {
+	b := header(make([]byte, 0, 2+binary.MaxVarintLen64), kindAAETreeRequest)
+	return binary.AppendUvarint(b, uint64(partition))
+}
+
+func decodeAAETreeRequest(b []byte) (int, error) {
+	d := decoder{buf: b}
+	if err := d.header("aae-tree request", kindAAETreeRequest); err != nil {
+		return 0, err
+	}
+	p, err := d.partition()
+	if err != nil {
+		return 0, err
+	}
+	return p, d.end("aae-tree request")
+}
+
+func encodeAAETreeResponse(t *TreeSummary) []byte {
+	if !t.Ready {
+		return []byte{frameVersion, kindAAETreeResponse, 0}
+	}
+	b := make([]byte, 0, 3+8*(1+TreeInner+TreeLeaves))
+	b = append(header(b, kindAAETreeResponse), 1)
+	b = binary.LittleEndian.AppendUint64(b, t.Root)
+	for _, h := range t.Inner {
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	for _, h := range t.Leaves {
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	return b
+}
+
+func decodeAAETreeResponse(b []byte) (*TreeSummary, error) {
+	d := decoder{buf: b}
+	if err := d.header("aae-tree response", kindAAETreeResponse); err != nil {
+		return nil, err
+	}
+	at := d.off
+	ready, err := d.byte("aae-tree ready flag")
+	if err != nil {
+		return nil, err
+	}
+	t := new(TreeSummary)
+	switch ready {
+	case 0:
+		return t, d.end("aae-tree response")
+	case 1:
+	default:
+		return nil, d.errorfAt(at, "aae-tree ready flag %d, want 0 or 1", ready)
+	}
+	t.Ready = true
+	if t.Root, err = d.fixed64("aae-tree root"); err != nil {
+		return nil, err
+	}
+	for i := range t.Inner {
+		if t.Inner[i], err = d.fixed64("aae-tree inner node"); err != nil {
+			return nil, err
+		}
+	}
+	for i := range t.Leaves {
+		if t.Leaves[i], err = d.fixed64("aae-tree leaf"); err != nil {
+			return nil, err
+		}
+	}
+	return t, d.end("aae-tree response")
+}
+
+func encodeAAEKeysRequest(r aaeKeysRequest) []byte {
+	b := header(make([]byte, 0, 2+2*binary.MaxVarintLen64+2*len(r.Buckets)), kindAAEKeysRequest)
+	b = binary.AppendUvarint(b, uint64(r.Partition))
+	b = binary.AppendUvarint(b, uint64(len(r.Buckets)))
+	for _, x := range r.Buckets {
+		b = binary.AppendUvarint(b, uint64(x))
+	}
+	return b
+}
+
+func decodeAAEKeysRequest(b []byte) (aaeKeysRequest, error) {
+	d := decoder{buf: b}
+	var r aaeKeysRequest
+	var err error
+	if err = d.header("aae-keys request", kindAAEKeysRequest); err != nil {
+		return r, err
+	}
+	if r.Partition, err = d.partition(); err != nil {
+		return r, err
+	}
+	n, err := d.count("aae-keys bucket count", 1)
+	if err != nil {
+		return r, err
+	}
+	if n > TreeLeaves {
+		return r, d.errorf("aae-keys bucket count %d exceeds %d", n, TreeLeaves)
+	}
+	r.Buckets = make([]int, 0, n)
+	for range n {
+		at := d.off
+		v, err := d.uvarint("aae-keys bucket")
+		if err != nil {
+			return r, err
+		}
+		if v >= TreeLeaves {
+			return r, d.errorfAt(at, "aae-keys bucket %d exceeds %d", v, TreeLeaves-1)
+		}
+		if len(r.Buckets) > 0 && int(v) <= r.Buckets[len(r.Buckets)-1] {
+			return r, d.errorfAt(at, "aae-keys buckets not strictly increasing at %d", v)
+		}
+		r.Buckets = append(r.Buckets, int(v))
+	}
+	return r, d.end("aae-keys request")
+}
+
+func encodeAAEKeysResponse(keys []KeyHash) ([]byte, error) {
+	size := 2 + binary.MaxVarintLen64
+	for _, k := range keys {
+		size += uvarintLen(uint64(k.DB)) + bytesLen(len(k.Key)) + 8
+	}
+	if size > MaxFrameBytes {
+		return nil, fmt.Errorf("replication: aae-keys response of %d keys takes %d bytes, over the frame limit %d", len(keys), size, MaxFrameBytes)
+	}
+	b := header(make([]byte, 0, size), kindAAEKeysResponse)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = binary.AppendUvarint(b, uint64(k.DB))
+		b = appendBytes(b, k.Key)
+		b = binary.LittleEndian.AppendUint64(b, k.Hash)
+	}
+	return b, nil
+}
+
+// decodeAAEKeysResponse parses a key listing; the keys alias b.
+func decodeAAEKeysResponse(b []byte) ([]KeyHash, error) {
+	d := decoder{buf: b}
+	if err := d.header("aae-keys response", kindAAEKeysResponse); err != nil {
+		return nil, err
+	}
+	// db(1) + key length(1) + key(>=1) + hash(8)
+	n, err := d.count("aae-keys key count", 11)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KeyHash, 0, n)
+	for range n {
+		var k KeyHash
+		if k.DB, err = d.db(); err != nil {
+			return nil, err
+		}
+		if k.Key, err = d.key(); err != nil {
+			return nil, err
+		}
+		if k.Hash, err = d.fixed64("aae-keys hash"); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, d.end("aae-keys response")
+}
+
+func (d *decoder) fixed64(what string) (uint64, error) {
+	if len(d.buf)-d.off < 8 {
+		return 0, d.errorf("%s: unexpected end of input", what)
+	}
+	v := binary.LittleEndian.Uint64(d.buf[d.off:])
+	d.off += 8
+	return v, nil
+}
+
+func (d *decoder) partition() (int, error) {
+	at := d.off
+	v, err := d.uvarint("partition")
+	if err != nil {
+		return 0, err
+	}
+	if v >= maxPartition {
+		return 0, d.errorfAt(at, "partition %d exceeds %d", v, maxPartition-1)
+	}
+	return int(v), nil
+}
+
+// AAETree fetches partition's hash tree from the node at addr.
+func (c *Client) AAETree(ctx context.Context, addr string, partition int) (*TreeSummary, error) {
+	resp, err := c.callNamed(ctx, addr, callAAETree, encodeAAETreeRequest(partition))
+	if err != nil {
+		return nil, err
+	}
+	t, err := decodeAAETreeResponse(resp)
+	if err != nil {
+		return nil, fmt.Errorf("replication: %s at %s: response: %w", callAAETree, addr, err)
+	}
+	return t, nil
+}
+
+// AAEKeys lists the keys (with their entry hashes) the node at addr holds
+// in the given leaf buckets of partition; buckets must be strictly
+// increasing.
+func (c *Client) AAEKeys(ctx context.Context, addr string, partition int, buckets []int) ([]KeyHash, error) {
+	resp, err := c.callNamed(ctx, addr, callAAEKeys, encodeAAEKeysRequest(aaeKeysRequest{Partition: partition, Buckets: buckets}))
+	if err != nil {
+		return nil, err
+	}
+	keys, err := decodeAAEKeysResponse(resp)
+	if err != nil {
+		return nil, fmt.Errorf("replication: %s at %s: response: %w", callAAEKeys, addr, err)
+	}
+	return keys, nil
+}
+
+// callNamed is Client.call for calls outside the core four (whose URLs
+// the client caches by index); both anti-entropy calls are reads, so
+// idempotent and retried.
+func (c *Client) callNamed(ctx context.Context, addr, name string, body []byte) ([]byte, error) {
+	url := c.scheme + "://" + addr + PathPrefix + name
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		resp, retry, err := c.attempt(ctx, addr, name, url, body)
+		if err == nil {
+			return resp, nil
+		}
+		if !retry || attempt >= c.cfg.Retries {
+			return nil, err
+		}
+		if werr := c.wait(ctx, attempt); werr != nil {
+			return nil, err
+		}
+	}
+}
+
+// aaeHandler serves the anti-entropy calls from s.Trees; without trees
+// the node does not run anti-entropy and answers unavailable.
+func (s *Server) aaeHandler(call string) func(context.Context, []byte) ([]byte, error) {
+	return func(_ context.Context, body []byte) ([]byte, error) {
+		if s.Trees == nil {
+			return nil, fmt.Errorf("%w: anti-entropy is off on this node", ErrUnavailable)
+		}
+		switch call {
+		case callAAETree:
+			p, err := decodeAAETreeRequest(body)
+			if err != nil {
+				return nil, err
+			}
+			t, err := s.Trees.Summary(p)
+			if err != nil {
+				return nil, err
+			}
+			return encodeAAETreeResponse(&t), nil
+		default:
+			r, err := decodeAAEKeysRequest(body)
+			if err != nil {
+				return nil, err
+			}
+			if r.Partition >= s.Trees.Partitions() {
+				return nil, fmt.Errorf("%w: partition %d, this node has %d", ErrBadRequest, r.Partition, s.Trees.Partitions())
+			}
+			keys, err := bucketKeys(s.Store, s.Trees.Partitions(), r.Partition, r.Buckets)
+			if err != nil {
+				return nil, err
+			}
+			return encodeAAEKeysResponse(keys)
+		}
+	}
+}
