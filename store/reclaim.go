@@ -188,7 +188,7 @@ func (s *Store) bury(e reclaimEntry, cur vclock.Set, now int64) error {
 func (s *Store) drop(e reclaimEntry, cur vclock.Set) (bool, error) {
 	b := s.dropBatch(e.db, e.key, cur, true)
 	b.Delete(e.indexKey)
-	if err := s.commit(e.db, e.key, encodeRecord(opDrop, e.db, e.key, nil), b, pendingApply{set: vclock.Set{}, dropped: true}); err != nil {
+	if err := s.commit(e.db, e.key, encodeRecord(opDrop, e.db, e.key, nil), b, pendingApply{set: vclock.Set{}, dropped: true, before: s.encodeForHook(cur, true)}); err != nil {
 		return false, fmt.Errorf("store: reclaim db %d key_hash %016x: %w", e.db, keyHash(e.db, e.key), err)
 	}
 	s.reclaimed.Add(1)
