@@ -1,0 +1,180 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/dynkv/dynkv/test/testnode"
+)
+
+// RequestTimeout bounds one client request: above the server's 5s
+// --request-timeout so quorum failures come back as 503, short enough that a
+// paused node (which accepts and never answers) does not stall a client.
+const RequestTimeout = 8 * time.Second
+
+// opPause spaces a client's requests, so that five nodes (perhaps built
+// with -race) on two shared cores keep up and faults, not overload, decide
+// what fails.
+const opPause = 10 * time.Millisecond
+
+// Workloads runs the clients of the distinct-writes and set-append
+// workloads until Stop.
+type Workloads struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// WorkloadOptions configure the clients.
+type WorkloadOptions struct {
+	Nodes       []*testnode.Node
+	History     *History
+	Seed        uint64
+	Writers     int      // distinct-writes clients
+	Appenders   int      // set-append clients
+	SetKeys     []string // keys of the set-append workload, created beforehand
+	KeyPrefix   string   // prefix of distinct keys, so phases do not collide
+	DeleteRatio float64  // share of acknowledged writes a writer then deletes
+	ReadRatio   float64  // share of operations that read back an earlier write
+}
+
+// StartWorkloads starts the clients; each has its own random source
+// derived from the seed, so a replay makes the same choices (timing
+// differs, and with it what faults hit).
+func StartWorkloads(o WorkloadOptions) *Workloads {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Workloads{cancel: cancel}
+	for i := range o.Writers {
+		rng := rand.New(rand.NewPCG(o.Seed, uint64(1000+i)))
+		w.wg.Go(func() { distinctWriter(ctx, o, i, rng) })
+	}
+	for i := range o.Appenders {
+		rng := rand.New(rand.NewPCG(o.Seed, uint64(2000+i)))
+		w.wg.Go(func() { setAppender(ctx, o, i, rng) })
+	}
+	return w
+}
+
+// Stop ends the clients and waits for them; a request in flight runs to
+// its answer or its timeout, so its outcome is recorded.
+func (w *Workloads) Stop() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// request runs one bounded request; it is not tied to the workload's
+// context, so Stop does not turn an acknowledged write into an unknown.
+func request(f func(ctx context.Context) (testnode.Response, error)) (testnode.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), RequestTimeout)
+	defer cancel()
+	return f(ctx)
+}
+
+// distinctWriter writes new keys with unique values through random nodes,
+// deletes some of those it got acknowledged, and reads back earlier ones.
+func distinctWriter(ctx context.Context, o WorkloadOptions, id int, rng *rand.Rand) {
+	h := o.History
+	for seq := 0; sleepCtx(ctx, opPause); seq++ {
+		nd := o.Nodes[rng.IntN(len(o.Nodes))]
+		if rng.Float64() < o.ReadRatio {
+			key, value, ok := h.Readable(rng.IntN)
+			if !ok {
+				continue
+			}
+			h.Ops.Add(1)
+			r, err := request(func(c context.Context) (testnode.Response, error) {
+				return nd.GetContext(c, key, testnode.KV{})
+			})
+			switch {
+			case err != nil || r.Status >= 500:
+				h.Failed.Add(1)
+			case r.Status != http.StatusOK || string(r.Body) != value:
+				h.StaleReads.Add(1)
+			}
+			continue
+		}
+		key := fmt.Sprintf("%sw%d/%d", o.KeyPrefix, id, seq)
+		value := fmt.Sprintf("v%d-%d-%x", id, seq, rng.Uint32())
+		h.PutAttempt(key, value)
+		h.Ops.Add(1)
+		r, err := request(func(c context.Context) (testnode.Response, error) {
+			return nd.PutContext(c, key, []byte(value), testnode.KV{})
+		})
+		if err != nil || r.Status != http.StatusNoContent {
+			h.Failed.Add(1)
+			continue
+		}
+		h.PutAcked(key)
+		if rng.Float64() >= o.DeleteRatio {
+			continue
+		}
+		nd = o.Nodes[rng.IntN(len(o.Nodes))]
+		h.DeleteAttempt(key)
+		h.Ops.Add(1)
+		r, err = request(func(c context.Context) (testnode.Response, error) {
+			return nd.DeleteContext(c, key, testnode.KV{})
+		})
+		if err != nil || r.Status != http.StatusNoContent {
+			h.Failed.Add(1)
+			continue
+		}
+		h.DeleteAcked(key)
+	}
+}
+
+// setAppender adds unique elements to the set keys the way a client must:
+// read (siblings and context), union, add, write back with the context.
+func setAppender(ctx context.Context, o WorkloadOptions, id int, rng *rand.Rand) {
+	h := o.History
+	for seq := 0; sleepCtx(ctx, opPause); seq++ {
+		key := o.SetKeys[rng.IntN(len(o.SetKeys))]
+		nd := o.Nodes[rng.IntN(len(o.Nodes))]
+		h.Ops.Add(1)
+		r, err := request(func(c context.Context) (testnode.Response, error) {
+			return nd.GetContext(c, key, testnode.KV{})
+		})
+		if err != nil || r.Status >= 500 {
+			h.Failed.Add(1)
+			continue
+		}
+		if r.Status == http.StatusNotFound || r.Context == "" {
+			// The key was created before the run: a 404 missed it. Writing
+			// blind would supersede what the coordinator holds, so skip.
+			h.StaleReads.Add(1)
+			continue
+		}
+		vals, err := r.Values()
+		if err != nil {
+			h.Failed.Add(1)
+			continue
+		}
+		set := Elements(vals)
+		elem := fmt.Sprintf("a%d-%d", id, seq)
+		set[elem] = true
+		readCtx := r.Context
+		nd = o.Nodes[rng.IntN(len(o.Nodes))]
+		h.Ops.Add(1)
+		r, err = request(func(c context.Context) (testnode.Response, error) {
+			return nd.PutContext(c, key, EncodeElements(set), testnode.KV{Context: readCtx})
+		})
+		if err != nil || r.Status != http.StatusNoContent {
+			h.Failed.Add(1)
+			continue
+		}
+		h.ElementAcked(key, elem)
+	}
+}
