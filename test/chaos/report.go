@@ -24,7 +24,7 @@ type Summary struct {
 	// Seconds for replicas to agree after healing; negative when they did
 	// not within the deadline; zero when not measured.
 	ConvergeChaos, HintsDelivered, ConvergeHints, ConvergeAAE time.Duration
-	ConvergeFailures                                         []string
+	ConvergeFailures                                          []string
 }
 
 func secs(d time.Duration) string {
