@@ -179,7 +179,9 @@ func (h *HashTrees) Observe(db int, key, before, after []byte) {
 func (h *HashTrees) tree(p int) *hashTree {
 	t := h.trees[p]
 	if t == nil {
-		t = new(hashTree)
+		// Every node stale: an empty tree must hash like one whose keys
+		// all went away again, not as zeros.
+		t = &hashTree{dirty: ^uint32(0), rootDirty: true}
 		h.trees[p] = t
 	}
 	return t
