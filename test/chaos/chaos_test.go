@@ -22,6 +22,8 @@ const (
 	SeedEnv   = "DYNKV_CHAOS_SEED"   // replay a schedule
 	SoakEnv   = "DYNKV_CHAOS_SOAK"   // a Go duration: fault phase of a long soak
 	ReportEnv = "DYNKV_CHAOS_REPORT" // a file the summary is appended to
+	// NetworkEnv=loopback keeps a root run on loopback (no partitions).
+	NetworkEnv = "DYNKV_CHAOS_NETWORK"
 )
 
 // Bounds of a run.
@@ -106,7 +108,10 @@ func start(t *testing.T, nodes int) *chaos {
 	ch.sum = Summary{Seed: s, Nodes: nodes, N: 3, R: 2, W: 2, Faults: map[FaultKind]int{}}
 	opts := testnode.Options{Args: serverArgs(t)}
 	ch.sum.Network = "loopback"
-	if ns, err := testnode.NewNamespaces(t, nodes); err != nil {
+	if os.Getenv(NetworkEnv) == "loopback" {
+		t.Logf("SKIP partition faults: %s=loopback; kill and pause faults run on loopback", NetworkEnv)
+		ch.sum.Network = "loopback (partitions skipped: " + NetworkEnv + "=loopback)"
+	} else if ns, err := testnode.NewNamespaces(t, nodes); err != nil {
 		t.Logf("SKIP partition faults: %v; kill and pause faults run on loopback", err)
 		ch.sum.Network = "loopback (partitions skipped: " + err.Error() + ")"
 	} else {
