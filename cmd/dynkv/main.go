@@ -40,6 +40,7 @@ commands:
   cluster join ADDR...         join the cluster these gossip addresses belong to
   cluster leave [--node ID]    hand off data and leave, or remove a dead member
   bench                        generate load and report throughput and latency
+  health [--ready]             exit 0 when the node at --addr is alive (or ready)
   version                      print the version
   help                         print this help
 
@@ -68,6 +69,8 @@ func run(args []string, env func(string) string, stdin io.Reader, stdout, stderr
 		return runDelete(rest, env, stdout, stderr)
 	case "cluster":
 		return runCluster(rest, env, stdout, stderr)
+	case "health":
+		return runHealth(rest, env, stdout, stderr)
 	case "bench":
 		ctx, stop := interruptContext()
 		defer stop()
