@@ -43,6 +43,9 @@ type Node struct {
 	state    atomic.Int32
 	addr     atomic.Pointer[string] // bound address once listening
 
+	// gc decides when tombstones may go (gc.go).
+	gc tombstoneGC
+
 	// cluster is set once by Start before the node reports ready, and
 	// read by handlers without a lock; nil until then.
 	cluster atomic.Pointer[cluster]
@@ -112,6 +115,7 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		CheckpointInterval: cfg.CheckpointInterval,
 		Now:                cfg.now,
 		Logger:             log.Named("store"),
+		CanDropTombstone:   n.canDropTombstone,
 		WALObserver:        n.metrics,
 	})
 	if err != nil {

@@ -1,0 +1,50 @@
+package node
+
+import (
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/dynkv/dynkv/replication"
+)
+
+// tombstoneGC wires the store's reclaimer to the cluster: a key holding
+// only tombstones older than --tombstone-grace is dropped only once every
+// replica of it holds them (replication.TombstoneGC). The store opens
+// before the cluster exists, so the hook it is given (canDropTombstone)
+// refuses until Start has built the cluster, then builds the decider once.
+type tombstoneGC struct {
+	once sync.Once
+	gc   *replication.TombstoneGC
+	err  error
+}
+
+// canDropTombstone is the store's Options.CanDropTombstone. It runs on the
+// store's reclaimer goroutine, which holds no key lock while it waits, and
+// each call is bounded by --rpc-timeout.
+func (n *Node) canDropTombstone(db int, key []byte) bool {
+	c := n.cluster.Load()
+	if c == nil {
+		// Not yet part of a ring: the replicas are unknown, keep the tombstone.
+		return false
+	}
+	n.gc.once.Do(func() {
+		n.gc.gc, n.gc.err = replication.NewTombstoneGC(replication.TombstoneGCConfig{
+			Self:      n.cfg.ID,
+			N:         n.cfg.Replicas,
+			Placement: c.members.Placement,
+			Alive:     clusterView{c.members}.Alive,
+			Replicas:  replicaSet{n: n, c: c},
+			Timeout:   n.cfg.RPCTimeout,
+			Now:       n.cfg.now,
+			Logger:    n.log.Named("tombstone-gc"),
+		})
+		if n.gc.err != nil {
+			n.log.Error("tombstone GC not configured: tombstones are kept", zap.Error(n.gc.err))
+		}
+	})
+	if n.gc.gc == nil {
+		return false
+	}
+	return n.gc.gc.CanDropTombstone(db, key)
+}
