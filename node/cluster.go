@@ -85,6 +85,7 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 			return replication.WriteResult(res), err
 		},
 		Logger: n.log.Named("rpc"),
+		Trees:  n.aae.trees,
 	}
 	if len(n.tokens) > 0 || n.cfg.TLSCA != "" {
 		srv.Authorize = n.authorizePeer

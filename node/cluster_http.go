@@ -27,6 +27,7 @@ type statusBody struct {
 	RingFingerprint string          `json:"ring_fingerprint"`
 	Transition      *transitionBody `json:"transition"`
 	Members         []memberBody    `json:"members"`
+	AAE             *aaeBody        `json:"aae,omitempty"`
 }
 
 // transitionBody describes a pending ring change: the target member set
@@ -75,6 +76,7 @@ func (n *Node) clusterStatus(c *cluster) statusBody {
 		Epoch:           st.Committed.Epoch,
 		RingFingerprint: fingerprintString(st.Committed.Fingerprint()),
 		Members:         []memberBody{},
+		AAE:             n.aae.stats(),
 	}
 	target := st.Target()
 	pending := st.Pending()

@@ -87,6 +87,12 @@ type Config struct {
 	// when the ring changes (--handoff-rate), so that moving data never
 	// starves client requests.
 	HandoffRate int64
+	// AAEInterval is the time between active anti-entropy rounds
+	// (--aae-interval); a round compares the hash trees of a few of this
+	// node's partitions with their other replicas and repairs what differs.
+	AAEInterval time.Duration
+	// AAERate caps the bytes per second anti-entropy exchanges (--aae-rate).
+	AAERate int64
 
 	// Gossip timing (--gossip-probe-interval, --gossip-probe-timeout,
 	// --gossip-interval, --gossip-suspicion-mult). Zero keeps memberlist's
@@ -209,6 +215,8 @@ func DefaultConfig() Config {
 		RequestTimeout:     5 * time.Second,
 		RPCTimeout:         2 * time.Second,
 		HandoffRate:        8 << 20,
+		AAEInterval:        10 * time.Second,
+		AAERate:            4 << 20,
 		LogLevel:           "info",
 		LogFormat:          "console",
 		Fsync:              "always",
@@ -280,6 +288,12 @@ func (c Config) Validate() error {
 	}
 	if c.HandoffRate < 1 {
 		bad("--handoff-rate is %d bytes/s: want a positive rate such as 8MiB", c.HandoffRate)
+	}
+	if c.AAEInterval <= 0 {
+		bad("--aae-interval is %s: want a positive duration such as 10s", c.AAEInterval)
+	}
+	if c.AAERate < 1 {
+		bad("--aae-rate is %d bytes/s: want a positive rate such as 4MiB", c.AAERate)
 	}
 	for _, d := range []struct {
 		flag string

@@ -46,6 +46,10 @@ type Node struct {
 	// gc decides when tombstones may go (gc.go).
 	gc tombstoneGC
 
+	// aae is active anti-entropy (aae.go): hash trees the store feeds
+	// from New on, and exchanges while the node is in a cluster.
+	aae aaeState
+
 	// cluster is set once by Start before the node reports ready, and
 	// read by handlers without a lock; nil until then.
 	cluster atomic.Pointer[cluster]
@@ -115,6 +119,7 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		CheckpointInterval: cfg.CheckpointInterval,
 		Now:                cfg.now,
 		Logger:             log.Named("store"),
+		OnChange:           n.aae.init(cfg.Partitions),
 		CanDropTombstone:   n.canDropTombstone,
 		WALObserver:        n.metrics,
 	})
@@ -184,6 +189,9 @@ func (n *Node) Start() error {
 		return err
 	}
 	n.cluster.Store(c)
+	if err := n.aae.start(n, c); err != nil {
+		n.log.Error("active anti-entropy not started", zap.Error(err))
+	}
 	n.srv = srv
 	n.started = true
 	n.state.Store(stateReady)
@@ -284,6 +292,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		<-n.serveDone
 	}
+	n.aae.stop()
 	if c := n.cluster.Load(); c != nil {
 		errs = append(errs, c.stop())
 	}
