@@ -44,6 +44,7 @@ type Coordinator struct {
 
 	stats struct {
 		reads, writes, forwards, quorumFailures, readRepairs, readRepairFailures atomic.Uint64
+		hinted, hintFailures                                                     atomic.Uint64
 	}
 }
 
@@ -54,6 +55,8 @@ type Stats struct {
 	QuorumFailures     uint64 // reads and writes answered with a QuorumError
 	ReadRepairs        uint64 // repair merges sent to stale replicas
 	ReadRepairFailures uint64 // repair merges that failed
+	Hinted             uint64 // replica writes stored as hints on a fallback (sloppy quorum)
+	HintFailures       uint64 // hints a fallback failed to store
 }
 
 // New returns a coordinator for this node. cfg is completed with defaults;
@@ -87,6 +90,8 @@ func (c *Coordinator) Stats() Stats {
 		QuorumFailures:     c.stats.quorumFailures.Load(),
 		ReadRepairs:        c.stats.readRepairs.Load(),
 		ReadRepairFailures: c.stats.readRepairFailures.Load(),
+		Hinted:             c.stats.hinted.Load(),
+		HintFailures:       c.stats.hintFailures.Load(),
 	}
 }
 

@@ -27,6 +27,9 @@ type Replicas interface {
 	Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error)
 	Merge(ctx context.Context, id string, db int, key []byte, s vclock.Set) error
 	Coordinate(ctx context.Context, id string, req WriteRequest) (WriteResult, error)
+	// Hint stores s on node id as a hint for owner, an unreachable replica
+	// (sloppy quorum).
+	Hint(ctx context.Context, id, owner string, db int, key []byte, s vclock.Set) error
 }
 
 // Local is the coordinating replica's own store (store.Store).

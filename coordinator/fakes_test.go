@@ -32,9 +32,11 @@ type fakeNode struct {
 	putErr   error // the local store's Put
 	getGate  chan struct{}
 	mrgGate  chan struct{}
-	merges   []string    // keys merged into this replica, in order
-	served   chan string // when set, receives the id after every Get served
-	coords   int         // writes this node coordinated for another node
+	merges   []string              // keys merged into this replica, in order
+	served   chan string           // when set, receives the id after every Get served
+	coords   int                   // writes this node coordinated for another node
+	hints    map[string]vclock.Set // owner + "|" + storageKey -> hint held for owner
+	hintErr  error
 }
 
 func newFakeNet(ids ...string) *fakeNet {
@@ -144,6 +146,21 @@ func (r fakeReplicas) Merge(ctx context.Context, id string, db int, key []byte, 
 	k := storageKey(db, key)
 	n.data[k] = vclock.Merge(n.data[k], in)
 	n.merges = append(n.merges, k)
+	return nil
+}
+
+func (r fakeReplicas) Hint(ctx context.Context, id, owner string, db int, key []byte, in vclock.Set) error {
+	n := r.net.node(id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.hintErr != nil {
+		return n.hintErr
+	}
+	if n.hints == nil {
+		n.hints = map[string]vclock.Set{}
+	}
+	k := owner + "|" + storageKey(db, key)
+	n.hints[k] = vclock.Merge(n.hints[k], in)
 	return nil
 }
 

@@ -97,9 +97,14 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 	tally := newWriteTally(plan)
 	tally.record(self, true)
 
+	// Sloppy quorum (sloppy.go): a replica that is down or fails gets a
+	// hint on a fallback node instead.
+	ring, _ := c.cluster.PreferenceLists(req.DB, req.Key, ringWalkLen)
+	picker := newFallbackPicker(fallbackCandidates(ring, plan, c.cluster.Alive))
+	deadFallback := picker.assignDead(plan.nodes, self, c.cluster.Alive)
 	results := make(chan mergeResult, len(plan.nodes))
 	c.fanOut(plan.nodes, self, func(ctx context.Context, id string) {
-		results <- mergeResult{id, c.replicas.Merge(ctx, id, req.DB, req.Key, set)}
+		results <- mergeResult{id, c.replicateOrHint(ctx, picker, deadFallback, id, req.DB, req.Key, set)}
 	}, func(id string) { results <- mergeResult{id, ErrClosed} })
 	for {
 		if done, qerr := tally.outcome(); done {

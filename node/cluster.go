@@ -24,6 +24,7 @@ type cluster struct {
 	rpcHandler http.Handler
 	coord      *coordinator.Coordinator
 	handoff    *replication.Handoff
+	hints      *replication.HintDelivery // hints.go
 }
 
 // startCluster starts gossip, RPC, the coordinator and handoff. httpAddr is
@@ -114,6 +115,7 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 	if err := c.handoff.Start(context.Background()); err != nil {
 		return nil, fmt.Errorf("node: starting ownership handoff: %w", err)
 	}
+	c.hints = n.startHints(c)
 	return c, nil
 }
 
@@ -129,6 +131,9 @@ func (c *cluster) stop() error {
 	}
 	if c.handoff != nil {
 		c.handoff.Close()
+	}
+	if c.hints != nil {
+		c.hints.Close()
 	}
 	if c.members != nil {
 		if err := c.members.Shutdown(); err != nil {

@@ -27,6 +27,7 @@ type statusBody struct {
 	RingFingerprint string          `json:"ring_fingerprint"`
 	Transition      *transitionBody `json:"transition"`
 	Members         []memberBody    `json:"members"`
+	Hints           hintsBody       `json:"hints"`
 	AAE             *aaeBody        `json:"aae,omitempty"`
 }
 
@@ -48,6 +49,9 @@ type memberBody struct {
 	TargetShare  float64     `json:"target_share"`
 	HintsPending int         `json:"hints_pending"`
 	Handoff      handoffBody `json:"handoff"`
+	// HintsOldestAgeSeconds: age of the oldest hint this node holds for
+	// the member.
+	HintsOldestAgeSeconds float64 `json:"hints_oldest_age_seconds"`
 }
 
 type handoffBody struct {
@@ -96,6 +100,8 @@ func (n *Node) clusterStatus(c *cluster) statusBody {
 		}
 		body.Transition = tb
 	}
+	hints, hintStats, now := n.hintStatus(c)
+	body.Hints = hints
 	// State.Members is sorted by id.
 	for _, m := range st.Members {
 		id := m.ID
@@ -119,6 +125,9 @@ func (n *Node) clusterStatus(c *cluster) statusBody {
 		// target; a report for an older one is stale.
 		if pending && m.Handoff.Target == fp {
 			mb.Handoff = handoffBody{Sent: m.Handoff.Sent, Total: m.Handoff.Total, Done: m.Handoff.Done}
+		}
+		if hs, ok := hintStats[id]; ok {
+			mb.HintsPending, mb.HintsOldestAgeSeconds = hs.Count, ageSeconds(now, hs.Oldest)
 		}
 		body.Members = append(body.Members, mb)
 	}

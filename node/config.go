@@ -87,6 +87,11 @@ type Config struct {
 	// when the ring changes (--handoff-rate), so that moving data never
 	// starves client requests.
 	HandoffRate int64
+	// HintInterval is the time between hinted-handoff delivery passes
+	// (--hint-interval): hints for an owner that is alive again are
+	// delivered within about this long (failed deliveries back off up to
+	// 30s).
+	HintInterval time.Duration
 	// AAEInterval is the time between active anti-entropy rounds
 	// (--aae-interval); a round compares the hash trees of a few of this
 	// node's partitions with their other replicas and repairs what differs.
@@ -215,6 +220,7 @@ func DefaultConfig() Config {
 		RequestTimeout:     5 * time.Second,
 		RPCTimeout:         2 * time.Second,
 		HandoffRate:        8 << 20,
+		HintInterval:       time.Second,
 		AAEInterval:        10 * time.Second,
 		AAERate:            4 << 20,
 		LogLevel:           "info",
@@ -288,6 +294,9 @@ func (c Config) Validate() error {
 	}
 	if c.HandoffRate < 1 {
 		bad("--handoff-rate is %d bytes/s: want a positive rate such as 8MiB", c.HandoffRate)
+	}
+	if c.HintInterval <= 0 {
+		bad("--hint-interval is %s: want a positive duration such as 1s", c.HintInterval)
 	}
 	if c.AAEInterval <= 0 {
 		bad("--aae-interval is %s: want a positive duration such as 10s", c.AAEInterval)

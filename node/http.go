@@ -49,6 +49,7 @@ func (n *Node) routes() http.Handler {
 	// a peer's replica write would turn one overloaded node into failed
 	// quorums everywhere. Peers bound their own concurrency.
 	r.Get("/internal/v1/debug/local/*", n.handleDebugLocal)
+	r.Delete("/internal/v1/debug/hints", n.handleWipeHints)
 	r.Handle("/internal/v1/*", http.HandlerFunc(n.handleInternal))
 
 	r.Group(func(r chi.Router) {
@@ -164,6 +165,8 @@ func (n *Node) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/health" || r.URL.Path == "/ready":
 		allow = "GET, HEAD"
+	case r.URL.Path == "/internal/v1/debug/hints":
+		allow = "DELETE"
 	case r.URL.Path == "/cluster/status" || strings.HasPrefix(r.URL.Path, "/internal/v1/debug/"):
 		allow = "GET"
 	case strings.HasPrefix(r.URL.Path, "/cluster/"):

@@ -1,0 +1,123 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/store"
+	"github.com/dynkv/dynkv/vclock"
+)
+
+// Hinted handoff wiring: the coordinator stores hints through replicaSet.Hint,
+// the delivery worker (replication.HintDelivery) hands them to their owners,
+// /cluster/status shows what this node holds, and DELETE
+// /internal/v1/debug/hints wipes them (the chaos suite uses it to force
+// convergence through anti-entropy alone).
+
+// Hint stores set on node id as a hint for owner: this node's store for
+// itself, the hint RPC otherwise.
+func (s replicaSet) Hint(ctx context.Context, id, owner string, db int, key []byte, set vclock.Set) error {
+	if id == s.n.cfg.ID {
+		return s.n.store.PutHint(owner, db, key, set)
+	}
+	addr, err := s.addr(id)
+	if err != nil {
+		return err
+	}
+	return s.c.rpc.Hint(ctx, addr, owner, db, key, set)
+}
+
+// startHints starts the delivery worker; cluster.stop closes it.
+func (n *Node) startHints(c *cluster) *replication.HintDelivery {
+	rs := replicaSet{n: n, c: c}
+	d := replication.NewHintDelivery(replication.HintDeliveryConfig{
+		Store: n.store,
+		Send: func(ctx context.Context, id string, items []replication.Item) error {
+			if id == n.cfg.ID {
+				for i, it := range items {
+					if _, err := n.store.Merge(it.DB, it.Key, it.Set); err != nil {
+						return fmt.Errorf("node: local merge of hint %d: %w", i, err)
+					}
+				}
+				return nil
+			}
+			addr, err := rs.addr(id)
+			if err != nil {
+				return err
+			}
+			return c.rpc.MergeBatch(ctx, addr, items)
+		},
+		Alive:  func(id string) bool { return c.members.Liveness(id) == membership.Alive },
+		InRing: func(id string) bool { return inRing(c.members.Placement(), id) },
+		PreferenceList: func(db int, key []byte) []string {
+			p := c.members.Placement()
+			if p.Committed == nil {
+				return nil
+			}
+			return p.Committed.PreferenceList(p.Partition(db, key), n.cfg.Replicas)
+		},
+		Interval: n.cfg.HintInterval,
+		Timeout:  n.cfg.RPCTimeout,
+		Logger:   n.log.Named("hints"),
+	})
+	d.Start()
+	return d
+}
+
+// inRing reports whether id owns partitions in the committed or the
+// target ring: hints for anyone else go to the keys' current replicas.
+func inRing(p membership.Placement, id string) bool {
+	if p.Committed != nil && slices.Contains(p.Committed.Members(), id) {
+		return true
+	}
+	return p.Target != nil && slices.Contains(p.Target.Members(), id)
+}
+
+// hintsBody is the "hints" object of /cluster/status: what this node holds
+// for others and what it delivered since it started.
+type hintsBody struct {
+	Pending          int     `json:"pending"`
+	Delivered        uint64  `json:"delivered"`
+	Failed           uint64  `json:"failed"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+}
+
+// hintStatus summarises the store's hints: the top-level object and the
+// per-owner count and oldest age for the member list.
+func (n *Node) hintStatus(c *cluster) (hintsBody, map[string]store.HintStat, time.Time) {
+	stats := n.store.HintStats()
+	now := n.cfg.now()
+	var body hintsBody
+	if c != nil && c.hints != nil {
+		ds := c.hints.Stats()
+		body.Delivered, body.Failed = ds.Delivered, ds.Failed
+	}
+	for _, st := range stats {
+		body.Pending += st.Count
+		body.OldestAgeSeconds = max(body.OldestAgeSeconds, ageSeconds(now, st.Oldest))
+	}
+	return body, stats, now
+}
+
+func ageSeconds(now, t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(0, now.Sub(t).Seconds())
+}
+
+// handleWipeHints answers DELETE /internal/v1/debug/hints: every hint this
+// node holds is deleted durably; {"wiped": n}.
+func (n *Node) handleWipeHints(w http.ResponseWriter, r *http.Request) {
+	wiped, err := n.store.WipeHints()
+	if err != nil {
+		n.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"wiped": wiped})
+}
