@@ -91,10 +91,12 @@ func (c *Coordinator) replicateOrHint(ctx context.Context, picker *fallbackPicke
 		}
 		fb = picker.pick(id)
 		if fb == "" {
+			c.keepHint(ctx, id, db, key, set)
 			return fmt.Errorf("coordinator: merge to %s failed and no fallback node is free: %w", id, err)
 		}
 		c.log.Debug("merge failed, hinting on a fallback", zap.String("peer", id), zap.String("fallback", fb), zap.Error(err))
 	} else if fb == "" {
+		c.keepHint(ctx, id, db, key, set)
 		return fmt.Errorf("coordinator: replica %s is down and no fallback node is free", id)
 	}
 	if err := c.replicas.Hint(ctx, fb, id, db, key, set); err != nil {
@@ -103,4 +105,18 @@ func (c *Coordinator) replicateOrHint(ctx context.Context, picker *fallbackPicke
 	}
 	c.stats.hinted.Add(1)
 	return nil
+}
+
+// keepHint stores the write as a hint on this node when no node beyond the
+// lists can take it (a cluster of about N nodes has none). It does not
+// count toward W, since this node already acknowledged for itself, but the
+// owner still receives the write when it returns instead of waiting for
+// anti-entropy.
+func (c *Coordinator) keepHint(ctx context.Context, owner string, db int, key []byte, set vclock.Set) {
+	if err := c.replicas.Hint(ctx, c.cluster.Self(), owner, db, key, set); err != nil {
+		c.stats.hintFailures.Add(1)
+		c.log.Debug("keeping a hint locally failed", zap.String("peer", owner), zap.Error(err))
+		return
+	}
+	c.stats.hinted.Add(1)
 }

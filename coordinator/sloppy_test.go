@@ -78,6 +78,11 @@ func TestWithoutAHealthyFallbackTheSlotFails(t *testing.T) {
 	if q := asQuorumErr(t, err); q.Needed != 3 || q.Acked > 2 {
 		t.Errorf("quorum error %+v, want needed 3 acked at most 2", q)
 	}
+	// The coordinator keeps the hint itself so c still gets the write.
+	h.quiesce()
+	if got := fmt.Sprint(h.hints("a")); got != "map[c|0/k:[v1]]" {
+		t.Errorf("hints on the coordinator a: %s, want the write held for c", got)
+	}
 
 	// A fallback that fails to store the hint is a failed slot as well.
 	h2 := newHarness(t, Config{N: 3, W: 3}, ring, nil, ring...)
