@@ -57,9 +57,14 @@ type Config struct {
 	GossipAddr string
 
 	// RESPAddr is the Redis-protocol listen address (--resp-addr); empty
-	// disables it. Accepted and validated but not used yet: the RESP
-	// listener arrives in a later issue.
+	// disables it. Port 0 picks a free port; Node.RESPAddr reports the
+	// bound one. It serves TLS when TLSCert is set.
 	RESPAddr string
+
+	// RESPMaxConns bounds the open Redis-protocol connections
+	// (--resp-max-conns); one more is told "max number of clients
+	// reached" and closed, as Redis does.
+	RESPMaxConns int
 
 	// AdvertiseAddr is the host peers should dial when a bind address is
 	// 0.0.0.0 or empty (--advertise-addr): peers reach this node's HTTP
@@ -193,6 +198,10 @@ type Config struct {
 	// default: a profile exposes internals and costs CPU while it runs.
 	Pprof bool
 
+	// Version is the dynkv version INFO reports over the Redis protocol;
+	// cmd/dynkv sets it. Empty: the module version of the build.
+	Version string
+
 	// Now is the clock for TTLs, Last-Modified and reclaiming. Nil means
 	// time.Now; tests inject a fake one.
 	Now func() time.Time
@@ -213,6 +222,7 @@ func DefaultConfig() Config {
 		HTTPAddr:           "127.0.0.1:8080",
 		GossipAddr:         "127.0.0.1:7946",
 		RESPAddr:           "127.0.0.1:6380",
+		RESPMaxConns:       10000,
 		Replicas:           3,
 		ReadQuorum:         2,
 		WriteQuorum:        2,
@@ -261,6 +271,9 @@ func (c Config) Validate() error {
 		if err := checkHostPort(c.RESPAddr); err != nil {
 			bad("--resp-addr %q: %w (leave it empty to disable the Redis protocol)", c.RESPAddr, err)
 		}
+	}
+	if c.RESPMaxConns < 1 {
+		bad("--resp-max-conns is %d: want at least 1", c.RESPMaxConns)
 	}
 	if strings.ContainsAny(c.AdvertiseAddr, " /") {
 		bad("--advertise-addr %q: want a host name or IP address", c.AdvertiseAddr)

@@ -42,6 +42,10 @@ type Node struct {
 	metrics  *metrics
 	state    atomic.Int32
 	addr     atomic.Pointer[string] // bound address once listening
+	// resp serves the Redis protocol; nil when --resp-addr is empty.
+	// Set by Start under mu.
+	resp     *respServer
+	respAddr atomic.Pointer[string] // bound Redis-protocol address once listening
 
 	// gc decides when tombstones may go (gc.go).
 	gc tombstoneGC
@@ -159,6 +163,11 @@ func (n *Node) Start() error {
 		ln.Close()
 		return err
 	}
+	resp, err := n.listenRESP()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	// Peers' RPC shares the client port: HTTP/2 with prior knowledge
 	// (h2c) on a plain listener, h2 negotiated by ALPN under TLS.
 	var protocols http.Protocols
@@ -186,17 +195,27 @@ func (n *Node) Start() error {
 	if err != nil {
 		_ = srv.Close()
 		<-n.serveDone
+		if resp != nil {
+			_ = resp.ln.Close()
+			resp.cancel()
+		}
 		return err
 	}
 	n.cluster.Store(c)
 	if err := n.aae.start(n, c); err != nil {
 		n.log.Error("active anti-entropy not started", zap.Error(err))
 	}
+	if resp != nil {
+		respBound := resp.ln.Addr().String()
+		n.respAddr.Store(&respBound)
+		n.resp = resp
+		go resp.serve()
+	}
 	n.srv = srv
 	n.started = true
 	n.state.Store(stateReady)
 	n.log.Info("node started", zap.String("http_addr", bound), zap.String("advertised_http_addr", advertised),
-		zap.String("gossip_addr", n.cfg.GossipAddr), zap.Strings("join", n.cfg.Join),
+		zap.String("gossip_addr", n.cfg.GossipAddr), zap.String("resp_addr", n.RESPAddr()), zap.Strings("join", n.cfg.Join),
 		zap.Bool("tls", n.tls != nil), zap.Bool("auth", len(n.tokens) > 0), zap.String("data_dir", n.cfg.DataDir))
 	return nil
 }
@@ -285,6 +304,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 	var errs []error
 	if n.started {
+		if n.resp != nil {
+			if err := n.resp.stop(ctx); err != nil {
+				n.log.Warn("Redis-protocol commands did not finish in time; closed their connections", zap.Error(err))
+				errs = append(errs, err)
+			}
+		}
 		if err := n.srv.Shutdown(ctx); err != nil {
 			n.log.Warn("in-flight requests did not finish in time; closing their connections", zap.Error(err))
 			errs = append(errs, fmt.Errorf("node: draining HTTP: %w", err))

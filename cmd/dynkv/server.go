@@ -27,6 +27,7 @@ func serverCommand(cfg *node.Config) *command {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "client HTTP API and node-to-node RPC `host:port`")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "memberlist gossip `host:port` (TCP and UDP)")
 	fs.StringVar(&cfg.RESPAddr, "resp-addr", cfg.RESPAddr, "Redis protocol `host:port`; empty disables it")
+	fs.IntVar(&cfg.RESPMaxConns, "resp-max-conns", cfg.RESPMaxConns, "open Redis-protocol connections at most; one more is refused")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", cfg.AdvertiseAddr, "`host` peers should dial when a bind address is 0.0.0.0")
 	fs.Var(listFlag{&cfg.Join}, "join", "comma-separated gossip `addresses` of existing members")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "N: replicas of each key")
@@ -69,6 +70,7 @@ func serverCommand(cfg *node.Config) *command {
 // validated node.Config. Every failure is a usage error.
 func parseServerConfig(args []string, env func(string) string, stdout io.Writer) (node.Config, error) {
 	cfg := node.DefaultConfig()
+	cfg.Version = buildVersion()
 	cmd := serverCommand(&cfg)
 	pos, err := cmd.parse(args, env, stdout)
 	if err != nil {
