@@ -214,7 +214,9 @@ func (a *AntiEntropy) build() {
 
 // Round compares the next PartitionsPerTick partitions this node replicates
 // with their other live replicas. It returns the errors of the exchanges
-// that failed, after trying every one.
+// that failed, after trying every one. Round and Exchange are not safe for
+// concurrent use (the rate limiter and the round-robin cursor are the
+// loop's); tests call them directly on an AntiEntropy they did not Start.
 func (a *AntiEntropy) Round(ctx context.Context) error {
 	if !a.cfg.Trees.Ready() {
 		return nil
