@@ -36,4 +36,19 @@
 // meets at least one replica of the previous write's quorum, and sequential
 // blind writes through different nodes leave exactly the last value.
 // Config.LocalBlindWrites skips that round trip.
+//
+// # Sloppy quorum
+//
+// A replica of the write that the failure detector reports dead, or whose
+// merge fails, is replaced by the next healthy node walking the ring
+// clockwise beyond every list the write goes to (sloppy.go; Dynamo section
+// 4.6). That fallback stores the new Set as a hint naming the intended
+// owner (replication's hint call) and its ack counts for the owner, in
+// every list the owner belongs to. Each missing owner gets at most one
+// fallback; owners already dead when the write starts are assigned first,
+// in preference order, so the choice is deterministic. With no fallback
+// free (a cluster of about N nodes) the slot fails, and the coordinator
+// keeps the hint itself without counting it, so the owner still receives
+// the write when it returns. Reads ask the primaries only; a write is
+// still coordinated by a live primary, or fails with 503.
 package coordinator

@@ -70,4 +70,17 @@
 //	d | db byte | user key                          -> vclock.Set encoding
 //	x | reclaim-at (8-byte big-endian unix ns) | db | key -> empty
 //	m | name                                      -> metadata ("mcheckpoint": 8-byte LSN)
+//
+// # Hints
+//
+// Hinted handoff keeps writes meant for an unreachable node in their own
+// namespace (hints.go): written through the WAL (ops "hint", carrying the
+// hint's full new state, and "hint-drop"), so they survive a crash and are
+// replayed like data, but invisible to Get, Scan, the reclaimer and
+// OnChange (and so to anti-entropy). PutHint merges into a hint already
+// held for the same owner and key and keeps its creation time; DropHint
+// removes one only if it is unchanged; HintStats reads an in-memory
+// summary that Open rebuilds by scanning the namespace.
+//
+//	h | len(owner) byte | owner | db byte | key -> created (8-byte big-endian unix ns) | Set encoding
 package store
