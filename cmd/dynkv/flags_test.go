@@ -54,7 +54,7 @@ func TestEveryServerFlagMapsOntoConfig(t *testing.T) {
 		"--shutdown-timeout", "3s", "--reclaim-interval", "2s", "--checkpoint-interval", "4s",
 		"--partitions", "64", "--request-timeout", "7s", "--rpc-timeout", "900ms", "--handoff-rate", "1MiB",
 		"--gossip-probe-interval", "300ms", "--gossip-probe-timeout", "100ms", "--gossip-interval", "50ms",
-		"--gossip-suspicion-mult", "2", "--pprof", "--hint-interval", "3s",
+		"--gossip-suspicion-mult", "2", "--pprof", "--resp-max-conns", "9", "--hint-interval", "3s",
 	}
 	cfg, err := parseServerConfig(args, envOf(nil), &bytes.Buffer{})
 	if err != nil {
@@ -73,6 +73,7 @@ func TestEveryServerFlagMapsOntoConfig(t *testing.T) {
 	want.GossipProbeInterval, want.GossipProbeTimeout = 300*time.Millisecond, 100*time.Millisecond
 	want.GossipInterval, want.GossipSuspicionMult = 50*time.Millisecond, 2
 	want.Pprof = true
+	want.RESPMaxConns = 9
 	want.HintInterval = 3 * time.Second
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got\n%+v\nwant\n%+v", cfg, want)
@@ -90,7 +91,7 @@ func TestServerHelpListsEverySpecFlagWithDefaults(t *testing.T) {
 		"databases", "tombstone-grace", "gossip-key", "tls-cert", "tls-key", "tls-ca", "auth-token",
 		"min-free-bytes", "segment-size", "wal-repair", "max-inflight", "shutdown-timeout", "reclaim-interval", "checkpoint-interval",
 		"partitions", "request-timeout", "rpc-timeout", "handoff-rate", "gossip-probe-interval", "gossip-probe-timeout",
-		"gossip-interval", "gossip-suspicion-mult", "pprof"} {
+		"gossip-interval", "gossip-suspicion-mult", "pprof", "resp-max-conns"} {
 		if !strings.Contains(stdout.String(), "--"+f+" ") && !strings.Contains(stdout.String(), "--"+f+"\n") {
 			t.Errorf("--help does not list --%s", f)
 		}

@@ -70,7 +70,6 @@ func serverCommand(cfg *node.Config) *command {
 // validated node.Config. Every failure is a usage error.
 func parseServerConfig(args []string, env func(string) string, stdout io.Writer) (node.Config, error) {
 	cfg := node.DefaultConfig()
-	cfg.Version = buildVersion()
 	cmd := serverCommand(&cfg)
 	pos, err := cmd.parse(args, env, stdout)
 	if err != nil {
@@ -98,6 +97,7 @@ func runServer(ctx context.Context, args []string, env func(string) string, stdo
 	}
 	defer func() { _ = log.Sync() }()
 
+	cfg.Version = buildVersion()
 	n, err := node.New(cfg, log)
 	if err != nil {
 		log.Error("cannot open node", zap.Error(err))
