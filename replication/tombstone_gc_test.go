@@ -64,7 +64,7 @@ var gcNow = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 // deleted is a key's history: a value written at n1, then deleted at n1
 // with the write's context. It returns the state before and after the
 // delete.
-func deleted(t *testing.T) (old, tomb vclock.Set) {
+func deleted(t testing.TB) (old, tomb vclock.Set) {
 	t.Helper()
 	old, ctx := vclock.Set{}.Update("n1", vclock.Context{}, vclock.Sibling{Value: []byte("old"), LastModified: gcNow.Add(-time.Hour).UnixNano()})
 	tomb, _ = old.Update("n1", ctx, vclock.Sibling{Tombstone: true, LastModified: gcNow.Add(-time.Minute).UnixNano()})
@@ -392,5 +392,32 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("gave up waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkTombstoneGCDecision: the cost of one decision besides the RPCs
+// (fan-out, merge checks), with three replicas that all hold the tombstone.
+func BenchmarkTombstoneGCDecision(b *testing.B) {
+	_, tomb := deleted(b)
+	reps := &fakeReplicas{nodes: map[string]fakeReplica{
+		"a": {set: tomb, found: true}, "b": {set: tomb, found: true}, "c": {set: tomb, found: true},
+	}}
+	g, err := NewTombstoneGC(TombstoneGCConfig{
+		Self: "a", N: 3, Replicas: reps, Timeout: time.Second,
+		Placement: func() membership.Placement { return membership.Placement{Committed: ring("a", "b", "c")} },
+		Now:       func() time.Time { return gcNow },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := []byte("k")
+	b.ReportAllocs()
+	for b.Loop() {
+		if !g.CanDropTombstone(0, key) {
+			b.Fatal("CanDropTombstone refused")
+		}
+		reps.mu.Lock()
+		reps.asked = reps.asked[:0]
+		reps.mu.Unlock()
 	}
 }
