@@ -47,7 +47,7 @@ func newMetrics(n *Node) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dynkv_requests_total",
-		Help: "Client and peer requests served, by protocol (http, resp), operation and status code.",
+		Help: "Client and peer requests served, by protocol (http, resp), operation and status (HTTP code; ok or error for resp).",
 	}, []string{"protocol", "op", "code"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "dynkv_request_duration_seconds",
@@ -88,10 +88,11 @@ func (m *metrics) ObserveSync(d time.Duration, records, _ int) {
 // observeRequest records one served request. The Redis-protocol server
 // reports through it too, with protocol "resp", so both front ends show in
 // the same series.
-func (m *metrics) observeRequest(protocol, op string, code int, d time.Duration) {
-	c := strconv.Itoa(code)
-	m.requests.WithLabelValues(protocol, op, c).Inc()
-	m.latency.WithLabelValues(protocol, op, c).Observe(d.Seconds())
+// code is the HTTP status, or for the Redis protocol "ok" or "error"; op
+// must come from a small fixed set (never a key or an unknown command).
+func (m *metrics) observeRequest(protocol, op, code string, d time.Duration) {
+	m.requests.WithLabelValues(protocol, op, code).Inc()
+	m.latency.WithLabelValues(protocol, op, code).Observe(d.Seconds())
 }
 
 // observeRead records the sibling count of a read that found the key.
@@ -110,7 +111,7 @@ func (n *Node) measure(next http.Handler) http.Handler {
 				// The handler wrote nothing: net/http sends 200.
 				code = http.StatusOK
 			}
-			n.metrics.observeRequest("http", httpOp(r), code, time.Since(start))
+			n.metrics.observeRequest("http", httpOp(r), strconv.Itoa(code), time.Since(start))
 		}()
 		next.ServeHTTP(ww, r)
 	})

@@ -24,6 +24,24 @@ var (
 	descQuorumFailures     = desc("dynkv_quorum_failures_total", "Reads and writes answered 503 because too few replicas acknowledged.")
 	descReadRepairs        = desc("dynkv_read_repairs_total", "Read-repair merges sent to replicas that answered a stale value.")
 	descReadRepairFailures = desc("dynkv_read_repair_failures_total", "Read-repair merges that failed.")
+	descHinted             = desc("dynkv_hints_stored_total", "Replica writes this node's coordinator had stored as hints on a fallback (sloppy quorum).")
+	descHintFailures       = desc("dynkv_hint_store_failures_total", "Hints a fallback failed to store.")
+
+	// Hinted handoff: hints this node holds for other owners.
+	descHintsPending   = desc("dynkv_hints_pending", "Hints this node holds, by the owner they are for.", "owner")
+	descHintsOldest    = desc("dynkv_hints_oldest_age_seconds", "Age of the oldest hint held for each owner.", "owner")
+	descHintsDelivered = desc("dynkv_hints_delivered_total", "Hints handed to their owner and dropped here.")
+	descHintsFailed    = desc("dynkv_hint_delivery_failures_total", "Hint delivery attempts that failed (each backs off).")
+
+	// Active anti-entropy.
+	descAAEReady        = desc("dynkv_aae_trees_ready", "1 once this node's anti-entropy hash trees are built.")
+	descAAETreeKeys     = desc("dynkv_aae_tree_keys", "Keys in this node's hash trees.")
+	descAAERounds       = desc("dynkv_aae_rounds_total", "Anti-entropy rounds run.")
+	descAAEExchanges    = desc("dynkv_aae_exchanges_total", "Hash-tree comparisons with one peer.")
+	descAAEDiffering    = desc("dynkv_aae_exchanges_differing_total", "Exchanges whose trees differed.")
+	descAAEKeys         = desc("dynkv_aae_keys_exchanged_total", "Keys repaired by anti-entropy, by direction (pulled here, pushed to a peer).", "direction")
+	descAAEErrors       = desc("dynkv_aae_errors_total", "Anti-entropy exchanges that failed.")
+	descAAELastExchange = desc("dynkv_aae_last_exchange_timestamp_seconds", "Unix time of the last completed exchange.")
 
 	// Store and WAL.
 	descKeysWritten    = desc("dynkv_store_keys_written_total", "Local puts and merges that changed a key.")
@@ -119,6 +137,38 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descQuorumFailures, cs.QuorumFailures)
 	counter(descReadRepairs, cs.ReadRepairs)
 	counter(descReadRepairFailures, cs.ReadRepairFailures)
+	counter(descHinted, cs.Hinted)
+	counter(descHintFailures, cs.HintFailures)
+
+	now := n.cfg.now()
+	for owner, h := range n.store.HintStats() {
+		gauge(descHintsPending, float64(h.Count), owner)
+		if !h.Oldest.IsZero() {
+			gauge(descHintsOldest, now.Sub(h.Oldest).Seconds(), owner)
+		}
+	}
+	if cl.hints != nil {
+		ds := cl.hints.Stats()
+		counter(descHintsDelivered, ds.Delivered)
+		counter(descHintsFailed, ds.Failed)
+	}
+	if as := n.aae.stats(); as != nil {
+		treesReady := 0.0
+		if as.TreesReady {
+			treesReady = 1
+		}
+		gauge(descAAEReady, treesReady)
+		gauge(descAAETreeKeys, float64(as.TreeKeys))
+		counter(descAAERounds, as.Rounds)
+		counter(descAAEExchanges, as.Exchanges)
+		counter(descAAEDiffering, as.PartitionsDiffering)
+		counter(descAAEKeys, as.KeysPulled, "pulled")
+		counter(descAAEKeys, as.KeysPushed, "pushed")
+		counter(descAAEErrors, as.Errors)
+		if !as.LastExchange.IsZero() {
+			gauge(descAAELastExchange, float64(as.LastExchange.UnixNano())/1e9)
+		}
+	}
 
 	hs := cl.handoff.Stats()
 	counter(descHandoffPasses, hs.Passes)

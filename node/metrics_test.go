@@ -139,7 +139,8 @@ func TestMetricsCountRequestsSiblingsAndFsyncsAfterTraffic(t *testing.T) {
 	if got := value(sample(t, fams, "dynkv_members", map[string]string{"status": "valid"})); got != 1 {
 		t.Errorf("dynkv_members{status=valid} = %v, want 1", got)
 	}
-	for _, name := range []string{"dynkv_store_keys_written_total", "dynkv_wal_segments", "dynkv_handoff_passes_total", "go_goroutines"} {
+	for _, name := range []string{"dynkv_store_keys_written_total", "dynkv_wal_segments", "dynkv_handoff_passes_total",
+		"dynkv_hints_delivered_total", "dynkv_hints_stored_total", "dynkv_aae_rounds_total", "dynkv_aae_keys_exchanged_total", "go_goroutines"} {
 		sample(t, fams, name, nil)
 	}
 }
