@@ -121,8 +121,8 @@ func (ns *Namespaces) create() error {
 		{"ip", "-n", hub, "link", "add", "br0", "type", "bridge"},
 		{"ip", "-n", hub, "link", "set", "br0", "up"},
 		{"ip", "-n", hub, "link", "set", "lo", "up"},
-		{"ip", "link", "add", ns.rootLink(), "type", "veth", "peer", "name", "up", "netns", hub},
-		{"ip", "-n", hub, "link", "set", "up", "master", "br0", "up"},
+		{"ip", "link", "add", ns.rootLink(), "type", "veth", "peer", "name", "root0", "netns", hub},
+		{"ip", "-n", hub, "link", "set", "root0", "master", "br0", "up"},
 		{"ip", "addr", "add", ns.gateway() + "/24", "dev", ns.rootLink()},
 		{"ip", "link", "set", ns.rootLink(), "up"},
 	}

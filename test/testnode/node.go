@@ -91,12 +91,7 @@ func NewNode(tb testing.TB, index int, opts NodeOptions) *Node {
 	if opts.ID == "" {
 		opts.ID = fmt.Sprintf("n%d", index)
 	}
-	host := opts.Network.Host(index)
-	httpAddr, err := FreePort(host)
-	if err != nil {
-		tb.Fatalf("node %s: %v", opts.ID, err)
-	}
-	gossipAddr, err := FreePort(host)
+	httpAddr, gossipAddr, err := nodeAddrs(opts.Network, index)
 	if err != nil {
 		tb.Fatalf("node %s: %v", opts.ID, err)
 	}

@@ -6,3 +6,19 @@ package testnode
 type PortAssigner interface {
 	Ports(i int) (httpAddr, gossipAddr string, err error)
 }
+
+// nodeAddrs are node i's HTTP and gossip addresses: the Network's own when
+// it assigns them, otherwise ports free on its host a moment ago.
+func nodeAddrs(net Network, i int) (httpAddr, gossipAddr string, err error) {
+	if pa, ok := net.(PortAssigner); ok {
+		return pa.Ports(i)
+	}
+	host := net.Host(i)
+	if httpAddr, err = FreePort(host); err != nil {
+		return "", "", err
+	}
+	if gossipAddr, err = FreePort(host); err != nil {
+		return "", "", err
+	}
+	return httpAddr, gossipAddr, nil
+}
