@@ -114,6 +114,12 @@ func ageSeconds(now, t time.Time) float64 {
 // handleWipeHints answers DELETE /internal/v1/debug/hints: every hint this
 // node holds is deleted durably; {"wiped": n}.
 func (n *Node) handleWipeHints(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodDelete {
+		// Registered for every method so that chi does not fall through
+		// to the RPC route's 404.
+		n.methodNotAllowed(w, r)
+		return
+	}
 	wiped, err := n.store.WipeHints()
 	if err != nil {
 		n.writeError(w, r, err)

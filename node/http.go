@@ -49,7 +49,7 @@ func (n *Node) routes() http.Handler {
 	// a peer's replica write would turn one overloaded node into failed
 	// quorums everywhere. Peers bound their own concurrency.
 	r.Get("/internal/v1/debug/local/*", n.handleDebugLocal)
-	r.Delete("/internal/v1/debug/hints", n.handleWipeHints)
+	r.HandleFunc("/internal/v1/debug/hints", n.handleWipeHints) // DELETE only; 405 otherwise
 	r.Handle("/internal/v1/*", http.HandlerFunc(n.handleInternal))
 
 	r.Group(func(r chi.Router) {
