@@ -87,7 +87,10 @@ func serverArgs(t *testing.T) []string {
 	out, _ := exec.Command(testnode.Build(t), "server", "--help").CombinedOutput()
 	help := string(out)
 	for _, f := range [][]string{
-		{"--aae-interval", "1s"},
+		// A round compares 4 partitions; a node replicates about 150 of
+		// the 256, so a full sweep takes about 40 rounds.
+		{"--aae-interval", "250ms"},
+		{"--hint-interval", "200ms"},
 	} {
 		if strings.Contains(help, f[0]+" ") {
 			args = append(args, f...)
