@@ -189,7 +189,7 @@ func (a *AntiEntropy) loop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if !a.cfg.Trees.Ready() {
-			a.build()
+			a.build(ctx)
 		} else if err := a.Round(ctx); err != nil && ctx.Err() == nil {
 			a.log.Debug("anti-entropy round failed", zap.Error(err))
 		}
@@ -201,10 +201,10 @@ func (a *AntiEntropy) loop(ctx context.Context) {
 	}
 }
 
-func (a *AntiEntropy) build() {
+func (a *AntiEntropy) build(ctx context.Context) {
 	start := time.Now()
-	if err := a.cfg.Trees.Build(a.cfg.Store); err != nil {
-		if !errors.Is(err, store.ErrClosed) {
+	if err := a.cfg.Trees.Build(ctx, a.cfg.Store); err != nil {
+		if !errors.Is(err, store.ErrClosed) && ctx.Err() == nil {
 			a.log.Warn("building anti-entropy hash trees failed; retrying next interval", zap.Error(err))
 		}
 		return

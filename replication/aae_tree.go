@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -189,8 +190,9 @@ func (h *HashTrees) tree(p int) *hashTree {
 
 // Build (re)fills the trees from one scan of st; the store must report its
 // changes to Observe. Changes racing with the scan are counted exactly once
-// (store.ScanMarked). Until it returns nil the trees are not Ready.
-func (h *HashTrees) Build(st *store.Store) error {
+// (store.ScanMarked). Until it returns nil the trees are not Ready. Ending
+// ctx stops the scan (a node shutting down does not wait for it).
+func (h *HashTrees) Build(ctx context.Context, st *store.Store) error {
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		h.mu.Lock()
@@ -202,6 +204,9 @@ func (h *HashTrees) Build(st *store.Store) error {
 			h.live = true
 			h.mu.Unlock()
 		}, func(db int, key []byte, set vclock.Set) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			ph := placeHash(db, key)
 			eh := entryHash(db, key, set.Encode())
 			h.mu.Lock()
@@ -211,7 +216,11 @@ func (h *HashTrees) Build(st *store.Store) error {
 			return nil
 		})
 		if (errors.Is(err, store.ErrScanInterrupted) || errors.Is(err, store.ErrScanPending)) && attempt < 5 {
-			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+			}
 			continue
 		}
 		if err != nil {

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -33,7 +34,7 @@ func openTreeStore(t testing.TB, dir string) (*store.Store, *HashTrees) {
 		t.Fatalf("store.Open: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	if err := trees.Build(s); err != nil {
+	if err := trees.Build(context.Background(), s); err != nil {
 		t.Fatalf("Build: %v", err)
 	}
 	return s, trees
@@ -43,7 +44,7 @@ func openTreeStore(t testing.TB, dir string) (*store.Store, *HashTrees) {
 func rebuilt(t testing.TB, s *store.Store) *HashTrees {
 	t.Helper()
 	fresh := NewHashTrees(testPartitions)
-	if err := fresh.Build(s); err != nil {
+	if err := fresh.Build(context.Background(), s); err != nil {
 		t.Fatalf("rebuild: %v", err)
 	}
 	return fresh
@@ -148,7 +149,7 @@ func TestTreesBuiltDuringWritesEqualARebuild(t *testing.T) {
 			}
 		}
 	}()
-	err = trees.Build(s2)
+	err = trees.Build(context.Background(), s2)
 	close(stop)
 	wg.Wait()
 	if err != nil {
