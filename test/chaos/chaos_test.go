@@ -264,7 +264,7 @@ func (ch *chaos) outage(victim int, prefix string, between func()) []string {
 		}
 		nd := others[len(deleted)%len(others)]
 		ch.h.DeleteAttempt(e.Key)
-		r, err := nd.Delete(e.Key, testnode.KV{})
+		r, err := nd.Delete(e.Key, testnode.KV{Context: e.Context})
 		if err == nil && r.Status == http.StatusNoContent {
 			ch.h.DeleteAcked(e.Key)
 		}
@@ -313,7 +313,7 @@ func (ch *chaos) finalReads() (lost []string) {
 				break
 			}
 			if verdict, _ := e.CheckRead(r); verdict != nil {
-				lost = append(lost, fmt.Sprintf("%v (via %s)", verdict, nodes[via%len(nodes)].ID()))
+				lost = append(lost, fmt.Sprintf("%v (via %s); replicas: %s", verdict, nodes[via%len(nodes)].ID(), ch.describe(e.Key)))
 				break
 			}
 		}
@@ -341,6 +341,20 @@ func (ch *chaos) finalReads() (lost []string) {
 		}
 	}
 	return lost
+}
+
+// describe is what each replica of key holds, for failure messages.
+func (ch *chaos) describe(key string) string {
+	var parts []string
+	for _, id := range ch.place.Replicas(key) {
+		l, err := ch.nodes[id].LocalGet(0, key)
+		if err != nil {
+			parts = append(parts, id+"=error: "+err.Error())
+			continue
+		}
+		parts = append(parts, id+"="+DescribeReplica(l))
+	}
+	return strings.Join(parts, " ")
 }
 
 func (ch *chaos) report() {
@@ -410,6 +424,7 @@ func TestChaosFiveNodesLoseNoAcknowledgedWrite(t *testing.T) {
 				n, err := ch.hintsPending()
 				if err == nil && n == 0 {
 					ch.sum.HintsDelivered = time.Since(start)
+					t.Logf("%d hints delivered to %s in %.1fs", before, ch.c.Nodes[victim].ID(), ch.sum.HintsDelivered.Seconds())
 					break
 				}
 				if time.Now().After(deadline) {

@@ -29,6 +29,7 @@ type History struct {
 // written once, perhaps deleted once.
 type distinctKey struct {
 	value       string
+	context     string // X-Context of the acknowledged write
 	putAcked    bool
 	delAttempt  bool
 	deleteAcked bool
@@ -56,12 +57,14 @@ func (h *History) PutAttempt(k, value string) {
 	h.key(k).value = value
 }
 
-// PutAcked records a 204 for the write of k.
-func (h *History) PutAcked(k string) {
+// PutAcked records a 204 for the write of k, which returned context.
+func (h *History) PutAcked(k, context string) {
 	h.Acked.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.key(k).putAcked = true
+	d := h.key(k)
+	d.putAcked = true
+	d.context = context
 }
 
 // DeleteAttempt records that a client is about to delete k.
@@ -111,9 +114,10 @@ func (h *History) Readable(pick func(n int) int) (key, value string, ok bool) {
 
 // Expectation is what a final read of a distinct key must return.
 type Expectation struct {
-	Key    string
-	Value  string // when !Absent
-	Absent bool   // an acknowledged delete: 404
+	Key     string
+	Value   string // when !Absent
+	Context string // the X-Context the write returned, when !Absent
+	Absent  bool   // an acknowledged delete: 404
 }
 
 // Expectations lists the obligations of the distinct-writes workload: an
@@ -130,7 +134,7 @@ func (h *History) Expectations() []Expectation {
 		case d.deleteAcked:
 			out = append(out, Expectation{Key: k, Absent: true})
 		case d.putAcked && !d.delAttempt:
-			out = append(out, Expectation{Key: k, Value: d.value})
+			out = append(out, Expectation{Key: k, Value: d.value, Context: d.context})
 		}
 	}
 	return out

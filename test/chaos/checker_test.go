@@ -14,17 +14,17 @@ import (
 func TestExpectationsHoldOnlyAcknowledgedOutcomes(t *testing.T) {
 	h := NewHistory()
 	h.PutAttempt("acked", "v1")
-	h.PutAcked("acked")
+	h.PutAcked("acked", "c1")
 	h.PutAttempt("failed", "v2") // never acknowledged: no obligation
 	h.PutAttempt("deleted", "v3")
-	h.PutAcked("deleted")
+	h.PutAcked("deleted", "c3")
 	h.DeleteAttempt("deleted")
 	h.DeleteAcked("deleted")
 	h.PutAttempt("delete-unknown", "v4")
-	h.PutAcked("delete-unknown")
+	h.PutAcked("delete-unknown", "c4")
 	h.DeleteAttempt("delete-unknown") // failed delete: either outcome is fine
 	got := h.Expectations()
-	want := []Expectation{{Key: "acked", Value: "v1"}, {Key: "deleted", Absent: true}}
+	want := []Expectation{{Key: "acked", Value: "v1", Context: "c1"}, {Key: "deleted", Absent: true}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Expectations: got %+v, want %+v", got, want)
 	}

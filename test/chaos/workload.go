@@ -118,15 +118,21 @@ func distinctWriter(ctx context.Context, o WorkloadOptions, id int, rng *rand.Ra
 			h.Failed.Add(1)
 			continue
 		}
-		h.PutAcked(key)
+		h.PutAcked(key, r.Context)
 		if rng.Float64() >= o.DeleteRatio {
 			continue
 		}
+		// The delete carries the write's context, as a client that read
+		// or wrote the key must: a blind delete supersedes only what its
+		// coordinating replica holds, and during a fault that replica may
+		// not hold the write yet, leaving the value as a sibling of the
+		// tombstone (SPEC section 5).
+		putCtx := r.Context
 		nd = o.Nodes[rng.IntN(len(o.Nodes))]
 		h.DeleteAttempt(key)
 		h.Ops.Add(1)
 		r, err = request(func(c context.Context) (testnode.Response, error) {
-			return nd.DeleteContext(c, key, testnode.KV{})
+			return nd.DeleteContext(c, key, testnode.KV{Context: putCtx})
 		})
 		if err != nil || r.Status != http.StatusNoContent {
 			h.Failed.Add(1)
