@@ -58,9 +58,12 @@ type Options struct {
 	Logger *zap.Logger
 	// WALObserver, when set, is told of every WAL fsync (metrics).
 	WALObserver wal.Observer
-	// CanDropTombstone is asked before a key holding a tombstone is
-	// reclaimed; in a cluster it answers whether every replica holds the
-	// tombstone. Nil means always yes (one node).
+	// CanDropTombstone is asked before a key holding only tombstones older
+	// than TombstoneGrace is dropped; in a cluster it answers whether every
+	// replica holds them (replication.TombstoneGC). It is called from the
+	// reclaimer without the key's lock, so it may do network calls, but it
+	// should bound them: the reclaimer waits. Nil means always yes (one
+	// node). SetCanDropTombstone replaces it after Open.
 	CanDropTombstone func(db int, key []byte) bool
 	// OnChange, when set, is told of every change to a key's state: Put,
 	// Merge, Drop, the reclaimer, and WAL replay during Open. before and
