@@ -46,6 +46,7 @@ var (
 	// Store and WAL.
 	descKeysWritten    = desc("dynkv_store_keys_written_total", "Local puts and merges that changed a key.")
 	descReclaimed      = desc("dynkv_store_reclaimed_keys_total", "Expired keys and old tombstones dropped by the reclaimer.")
+	descBuried         = desc("dynkv_store_buried_keys_total", "Keys whose expired values the reclaimer turned into tombstones.")
 	descReplayed       = desc("dynkv_store_replayed_records", "WAL records replayed into LevelDB at the last start.")
 	descPendingRecords = desc("dynkv_store_pending_records", "WAL-durable records LevelDB has not absorbed yet.")
 	descCheckpointLSN  = desc("dynkv_store_checkpoint_lsn", "LSN up to which every WAL record is durably in LevelDB.")
@@ -102,6 +103,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	st := n.store.Stats()
 	counter(descKeysWritten, st.KeysWritten)
 	counter(descReclaimed, st.ReclaimedKeys)
+	counter(descBuried, st.BuriedKeys)
 	gauge(descReplayed, float64(st.ReplayedRecords))
 	gauge(descPendingRecords, float64(st.PendingRecords))
 	gauge(descCheckpointLSN, float64(st.CheckpointLSN))
