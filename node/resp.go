@@ -24,12 +24,10 @@ const respWriteTimeout = time.Minute
 const respCommandOverhead = 1 << 20
 
 // respServer serves the Redis protocol (SPEC section 4) on its own
-// listener. redcon parses and writes RESP; the accept loop and the
-// per-connection loops are ours rather than redcon.Server's because
-// redcon.Server neither recovers a panic in its parser (a bulk length near
-// MaxInt64 indexes out of range and would take the whole node down), nor
-// bounds the memory of one unfinished command, nor lets Shutdown wait for
-// the connections it serves.
+// listener. redcon writes the replies and parses inline commands;
+// respReader parses multibulk requests (see there why), and the accept
+// loop and the per-connection loops are ours rather than redcon.Server's,
+// which cannot drain: Shutdown waits for the connections it serves.
 type respServer struct {
 	n   *Node
 	ln  net.Listener
@@ -40,8 +38,8 @@ type respServer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// maxCommand bounds the bytes read for one command that has not
-	// completed yet (see limitedReader).
+	// maxCommand bounds the argument bytes of one command (an MSET of
+	// several large values still fits).
 	maxCommand int64
 	nextID     atomic.Int64
 
@@ -150,43 +148,47 @@ func (s *respServer) newSession(addr string) *respSession {
 type deadliner interface{ SetWriteDeadline(time.Time) error }
 
 // serveStream reads commands from r and writes replies to w until r ends,
-// fails, sends something that is not RESP, or the client quits. Commands
-// that arrive together (a pipeline) are all answered before one flush.
-func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) (err error) {
-	lr := &limitedReader{r: r, limit: s.maxCommand}
-	rd := redcon.NewReader(lr)
+// fails, sends something that is not RESP, or the client quits. Replies
+// to commands that arrive together (a pipeline) go out in one write, after
+// the last of them.
+func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) error {
+	// Arguments up to the read buffer's size are kept even when the
+	// limit is lower, so that a long key or value gets the command's own
+	// error rather than this generic one.
+	rd := newRESPReader(r, max(s.n.cfg.MaxValueBytes, respReadBufferSize), s.maxCommand)
 	wr := redcon.NewWriter(w)
 	dl, _ := w.(deadliner)
 	for {
-		cmds, err := readCommands(rd)
-		if err != nil {
+		args, err := rd.readCommand()
+		var tooLarge *argTooLargeError
+		switch {
+		case errors.As(err, &tooLarge):
+			wr.WriteError("ERR " + tooLarge.Error())
+		case err != nil:
 			var perr protocolError
 			if errors.As(err, &perr) {
 				// As Redis: say why, then hang up.
 				wr.WriteError("ERR Protocol error: " + string(perr))
-				_ = wr.Flush()
 			}
+			// Replies to what came before still go out.
+			_ = wr.Flush()
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return err
-		}
-		lr.reset()
-		quit := false
-		for _, cmd := range cmds {
-			if s.execute(wr, sess, cmd.Args) == actionClose {
-				quit = true
-				break
+		case len(args) > 0:
+			if s.execute(wr, sess, args) == actionClose {
+				return wr.Flush()
 			}
+		}
+		if rd.buffered() {
+			continue
 		}
 		if dl != nil {
 			_ = dl.SetWriteDeadline(time.Now().Add(respWriteTimeout))
 		}
 		if err := wr.Flush(); err != nil {
 			return fmt.Errorf("writing replies: %w", err)
-		}
-		if quit {
-			return nil
 		}
 	}
 }
@@ -195,59 +197,6 @@ func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) (e
 type protocolError string
 
 func (e protocolError) Error() string { return string(e) }
-
-// readCommands is redcon's reader with its failures made safe: a panic in
-// its parser and redcon's own protocol errors both become a protocolError.
-func readCommands(rd *redcon.Reader) (cmds []redcon.Command, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			cmds, err = nil, protocolError("malformed request")
-		}
-	}()
-	cmds, err = rd.ReadCommands()
-	if err != nil {
-		if errors.Is(err, errCommandTooLarge) {
-			return nil, protocolError(err.Error())
-		}
-		var ne net.Error
-		if !errors.Is(err, io.EOF) && !errors.As(err, &ne) && !errors.Is(err, net.ErrClosed) &&
-			!errors.Is(err, io.ErrUnexpectedEOF) {
-			// What remains are redcon's parse errors ("invalid bulk
-			// length", "unbalanced quotes", ...).
-			return nil, protocolError(err.Error())
-		}
-	}
-	return cmds, err
-}
-
-var errCommandTooLarge = errors.New("command too large")
-
-// limitedReader fails once more than limit bytes were read without a
-// command completing: redcon buffers an unfinished command whole, so
-// without it one connection could announce a huge bulk and grow the
-// node's memory with every byte it sends.
-type limitedReader struct {
-	r     io.Reader
-	n     int64
-	limit int64
-}
-
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.n >= l.limit {
-		return 0, fmt.Errorf("%w: more than %d bytes", errCommandTooLarge, l.limit)
-	}
-	if rest := l.limit - l.n; int64(len(p)) > rest {
-		p = p[:rest]
-	}
-	n, err := l.r.Read(p)
-	l.n += int64(n)
-	return n, err
-}
-
-// reset starts counting again after commands completed. What is left in
-// redcon's buffer is part of the next command and was already counted;
-// forgetting it loosens the bound by at most one read.
-func (l *limitedReader) reset() { l.n = 0 }
 
 // stop closes the listener, lets every connection finish the commands it
 // has read (their replies are written), then waits for the connections to

@@ -380,8 +380,18 @@ func (s *respServer) del(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 		wr.WriteError(msg)
 		return
 	}
-	existed := make([]bool, len(keys))
-	err := forEachKey(keys, func(i int, key []byte) error {
+	// A key named twice is deleted once and counted once, as in Redis,
+	// where the second mention finds it gone.
+	unique := make([][]byte, 0, len(keys))
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if !seen[string(k)] {
+			seen[string(k)] = true
+			unique = append(unique, k)
+		}
+	}
+	existed := make([]bool, len(unique))
+	err := forEachKey(unique, func(i int, key []byte) error {
 		set, _, ok, err := s.read(sess.db, key)
 		if err != nil || !ok {
 			return err
@@ -393,15 +403,11 @@ func (s *respServer) del(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 		wr.WriteError(s.respErrorText(err))
 		return
 	}
-	// A key named twice is deleted by whichever read saw it first, as in
-	// Redis, where the second mention finds it gone.
-	seen := make(map[string]bool, len(keys))
 	count := 0
-	for i, k := range keys {
-		if existed[i] && !seen[string(k)] {
+	for _, e := range existed {
+		if e {
 			count++
 		}
-		seen[string(k)] = true
 	}
 	wr.WriteInt(count)
 }

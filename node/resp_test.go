@@ -538,34 +538,42 @@ func TestRESPPipelineOfAThousandCommands(t *testing.T) {
 
 func TestRESPGarbageClosesOnlyThatConnection(t *testing.T) {
 	tn := startRESPNode(t, nil)
-	for _, garbage := range []string{
-		"*1\r\n$9223372036854775807\r\n",
-		"*-5\r\n",
-		"*2\r\n$3\r\nGET\r\nxx\r\n",
-		"*1\r\n$abc\r\n",
-		"\"unbalanced\r\n",
+	for _, c := range []struct{ garbage, want string }{
+		{"*1\r\n$9223372036854775807\r\n", "-ERR Protocol error: command too large"},
+		{"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1073741824\r\n", "-ERR Protocol error: command too large"},
+		{"*9223372036854775807\r\n", "-ERR Protocol error: invalid multibulk length"},
+		{"*1000000000\r\n", "-ERR Protocol error: invalid multibulk length"},
+		{"*2\r\n$3\r\nGET\r\nxx\r\n", "-ERR Protocol error: expected '$', got 'x'"},
+		{"*1\r\n$abc\r\n", "-ERR Protocol error: invalid bulk length"},
+		{"*1\r\n$4\r\nPINGxx", "-ERR Protocol error: invalid bulk length"},
+		{"*1\n", "-ERR Protocol error: invalid header line"},
+		{"\"unbalanced\r\n", "-ERR Protocol error: unbalanced quotes"},
+		{strings.Repeat("x", 70<<10) + "\r\n", "-ERR Protocol error: too big inline request"},
 	} {
 		r := dialRaw(t, tn)
-		r.send(garbage)
-		if got := r.line(); !strings.HasPrefix(got, "-ERR Protocol error") {
-			t.Errorf("after %q: reply %q, want -ERR Protocol error", garbage, got)
+		r.send(c.garbage)
+		if got := r.line(); !strings.HasPrefix(got, c.want) {
+			t.Errorf("after %.40q: reply %q, want %s...", c.garbage, got, c.want)
 		}
 		if _, err := r.rd.ReadByte(); err == nil {
-			t.Errorf("after %q: the connection stayed open", garbage)
+			t.Errorf("after %.40q: the connection stayed open", c.garbage)
 		}
 	}
-	// A command that keeps growing past the limit is cut off too.
+	// Empty commands are skipped, as Redis skips them.
 	r := dialRaw(t, tn)
-	r.send(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n", 1<<30))
-	chunk := strings.Repeat("x", 1<<16)
-	var err error
-	for range (4<<20 + 2<<20) / len(chunk) {
-		if _, err = io.WriteString(r.c, chunk); err != nil {
-			break
-		}
+	r.send("\r\n*0\r\n*-1\r\n   \r\nPING\r\n")
+	if got := r.line(); got != "+PONG" {
+		t.Fatalf("PING after empty commands = %q, want +PONG", got)
 	}
-	if got, _ := r.rd.ReadString('\n'); !strings.HasPrefix(got, "-ERR Protocol error: command too large") {
-		t.Errorf("after an endless bulk: reply %q (write error %v), want -ERR Protocol error: command too large", got, err)
+	// A value beyond --max-value-bytes is read, refused and the
+	// connection goes on.
+	big := strings.Repeat("v", 2<<20)
+	r.send(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\nPING\r\n", len(big), big))
+	if got := r.line(); got != fmt.Sprintf("-ERR value too large: %d bytes (at most %d)", len(big), 1<<20) {
+		t.Fatalf("SET of a 2 MiB value = %q", got)
+	}
+	if got := r.line(); got != "+PONG" {
+		t.Fatalf("PING after a refused value = %q, want +PONG", got)
 	}
 	// The node still serves.
 	rc := redisClient(t, tn, nil)
