@@ -50,6 +50,8 @@ const respFanOut = 16
 // execute runs one command and writes its reply. A panic answers the
 // command with an error instead of taking the node down.
 func (s *respServer) execute(wr *redcon.Writer, sess *respSession, args [][]byte) (act respAction) {
+	start, mark := time.Now(), len(wr.Buffer())
+	name := strings.ToLower(string(args[0]))
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("panic in Redis-protocol command", zap.Any("panic", p), zap.Stack("stack"),
@@ -57,8 +59,19 @@ func (s *respServer) execute(wr *redcon.Writer, sess *respSession, args [][]byte
 			wr.WriteError("ERR internal error")
 			act = actionContinue
 		}
+		// The reply starts where the buffer ended before: the writer is
+		// flushed only between commands.
+		status := "ok"
+		if b := wr.Buffer(); len(b) > mark && b[mark] == '-' {
+			status = "error"
+		}
+		op := name
+		if !respKnownCommands[name] {
+			// Unknown names would be unbounded label values.
+			op = "other"
+		}
+		s.n.metrics.observeRequest("resp", op, status, time.Since(start))
 	}()
-	name := strings.ToLower(string(args[0]))
 	if !sess.authed && name != "auth" && name != "hello" && name != "quit" {
 		wr.WriteError(respErrNoAuth)
 		return actionContinue
@@ -657,6 +670,15 @@ const respCompatVersion = "7.0.0"
 // respCommands are the commands this listener serves, for COMMAND COUNT.
 var respCommands = []string{"auth", "client", "command", "config", "del", "echo", "exists", "expire", "get",
 	"hello", "info", "mget", "mset", "pexpire", "ping", "pttl", "quit", "select", "set", "ttl"}
+
+// respKnownCommands is respCommands as a set.
+var respKnownCommands = func() map[string]bool {
+	m := make(map[string]bool, len(respCommands))
+	for _, c := range respCommands {
+		m[c] = true
+	}
+	return m
+}()
 
 // command answers just enough of COMMAND for redis-cli, which asks for
 // COMMAND DOCS at start for its hints and does without them.

@@ -485,6 +485,29 @@ func TestRESPAdministrativeCommandsAnswerAsClientsExpect(t *testing.T) {
 	}
 }
 
+func TestRESPCommandsAreCountedInTheRequestMetrics(t *testing.T) {
+	tn := startRESPNode(t, nil)
+	rc := redisClient(t, tn, nil)
+	ctx := ctxT(t)
+	if err := rc.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_ = rc.Get(ctx, "k").Err()
+	_ = rc.Do(ctx, "SELECT", "99").Err()
+	_ = rc.Do(ctx, "NO-SUCH-COMMAND").Err()
+	m := tn.get("/metrics", nil)
+	for _, want := range []string{
+		`dynkv_requests_total{code="ok",op="set",protocol="resp"} 1`,
+		`dynkv_requests_total{code="ok",op="get",protocol="resp"} 1`,
+		`dynkv_requests_total{code="error",op="select",protocol="resp"} 1`,
+		`dynkv_requests_total{code="error",op="other",protocol="resp"} 1`,
+	} {
+		if !strings.Contains(string(m.body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
 func TestRESPPipelineOfAThousandCommands(t *testing.T) {
 	tn := startRESPNode(t, func(c *Config) { c.Fsync = "10ms" })
 	rc := redisClient(t, tn, nil)
