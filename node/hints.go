@@ -61,9 +61,11 @@ func (n *Node) startHints(c *cluster) *replication.HintDelivery {
 			}
 			return p.Committed.PreferenceList(p.Partition(db, key), n.cfg.Replicas)
 		},
-		Interval: n.cfg.HintInterval,
-		Timeout:  n.cfg.RPCTimeout,
-		Logger:   n.log.Named("hints"),
+		Interval:  n.cfg.HintInterval,
+		Timeout:   n.cfg.RPCTimeout,
+		MaxAge:    n.cfg.TombstoneGrace,
+		HintClock: n.cfg.now,
+		Logger:    n.log.Named("hints"),
 	})
 	d.Start()
 	return d
@@ -84,6 +86,7 @@ type hintsBody struct {
 	Pending          int     `json:"pending"`
 	Delivered        uint64  `json:"delivered"`
 	Failed           uint64  `json:"failed"`
+	Expired          uint64  `json:"expired"`
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
 }
 
@@ -95,7 +98,7 @@ func (n *Node) hintStatus(c *cluster) (hintsBody, map[string]store.HintStat, tim
 	var body hintsBody
 	if c != nil && c.hints != nil {
 		ds := c.hints.Stats()
-		body.Delivered, body.Failed = ds.Delivered, ds.Failed
+		body.Delivered, body.Failed, body.Expired = ds.Delivered, ds.Failed, ds.Expired
 	}
 	for _, st := range stats {
 		body.Pending += st.Count

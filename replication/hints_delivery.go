@@ -46,9 +46,20 @@ type HintDeliveryConfig struct {
 	MaxBackoff time.Duration
 	// Timeout bounds one delivery call; default DefaultTimeout.
 	Timeout time.Duration
-	Logger  *zap.Logger
+	// MaxAge drops, undelivered, a hint first stored longer ago than this
+	// (node sets --tombstone-grace; 0 keeps hints forever). A hint that
+	// old may predate a delete whose tombstone every replica has since
+	// reclaimed, and delivering it would bring the value back (Cassandra
+	// bounds hints by gc_grace for the same reason). Nothing is lost: the
+	// write's coordinator is a replica and holds it, and anti-entropy
+	// spreads it.
+	MaxAge time.Duration
+	Logger *zap.Logger
 	// Now is the clock behind backoffs; default time.Now.
 	Now func() time.Time
+	// HintClock is the clock the store stamps hints with (store.Options.Now),
+	// against which MaxAge is measured; default Now.
+	HintClock func() time.Time
 }
 
 // HintDeliveryStats are counters since the worker started, and the hints
@@ -56,6 +67,7 @@ type HintDeliveryConfig struct {
 type HintDeliveryStats struct {
 	Delivered uint64 // hints handed over and dropped
 	Failed    uint64 // delivery attempts that failed (each starts a backoff)
+	Expired   uint64 // hints dropped undelivered after MaxAge
 	Pending   int    // hints held now, every owner
 }
 
@@ -72,7 +84,7 @@ type HintDelivery struct {
 	mu      sync.Mutex // guards backoff
 	backoff map[string]ownerBackoff
 
-	delivered, failed atomic.Uint64
+	delivered, failed, expired atomic.Uint64
 
 	life            sync.Mutex // orders Start against Close
 	started, closed bool
@@ -104,6 +116,9 @@ func NewHintDelivery(cfg HintDeliveryConfig) *HintDelivery {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.HintClock == nil {
+		cfg.HintClock = cfg.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &HintDelivery{
@@ -156,7 +171,7 @@ func (d *HintDelivery) Stats() HintDeliveryStats {
 	for _, st := range d.cfg.Store.HintStats() {
 		pending += st.Count
 	}
-	return HintDeliveryStats{Delivered: d.delivered.Load(), Failed: d.failed.Load(), Pending: pending}
+	return HintDeliveryStats{Delivered: d.delivered.Load(), Failed: d.failed.Load(), Expired: d.expired.Load(), Pending: pending}
 }
 
 func (d *HintDelivery) loop() {
@@ -267,7 +282,10 @@ func (d *HintDelivery) deliverToOwner(ctx context.Context, owner string) error {
 		items, size = items[:0], 0
 		return nil
 	}
-	err := d.cfg.Store.ScanHints(owner, func(db int, key []byte, set vclock.Set, _ time.Time) error {
+	err := d.cfg.Store.ScanHints(owner, func(db int, key []byte, set vclock.Set, created time.Time) error {
+		if expired, err := d.expire(owner, db, key, set, created); expired || err != nil {
+			return err
+		}
 		items = append(items, Item{DB: db, Key: key, Set: set})
 		size += len(key) + len(set.Encode())
 		if len(items) >= MaxBatchItems || size >= hintBatchBytes {
@@ -299,9 +317,12 @@ func (d *HintDelivery) drop(owner string, it Item) error {
 // so nothing acknowledged through the old owner is lost.
 func (d *HintDelivery) redirect(ctx context.Context, owner string) error {
 	var firstErr error
-	err := d.cfg.Store.ScanHints(owner, func(db int, key []byte, set vclock.Set, _ time.Time) error {
+	err := d.cfg.Store.ScanHints(owner, func(db int, key []byte, set vclock.Set, created time.Time) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if expired, err := d.expire(owner, db, key, set, created); expired || err != nil {
+			return err
 		}
 		var targets []string
 		if d.cfg.PreferenceList != nil {
@@ -337,4 +358,22 @@ func (d *HintDelivery) redirect(ctx context.Context, owner string) error {
 		return err
 	}
 	return firstErr
+}
+
+// expire drops a hint older than MaxAge instead of delivering it and
+// reports whether it did.
+func (d *HintDelivery) expire(owner string, db int, key []byte, set vclock.Set, created time.Time) (bool, error) {
+	if d.cfg.MaxAge <= 0 || d.cfg.HintClock().Sub(created) <= d.cfg.MaxAge {
+		return false, nil
+	}
+	dropped, err := d.cfg.Store.DropHint(owner, db, key, set)
+	if err != nil {
+		return true, fmt.Errorf("replication: drop expired hint for %s: %w", owner, err)
+	}
+	if dropped {
+		d.expired.Add(1)
+		d.log.Debug("hint older than the tombstone grace dropped undelivered", zap.String("peer", owner),
+			zap.Time("created", created))
+	}
+	return true, nil
 }

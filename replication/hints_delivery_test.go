@@ -220,3 +220,27 @@ func TestDeliveryLoopStartsAndStops(t *testing.T) {
 	}
 	NewHintDelivery(HintDeliveryConfig{Store: holder}).Close() // never started
 }
+
+func TestHintsOlderThanMaxAgeAreDroppedUndelivered(t *testing.T) {
+	holder, owner := openStore(t), openStore(t)
+	hintedKeys(t, holder, 4, "b")
+	snd := &fakeSender{stores: map[string]*store.Store{"b": owner}}
+	later := func() time.Time { return time.Now().Add(2 * time.Hour) }
+	d := NewHintDelivery(HintDeliveryConfig{Store: holder, Send: snd.send, MaxAge: time.Hour, Now: later})
+	d.RunOnce(ctxTimeout(t))
+	if n := pendingFor(holder, "b"); n != 0 {
+		t.Fatalf("%d expired hints still held", n)
+	}
+	if snd.callsTo("b") != 0 {
+		t.Errorf("expired hints were sent (%d calls): a hint older than the tombstone grace could resurrect a reclaimed delete", snd.callsTo("b"))
+	}
+	if st := d.Stats(); st.Expired != 4 || st.Delivered != 0 {
+		t.Errorf("stats %+v, want 4 expired, 0 delivered", st)
+	}
+	// Within MaxAge they are delivered as usual.
+	hintedKeys(t, holder, 2, "b")
+	NewHintDelivery(HintDeliveryConfig{Store: holder, Send: snd.send, MaxAge: time.Hour}).RunOnce(ctxTimeout(t))
+	if n := pendingFor(holder, "b"); n != 0 || snd.callsTo("b") != 1 {
+		t.Errorf("fresh hints: %d pending, %d sends; want 0 pending, 1 send", n, snd.callsTo("b"))
+	}
+}
