@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/vclock"
+	"github.com/dynkv/dynkv/wal"
 )
 
 func hintSet(actor, v string, counter uint64) vclock.Set {
@@ -242,4 +243,19 @@ func FuzzParseHintKey(f *testing.F) {
 			t.Fatalf("hintKey(%q, %d, %q) parsed as %q %d %q %v", owner, db, key, o, d, k, ok)
 		}
 	})
+}
+
+func BenchmarkPutHint(b *testing.B) {
+	opts := testOptions(b.TempDir(), newTestClock())
+	opts.Sync = wal.SyncPolicy{Interval: 10 * time.Millisecond} // measure the store, not the disk's fsync
+	s := mustOpen(b, opts)
+	defer closeStore(b, s)
+	set := hintSet("n1", string(make([]byte, 256)), 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.PutHint("n3", 0, []byte(fmt.Sprintf("key-%d", i)), set); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
