@@ -680,3 +680,48 @@ func TestRESPShutdownAnswersWhatItReadThenCloses(t *testing.T) {
 		t.Fatal("the RESP port still accepts after Shutdown")
 	}
 }
+
+func TestRESPOnAClusterReplicatesAndReportsQuorumFailures(t *testing.T) {
+	t.Parallel() // gossip waits, not CPU
+	var nodes []*testNode
+	for i := 1; i <= 3; i++ {
+		var join []string
+		if i > 1 {
+			join = []string{nodes[0].GossipAddr()}
+		}
+		cfg := clusterConfig(t, fmt.Sprintf("n%d", i), join...)
+		cfg.RESPAddr = "127.0.0.1:0"
+		nodes = append(nodes, startNode(t, &cfg, nil))
+	}
+	waitConverged(t, nodes, ids(nodes))
+	ctx := ctxT(t)
+	first, last := redisClient(t, nodes[0], nil), redisClient(t, nodes[2], nil)
+
+	if info, _ := first.Info(ctx).Result(); !strings.Contains(info, "cluster_size:3\r\n") {
+		t.Fatalf("INFO on a three-node cluster:\n%s", info)
+	}
+	// W=2 of N=3: written through n1, readable through n3 at once (R=2).
+	if err := first.Set(ctx, "shared", "v1", 0).Err(); err != nil {
+		t.Fatalf("SET through n1: %v", err)
+	}
+	if v, err := last.Get(ctx, "shared").Result(); err != nil || v != "v1" {
+		t.Fatalf("GET through n3 = %q, %v; want v1", v, err)
+	}
+	eventually(t, func() string {
+		if h := holders(nodes, "shared", "v1"); len(h) != 3 {
+			return fmt.Sprintf("shared held by %v, want all three", h)
+		}
+		return ""
+	})
+
+	// With both other replicas down, no write can gather W=2 acks.
+	for _, n := range nodes[1:] {
+		if err := n.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := first.Set(ctx, "shared", "v2", 0).Err()
+	if err == nil || !strings.HasPrefix(err.Error(), "ERR quorum not reached (needed 2, acked 1)") {
+		t.Fatalf("SET with two of three replicas down: %v, want ERR quorum not reached (needed 2, acked 1)", err)
+	}
+}
