@@ -46,26 +46,34 @@ func (s *Store) writeCheckpointLocked() (uint64, error) {
 	if lsn <= prev {
 		return prev, nil
 	}
-	var v [8]byte
-	binary.BigEndian.PutUint64(v[:], lsn)
-	// Sync makes the LevelDB journal durable up to here. goleveldb does not
-	// fsync a journal it rotates away from, though: a memtable still being
-	// flushed lives only in that unsynced journal. Compacting the
-	// checkpoint key's range rotates the memtable and waits for every
-	// memtable flush (tables and manifest are fsynced), so nothing the
-	// checkpoint covers depends on an unsynced journal afterwards.
-	if err := s.db().Put(checkpointKey, v[:], writeSync); err != nil {
-		return 0, fmt.Errorf("store: write checkpoint %d: %w", lsn, err)
-	}
+	// goleveldb does not fsync a journal it rotates away from, so a
+	// memtable still being flushed may live only in an unsynced journal.
+	// Compacting the checkpoint key's range first rotates the memtable and
+	// waits for every memtable flush (tables and manifest are fsynced): after
+	// it, every apply the checkpoint covers is durable. Only then is the
+	// checkpoint key written, with Sync, so a checkpoint never claims more
+	// than LevelDB durably holds, even if the flush fails.
 	limit := append(append([]byte(nil), checkpointKey...), 0)
 	if err := s.db().CompactRange(util.Range{Start: checkpointKey, Limit: limit}); err != nil {
 		return 0, fmt.Errorf("store: flush LevelDB memtable for checkpoint %d: %w", lsn, err)
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], lsn)
+	if err := s.db().Put(checkpointKey, v[:], writeSync); err != nil {
+		return 0, fmt.Errorf("store: write checkpoint %d: %w", lsn, err)
 	}
 	s.checkpointLSN.Store(lsn)
 	s.sinceCheckpoint.Store(0)
 	s.log.Debug("checkpoint", zap.Uint64("lsn", lsn))
 	return lsn, nil
 }
+
+const (
+	// checkpointRetryMin and checkpointRetryMax bound the backoff after a
+	// failed checkpoint.
+	checkpointRetryMin = time.Second
+	checkpointRetryMax = 30 * time.Second
+)
 
 // maintain owns periodic checkpoints (by time and by appended bytes) and
 // the retry of pending LevelDB applies; it stops when Close closes s.stop.
@@ -75,6 +83,10 @@ func (s *Store) maintain() {
 	defer ckpt.Stop()
 	retry := time.NewTicker(pendingRetryInterval)
 	defer retry.Stop()
+	var (
+		backoff time.Duration // zero while checkpoints succeed
+		retryAt time.Time
+	)
 	for {
 		select {
 		case <-s.stop:
@@ -85,8 +97,30 @@ func (s *Store) maintain() {
 		case <-ckpt.C:
 		case <-s.kick:
 		}
-		if err := s.Checkpoint(); err != nil && !errors.Is(err, ErrClosed) {
-			s.log.Error("checkpoint failed", zap.Error(err))
+		if time.Now().Before(retryAt) {
+			continue
+		}
+		err := s.Checkpoint()
+		switch {
+		case err == nil:
+			if backoff != 0 {
+				s.log.Info("checkpoints resumed")
+			}
+			backoff = 0
+		case errors.Is(err, ErrClosed):
+		default:
+			// A failing checkpoint (typically a full disk) loses nothing:
+			// the WAL keeps every record it did not cover. Back off so a
+			// write-triggered kick per request does not stall writers on the
+			// exclusive gate or flood the log.
+			if backoff == 0 {
+				s.log.Error("checkpoint failed; the WAL keeps the records, retrying with backoff", zap.Error(err))
+				backoff = checkpointRetryMin
+			} else {
+				s.log.Debug("checkpoint failed again", zap.Error(err))
+				backoff = min(2*backoff, checkpointRetryMax)
+			}
+			retryAt = time.Now().Add(backoff)
 		}
 	}
 }
