@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"syscall"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/filter"
@@ -16,6 +18,11 @@ func openLevelDB(dir string) (*leveldb.DB, error) {
 		WriteBuffer:        16 << 20,
 		Filter:             filter.NewBloomFilter(10),
 	})
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		// goleveldb's LOCK file is taken: another process serves this data
+		// directory. Say so rather than "resource temporarily unavailable".
+		return nil, fmt.Errorf("store: data directory %s is in use by another dynkv process (LevelDB LOCK held): %w", filepath.Dir(dir), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open LevelDB at %s: %w", dir, err)
 	}
