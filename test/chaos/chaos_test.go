@@ -114,10 +114,16 @@ func start(t *testing.T, nodes int) *chaos {
 	if os.Getenv(NetworkEnv) == "loopback" {
 		t.Logf("SKIP partition faults: %s=loopback; kill and pause faults run on loopback", NetworkEnv)
 		ch.sum.Network = "loopback (partitions skipped: " + NetworkEnv + "=loopback)"
-	} else if ns, err := testnode.NewNamespaces(t, nodes); err != nil {
+	} else if err := testnode.NamespacesAvailable(); err != nil {
 		t.Logf("SKIP partition faults: %v; kill and pause faults run on loopback", err)
 		ch.sum.Network = "loopback (partitions skipped: " + err.Error() + ")"
 	} else {
+		// Root with the tools: a setup failure is a failure, not a
+		// reason to quietly run without partitions.
+		ns, err := testnode.NewNamespaces(t, nodes)
+		if err != nil {
+			t.Fatalf("setting up network namespaces: %v (%s=loopback runs without them)", err, NetworkEnv)
+		}
 		ch.ns = ns
 		opts.Network = ns
 		ch.sum.Network = "netns (one namespace per node, nftables cuts)"
