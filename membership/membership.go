@@ -106,7 +106,7 @@ func New(cfg Config) (*Membership, error) {
 	}
 	m := &Membership{
 		cfg:         cfg,
-		log:         cfg.Logger.With(zap.String("node", cfg.NodeID)),
+		log:         cfg.Logger, // the node's logger already carries its id
 		meta:        Meta{ID: cfg.NodeID, HTTPAddr: cfg.HTTPAddr, Partitions: cfg.Partitions}.Encode(),
 		subs:        make(map[uint64]chan struct{}),
 		suspects:    make(map[string]bool),
@@ -229,6 +229,21 @@ func (c *Config) fill() error {
 	case 0, 16, 24, 32:
 	default:
 		return fmt.Errorf("membership: gossip key is %d bytes, want 16, 24 or 32", len(c.GossipKey))
+	}
+	if c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil {
+		// memberlist advertises an IP only; a host name (a container's or a
+		// pod's) is resolved once, here, so --advertise-addr accepts both.
+		ips, err := net.LookupIP(c.AdvertiseAddr)
+		if err != nil || len(ips) == 0 {
+			return fmt.Errorf("membership: advertise address %q is not an IP and does not resolve: %v", c.AdvertiseAddr, err)
+		}
+		c.AdvertiseAddr = ips[0].String()
+		for _, ip := range ips {
+			if ip.To4() != nil {
+				c.AdvertiseAddr = ip.String()
+				break
+			}
+		}
 	}
 	if c.JoinTimeout <= 0 {
 		c.JoinTimeout = 10 * time.Second
