@@ -6,9 +6,9 @@
 // what it expected and what it got.
 //
 // Where a node lives is behind the Network interface: the default puts node
-// i on 127.0.0.<10+i> (Linux routes all of 127/8 to the loopback device),
-// and a chaos suite can supply one that places nodes in network namespaces
-// and starts their processes there.
+// i on 127.0.0.<10+i> (Linux routes all of 127/8 to the loopback device);
+// Namespaces (root only) puts each node in a network namespace of its own
+// and cuts and heals links between them with nftables, for partitions.
 //
 // Nothing here calls t.Fatal from a goroutine other than the test's: the
 // HTTP helpers return errors, and the lifecycle methods that fail the test

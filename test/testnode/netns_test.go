@@ -83,3 +83,33 @@ func TestSweepLeavesLiveRunsAlone(t *testing.T) {
 		t.Fatal("run of a pid that cannot exist counted as alive")
 	}
 }
+
+// TestSweepRemovesNamespacesOfDeadRuns leaves a namespace named as if a
+// process that cannot exist had made it, and one of this process, and
+// checks that the sweeper removes the first only.
+func TestSweepRemovesNamespacesOfDeadRuns(t *testing.T) {
+	if err := NamespacesAvailable(); err != nil {
+		t.Skipf("partition harness not available: %v", err)
+	}
+	dead := "dk-" + strconv.FormatInt(0x7fffffff, 36) + "0-0"
+	live := "dk-" + strconv.FormatInt(int64(os.Getpid()), 36) + "z-0"
+	for _, name := range []string{dead, live} {
+		if err := runCmd(nil, "ip", "netns", "add", name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if nsExists(name) {
+				_ = runCmd(nil, "ip", "netns", "del", name)
+			}
+		})
+	}
+	if err := SweepStaleNamespaces(); err != nil {
+		t.Fatal(err)
+	}
+	if nsExists(dead) {
+		t.Errorf("namespace %s of a dead run survived the sweep", dead)
+	}
+	if !nsExists(live) {
+		t.Errorf("namespace %s of this live process was swept", live)
+	}
+}
