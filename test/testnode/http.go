@@ -2,9 +2,9 @@ package testnode
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -42,23 +42,7 @@ func (r Response) String() string {
 // Do sends r to the node. A transport error (refused, reset, timeout) is
 // an error; any HTTP status is a Response.
 func (n *Node) Do(r Request) (Response, error) {
-	req, err := http.NewRequest(r.Method, n.URL()+r.Path, bytes.NewReader(r.Body))
-	if err != nil {
-		return Response{}, fmt.Errorf("node %s: %s %s: %w", n.id, r.Method, r.Path, err)
-	}
-	for k, v := range r.Header {
-		req.Header[k] = v
-	}
-	resp, err := n.http.Do(req)
-	if err != nil {
-		return Response{}, fmt.Errorf("node %s: %s %s: %w", n.id, r.Method, r.Path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return Response{}, fmt.Errorf("node %s: %s %s: reading the body of a %d: %w", n.id, r.Method, r.Path, resp.StatusCode, err)
-	}
-	return Response{Status: resp.StatusCode, Header: resp.Header, Body: body, Context: resp.Header.Get(ContextHeader)}, nil
+	return n.DoContext(context.Background(), r)
 }
 
 // KV names a key and its per-request options.
