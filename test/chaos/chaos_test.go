@@ -367,6 +367,7 @@ func (ch *chaos) report() {
 	ch.sum.Ops = ch.h.Ops.Load()
 	ch.sum.Acked = ch.h.Acked.Load()
 	ch.sum.Failed = ch.h.Failed.Load()
+	ch.sum.Reads = ch.h.Reads.Load()
 	ch.sum.StaleReads = ch.h.StaleReads.Load()
 	out := ch.sum.String()
 	ch.t.Log("\n" + out)

@@ -17,7 +17,8 @@ type History struct {
 	Ops        atomic.Int64 // requests sent by workload clients
 	Acked      atomic.Int64 // writes (PUT, DELETE) answered 2xx
 	Failed     atomic.Int64 // requests answered with an error status or no answer
-	StaleReads atomic.Int64 // reads during the run that missed an acknowledged write
+	Reads      atomic.Int64 // reads of an acknowledged write during the run, answered 2xx or 404
+	StaleReads atomic.Int64 // those that missed the acknowledged write
 
 	mu       sync.Mutex
 	distinct map[string]*distinctKey

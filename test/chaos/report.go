@@ -19,7 +19,7 @@ type Summary struct {
 	AckedKeys          int // distinct keys with an obligation at the end
 	AckedElements      int // set-append elements acknowledged
 	Lost               int // acknowledged writes (or deletes) not readable as acknowledged at the end
-	StaleReads         int64
+	Reads, StaleReads  int64
 
 	// Seconds for replicas to agree after healing; negative when they did
 	// not within the deadline; zero when not measured.
@@ -48,7 +48,7 @@ func (s Summary) String() string {
 	row("acknowledged writes", "%d (keys checked %d, set elements %d)", s.Acked, s.AckedKeys, s.AckedElements)
 	row("faults", "kill %d, pause %d, partition %d", s.Faults[Kill], s.Faults[Pause], s.Faults[Partition])
 	row("writes lost", "%d", s.Lost)
-	row("stale or missing reads during faults", "%d", s.StaleReads)
+	row("stale or missing reads during faults", "%d of %d", s.StaleReads, s.Reads)
 	row("converge after chaos", "%s", secs(s.ConvergeChaos))
 	row("hints delivered to a restarted node", "%s", secs(s.HintsDelivered))
 	row("converge, hinted-handoff path", "%s", secs(s.ConvergeHints))

@@ -99,10 +99,12 @@ func distinctWriter(ctx context.Context, o WorkloadOptions, id int, rng *rand.Ra
 			r, err := request(func(c context.Context) (testnode.Response, error) {
 				return nd.GetContext(c, key, testnode.KV{})
 			})
-			switch {
-			case err != nil || r.Status >= 500:
+			if err != nil || r.Status >= 500 {
 				h.Failed.Add(1)
-			case r.Status != http.StatusOK || string(r.Body) != value:
+				continue
+			}
+			h.Reads.Add(1)
+			if r.Status != http.StatusOK || string(r.Body) != value {
 				h.StaleReads.Add(1)
 			}
 			continue
