@@ -159,6 +159,7 @@ func setAppender(ctx context.Context, o WorkloadOptions, id int, rng *rand.Rand)
 			h.Failed.Add(1)
 			continue
 		}
+		h.Reads.Add(1)
 		if r.Status == http.StatusNotFound || r.Context == "" {
 			// The key was created before the run: a 404 missed it. Writing
 			// blind would supersede what the coordinator holds, so skip.
