@@ -17,8 +17,8 @@ type History struct {
 	Ops        atomic.Int64 // requests sent by workload clients
 	Acked      atomic.Int64 // writes (PUT, DELETE) answered 2xx
 	Failed     atomic.Int64 // requests answered with an error status or no answer
-	Reads      atomic.Int64 // reads of an acknowledged write during the run, answered 2xx or 404
-	StaleReads atomic.Int64 // those that missed the acknowledged write
+	Reads      atomic.Int64 // reads during the run answered 2xx or 404 (not 5xx, not timed out)
+	StaleReads atomic.Int64 // those that missed an acknowledged write or the set key
 
 	mu       sync.Mutex
 	distinct map[string]*distinctKey
