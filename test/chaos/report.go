@@ -51,7 +51,7 @@ func (s Summary) String() string {
 	row("stale or missing reads during faults", "%d of %d", s.StaleReads, s.Reads)
 	row("converge after chaos", "%s", secs(s.ConvergeChaos))
 	row("hints delivered to a restarted node", "%s", secs(s.HintsDelivered))
-	row("converge, hinted-handoff path", "%s", secs(s.ConvergeHints))
+	row("converge after hint delivery", "%s", secs(s.ConvergeHints))
 	row("converge, anti-entropy path (no hints)", "%s", secs(s.ConvergeAAE))
 	for _, f := range s.ConvergeFailures {
 		row("convergence failure", "%s", f)
