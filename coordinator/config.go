@@ -23,7 +23,12 @@ type Config struct {
 	// only what the coordinating replica holds, saving the round trip that
 	// gathers the key's context from R replicas first (see the package doc).
 	LocalBlindWrites bool
-	Logger           *zap.Logger
+	// GatherHedge is how long a blind write's context read waits for the
+	// R-1 peers it asked first before it asks the key's other replicas
+	// too; default DefaultGatherHedge. A failed answer asks the next
+	// replica at once.
+	GatherHedge time.Duration
+	Logger      *zap.Logger
 	// Now is the clock; unused by the quorum logic itself but kept so every
 	// time source of a node is injectable.
 	Now func() time.Time
@@ -31,6 +36,11 @@ type Config struct {
 
 // DefaultRequestTimeout is --request-timeout's default.
 const DefaultRequestTimeout = 5 * time.Second
+
+// DefaultGatherHedge is well above a loaded peer's usual get round trip
+// (a few ms), so that the extra reads happen only for a peer that is
+// stalled or gone but not yet declared dead.
+const DefaultGatherHedge = 50 * time.Millisecond
 
 func (c Config) withDefaults() Config {
 	if c.N == 0 {
@@ -44,6 +54,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.GatherHedge == 0 {
+		c.GatherHedge = DefaultGatherHedge
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -66,6 +79,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coordinator: write quorum W must be between 1 and N=%d, got %d", c.N, c.W)
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("coordinator: request timeout must not be negative, got %s", c.RequestTimeout)
+	case c.GatherHedge < 0:
+		return fmt.Errorf("coordinator: gather hedge must not be negative, got %s", c.GatherHedge)
 	}
 	return nil
 }

@@ -62,11 +62,17 @@ func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vcloc
 // receive the late ones.
 func (c *Coordinator) fanOutGets(list []string, db int, key []byte) chan readAnswer {
 	answers := make(chan readAnswer, len(list))
+	c.fanOutGetsTo(answers, list, db, key)
+	return answers
+}
+
+// fanOutGetsTo asks every node of list for the key and sends one answer
+// each on answers, which must have room for all of them.
+func (c *Coordinator) fanOutGetsTo(answers chan<- readAnswer, list []string, db int, key []byte) {
 	c.fanOut(list, "", func(ctx context.Context, id string) {
 		s, ok, err := c.replicas.Get(ctx, id, db, key)
 		answers <- readAnswer{id: id, set: s, found: ok, err: err}
 	}, func(id string) { answers <- readAnswer{id: id, err: ErrClosed} })
-	return answers
 }
 
 // readRepair takes over a read's tally once the client has its answer,

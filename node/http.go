@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,14 @@ import (
 
 	"github.com/dynkv/dynkv/replication"
 	"github.com/dynkv/dynkv/vclock"
+)
+
+// Sampling of the mutex and block profiles under --pprof: one contended
+// lock in pprofMutexFraction, and on average one blocking event per
+// pprofBlockRate nanoseconds spent blocked.
+const (
+	pprofMutexFraction = 100
+	pprofBlockRate     = int(100 * time.Microsecond)
 )
 
 // defaultContentType is stored for a PUT without a Content-Type.
@@ -38,6 +47,11 @@ func (n *Node) routes() http.Handler {
 	r.Get("/metrics", n.handleMetrics)
 
 	if n.cfg.Pprof {
+		// The mutex and block profiles stay empty unless sampling is on;
+		// --pprof is how an operator asks where requests wait, so turn
+		// it on here, sampled coarsely enough to leave throughput alone.
+		runtime.SetMutexProfileFraction(pprofMutexFraction)
+		runtime.SetBlockProfileRate(pprofBlockRate)
 		r.Mount("/debug", middleware.Profiler())
 	}
 
