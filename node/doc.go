@@ -19,6 +19,11 @@
 // presents the first of its own --auth-token list to its peers: members of
 // a cluster share the list.
 //
+// The Redis protocol (SPEC section 4, docs/redis.md) listens on its own
+// port (--resp-addr, resp*.go) and serves its commands through the same
+// coordinator and in-flight limit as the HTTP API. Shutdown stops it
+// first: connections answer what they have read, then close.
+//
 // GET /internal/v1/debug/local/{db}/{key} returns this node's own copy of a
 // key, bypassing the coordinator, so that tests can count replicas.
 //
