@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dynkv/dynkv/coordinator"
+	"github.com/dynkv/dynkv/store"
 )
 
 // startRESPNode starts a node with the Redis protocol on a free port; edit,
@@ -723,5 +726,50 @@ func TestRESPOnAClusterReplicatesAndReportsQuorumFailures(t *testing.T) {
 	err := first.Set(ctx, "shared", "v2", 0).Err()
 	if err == nil || !strings.HasPrefix(err.Error(), "ERR quorum not reached (needed 2, acked 1)") {
 		t.Fatalf("SET with two of three replicas down: %v, want ERR quorum not reached (needed 2, acked 1)", err)
+	}
+}
+
+func TestRESPFullDiskAndOverloadAnswerWithRedisErrors(t *testing.T) {
+	tn := startRESPNode(t, func(c *Config) {
+		c.MinFreeBytes = 1 << 62
+		c.MaxInflight = 1
+	})
+	rc := redisClient(t, tn, nil)
+	ctx := ctxT(t)
+	wantRedisErr(t, "SET on a full disk", rc.Set(ctx, "k", "v", 0).Err(), "ERR disk full")
+	if _, err := rc.Get(ctx, "k").Result(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("GET on a full disk: %v, want nil (reads still work)", err)
+	}
+	// The one in-flight slot, shared with HTTP, is taken.
+	tn.inflight <- struct{}{}
+	defer func() { <-tn.inflight }()
+	wantRedisErr(t, "GET with no in-flight slot", rc.Get(ctx, "k").Err(),
+		"TRYAGAIN node is overloaded: too many requests in flight")
+	// Commands that need no replica still answer.
+	if v, err := rc.Ping(ctx).Result(); err != nil || v != "PONG" {
+		t.Fatalf("PING while overloaded = %q, %v", v, err)
+	}
+}
+
+func TestRESPErrorTextMapsEveryRequestError(t *testing.T) {
+	tn := startRESPNode(t, nil)
+	s := tn.resp
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("coordinator: %w", &QuorumError{Needed: 2, Acked: 1}), "ERR quorum not reached (needed 2, acked 1)"},
+		{badRequestf("bad\r\nthing"), "ERR bad  thing"},
+		{fmt.Errorf("put: %w", store.ErrDiskFull), "ERR disk full"},
+		{store.ErrBadDatabase, "ERR " + store.ErrBadDatabase.Error()},
+		{errOverloaded, "TRYAGAIN node is overloaded: too many requests in flight"},
+		{errNotStarted, "TRYAGAIN node has not joined a ring yet"},
+		{coordinator.ErrNoRing, "TRYAGAIN node has not joined a ring yet"},
+		{fmt.Errorf("get: %w", store.ErrClosed), "TRYAGAIN node is shutting down"},
+		{errors.New("something internal"), "ERR internal error"},
+	} {
+		if got := s.respErrorText(c.err); got != c.want {
+			t.Errorf("respErrorText(%v) = %q, want %q", c.err, got, c.want)
+		}
 	}
 }
