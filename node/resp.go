@@ -19,6 +19,10 @@ import (
 // client that stops reading cannot pin its connection's goroutine forever.
 const respWriteTimeout = time.Minute
 
+// respReplyBufferSize is how many bytes of replies to a pipeline are held
+// before they are written, even though more commands are waiting.
+const respReplyBufferSize = 64 << 10
+
 // respCommandOverhead is what a command may carry beyond its values: keys,
 // option words and framing.
 const respCommandOverhead = 1 << 20
@@ -158,6 +162,14 @@ func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) er
 	rd := newRESPReader(r, max(s.n.cfg.MaxValueBytes, respReadBufferSize), s.maxCommand)
 	wr := redcon.NewWriter(w)
 	dl, _ := w.(deadliner)
+	flush := func() error {
+		// The deadline is absolute: set it afresh for every write, or a
+		// reply after a long idle spell would fail at once.
+		if dl != nil {
+			_ = dl.SetWriteDeadline(time.Now().Add(respWriteTimeout))
+		}
+		return wr.Flush()
+	}
 	for {
 		args, err := rd.readCommand()
 		var tooLarge *argTooLargeError
@@ -171,23 +183,22 @@ func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) er
 				wr.WriteError("ERR Protocol error: " + string(perr))
 			}
 			// Replies to what came before still go out.
-			_ = wr.Flush()
+			_ = flush()
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return err
 		case len(args) > 0:
 			if s.execute(wr, sess, args) == actionClose {
-				return wr.Flush()
+				return flush()
 			}
 		}
-		if rd.buffered() {
+		// A long pipeline's replies go out in pieces, so that their
+		// memory stays bounded.
+		if rd.buffered() && len(wr.Buffer()) < respReplyBufferSize {
 			continue
 		}
-		if dl != nil {
-			_ = dl.SetWriteDeadline(time.Now().Add(respWriteTimeout))
-		}
-		if err := wr.Flush(); err != nil {
+		if err := flush(); err != nil {
 			return fmt.Errorf("writing replies: %w", err)
 		}
 	}
