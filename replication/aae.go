@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 const (
 	DefaultAAEInterval          = 10 * time.Second
 	DefaultAAERate              = 4 << 20 // bytes/s
-	DefaultAAEPartitionsPerTick = 4
+	DefaultAAEExchangesPerRound = 64
 	DefaultAAEKeysPerExchange   = 1000
 	// aaeBucketsPerExchange bounds the leaves one exchange lists keys of;
 	// the rest differ still at the next round and are taken then.
@@ -37,6 +38,7 @@ type AAEMembership interface {
 // AAEPeers reaches the other replicas of a partition by node id;
 // *Replicas implements it over RPC.
 type AAEPeers interface {
+	AAERoots(ctx context.Context, id string) (TreeRoots, error)
 	AAETree(ctx context.Context, id string, partition int) (*TreeSummary, error)
 	AAEKeys(ctx context.Context, id string, partition int, buckets []int) ([]KeyHash, error)
 	Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error)
@@ -60,9 +62,11 @@ type AntiEntropyConfig struct {
 	// Rate bounds the bytes/s exchanges send and fetch (--aae-rate);
 	// negative means unlimited.
 	Rate int64
-	// PartitionsPerTick is how many of this node's partitions a round
-	// compares, round robin.
-	PartitionsPerTick int
+	// ExchangesPerRound bounds the exchanges (one partition with one peer
+	// whose roots differ) a round makes; partitions left over are taken
+	// first by the next round. Comparing roots is not bounded by it: a
+	// round compares every partition.
+	ExchangesPerRound int
 	// KeysPerExchange bounds the keys one exchange with one peer repairs.
 	KeysPerExchange int
 	// TombstoneGrace is --tombstone-grace: a Set of nothing but tombstones
@@ -82,8 +86,8 @@ func (c AntiEntropyConfig) withDefaults() AntiEntropyConfig {
 	if c.Rate == 0 {
 		c.Rate = DefaultAAERate
 	}
-	if c.PartitionsPerTick <= 0 {
-		c.PartitionsPerTick = DefaultAAEPartitionsPerTick
+	if c.ExchangesPerRound <= 0 {
+		c.ExchangesPerRound = DefaultAAEExchangesPerRound
 	}
 	if c.KeysPerExchange <= 0 {
 		c.KeysPerExchange = DefaultAAEKeysPerExchange
@@ -108,8 +112,9 @@ type AAEStats struct {
 	TreeBuildSeconds    float64       `json:"tree_build_seconds"`
 	TreeKeys            int64         `json:"tree_keys"`
 	Rounds              uint64        `json:"rounds"`
-	Exchanges           uint64        `json:"exchanges"`            // tree comparisons with one peer
-	PartitionsDiffering uint64        `json:"partitions_differing"` // exchanges whose roots differed
+	RootsFetched        uint64        `json:"roots_fetched"`        // roots-of-every-partition calls to one peer
+	Exchanges           uint64        `json:"exchanges"`            // tree fetches of one partition from one peer (their roots differed)
+	PartitionsDiffering uint64        `json:"partitions_differing"` // exchanges whose trees still differed
 	KeysPulled          uint64        `json:"keys_pulled"`
 	KeysPushed          uint64        `json:"keys_pushed"`
 	TombstonesNotPushed uint64        `json:"tombstones_not_pushed"`
@@ -119,10 +124,12 @@ type AAEStats struct {
 }
 
 // AntiEntropy is Dynamo's active anti-entropy for one node (Riak's AAE):
-// every Interval it takes the next few partitions whose committed
-// preference list holds this node and compares their hash trees with each
-// other live replica's. Where roots differ it lists the keys of the
-// differing leaves on both sides, and for each key that differs pulls the
+// every Interval it fetches, from each live peer sharing a partition with
+// this node, the roots of all that peer's partition trees (8 bytes a
+// partition) and compares them with its own, so every partition is checked
+// every round. Only partitions whose roots differ, and whose committed
+// preference list holds both nodes, are exchanged: their full trees are
+// compared and the keys of the differing leaves listed on both sides, and for each key that differs pulls the
 // peer's Set (Get, then a local store.Merge) and pushes the merged Set back
 // (Merge), so both replicas end with the same state. Keys nobody reads and
 // whose hints were lost converge so.
@@ -135,7 +142,10 @@ type AntiEntropy struct {
 	cfg    AntiEntropyConfig
 	log    *zap.Logger
 	bucket *tokenBucket
-	next   int // round-robin cursor over partitions (loop goroutine only)
+	// next is the partition the next round exchanges first, so a backlog
+	// larger than ExchangesPerRound is worked through in turn rather than
+	// the low partitions starving the rest (loop goroutine only).
+	next int
 
 	mu    sync.Mutex
 	stats AAEStats
@@ -212,11 +222,12 @@ func (a *AntiEntropy) build(ctx context.Context) {
 	a.log.Info("anti-entropy hash trees built", zap.Duration("took", time.Since(start)), zap.Int64("keys", a.cfg.Trees.Keys()))
 }
 
-// Round compares the next PartitionsPerTick partitions this node replicates
-// with their other live replicas. It returns the errors of the exchanges
-// that failed, after trying every one. Round and Exchange are not safe for
-// concurrent use (the rate limiter and the round-robin cursor are the
-// loop's); tests call them directly on an AntiEntropy they did not Start.
+// Round compares every partition this node replicates with its other live
+// replicas by root, and exchanges up to ExchangesPerRound of those that
+// differ. It returns the errors of the calls that failed, after trying
+// every one. Round and Exchange are not safe for concurrent use (the rate
+// limiter and the round-robin cursor are the loop's); tests call them
+// directly on an AntiEntropy they did not Start.
 func (a *AntiEntropy) Round(ctx context.Context) error {
 	if !a.cfg.Trees.Ready() {
 		return nil
@@ -230,25 +241,66 @@ func (a *AntiEntropy) Round(ctx context.Context) error {
 	if parts != a.cfg.Trees.Partitions() {
 		return fmt.Errorf("replication: anti-entropy: the ring has %d partitions, the trees %d", parts, a.cfg.Trees.Partitions())
 	}
+	defer a.count(func(s *AAEStats) { s.Rounds++ })
 	n := min(a.cfg.N, ring.Len())
-	var errs []error
-	picked := 0
-	for scanned := 0; scanned < parts && picked < a.cfg.PartitionsPerTick; scanned++ {
-		p := a.next % parts
-		a.next = (p + 1) % parts
+	// The other live replicas of each partition this node replicates.
+	shared := make([][]string, parts)
+	var peers []string
+	seen := map[string]bool{}
+	for p := range parts {
 		prefs := ring.PreferenceList(p, n)
-		mine := false
-		for _, id := range prefs {
-			mine = mine || id == a.cfg.Self
-		}
-		if !mine {
+		if !slices.Contains(prefs, a.cfg.Self) {
 			continue
 		}
-		picked++
-		for _, peer := range prefs {
-			if peer == a.cfg.Self || a.cfg.Membership.Liveness(peer) != membership.Alive {
+		for _, id := range prefs {
+			if id == a.cfg.Self || a.cfg.Membership.Liveness(id) != membership.Alive {
 				continue
 			}
+			shared[p] = append(shared[p], id)
+			if !seen[id] {
+				seen[id] = true
+				peers = append(peers, id)
+			}
+		}
+	}
+	if len(peers) == 0 {
+		return nil
+	}
+	local := a.cfg.Trees.Roots()
+	if !local.Ready {
+		return nil
+	}
+	var errs []error
+	remote := make(map[string][]uint64, len(peers))
+	for _, peer := range peers {
+		roots, err := a.fetchRoots(ctx, peer, parts)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if roots != nil {
+			remote[peer] = roots
+		}
+	}
+	budget := a.cfg.ExchangesPerRound
+	start := a.next % parts
+	for i := range parts {
+		p := (start + i) % parts
+		for _, peer := range shared[p] {
+			roots, ok := remote[peer]
+			if !ok || roots[p] == local.Roots[p] {
+				continue
+			}
+			if budget == 0 {
+				// Resume here next round: p and those after it still
+				// wait, those before it were exchanged this round.
+				a.next = p
+				return errors.Join(errs...)
+			}
+			budget--
 			if err := a.Exchange(ctx, p, peer); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -257,10 +309,35 @@ func (a *AntiEntropy) Round(ctx context.Context) error {
 			}
 		}
 	}
-	a.mu.Lock()
-	a.stats.Rounds++
-	a.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// fetchRoots returns peer's roots, nil while it is still building its
+// trees.
+func (a *AntiEntropy) fetchRoots(ctx context.Context, peer string, parts int) (roots []uint64, err error) {
+	defer func() {
+		a.mu.Lock()
+		a.stats.RootsFetched++
+		if err != nil {
+			a.stats.Errors++
+			a.stats.LastError = err.Error()
+		}
+		a.mu.Unlock()
+	}()
+	if err := a.bucket.wait(ctx, 8*parts); err != nil {
+		return nil, err
+	}
+	r, err := a.cfg.Peers.AAERoots(ctx, peer)
+	if err != nil {
+		return nil, fmt.Errorf("replication: anti-entropy roots of %s: %w", peer, err)
+	}
+	if !r.Ready {
+		return nil, nil
+	}
+	if len(r.Roots) != parts {
+		return nil, fmt.Errorf("replication: anti-entropy roots of %s: %d partitions, this node has %d", peer, len(r.Roots), parts)
+	}
+	return r.Roots, nil
 }
 
 // Exchange brings partition p of this node and of peer together.
@@ -400,6 +477,15 @@ func (a *AntiEntropy) Stats() AAEStats {
 	s.TreeBuildTime, s.TreeKeys = a.cfg.Trees.BuildStats()
 	s.TreeBuildSeconds = s.TreeBuildTime.Seconds()
 	return s
+}
+
+// AAERoots fetches the roots of all node id's partition trees over RPC.
+func (r *Replicas) AAERoots(ctx context.Context, id string) (TreeRoots, error) {
+	addr, err := r.addr(id)
+	if err != nil {
+		return TreeRoots{}, err
+	}
+	return r.Client.AAERoots(ctx, addr)
 }
 
 // AAETree fetches node id's tree of partition over RPC (anti-entropy never

@@ -8,17 +8,20 @@ import (
 
 // Anti-entropy calls, under PathPrefix like the others.
 const (
-	callAAETree = "aae-tree"
-	callAAEKeys = "aae-keys"
+	callAAETree  = "aae-tree"
+	callAAEKeys  = "aae-keys"
+	callAAERoots = "aae-roots"
 )
 
 // Frame kinds of the anti-entropy calls, far from the core calls' kinds so
 // that other features adding calls do not collide with them.
 const (
-	kindAAETreeRequest  byte = 0x40
-	kindAAETreeResponse byte = 0x41
-	kindAAEKeysRequest  byte = 0x42
-	kindAAEKeysResponse byte = 0x43
+	kindAAETreeRequest   byte = 0x40
+	kindAAETreeResponse  byte = 0x41
+	kindAAEKeysRequest   byte = 0x42
+	kindAAEKeysResponse  byte = 0x43
+	kindAAERootsRequest  byte = 0x44
+	kindAAERootsResponse byte = 0x45
 )
 
 // maxPartition bounds a partition number on the wire (membership allows
@@ -32,8 +35,12 @@ const maxPartition = 1 << 20
 //	                    [root inner*TreeInner leaves*TreeLeaves]
 //	aae-keys request  = version kind partition count {bucket} (strictly increasing, < TreeLeaves)
 //	aae-keys response = version kind count {db key hash}
+//	aae-roots request  = version kind
+//	aae-roots response = version kind ready(1 byte: 0 or 1)
+//	                     [count {root}] (one root per partition, 0 first)
 //
-// A not-ready tree carries no hashes: the peer is still building its trees.
+// A not-ready tree or root list carries no hashes: the peer is still
+// building its trees.
 
 type aaeKeysRequest struct {
 	Partition int
@@ -199,6 +206,65 @@ func decodeAAEKeysResponse(b []byte) ([]KeyHash, error) {
 	return out, d.end("aae-keys response")
 }
 
+func encodeAAERootsRequest() []byte {
+	return header(make([]byte, 0, 2), kindAAERootsRequest)
+}
+
+func decodeAAERootsRequest(b []byte) error {
+	d := decoder{buf: b}
+	if err := d.header("aae-roots request", kindAAERootsRequest); err != nil {
+		return err
+	}
+	return d.end("aae-roots request")
+}
+
+func encodeAAERootsResponse(r TreeRoots) []byte {
+	if !r.Ready {
+		return []byte{frameVersion, kindAAERootsResponse, 0}
+	}
+	b := make([]byte, 0, 3+binary.MaxVarintLen64+8*len(r.Roots))
+	b = append(header(b, kindAAERootsResponse), 1)
+	b = binary.AppendUvarint(b, uint64(len(r.Roots)))
+	for _, h := range r.Roots {
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	return b
+}
+
+func decodeAAERootsResponse(b []byte) (TreeRoots, error) {
+	d := decoder{buf: b}
+	if err := d.header("aae-roots response", kindAAERootsResponse); err != nil {
+		return TreeRoots{}, err
+	}
+	at := d.off
+	ready, err := d.byte("aae-roots ready flag")
+	if err != nil {
+		return TreeRoots{}, err
+	}
+	switch ready {
+	case 0:
+		return TreeRoots{}, d.end("aae-roots response")
+	case 1:
+	default:
+		return TreeRoots{}, d.errorfAt(at, "aae-roots ready flag %d, want 0 or 1", ready)
+	}
+	at = d.off
+	n, err := d.count("aae-roots count", 8)
+	if err != nil {
+		return TreeRoots{}, err
+	}
+	if n > maxPartition {
+		return TreeRoots{}, d.errorfAt(at, "aae-roots count %d exceeds %d", n, maxPartition)
+	}
+	r := TreeRoots{Ready: true, Roots: make([]uint64, n)}
+	for i := range r.Roots {
+		if r.Roots[i], err = d.fixed64("aae-roots root"); err != nil {
+			return TreeRoots{}, err
+		}
+	}
+	return r, d.end("aae-roots response")
+}
+
 func (d *decoder) fixed64(what string) (uint64, error) {
 	if len(d.buf)-d.off < 8 {
 		return 0, d.errorf("%s: unexpected end of input", what)
@@ -248,8 +314,22 @@ func (c *Client) AAEKeys(ctx context.Context, addr string, partition int, bucket
 	return keys, nil
 }
 
+// AAERoots fetches the root of every partition's hash tree from the node
+// at addr.
+func (c *Client) AAERoots(ctx context.Context, addr string) (TreeRoots, error) {
+	resp, err := c.callNamed(ctx, addr, callAAERoots, encodeAAERootsRequest())
+	if err != nil {
+		return TreeRoots{}, err
+	}
+	r, err := decodeAAERootsResponse(resp)
+	if err != nil {
+		return TreeRoots{}, fmt.Errorf("replication: %s at %s: response: %w", callAAERoots, addr, err)
+	}
+	return r, nil
+}
+
 // callNamed is Client.call for calls outside the core four (whose URLs
-// the client caches by index); both anti-entropy calls are reads, so
+// the client caches by index); the anti-entropy calls are all reads, so
 // idempotent and retried.
 func (c *Client) callNamed(ctx context.Context, addr, name string, body []byte) ([]byte, error) {
 	url := c.scheme + "://" + addr + PathPrefix + name
@@ -287,6 +367,11 @@ func (s *Server) aaeHandler(call string) func(context.Context, []byte) ([]byte, 
 				return nil, err
 			}
 			return encodeAAETreeResponse(&t), nil
+		case callAAERoots:
+			if err := decodeAAERootsRequest(body); err != nil {
+				return nil, err
+			}
+			return encodeAAERootsResponse(s.Trees.Roots()), nil
 		default:
 			r, err := decodeAAEKeysRequest(body)
 			if err != nil {

@@ -58,7 +58,7 @@ func newAAERig(t *testing.T, tweak func(*AntiEntropyConfig)) *aaeRig {
 	cfg := AntiEntropyConfig{
 		Self: "a", Store: r.a, Trees: r.ta, Peers: r.peers, N: 2,
 		Membership:        twoReplicas{membership.NewRing([]string{"a", "b"}, testPartitions)},
-		PartitionsPerTick: testPartitions,
+		ExchangesPerRound: 2 * testPartitions,
 		Rate:              -1,
 		TombstoneGrace:    time.Hour,
 	}
@@ -135,6 +135,7 @@ func TestAntiEntropyConvergesDivergentReplicasMovingOnlyDifferingKeys(t *testing
 	sameTrees(t, "after the exchange", r.ta, r.tb)
 
 	gets, merges := r.peers.gets.Load(), r.peers.merges.Load()
+	first := r.ae.Stats()
 	if err := r.ae.Round(ctxTimeout(t)); err != nil {
 		t.Fatalf("second Round: %v", err)
 	}
@@ -143,8 +144,12 @@ func TestAntiEntropyConvergesDivergentReplicasMovingOnlyDifferingKeys(t *testing
 			gets, r.peers.gets.Load(), merges, r.peers.merges.Load())
 	}
 	st := r.ae.Stats()
-	if st.KeysPulled != uint64(onlyB+newerOnB+siblings) || st.KeysPushed != uint64(onlyA+siblings) || st.Exchanges != 2*testPartitions {
-		t.Fatalf("stats %+v: want %d pulled, %d pushed, %d exchanges", st, onlyB+newerOnB+siblings, onlyA+siblings, 2*testPartitions)
+	if st.KeysPulled != uint64(onlyB+newerOnB+siblings) || st.KeysPushed != uint64(onlyA+siblings) {
+		t.Fatalf("stats %+v: want %d pulled, %d pushed", st, onlyB+newerOnB+siblings, onlyA+siblings)
+	}
+	if st.Exchanges != first.Exchanges || st.RootsFetched != 2 {
+		t.Fatalf("stats %+v: the round between converged replicas made %d exchanges and %d roots calls, want 0 exchanges and 1 roots call per round",
+			st, st.Exchanges-first.Exchanges, st.RootsFetched)
 	}
 }
 
@@ -181,7 +186,7 @@ func TestAntiEntropyPullsButNeverPushesTombstonesPastGrace(t *testing.T) {
 
 func TestAntiEntropyRunsInTheBackgroundUntilClosed(t *testing.T) {
 	checkLeaks(t)
-	r := newAAERig(t, func(c *AntiEntropyConfig) { c.Interval = 5 * time.Millisecond; c.PartitionsPerTick = 1 })
+	r := newAAERig(t, func(c *AntiEntropyConfig) { c.Interval = 5 * time.Millisecond; c.ExchangesPerRound = 1 })
 	for i := range 50 {
 		mustMerge(t, r.b, fmt.Sprintf("k%d", i), write("b", "v", vclock.Context{}, vclock.Set{}))
 	}

@@ -273,6 +273,45 @@ func (h *HashTrees) Summary(p int) (TreeSummary, error) {
 	return TreeSummary{Ready: true, Root: t.root, Inner: t.inner, Leaves: t.leaves}, nil
 }
 
+// TreeRoots is every partition's root hash, partition 0 first, as
+// anti-entropy compares them before fetching any tree. Ready is false while
+// the node is still building its trees (Roots is empty then).
+type TreeRoots struct {
+	Ready bool
+	Roots []uint64
+}
+
+// emptyRoot is the root of a partition holding no keys, the same on every
+// node: Roots reports it for partitions never touched, without allocating
+// their trees.
+var emptyRoot = sync.OnceValue(func() uint64 {
+	t := &hashTree{dirty: ^uint32(0), rootDirty: true}
+	t.refresh()
+	return t.root
+})
+
+// Roots returns every partition's root, refreshing only trees changed
+// since they were last hashed: one call costs 8 bytes per partition on the
+// wire and little CPU, so a round can compare all partitions with a peer.
+func (h *HashTrees) Roots() TreeRoots {
+	empty := emptyRoot()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.ready {
+		return TreeRoots{}
+	}
+	roots := make([]uint64, h.partitions)
+	for p, t := range h.trees {
+		if t == nil {
+			roots[p] = empty
+			continue
+		}
+		t.refresh()
+		roots[p] = t.root
+	}
+	return TreeRoots{Ready: true, Roots: roots}
+}
+
 // DiffLeaves returns the leaf buckets in which a and b differ, in order,
 // walking down only from inner nodes that differ.
 func DiffLeaves(a, b *TreeSummary) []int {

@@ -64,7 +64,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		handle = s.coordinate
 	case callHint:
 		handle = s.hint // hints_rpc.go
-	case callAAETree, callAAEKeys:
+	case callAAETree, callAAEKeys, callAAERoots:
 		handle = s.aaeHandler(call)
 	default:
 		s.fail(w, call, http.StatusNotFound, errorFrame{Code: CodeBadRequest, Message: fmt.Sprintf("no RPC call %q", r.URL.Path), Index: -1})
