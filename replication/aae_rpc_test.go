@@ -42,6 +42,60 @@ func TestAAEFramesRoundTrip(t *testing.T) {
 	}
 }
 
+func TestAAERootsFramesRoundTrip(t *testing.T) {
+	if err := decodeAAERootsRequest(encodeAAERootsRequest()); err != nil {
+		t.Fatalf("roots request: %v", err)
+	}
+	for _, in := range []TreeRoots{{}, {Ready: true, Roots: []uint64{}}, {Ready: true, Roots: []uint64{0, 1, ^uint64(0), 0x9E3779B97F4A7C15}}} {
+		b := encodeAAERootsResponse(in)
+		out, err := decodeAAERootsResponse(b)
+		if err != nil || !reflect.DeepEqual(out, in) {
+			t.Fatalf("roots response %+v: decoded %+v, %v", in, out, err)
+		}
+	}
+	big := TreeRoots{Ready: true, Roots: make([]uint64, 256)}
+	if b := encodeAAERootsResponse(big); len(b) != 3+2+8*256 {
+		t.Fatalf("roots of 256 partitions take %d bytes on the wire, want %d", len(b), 3+2+8*256)
+	}
+}
+
+func TestAAERootsDecodersRejectBadFrames(t *testing.T) {
+	cases := map[string]func() error{
+		"request with trailing bytes": func() error {
+			return decodeAAERootsRequest([]byte{frameVersion, kindAAERootsRequest, 0})
+		},
+		"request of another kind": func() error {
+			return decodeAAERootsRequest([]byte{frameVersion, kindAAETreeRequest})
+		},
+		"bad ready flag": func() error {
+			_, err := decodeAAERootsResponse([]byte{frameVersion, kindAAERootsResponse, 2})
+			return err
+		},
+		"not ready with roots": func() error {
+			_, err := decodeAAERootsResponse([]byte{frameVersion, kindAAERootsResponse, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0})
+			return err
+		},
+		"count beyond the frame": func() error {
+			_, err := decodeAAERootsResponse([]byte{frameVersion, kindAAERootsResponse, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0})
+			return err
+		},
+		"short root": func() error {
+			b := encodeAAERootsResponse(TreeRoots{Ready: true, Roots: []uint64{1, 2}})
+			_, err := decodeAAERootsResponse(b[:len(b)-1])
+			return err
+		},
+		"missing count": func() error {
+			_, err := decodeAAERootsResponse([]byte{frameVersion, kindAAERootsResponse, 1})
+			return err
+		},
+	}
+	for name, f := range cases {
+		if err := f(); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
 func TestAAEDecodersRejectBadFrames(t *testing.T) {
 	cases := map[string]func() error{
 		"bucket out of range": func() error {
@@ -123,6 +177,34 @@ func FuzzDecodeAAEKeysResponse(f *testing.F) {
 		again, err := encodeAAEKeysResponse(keys)
 		if err != nil || !bytes.Equal(again, b) {
 			t.Fatalf("decoded %d keys re-encode differently (%v)", len(keys), err)
+		}
+	})
+}
+
+func FuzzDecodeAAERootsRequest(f *testing.F) {
+	f.Add(encodeAAERootsRequest())
+	f.Add([]byte{frameVersion, kindAAERootsRequest, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := decodeAAERootsRequest(b); err == nil && !bytes.Equal(encodeAAERootsRequest(), b) {
+			t.Fatalf("accepted %x, which is not the one roots request", b)
+		}
+	})
+}
+
+func FuzzDecodeAAERootsResponse(f *testing.F) {
+	f.Add(encodeAAERootsResponse(TreeRoots{}))
+	f.Add(encodeAAERootsResponse(TreeRoots{Ready: true}))
+	f.Add(encodeAAERootsResponse(TreeRoots{Ready: true, Roots: []uint64{7, 0, ^uint64(0)}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeAAERootsResponse(b)
+		if err != nil {
+			return
+		}
+		if !r.Ready && len(r.Roots) != 0 {
+			t.Fatalf("a not-ready response decoded with %d roots", len(r.Roots))
+		}
+		if !bytes.Equal(encodeAAERootsResponse(r), b) {
+			t.Fatalf("decoded %d roots re-encode differently", len(r.Roots))
 		}
 	})
 }

@@ -3,6 +3,8 @@ package replication
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,10 +22,35 @@ func (r twoReplicas) Placement() membership.Placement {
 }
 func (twoReplicas) Liveness(string) membership.Liveness { return membership.Alive }
 
-// countingPeers counts the key transfers anti-entropy makes.
+// countingPeers counts the calls anti-entropy makes.
 type countingPeers struct {
 	AAEPeers
-	gets, merges atomic.Int64
+	gets, merges, roots atomic.Int64
+
+	mu    sync.Mutex
+	trees []int // partitions whose tree was fetched, in order
+}
+
+func (c *countingPeers) AAERoots(ctx context.Context, id string) (TreeRoots, error) {
+	c.roots.Add(1)
+	return c.AAEPeers.AAERoots(ctx, id)
+}
+
+func (c *countingPeers) AAETree(ctx context.Context, id string, p int) (*TreeSummary, error) {
+	c.mu.Lock()
+	c.trees = append(c.trees, p)
+	c.mu.Unlock()
+	return c.AAEPeers.AAETree(ctx, id, p)
+}
+
+// treesFetched returns the partitions whose trees were fetched since the
+// last call.
+func (c *countingPeers) treesFetched() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.trees
+	c.trees = nil
+	return out
 }
 
 func (c *countingPeers) Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error) {
@@ -202,5 +229,132 @@ func TestAntiEntropyRunsInTheBackgroundUntilClosed(t *testing.T) {
 	r.ae.Close()
 	if st := r.ae.Stats(); st.KeysPulled != 50 || !st.TreesReady {
 		t.Fatalf("stats %+v, want 50 keys pulled and trees ready", st)
+	}
+}
+
+// keysIn returns n keys of db 0 that fall in partition p.
+func keysIn(p, n int, prefix string) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		k := fmt.Sprintf("%s-%d", prefix, i)
+		if partitionOfHash(placeHash(0, []byte(k)), testPartitions) == p {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// divergeIn gives a and b the same keys everywhere, plus keys only a holds
+// in the given partitions.
+func (r *aaeRig) divergeIn(t *testing.T, parts ...int) {
+	t.Helper()
+	for i := range 200 {
+		s := write("x", fmt.Sprint(i), vclock.Context{}, vclock.Set{})
+		mustMerge(t, r.a, fmt.Sprintf("common-%d", i), s)
+		mustMerge(t, r.b, fmt.Sprintf("common-%d", i), s)
+	}
+	for _, p := range parts {
+		for _, k := range keysIn(p, 3, "only-a") {
+			mustMerge(t, r.a, k, write("a", "v", vclock.Context{}, vclock.Set{}))
+		}
+	}
+}
+
+func sameRoots(t *testing.T, what string, a, b *HashTrees) {
+	t.Helper()
+	if ra, rb := a.Roots(), b.Roots(); !slices.Equal(ra.Roots, rb.Roots) {
+		t.Fatalf("%s: roots differ:\n a %016x\n b %016x", what, ra.Roots, rb.Roots)
+	}
+}
+
+func TestAntiEntropyRoundExchangesExactlyThePartitionsWhoseRootsDiffer(t *testing.T) {
+	checkLeaks(t)
+	r := newAAERig(t, nil)
+	differing := []int{1, 4, 6}
+	r.divergeIn(t, differing...)
+
+	if err := r.ae.Round(ctxTimeout(t)); err != nil {
+		t.Fatalf("Round: %v", err)
+	}
+	if got := r.peers.treesFetched(); !slices.Equal(got, differing) {
+		t.Errorf("fetched the trees of partitions %v, want exactly the differing %v", got, differing)
+	}
+	st := r.ae.Stats()
+	if st.RootsFetched != 1 || r.peers.roots.Load() != 1 {
+		t.Errorf("stats %+v, %d roots calls: want one roots call to the one peer", st, r.peers.roots.Load())
+	}
+	if st.Exchanges != uint64(len(differing)) || st.PartitionsDiffering != uint64(len(differing)) {
+		t.Errorf("stats %+v: want %d exchanges, all differing", st, len(differing))
+	}
+	if want := 3 * len(differing); st.KeysPushed != uint64(want) || r.peers.merges.Load() != int64(want) {
+		t.Errorf("stats %+v: want the %d keys b lacked pushed", st, want)
+	}
+	sameRoots(t, "after one round with the differences within budget", r.ta, r.tb)
+}
+
+func TestAntiEntropyRoundBetweenEqualReplicasFetchesOnlyRoots(t *testing.T) {
+	checkLeaks(t)
+	r := newAAERig(t, nil)
+	r.divergeIn(t)
+	for range 3 {
+		if err := r.ae.Round(ctxTimeout(t)); err != nil {
+			t.Fatalf("Round: %v", err)
+		}
+	}
+	if got := r.peers.treesFetched(); len(got) != 0 {
+		t.Errorf("equal replicas: fetched the trees of partitions %v, want none", got)
+	}
+	if st := r.ae.Stats(); r.peers.roots.Load() != 3 || st.Exchanges != 0 || st.Rounds != 3 || st.Errors != 0 {
+		t.Errorf("stats %+v after 3 rounds, %d roots calls: want 3 roots calls and no exchange", st, r.peers.roots.Load())
+	}
+}
+
+func TestAntiEntropyWorksThroughABacklogLargerThanItsBudgetInTurn(t *testing.T) {
+	checkLeaks(t)
+	r := newAAERig(t, func(c *AntiEntropyConfig) { c.ExchangesPerRound = 2 })
+	differing := []int{0, 2, 3, 5, 7}
+	r.divergeIn(t, differing...)
+
+	var seen []int
+	for round := 1; round <= 3; round++ {
+		if err := r.ae.Round(ctxTimeout(t)); err != nil {
+			t.Fatalf("Round %d: %v", round, err)
+		}
+		got := r.peers.treesFetched()
+		if len(got) > 2 {
+			t.Fatalf("round %d fetched the trees of partitions %v, over the budget of 2", round, got)
+		}
+		seen = append(seen, got...)
+	}
+	if !slices.Equal(seen, differing) {
+		t.Fatalf("three rounds with a budget of 2 fetched the trees of partitions %v, want each differing one once in turn: %v", seen, differing)
+	}
+	sameRoots(t, "after the backlog was worked through", r.ta, r.tb)
+	if err := r.ae.Round(ctxTimeout(t)); err != nil {
+		t.Fatalf("Round: %v", err)
+	}
+	if got := r.peers.treesFetched(); len(got) != 0 {
+		t.Fatalf("a round after convergence fetched the trees of partitions %v", got)
+	}
+}
+
+// notReadyPeers answers like a peer still building its trees.
+type notReadyPeers struct{ AAEPeers }
+
+func (notReadyPeers) AAERoots(context.Context, string) (TreeRoots, error) { return TreeRoots{}, nil }
+
+func TestAntiEntropyLeavesAPeerStillBuildingItsTreesAlone(t *testing.T) {
+	checkLeaks(t)
+	r := newAAERig(t, nil)
+	r.divergeIn(t, 2)
+	r.ae.cfg.Peers = notReadyPeers{r.peers}
+	if err := r.ae.Round(ctxTimeout(t)); err != nil {
+		t.Fatalf("Round: %v", err)
+	}
+	if got := r.peers.treesFetched(); len(got) != 0 {
+		t.Fatalf("fetched the trees of partitions %v from a peer whose trees are not built", got)
+	}
+	if st := r.ae.Stats(); st.Exchanges != 0 || st.Errors != 0 {
+		t.Fatalf("stats %+v: want no exchange and no error", st)
 	}
 }

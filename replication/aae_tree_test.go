@@ -285,3 +285,52 @@ func BenchmarkBucketKeys20k(b *testing.B) {
 		}
 	}
 }
+
+func TestRootsAgreeWithSummariesAndAnEmptyPartitionHashesTheSameEverywhere(t *testing.T) {
+	if r := NewHashTrees(testPartitions).Roots(); r.Ready || len(r.Roots) != 0 {
+		t.Fatalf("roots before Build: %+v, want not ready and no hashes", r)
+	}
+	s, trees := openTreeStore(t, t.TempDir())
+	_, empty := openTreeStore(t, t.TempDir())
+	// Only partition 0 gets keys; one of them is deleted again.
+	var keys []string
+	for i := 0; len(keys) < 5; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if partitionOfHash(placeHash(0, []byte(k)), testPartitions) == 0 {
+			keys = append(keys, k)
+			mustMerge(t, s, k, write("a", "v", vclock.Context{}, vclock.Set{}))
+		}
+	}
+	r, e := trees.Roots(), empty.Roots()
+	if !r.Ready || len(r.Roots) != testPartitions {
+		t.Fatalf("roots %+v, want ready with %d roots", r, testPartitions)
+	}
+	for p := range testPartitions {
+		sum, _ := trees.Summary(p)
+		if r.Roots[p] != sum.Root {
+			t.Errorf("partition %d: root %016x, its summary's %016x", p, r.Roots[p], sum.Root)
+		}
+		if differs := r.Roots[p] != e.Roots[p]; differs != (p == 0) {
+			t.Errorf("partition %d: root %016x, an empty node's %016x; want them different only in partition 0", p, r.Roots[p], e.Roots[p])
+		}
+	}
+	// A change after Roots shows in the next Roots (the dirty tree is
+	// rehashed), and removing every key gives back the empty root.
+	before := r.Roots[0]
+	drop := func(k string) {
+		t.Helper()
+		if ok, err := s.Drop(0, []byte(k), write("a", "v", vclock.Context{}, vclock.Set{})); err != nil || !ok {
+			t.Fatalf("Drop %s: dropped %v, %v", k, ok, err)
+		}
+	}
+	drop(keys[0])
+	if after := trees.Roots().Roots[0]; after == before {
+		t.Fatal("partition 0's root did not change after a key of it was removed")
+	}
+	for _, k := range keys[1:] {
+		drop(k)
+	}
+	if got, want := trees.Roots().Roots[0], e.Roots[0]; got != want {
+		t.Fatalf("partition 0 with every key removed has root %016x, an empty partition %016x", got, want)
+	}
+}
