@@ -119,7 +119,7 @@ type AAEStats struct {
 	KeysPushed          uint64        `json:"keys_pushed"`
 	TombstonesNotPushed uint64        `json:"tombstones_not_pushed"`
 	Errors              uint64        `json:"errors"`
-	LastExchange        time.Time     `json:"last_exchange"`
+	LastExchange        time.Time     `json:"last_exchange"` // last roots comparison or exchange
 	LastError           string        `json:"last_error,omitempty"`
 }
 
@@ -318,7 +318,12 @@ func (a *AntiEntropy) fetchRoots(ctx context.Context, peer string, parts int) (r
 	defer func() {
 		a.mu.Lock()
 		a.stats.RootsFetched++
-		if err != nil {
+		if err == nil {
+			// Comparing roots is comparing every shared partition: in a
+			// converged cluster it is the only exchange there is, and
+			// operators read LastExchange as "anti-entropy is running".
+			a.stats.LastExchange = a.cfg.Now()
+		} else {
 			a.stats.Errors++
 			a.stats.LastError = err.Error()
 		}

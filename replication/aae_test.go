@@ -304,8 +304,8 @@ func TestAntiEntropyRoundBetweenEqualReplicasFetchesOnlyRoots(t *testing.T) {
 	if got := r.peers.treesFetched(); len(got) != 0 {
 		t.Errorf("equal replicas: fetched the trees of partitions %v, want none", got)
 	}
-	if st := r.ae.Stats(); r.peers.roots.Load() != 3 || st.Exchanges != 0 || st.Rounds != 3 || st.Errors != 0 {
-		t.Errorf("stats %+v after 3 rounds, %d roots calls: want 3 roots calls and no exchange", st, r.peers.roots.Load())
+	if st := r.ae.Stats(); r.peers.roots.Load() != 3 || st.Exchanges != 0 || st.Rounds != 3 || st.Errors != 0 || st.LastExchange.IsZero() {
+		t.Errorf("stats %+v after 3 rounds, %d roots calls: want 3 roots calls, no exchange, and the last comparison's time", st, r.peers.roots.Load())
 	}
 }
 
@@ -356,5 +356,61 @@ func TestAntiEntropyLeavesAPeerStillBuildingItsTreesAlone(t *testing.T) {
 	}
 	if st := r.ae.Stats(); st.Exchanges != 0 || st.Errors != 0 {
 		t.Fatalf("stats %+v: want no exchange and no error", st)
+	}
+}
+
+func TestAntiEntropyExchangesAPartitionOnlyWithItsOtherReplicas(t *testing.T) {
+	checkLeaks(t)
+	a, ta := openTreeStore(t, t.TempDir())
+	b, tb := openTreeStore(t, t.TempDir())
+	c, tc := openTreeStore(t, t.TempDir())
+	addrs := map[string]string{
+		"b": startPeer(t, (&Server{Store: b, Trees: tb}).Handler()).addr,
+		"c": startPeer(t, (&Server{Store: c, Trees: tc}).Handler()).addr,
+	}
+	peers := &countingPeers{AAEPeers: &Replicas{Self: "a", Store: a, Client: newTestClient(t, ClientConfig{}), Members: func(id string) (membership.Member, bool) {
+		addr, ok := addrs[id]
+		return membership.Member{ID: id, HTTPAddr: addr}, ok
+	}}}
+	ring := membership.NewRing([]string{"a", "b", "c"}, testPartitions)
+	ae, err := NewAntiEntropy(AntiEntropyConfig{
+		Self: "a", Store: a, Trees: ta, Peers: peers, N: 2,
+		Membership: twoReplicas{ring}, Rate: -1, TombstoneGrace: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b and c hold a key in every partition; a must take only those of
+	// partitions it replicates, each from a node that replicates it too.
+	want := map[storedKey]bool{}
+	for p := range testPartitions {
+		prefs := ring.PreferenceList(p, 2)
+		for _, id := range []string{"b", "c"} {
+			k := keysIn(p, 1, "from-"+id)[0]
+			mustMerge(t, map[string]*store.Store{"b": b, "c": c}[id], k, write(id, "v", vclock.Context{}, vclock.Set{}))
+			if slices.Contains(prefs, "a") && slices.Contains(prefs, id) {
+				want[storedKey{0, k}] = true
+			}
+		}
+	}
+	if len(want) == 0 || len(want) == 2*testPartitions {
+		t.Fatalf("the ring gives a %d of the %d keys: the test needs some but not all", len(want), 2*testPartitions)
+	}
+	if err := ae.Round(ctxTimeout(t)); err != nil {
+		t.Fatalf("Round: %v", err)
+	}
+	got := storeContents(t, a)
+	for k := range got {
+		if !want[k] {
+			t.Errorf("a took %v from a partition it does not share with that key's holder", k)
+		}
+	}
+	for k := range want {
+		if _, ok := got[k]; !ok {
+			t.Errorf("a lacks %v, held by another replica of its partition", k)
+		}
+	}
+	if st := ae.Stats(); st.RootsFetched != 2 {
+		t.Errorf("stats %+v: want one roots call to each of the 2 peers", st)
 	}
 }
