@@ -334,3 +334,22 @@ func TestRootsAgreeWithSummariesAndAnEmptyPartitionHashesTheSameEverywhere(t *te
 		t.Fatalf("partition 0 with every key removed has root %016x, an empty partition %016x", got, want)
 	}
 }
+
+// BenchmarkHashTreesRoots is the cost of answering one aae-roots call on a
+// node of 256 partitions, all holding keys, where one key changed since the
+// last call.
+func BenchmarkHashTreesRoots(b *testing.B) {
+	const partitions = 256
+	trees := NewHashTrees(partitions)
+	trees.live, trees.ready = true, true
+	for i := range 100 * partitions {
+		trees.Observe(0, []byte(fmt.Sprint("k", i)), nil, []byte("v"))
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		trees.Observe(0, []byte(fmt.Sprint(i)), nil, []byte("v"))
+		if r := trees.Roots(); len(r.Roots) != partitions {
+			b.Fatalf("%d roots, want %d", len(r.Roots), partitions)
+		}
+	}
+}
