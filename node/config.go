@@ -98,8 +98,9 @@ type Config struct {
 	// 30s).
 	HintInterval time.Duration
 	// AAEInterval is the time between active anti-entropy rounds
-	// (--aae-interval); a round compares the hash trees of a few of this
-	// node's partitions with their other replicas and repairs what differs.
+	// (--aae-interval); a round fetches each live peer's partition roots
+	// once and exchanges (up to a budget) the partitions whose roots
+	// differ, repairing the keys that differ.
 	AAEInterval time.Duration
 	// AAERate caps the bytes per second anti-entropy exchanges (--aae-rate).
 	AAERate int64

@@ -38,7 +38,7 @@ func serverCommand(cfg *node.Config) *command {
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", cfg.RPCTimeout, "timeout of one node-to-node call")
 	fs.Var(byteSize[int64]{&cfg.HandoffRate}, "handoff-rate", "`bytes` per second ownership handoff may send when the ring changes (units allowed: 8MiB)")
 	fs.DurationVar(&cfg.HintInterval, "hint-interval", cfg.HintInterval, "how often held hints are offered to their owners once they are alive again")
-	fs.DurationVar(&cfg.AAEInterval, "aae-interval", cfg.AAEInterval, "time between anti-entropy rounds, each comparing a few partitions' hash trees with their other replicas")
+	fs.DurationVar(&cfg.AAEInterval, "aae-interval", cfg.AAEInterval, "time between anti-entropy rounds; each compares every partition's hash-tree root with the other replicas and exchanges the differing ones")
 	fs.Var(byteSize[int64]{&cfg.AAERate}, "aae-rate", "`bytes` per second anti-entropy may exchange (units allowed: 4MiB)")
 	fs.DurationVar(&cfg.GossipProbeInterval, "gossip-probe-interval", cfg.GossipProbeInterval, "interval between failure-detector probes; 0 keeps memberlist's LAN default (1s)")
 	fs.DurationVar(&cfg.GossipProbeTimeout, "gossip-probe-timeout", cfg.GossipProbeTimeout, "how long a probe waits for an ack; 0 keeps memberlist's LAN default (500ms)")
