@@ -72,6 +72,7 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		R:              n.cfg.ReadQuorum,
 		W:              n.cfg.WriteQuorum,
 		RequestTimeout: n.cfg.RequestTimeout,
+		GatherHedge:    n.cfg.BlindWriteHedge,
 		Logger:         n.log,
 		Now:            n.cfg.now,
 	}

@@ -86,6 +86,10 @@ type Config struct {
 	// RequestTimeout bounds how long a client request waits for its R or
 	// W replicas before it answers 503 (--request-timeout).
 	RequestTimeout time.Duration
+	// BlindWriteHedge is how long a write without a context waits for a
+	// peer's answer when it gathers the key's context from R replicas,
+	// before it asks the remaining replicas too (--blind-write-hedge).
+	BlindWriteHedge time.Duration
 	// RPCTimeout bounds one node-to-node call (--rpc-timeout).
 	RPCTimeout time.Duration
 	// HandoffRate caps the bytes per second that ownership handoff sends
@@ -229,6 +233,7 @@ func DefaultConfig() Config {
 		WriteQuorum:        2,
 		Partitions:         256,
 		RequestTimeout:     5 * time.Second,
+		BlindWriteHedge:    50 * time.Millisecond,
 		RPCTimeout:         2 * time.Second,
 		HandoffRate:        8 << 20,
 		HintInterval:       time.Second,
@@ -302,6 +307,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		bad("--request-timeout is %s: want a positive duration such as 5s", c.RequestTimeout)
+	}
+	if c.BlindWriteHedge <= 0 {
+		bad("--blind-write-hedge is %s: want a positive duration such as 50ms", c.BlindWriteHedge)
 	}
 	if c.RPCTimeout <= 0 {
 		bad("--rpc-timeout is %s: want a positive duration such as 2s", c.RPCTimeout)

@@ -35,6 +35,7 @@ func serverCommand(cfg *node.Config) *command {
 	fs.IntVar(&cfg.WriteQuorum, "write-quorum", cfg.WriteQuorum, "W: default replicas a write waits for")
 	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "virtual nodes of the ring; the same on every member")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "how long a client request waits for its R or W replicas before 503")
+	fs.DurationVar(&cfg.BlindWriteHedge, "blind-write-hedge", cfg.BlindWriteHedge, "how long a write without a context waits for a peer while reading the key's context from R replicas before it asks the others too")
 	fs.DurationVar(&cfg.RPCTimeout, "rpc-timeout", cfg.RPCTimeout, "timeout of one node-to-node call")
 	fs.Var(byteSize[int64]{&cfg.HandoffRate}, "handoff-rate", "`bytes` per second ownership handoff may send when the ring changes (units allowed: 8MiB)")
 	fs.DurationVar(&cfg.HintInterval, "hint-interval", cfg.HintInterval, "how often held hints are offered to their owners once they are alive again")
