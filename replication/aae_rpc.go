@@ -53,7 +53,7 @@ func encodeAAETreeRequest(partition int) []byte {
 }
 
 func decodeAAETreeRequest(b []byte) (int, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.header("aae-tree request", kindAAETreeRequest); err != nil {
 		return 0, err
 	}
@@ -61,7 +61,7 @@ func decodeAAETreeRequest(b []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p, d.end("aae-tree request")
+	return p, d.End("aae-tree request")
 }
 
 func encodeAAETreeResponse(t *TreeSummary) []byte {
@@ -81,38 +81,38 @@ func encodeAAETreeResponse(t *TreeSummary) []byte {
 }
 
 func decodeAAETreeResponse(b []byte) (*TreeSummary, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.header("aae-tree response", kindAAETreeResponse); err != nil {
 		return nil, err
 	}
-	at := d.off
-	ready, err := d.byte("aae-tree ready flag")
+	at := d.Offset()
+	ready, err := d.Byte("aae-tree ready flag")
 	if err != nil {
 		return nil, err
 	}
 	t := new(TreeSummary)
 	switch ready {
 	case 0:
-		return t, d.end("aae-tree response")
+		return t, d.End("aae-tree response")
 	case 1:
 	default:
-		return nil, d.errorfAt(at, "aae-tree ready flag %d, want 0 or 1", ready)
+		return nil, d.ErrorfAt(at, "aae-tree ready flag %d, want 0 or 1", ready)
 	}
 	t.Ready = true
-	if t.Root, err = d.fixed64("aae-tree root"); err != nil {
+	if t.Root, err = d.Uint64LE("aae-tree root"); err != nil {
 		return nil, err
 	}
 	for i := range t.Inner {
-		if t.Inner[i], err = d.fixed64("aae-tree inner node"); err != nil {
+		if t.Inner[i], err = d.Uint64LE("aae-tree inner node"); err != nil {
 			return nil, err
 		}
 	}
 	for i := range t.Leaves {
-		if t.Leaves[i], err = d.fixed64("aae-tree leaf"); err != nil {
+		if t.Leaves[i], err = d.Uint64LE("aae-tree leaf"); err != nil {
 			return nil, err
 		}
 	}
-	return t, d.end("aae-tree response")
+	return t, d.End("aae-tree response")
 }
 
 func encodeAAEKeysRequest(r aaeKeysRequest) []byte {
@@ -126,7 +126,7 @@ func encodeAAEKeysRequest(r aaeKeysRequest) []byte {
 }
 
 func decodeAAEKeysRequest(b []byte) (aaeKeysRequest, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	var r aaeKeysRequest
 	var err error
 	if err = d.header("aae-keys request", kindAAEKeysRequest); err != nil {
@@ -135,29 +135,29 @@ func decodeAAEKeysRequest(b []byte) (aaeKeysRequest, error) {
 	if r.Partition, err = d.partition(); err != nil {
 		return r, err
 	}
-	n, err := d.count("aae-keys bucket count", 1)
+	n, err := d.Count("aae-keys bucket count", 1)
 	if err != nil {
 		return r, err
 	}
 	if n > TreeLeaves {
-		return r, d.errorf("aae-keys bucket count %d exceeds %d", n, TreeLeaves)
+		return r, d.Errorf("aae-keys bucket count %d exceeds %d", n, TreeLeaves)
 	}
 	r.Buckets = make([]int, 0, n)
 	for range n {
-		at := d.off
-		v, err := d.uvarint("aae-keys bucket")
+		at := d.Offset()
+		v, err := d.Uvarint("aae-keys bucket")
 		if err != nil {
 			return r, err
 		}
 		if v >= TreeLeaves {
-			return r, d.errorfAt(at, "aae-keys bucket %d exceeds %d", v, TreeLeaves-1)
+			return r, d.ErrorfAt(at, "aae-keys bucket %d exceeds %d", v, TreeLeaves-1)
 		}
 		if len(r.Buckets) > 0 && int(v) <= r.Buckets[len(r.Buckets)-1] {
-			return r, d.errorfAt(at, "aae-keys buckets not strictly increasing at %d", v)
+			return r, d.ErrorfAt(at, "aae-keys buckets not strictly increasing at %d", v)
 		}
 		r.Buckets = append(r.Buckets, int(v))
 	}
-	return r, d.end("aae-keys request")
+	return r, d.End("aae-keys request")
 }
 
 func encodeAAEKeysResponse(keys []KeyHash) ([]byte, error) {
@@ -180,12 +180,12 @@ func encodeAAEKeysResponse(keys []KeyHash) ([]byte, error) {
 
 // decodeAAEKeysResponse parses a key listing; the keys alias b.
 func decodeAAEKeysResponse(b []byte) ([]KeyHash, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.header("aae-keys response", kindAAEKeysResponse); err != nil {
 		return nil, err
 	}
 	// db(1) + key length(1) + key(>=1) + hash(8)
-	n, err := d.count("aae-keys key count", 11)
+	n, err := d.Count("aae-keys key count", 11)
 	if err != nil {
 		return nil, err
 	}
@@ -198,12 +198,12 @@ func decodeAAEKeysResponse(b []byte) ([]KeyHash, error) {
 		if k.Key, err = d.key(); err != nil {
 			return nil, err
 		}
-		if k.Hash, err = d.fixed64("aae-keys hash"); err != nil {
+		if k.Hash, err = d.Uint64LE("aae-keys hash"); err != nil {
 			return nil, err
 		}
 		out = append(out, k)
 	}
-	return out, d.end("aae-keys response")
+	return out, d.End("aae-keys response")
 }
 
 func encodeAAERootsRequest() []byte {
@@ -211,11 +211,11 @@ func encodeAAERootsRequest() []byte {
 }
 
 func decodeAAERootsRequest(b []byte) error {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.header("aae-roots request", kindAAERootsRequest); err != nil {
 		return err
 	}
-	return d.end("aae-roots request")
+	return d.End("aae-roots request")
 }
 
 func encodeAAERootsResponse(r TreeRoots) []byte {
@@ -232,56 +232,47 @@ func encodeAAERootsResponse(r TreeRoots) []byte {
 }
 
 func decodeAAERootsResponse(b []byte) (TreeRoots, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.header("aae-roots response", kindAAERootsResponse); err != nil {
 		return TreeRoots{}, err
 	}
-	at := d.off
-	ready, err := d.byte("aae-roots ready flag")
+	at := d.Offset()
+	ready, err := d.Byte("aae-roots ready flag")
 	if err != nil {
 		return TreeRoots{}, err
 	}
 	switch ready {
 	case 0:
-		return TreeRoots{}, d.end("aae-roots response")
+		return TreeRoots{}, d.End("aae-roots response")
 	case 1:
 	default:
-		return TreeRoots{}, d.errorfAt(at, "aae-roots ready flag %d, want 0 or 1", ready)
+		return TreeRoots{}, d.ErrorfAt(at, "aae-roots ready flag %d, want 0 or 1", ready)
 	}
-	at = d.off
-	n, err := d.count("aae-roots count", 8)
+	at = d.Offset()
+	n, err := d.Count("aae-roots count", 8)
 	if err != nil {
 		return TreeRoots{}, err
 	}
 	if n > maxPartition {
-		return TreeRoots{}, d.errorfAt(at, "aae-roots count %d exceeds %d", n, maxPartition)
+		return TreeRoots{}, d.ErrorfAt(at, "aae-roots count %d exceeds %d", n, maxPartition)
 	}
 	r := TreeRoots{Ready: true, Roots: make([]uint64, n)}
 	for i := range r.Roots {
-		if r.Roots[i], err = d.fixed64("aae-roots root"); err != nil {
+		if r.Roots[i], err = d.Uint64LE("aae-roots root"); err != nil {
 			return TreeRoots{}, err
 		}
 	}
-	return r, d.end("aae-roots response")
-}
-
-func (d *decoder) fixed64(what string) (uint64, error) {
-	if len(d.buf)-d.off < 8 {
-		return 0, d.errorf("%s: unexpected end of input", what)
-	}
-	v := binary.LittleEndian.Uint64(d.buf[d.off:])
-	d.off += 8
-	return v, nil
+	return r, d.End("aae-roots response")
 }
 
 func (d *decoder) partition() (int, error) {
-	at := d.off
-	v, err := d.uvarint("partition")
+	at := d.Offset()
+	v, err := d.Uvarint("partition")
 	if err != nil {
 		return 0, err
 	}
 	if v >= maxPartition {
-		return 0, d.errorfAt(at, "partition %d exceeds %d", v, maxPartition-1)
+		return 0, d.ErrorfAt(at, "partition %d exceeds %d", v, maxPartition-1)
 	}
 	return int(v), nil
 }

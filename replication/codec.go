@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dynkv/dynkv/internal/wire"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -87,12 +88,12 @@ type mergeRequest struct {
 
 func header(b []byte, kind byte) []byte { return append(b, frameVersion, kind) }
 
-func bytesLen(n int) int { return uvarintLen(uint64(n)) + n }
-
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
+// These keep short local names: every frame's encoder sizes and appends
+// with them.
+func bytesLen(n int) int             { return wire.BytesLen(n) }
+func appendBytes(b, v []byte) []byte { return wire.AppendBytes(b, v) }
+func uvarintLen(x uint64) int        { return wire.UvarintLen(x) }
+func varintLen(x int64) int          { return wire.VarintLen(x) }
 
 func encodeGetRequest(r getRequest) []byte {
 	b := make([]byte, 0, 2+uvarintLen(uint64(r.DB))+bytesLen(len(r.Key)))
@@ -103,7 +104,7 @@ func encodeGetRequest(r getRequest) []byte {
 
 // decodeGetRequest parses a get request. The key aliases b.
 func decodeGetRequest(b []byte) (getRequest, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	var r getRequest
 	var err error
 	if err = d.header("get request", kindGetRequest); err != nil {
@@ -115,7 +116,7 @@ func decodeGetRequest(b []byte) (getRequest, error) {
 	if r.Key, err = d.key(); err != nil {
 		return getRequest{}, err
 	}
-	return r, d.end("get request")
+	return r, d.End("get request")
 }
 
 func encodeGetResponse(r getResponse) []byte {
@@ -129,11 +130,11 @@ func encodeGetResponse(r getResponse) []byte {
 }
 
 func decodeGetResponse(b []byte) (getResponse, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.header("get response", kindGetResponse); err != nil {
 		return getResponse{}, err
 	}
-	found, err := d.byte("found flag")
+	found, err := d.Byte("found flag")
 	if err != nil {
 		return getResponse{}, err
 	}
@@ -146,9 +147,9 @@ func decodeGetResponse(b []byte) (getResponse, error) {
 			return getResponse{}, err
 		}
 	default:
-		return getResponse{}, d.errorfAt(d.off-1, "found flag %d, want 0 or 1", found)
+		return getResponse{}, d.ErrorfAt(d.Offset()-1, "found flag %d, want 0 or 1", found)
 	}
-	return r, d.end("get response")
+	return r, d.End("get response")
 }
 
 func encodeMergeRequest(r mergeRequest) []byte {
@@ -162,7 +163,7 @@ func encodeMergeRequest(r mergeRequest) []byte {
 
 // decodeMergeRequest parses a merge request. The key aliases b.
 func decodeMergeRequest(b []byte) (mergeRequest, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	var r mergeRequest
 	var err error
 	if err = d.header("merge request", kindMergeRequest); err != nil {
@@ -177,17 +178,17 @@ func decodeMergeRequest(b []byte) (mergeRequest, error) {
 	if r.Set, err = d.set(); err != nil {
 		return mergeRequest{}, err
 	}
-	return r, d.end("merge request")
+	return r, d.End("merge request")
 }
 
 var ackFrame = []byte{frameVersion, kindAck}
 
 func decodeAck(b []byte) error {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.header("ack", kindAck); err != nil {
 		return err
 	}
-	return d.end("ack")
+	return d.End("ack")
 }
 
 // encodeMergeBatchRequest fails when the batch exceeds MaxBatchItems or
@@ -225,16 +226,16 @@ func decodeMergeBatchRequest(b []byte) ([]Item, error) {
 	if len(b) > MaxFrameBytes {
 		return nil, fmt.Errorf("%w: merge batch of %d bytes exceeds %d", ErrMalformed, len(b), MaxFrameBytes)
 	}
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.header("merge-batch request", kindMergeBatchRequest); err != nil {
 		return nil, err
 	}
-	n, err := d.count("merge-batch item count", minItemLen)
+	n, err := d.Count("merge-batch item count", minItemLen)
 	if err != nil {
 		return nil, err
 	}
 	if n > MaxBatchItems {
-		return nil, d.errorf("merge batch of %d items exceeds the limit %d", n, MaxBatchItems)
+		return nil, d.Errorf("merge batch of %d items exceeds the limit %d", n, MaxBatchItems)
 	}
 	items := make([]Item, n)
 	for i := range items {
@@ -249,7 +250,7 @@ func decodeMergeBatchRequest(b []byte) ([]Item, error) {
 			return nil, fmt.Errorf("item %d: %w", i, err)
 		}
 	}
-	return items, d.end("merge-batch request")
+	return items, d.End("merge-batch request")
 }
 
 func siblingLen(s vclock.Sibling) int {
@@ -288,7 +289,7 @@ func encodeCoordinateRequest(r WriteRequest) []byte {
 
 // decodeCoordinateRequest parses a coordinate request. Key and value alias b.
 func decodeCoordinateRequest(b []byte) (WriteRequest, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	var r WriteRequest
 	var err error
 	if err = d.header("coordinate request", kindCoordinateRequest); err != nil {
@@ -306,16 +307,16 @@ func decodeCoordinateRequest(b []byte) (WriteRequest, error) {
 	if r.Sibling, err = d.sibling(); err != nil {
 		return WriteRequest{}, err
 	}
-	at := d.off
-	w, err := d.uvarint("write quorum")
+	at := d.Offset()
+	w, err := d.Uvarint("write quorum")
 	if err != nil {
 		return WriteRequest{}, err
 	}
 	if w > maxW {
-		return WriteRequest{}, d.errorfAt(at, "write quorum %d exceeds %d", w, maxW)
+		return WriteRequest{}, d.ErrorfAt(at, "write quorum %d exceeds %d", w, maxW)
 	}
 	r.W = int(w)
-	return r, d.end("coordinate request")
+	return r, d.End("coordinate request")
 }
 
 func encodeCoordinateResult(r WriteResult) []byte {
@@ -326,7 +327,7 @@ func encodeCoordinateResult(r WriteResult) []byte {
 }
 
 func decodeCoordinateResult(b []byte) (WriteResult, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.header("coordinate result", kindCoordinateResult); err != nil {
 		return WriteResult{}, err
 	}
@@ -334,7 +335,7 @@ func decodeCoordinateResult(b []byte) (WriteResult, error) {
 	if err != nil {
 		return WriteResult{}, err
 	}
-	return WriteResult{Context: ctx}, d.end("coordinate result")
+	return WriteResult{Context: ctx}, d.End("coordinate result")
 }
 
 func encodeError(f errorFrame) []byte {
@@ -353,19 +354,19 @@ func encodeError(f errorFrame) []byte {
 }
 
 func decodeError(b []byte) (errorFrame, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.header("error", kindError); err != nil {
 		return errorFrame{}, err
 	}
-	code, err := d.byte("error code")
+	code, err := d.Byte("error code")
 	if err != nil {
 		return errorFrame{}, err
 	}
 	if code == 0 || ErrorCode(code) > maxErrorCode {
-		return errorFrame{}, d.errorfAt(d.off-1, "unknown error code %d", code)
+		return errorFrame{}, d.ErrorfAt(d.Offset()-1, "unknown error code %d", code)
 	}
 	f := errorFrame{Code: ErrorCode(code)}
-	msg, err := d.bytes("error message length", maxMessageLen)
+	msg, err := d.Bytes("error message length", maxMessageLen)
 	if err != nil {
 		return errorFrame{}, err
 	}
@@ -376,174 +377,71 @@ func decodeError(b []byte) (errorFrame, error) {
 		what string
 		dst  *int
 	}{{"needed", &f.Needed}, {"acked", &f.Acked}, {"index", &f.Index}} {
-		at := d.off
-		v, err := d.uvarint(field.what)
+		at := d.Offset()
+		v, err := d.Uvarint(field.what)
 		if err != nil {
 			return errorFrame{}, err
 		}
 		if v > maxCount {
-			return errorFrame{}, d.errorfAt(at, "%s %d exceeds %d", field.what, v, maxCount)
+			return errorFrame{}, d.ErrorfAt(at, "%s %d exceeds %d", field.what, v, maxCount)
 		}
 		*field.dst = int(v)
 	}
 	f.Index--
-	return f, d.end("error")
+	return f, d.End("error")
 }
 
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
-}
+// decoder is wire's bounds-checked reader with this package's sentinel,
+// plus the fields only replication frames have.
+type decoder struct{ wire.Decoder }
 
-func varintLen(x int64) int {
-	ux := uint64(x) << 1
-	if x < 0 {
-		ux = ^ux
-	}
-	return uvarintLen(ux)
-}
-
-// decoder reads canonical fields from buf, reporting the offset of what it
-// rejects.
-type decoder struct {
-	buf []byte
-	off int
-}
-
-func (d *decoder) errorf(format string, args ...any) error {
-	return d.errorfAt(d.off, format, args...)
-}
-
-func (d *decoder) errorfAt(off int, format string, args ...any) error {
-	return fmt.Errorf("%w: offset %d: %s", ErrMalformed, off, fmt.Sprintf(format, args...))
-}
+func newDecoder(b []byte) decoder { return decoder{wire.NewDecoder(b, ErrMalformed)} }
 
 func (d *decoder) header(what string, kind byte) error {
-	v, err := d.byte(what + " version")
+	v, err := d.Byte(what + " version")
 	if err != nil {
 		return err
 	}
 	if v != frameVersion {
-		return d.errorfAt(0, "%s: format version %d, want %d", what, v, frameVersion)
+		return d.ErrorfAt(0, "%s: format version %d, want %d", what, v, frameVersion)
 	}
-	k, err := d.byte(what + " kind")
+	k, err := d.Byte(what + " kind")
 	if err != nil {
 		return err
 	}
 	if k != kind {
-		return d.errorfAt(1, "%s: frame kind %d, want %d", what, k, kind)
+		return d.ErrorfAt(1, "%s: frame kind %d, want %d", what, k, kind)
 	}
 	return nil
-}
-
-func (d *decoder) end(what string) error {
-	if d.off != len(d.buf) {
-		return d.errorf("%s: %d trailing bytes", what, len(d.buf)-d.off)
-	}
-	return nil
-}
-
-func (d *decoder) byte(what string) (byte, error) {
-	if d.off >= len(d.buf) {
-		return 0, d.errorf("%s: unexpected end of input", what)
-	}
-	v := d.buf[d.off]
-	d.off++
-	return v, nil
-}
-
-// uvarint reads a minimally encoded uvarint: a longer encoding of the same
-// number would decode fine but re-encode differently.
-func (d *decoder) uvarint(what string) (uint64, error) {
-	v, n := binary.Uvarint(d.buf[d.off:])
-	switch {
-	case n == 0:
-		return 0, d.errorf("%s: unexpected end of input", what)
-	case n < 0:
-		return 0, d.errorf("%s: varint overflows 64 bits", what)
-	case n > 1 && d.buf[d.off+n-1] == 0:
-		return 0, d.errorf("%s: varint not minimally encoded", what)
-	}
-	d.off += n
-	return v, nil
-}
-
-func (d *decoder) varint(what string) (int64, error) {
-	ux, err := d.uvarint(what)
-	if err != nil {
-		return 0, err
-	}
-	x := int64(ux >> 1)
-	if ux&1 != 0 {
-		x = ^x
-	}
-	return x, nil
-}
-
-// count reads an element count and checks it against the bytes left, given
-// that each element takes at least minLen bytes, before anyone allocates.
-func (d *decoder) count(what string, minLen int) (int, error) {
-	at := d.off
-	n, err := d.uvarint(what)
-	if err != nil {
-		return 0, err
-	}
-	if left := uint64(len(d.buf) - d.off); n > left/uint64(minLen) {
-		return 0, d.errorfAt(at, "%s %d cannot fit in the %d bytes left", what, n, left)
-	}
-	return int(n), nil
-}
-
-// bytes reads a length-prefixed byte string of at most limit bytes. The
-// result aliases buf.
-func (d *decoder) bytes(what string, limit int) ([]byte, error) {
-	at := d.off
-	n, err := d.uvarint(what)
-	if err != nil {
-		return nil, err
-	}
-	if n > uint64(limit) {
-		return nil, d.errorfAt(at, "%s %d exceeds the limit %d", what, n, limit)
-	}
-	if left := uint64(len(d.buf) - d.off); n > left {
-		return nil, d.errorfAt(at, "%s %d exceeds the %d bytes left", what, n, left)
-	}
-	b := d.buf[d.off : d.off+int(n) : d.off+int(n)]
-	d.off += int(n)
-	return b, nil
 }
 
 func (d *decoder) db() (int, error) {
-	at := d.off
-	v, err := d.uvarint("database")
+	at := d.Offset()
+	v, err := d.Uvarint("database")
 	if err != nil {
 		return 0, err
 	}
 	if v > maxDB {
-		return 0, d.errorfAt(at, "database %d exceeds %d", v, maxDB)
+		return 0, d.ErrorfAt(at, "database %d exceeds %d", v, maxDB)
 	}
 	return int(v), nil
 }
 
 func (d *decoder) key() ([]byte, error) {
-	at := d.off
-	k, err := d.bytes("key length", MaxKeyLen)
+	at := d.Offset()
+	k, err := d.Bytes("key length", MaxKeyLen)
 	if err != nil {
 		return nil, err
 	}
 	if len(k) == 0 {
-		return nil, d.errorfAt(at, "empty key")
+		return nil, d.ErrorfAt(at, "empty key")
 	}
 	return k, nil
 }
 
 func (d *decoder) set() (vclock.Set, error) {
-	at := d.off
-	b, err := d.bytes("set length", MaxFrameBytes)
+	at := d.Offset()
+	b, err := d.Bytes("set length", MaxFrameBytes)
 	if err != nil {
 		return vclock.Set{}, err
 	}
@@ -555,8 +453,8 @@ func (d *decoder) set() (vclock.Set, error) {
 }
 
 func (d *decoder) context() (vclock.Context, error) {
-	at := d.off
-	b, err := d.bytes("context length", MaxFrameBytes)
+	at := d.Offset()
+	b, err := d.Bytes("context length", MaxFrameBytes)
 	if err != nil {
 		return vclock.Context{}, err
 	}
@@ -570,35 +468,35 @@ func (d *decoder) context() (vclock.Context, error) {
 // sibling reads a sibling in full; value and content type alias buf.
 func (d *decoder) sibling() (vclock.Sibling, error) {
 	var s vclock.Sibling
-	at := d.off
-	flags, err := d.byte("sibling flags")
+	at := d.Offset()
+	flags, err := d.Byte("sibling flags")
 	if err != nil {
 		return s, err
 	}
 	if flags&^flagTombstone != 0 {
-		return s, d.errorfAt(at, "unknown sibling flags %#x", flags)
+		return s, d.ErrorfAt(at, "unknown sibling flags %#x", flags)
 	}
 	s.Tombstone = flags&flagTombstone != 0
-	actor, err := d.bytes("sibling actor length", vclock.MaxActorLen)
+	actor, err := d.Bytes("sibling actor length", vclock.MaxActorLen)
 	if err != nil {
 		return s, err
 	}
 	s.Dot.Actor = string(actor)
-	if s.Dot.Counter, err = d.uvarint("sibling counter"); err != nil {
+	if s.Dot.Counter, err = d.Uvarint("sibling counter"); err != nil {
 		return s, err
 	}
-	if s.LastModified, err = d.varint("sibling last-modified"); err != nil {
+	if s.LastModified, err = d.Varint("sibling last-modified"); err != nil {
 		return s, err
 	}
-	if s.Expires, err = d.varint("sibling expiry"); err != nil {
+	if s.Expires, err = d.Varint("sibling expiry"); err != nil {
 		return s, err
 	}
-	ct, err := d.bytes("sibling content type length", vclock.MaxContentTypeLen)
+	ct, err := d.Bytes("sibling content type length", vclock.MaxContentTypeLen)
 	if err != nil {
 		return s, err
 	}
 	s.ContentType = string(ct)
-	v, err := d.bytes("sibling value length", vclock.MaxValueLen)
+	v, err := d.Bytes("sibling value length", vclock.MaxValueLen)
 	if err != nil {
 		return s, err
 	}

@@ -42,18 +42,18 @@ func encodeHintRequest(r hintRequest) []byte {
 
 // decodeHintRequest parses a hint request. The key aliases b.
 func decodeHintRequest(b []byte) (hintRequest, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	var r hintRequest
 	if err := d.header("hint request", kindHintRequest); err != nil {
 		return hintRequest{}, err
 	}
-	at := d.off
-	owner, err := d.bytes("owner length", maxOwnerLen)
+	at := d.Offset()
+	owner, err := d.Bytes("owner length", maxOwnerLen)
 	if err != nil {
 		return hintRequest{}, err
 	}
 	if len(owner) == 0 {
-		return hintRequest{}, d.errorfAt(at, "empty hint owner")
+		return hintRequest{}, d.ErrorfAt(at, "empty hint owner")
 	}
 	r.Owner = string(owner)
 	if r.DB, err = d.db(); err != nil {
@@ -65,7 +65,7 @@ func decodeHintRequest(b []byte) (hintRequest, error) {
 	if r.Set, err = d.set(); err != nil {
 		return hintRequest{}, err
 	}
-	return r, d.end("hint request")
+	return r, d.End("hint request")
 }
 
 func (s *Server) hint(_ context.Context, body []byte) ([]byte, error) {

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/dynkv/dynkv/internal/wire"
 )
 
 // ErrMalformed is wrapped by every decoding error.
@@ -52,12 +54,12 @@ func (c Context) Encode() []byte {
 }
 
 func (c Context) bodySize() int {
-	n := uvarintLen(uint64(len(c.VV))) + uvarintLen(uint64(len(c.Dots)))
+	n := wire.UvarintLen(uint64(len(c.VV))) + wire.UvarintLen(uint64(len(c.Dots)))
 	for _, e := range c.VV {
-		n += uvarintLen(uint64(len(e.Actor))) + len(e.Actor) + uvarintLen(e.Counter)
+		n += wire.UvarintLen(uint64(len(e.Actor))) + len(e.Actor) + wire.UvarintLen(e.Counter)
 	}
 	for _, d := range c.Dots {
-		n += uvarintLen(uint64(len(d.Actor))) + len(d.Actor) + uvarintLen(d.Counter)
+		n += wire.UvarintLen(uint64(len(d.Actor))) + len(d.Actor) + wire.UvarintLen(d.Counter)
 	}
 	return n
 }
@@ -80,7 +82,7 @@ func (c Context) appendBody(b []byte) []byte {
 // canonical encoding of a normalised context; any other input yields an
 // error wrapping ErrMalformed.
 func DecodeContext(b []byte) (Context, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.version("context format version", contextVersion); err != nil {
 		return Context{}, err
 	}
@@ -88,7 +90,7 @@ func DecodeContext(b []byte) (Context, error) {
 	if err != nil {
 		return Context{}, err
 	}
-	if err := d.end("context"); err != nil {
+	if err := d.End("context"); err != nil {
 		return Context{}, err
 	}
 	return c, nil
@@ -100,12 +102,12 @@ func DecodeContext(b []byte) (Context, error) {
 func (s Set) Encode() []byte {
 	var stack [16]string
 	actors := s.Context.actors(stack[:0])
-	n := 1 + s.Context.bodySize() + uvarintLen(uint64(len(s.Siblings)))
+	n := 1 + s.Context.bodySize() + wire.UvarintLen(uint64(len(s.Siblings)))
 	for _, x := range s.Siblings {
-		n += uvarintLen(uint64(len(actors))) + uvarintLen(x.Dot.Counter) + 1 +
-			varintLen(x.LastModified) + varintLen(x.Expires) +
-			uvarintLen(uint64(len(x.ContentType))) + len(x.ContentType) +
-			uvarintLen(uint64(len(x.Value))) + len(x.Value)
+		n += wire.UvarintLen(uint64(len(actors))) + wire.UvarintLen(x.Dot.Counter) + 1 +
+			wire.VarintLen(x.LastModified) + wire.VarintLen(x.Expires) +
+			wire.UvarintLen(uint64(len(x.ContentType))) + len(x.ContentType) +
+			wire.UvarintLen(uint64(len(x.Value))) + len(x.Value)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, setVersion)
@@ -136,7 +138,7 @@ func (s Set) Encode() []byte {
 // encoding of a set that keeps the Set invariants; any other input yields
 // an error wrapping ErrMalformed. The result does not alias b.
 func DecodeSet(b []byte) (Set, error) {
-	d := decoder{buf: b}
+	d := newDecoder(b)
 	if err := d.version("set format version", setVersion); err != nil {
 		return Set{}, err
 	}
@@ -146,58 +148,58 @@ func DecodeSet(b []byte) (Set, error) {
 	}
 	var stack [16]string
 	actors := ctx.actors(stack[:0])
-	n, err := d.count("set sibling count", minSiblingLen)
+	n, err := d.Count("set sibling count", minSiblingLen)
 	if err != nil {
 		return Set{}, err
 	}
 	if n > MaxSiblings {
-		return Set{}, d.errorf("set: %d siblings, more than the limit %d", n, MaxSiblings)
+		return Set{}, d.Errorf("set: %d siblings, more than the limit %d", n, MaxSiblings)
 	}
 	s := Set{Context: ctx}
 	if n == 0 {
-		return s, d.end("set")
+		return s, d.End("set")
 	}
 	s.Siblings = make([]Sibling, n)
 	// Values are copied into one array sized by the bytes left, which is
 	// bounded by the input, so hostile lengths cannot inflate memory.
-	arena := make([]byte, 0, len(d.buf)-d.off)
+	arena := make([]byte, 0, d.Len())
 	for i := range s.Siblings {
 		x := &s.Siblings[i]
-		at := d.off
-		ai, err := d.uvarint("sibling actor index")
+		at := d.Offset()
+		ai, err := d.Uvarint("sibling actor index")
 		if err != nil {
 			return Set{}, err
 		}
 		if ai >= uint64(len(actors)) {
-			return Set{}, d.errorfAt(at, "sibling %d: actor index %d out of range (%d actors)", i, ai, len(actors))
+			return Set{}, d.ErrorfAt(at, "sibling %d: actor index %d out of range (%d actors)", i, ai, len(actors))
 		}
 		x.Dot.Actor = actors[ai]
-		at = d.off
-		if x.Dot.Counter, err = d.uvarint("sibling counter"); err != nil {
+		at = d.Offset()
+		if x.Dot.Counter, err = d.Uvarint("sibling counter"); err != nil {
 			return Set{}, err
 		}
 		if !ctx.Covers(x.Dot) || x.Dot.Counter == 0 {
-			return Set{}, d.errorfAt(at, "sibling %d: dot %s not covered by the set context", i, x.Dot)
+			return Set{}, d.ErrorfAt(at, "sibling %d: dot %s not covered by the set context", i, x.Dot)
 		}
 		if i > 0 && !dotLess(s.Siblings[i-1].Dot, x.Dot) {
-			return Set{}, d.errorfAt(at, "sibling %d: dot %s not after %s", i, x.Dot, s.Siblings[i-1].Dot)
+			return Set{}, d.ErrorfAt(at, "sibling %d: dot %s not after %s", i, x.Dot, s.Siblings[i-1].Dot)
 		}
-		at = d.off
-		flags, err := d.byte("sibling flags")
+		at = d.Offset()
+		flags, err := d.Byte("sibling flags")
 		if err != nil {
 			return Set{}, err
 		}
 		if flags&^flagTombstone != 0 {
-			return Set{}, d.errorfAt(at, "sibling %d: unknown flags %#x", i, flags)
+			return Set{}, d.ErrorfAt(at, "sibling %d: unknown flags %#x", i, flags)
 		}
 		x.Tombstone = flags&flagTombstone != 0
-		if x.LastModified, err = d.varint("sibling last-modified"); err != nil {
+		if x.LastModified, err = d.Varint("sibling last-modified"); err != nil {
 			return Set{}, err
 		}
-		if x.Expires, err = d.varint("sibling expiry"); err != nil {
+		if x.Expires, err = d.Varint("sibling expiry"); err != nil {
 			return Set{}, err
 		}
-		ct, err := d.bytes("sibling content type length", MaxContentTypeLen)
+		ct, err := d.Bytes("sibling content type length", MaxContentTypeLen)
 		if err != nil {
 			return Set{}, err
 		}
@@ -208,7 +210,7 @@ func DecodeSet(b []byte) (Set, error) {
 				x.ContentType = string(ct)
 			}
 		}
-		v, err := d.bytes("sibling value length", MaxValueLen)
+		v, err := d.Bytes("sibling value length", MaxValueLen)
 		if err != nil {
 			return Set{}, err
 		}
@@ -218,7 +220,7 @@ func DecodeSet(b []byte) (Set, error) {
 			x.Value = arena[start:len(arena):len(arena)]
 		}
 	}
-	return s, d.end("set")
+	return s, d.End("set")
 }
 
 // minSiblingLen is the fewest bytes a sibling can take: actor index,
@@ -258,135 +260,31 @@ func searchStrings(s []string, x string) int {
 	return lo
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
+// appendString stays a name of its own because the tests build inputs
+// with it.
+func appendString(b []byte, s string) []byte { return wire.AppendString(b, s) }
 
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
-}
+// decoder is wire's bounds-checked reader with this package's sentinel,
+// plus the fields only vclock encodings have.
+type decoder struct{ wire.Decoder }
 
-func varintLen(x int64) int {
-	ux := uint64(x) << 1
-	if x < 0 {
-		ux = ^ux
-	}
-	return uvarintLen(ux)
-}
-
-// decoder reads canonical fields from buf, reporting the offset of what it
-// rejects.
-type decoder struct {
-	buf []byte
-	off int
-}
-
-func (d *decoder) errorf(format string, args ...any) error {
-	return d.errorfAt(d.off, format, args...)
-}
-
-func (d *decoder) errorfAt(off int, format string, args ...any) error {
-	return fmt.Errorf("%w: offset %d: %s", ErrMalformed, off, fmt.Sprintf(format, args...))
-}
+func newDecoder(b []byte) decoder { return decoder{wire.NewDecoder(b, ErrMalformed)} }
 
 func (d *decoder) version(what string, want byte) error {
-	v, err := d.byte(what)
+	v, err := d.Byte(what)
 	if err != nil {
 		return err
 	}
 	if v != want {
-		return d.errorfAt(0, "%s %d, want %d", what, v, want)
+		return d.ErrorfAt(0, "%s %d, want %d", what, v, want)
 	}
 	return nil
-}
-
-func (d *decoder) end(what string) error {
-	if d.off != len(d.buf) {
-		return d.errorf("%s: %d trailing bytes", what, len(d.buf)-d.off)
-	}
-	return nil
-}
-
-func (d *decoder) byte(what string) (byte, error) {
-	if d.off >= len(d.buf) {
-		return 0, d.errorf("%s: unexpected end of input", what)
-	}
-	v := d.buf[d.off]
-	d.off++
-	return v, nil
-}
-
-// uvarint reads a minimally encoded uvarint: a longer encoding of the same
-// number would decode fine but re-encode differently.
-func (d *decoder) uvarint(what string) (uint64, error) {
-	v, n := binary.Uvarint(d.buf[d.off:])
-	switch {
-	case n == 0:
-		return 0, d.errorf("%s: unexpected end of input", what)
-	case n < 0:
-		return 0, d.errorf("%s: varint overflows 64 bits", what)
-	case n > 1 && d.buf[d.off+n-1] == 0:
-		return 0, d.errorf("%s: varint not minimally encoded", what)
-	}
-	d.off += n
-	return v, nil
-}
-
-func (d *decoder) varint(what string) (int64, error) {
-	ux, err := d.uvarint(what)
-	if err != nil {
-		return 0, err
-	}
-	x := int64(ux >> 1)
-	if ux&1 != 0 {
-		x = ^x
-	}
-	return x, nil
-}
-
-// count reads an element count and checks it against the bytes left, given
-// that each element takes at least minLen bytes, before anyone allocates.
-func (d *decoder) count(what string, minLen int) (int, error) {
-	at := d.off
-	n, err := d.uvarint(what)
-	if err != nil {
-		return 0, err
-	}
-	if left := uint64(len(d.buf) - d.off); n > left/uint64(minLen) {
-		return 0, d.errorfAt(at, "%s %d cannot fit in the %d bytes left", what, n, left)
-	}
-	return int(n), nil
-}
-
-// bytes reads a length-prefixed byte string of at most limit bytes. The
-// result aliases buf.
-func (d *decoder) bytes(what string, limit int) ([]byte, error) {
-	at := d.off
-	n, err := d.uvarint(what)
-	if err != nil {
-		return nil, err
-	}
-	if n > uint64(limit) {
-		return nil, d.errorfAt(at, "%s %d exceeds the limit %d", what, n, limit)
-	}
-	if left := uint64(len(d.buf) - d.off); n > left {
-		return nil, d.errorfAt(at, "%s %d exceeds the %d bytes left", what, n, left)
-	}
-	b := d.buf[d.off : d.off+int(n)]
-	d.off += int(n)
-	return b, nil
 }
 
 // contextBody reads and validates a normalised context.
 func (d *decoder) contextBody() (Context, error) {
 	var c Context
-	nvv, err := d.count("context vector entry count", 2)
+	nvv, err := d.Count("context vector entry count", 2)
 	if err != nil {
 		return Context{}, err
 	}
@@ -394,24 +292,24 @@ func (d *decoder) contextBody() (Context, error) {
 		c.VV = make([]Entry, nvv)
 	}
 	for i := range c.VV {
-		at := d.off
-		a, err := d.bytes("vector actor length", MaxActorLen)
+		at := d.Offset()
+		a, err := d.Bytes("vector actor length", MaxActorLen)
 		if err != nil {
 			return Context{}, err
 		}
 		if i > 0 && string(a) <= c.VV[i-1].Actor {
-			return Context{}, d.errorfAt(at, "vector entry %d: actor %q not after %q", i, a, c.VV[i-1].Actor)
+			return Context{}, d.ErrorfAt(at, "vector entry %d: actor %q not after %q", i, a, c.VV[i-1].Actor)
 		}
 		c.VV[i].Actor = string(a)
-		at = d.off
-		if c.VV[i].Counter, err = d.uvarint("vector counter"); err != nil {
+		at = d.Offset()
+		if c.VV[i].Counter, err = d.Uvarint("vector counter"); err != nil {
 			return Context{}, err
 		}
 		if c.VV[i].Counter == 0 {
-			return Context{}, d.errorfAt(at, "vector entry %d: zero counter", i)
+			return Context{}, d.ErrorfAt(at, "vector entry %d: zero counter", i)
 		}
 	}
-	ndots, err := d.count("context dot count", 2)
+	ndots, err := d.Count("context dot count", 2)
 	if err != nil {
 		return Context{}, err
 	}
@@ -419,8 +317,8 @@ func (d *decoder) contextBody() (Context, error) {
 		c.Dots = make([]Dot, ndots)
 	}
 	for i := range c.Dots {
-		at := d.off
-		a, err := d.bytes("dot actor length", MaxActorLen)
+		at := d.Offset()
+		a, err := d.Bytes("dot actor length", MaxActorLen)
 		if err != nil {
 			return Context{}, err
 		}
@@ -435,15 +333,15 @@ func (d *decoder) contextBody() (Context, error) {
 		default:
 			dot.Actor = string(a)
 		}
-		if dot.Counter, err = d.uvarint("dot counter"); err != nil {
+		if dot.Counter, err = d.Uvarint("dot counter"); err != nil {
 			return Context{}, err
 		}
 		if i > 0 && !dotLess(c.Dots[i-1], *dot) {
-			return Context{}, d.errorfAt(at, "dot %d: %s not after %s", i, *dot, c.Dots[i-1])
+			return Context{}, d.ErrorfAt(at, "dot %d: %s not after %s", i, *dot, c.Dots[i-1])
 		}
 		// Normalised: the vector would have covered or absorbed it.
 		if base := c.vv(dot.Actor); dot.Counter <= base || dot.Counter-1 == base {
-			return Context{}, d.errorfAt(at, "dot %d: %s is covered by or contiguous with the vector", i, *dot)
+			return Context{}, d.ErrorfAt(at, "dot %d: %s is covered by or contiguous with the vector", i, *dot)
 		}
 	}
 	return c, nil
