@@ -102,6 +102,35 @@ func (f *clientFlags) close() {
 	}
 }
 
+// parseArgs parses the arguments of client command c, whose flags include
+// f's, checks the shared flags and requires exactly want positional
+// arguments, which what names in the usage error ("KEY and VALUE").
+func (f *clientFlags) parseArgs(c *command, args []string, env func(string) string, stdout io.Writer, want int, what string) ([]string, error) {
+	pos, err := c.parse(args, env, stdout)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	if len(pos) != want {
+		name := c.fs.Name()
+		return nil, usagef("%s: want %s, got %d arguments (see dynkv %s --help)", name, what, len(pos), name)
+	}
+	return pos, nil
+}
+
+// connect builds the client and a context bounded by --timeout, which
+// covers the retries too; done releases both once the request is over.
+func (f *clientFlags) connect() (cl *client.Client, ctx context.Context, done func(), err error) {
+	cl, err = f.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	return cl, ctx, func() { cancel(); f.close() }, nil
+}
+
 func writeJSON(w io.Writer, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -119,13 +148,7 @@ Flags may come before or after the arguments; put "--" before a VALUE that start
 	c.fs.StringVar(&opts.Context, "context", "", "`context` from an earlier get or put; empty writes blindly")
 	c.fs.StringVar(&opts.ContentType, "content-type", "", "content `type` stored with the value")
 	c.fs.IntVar(&opts.W, "w", 0, "write quorum for this request (0: the server's default)")
-	pos, err := c.parse(args, env, stdout)
-	if err == nil {
-		err = cf.check()
-	}
-	if err == nil && len(pos) != 2 {
-		err = usagef("put: want KEY and VALUE, got %d arguments (see dynkv put --help)", len(pos))
-	}
+	pos, err := cf.parseArgs(c, args, env, stdout, 2, "KEY and VALUE")
 	if err == nil && opts.TTL < 0 {
 		err = usagef("put: --ttl %s: want a positive duration", opts.TTL)
 	}
@@ -143,13 +166,11 @@ Flags may come before or after the arguments; put "--" before a VALUE that start
 		}
 	}
 	opts.DB = cf.db
-	cl, err := cf.client()
+	cl, ctx, done, err := cf.connect()
 	if err != nil {
 		return report(stderr, err)
 	}
-	defer cf.close()
-	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
-	defer cancel()
+	defer done()
 	newCtx, err := cl.Put(ctx, key, value, opts)
 	if err != nil {
 		return report(stderr, fmt.Errorf("put %q: %w", key, err))
@@ -178,25 +199,17 @@ prints each one and then the context that covers them all; a put with that
 context resolves them. Exits 1 when the key is absent.`)
 	cf.register(c)
 	c.fs.IntVar(&opts.R, "r", 0, "read quorum for this request (0: the server's default)")
-	pos, err := c.parse(args, env, stdout)
-	if err == nil {
-		err = cf.check()
-	}
-	if err == nil && len(pos) != 1 {
-		err = usagef("get: want KEY, got %d arguments (see dynkv get --help)", len(pos))
-	}
+	pos, err := cf.parseArgs(c, args, env, stdout, 1, "KEY")
 	if err != nil {
 		return report(stderr, err)
 	}
 	key := pos[0]
 	opts.DB = cf.db
-	cl, err := cf.client()
+	cl, ctx, done, err := cf.connect()
 	if err != nil {
 		return report(stderr, err)
 	}
-	defer cf.close()
-	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
-	defer cancel()
+	defer done()
 	res, err := cl.Get(ctx, key, opts)
 	if errors.Is(err, client.ErrNotFound) {
 		if cf.output == "json" {
@@ -251,25 +264,17 @@ func runDelete(args []string, env func(string) string, stdout, stderr io.Writer)
 	cf.register(c)
 	c.fs.StringVar(&opts.Context, "context", "", "`context` from an earlier get; empty deletes whatever the node holds")
 	c.fs.IntVar(&opts.W, "w", 0, "write quorum for this request (0: the server's default)")
-	pos, err := c.parse(args, env, stdout)
-	if err == nil {
-		err = cf.check()
-	}
-	if err == nil && len(pos) != 1 {
-		err = usagef("delete: want KEY, got %d arguments (see dynkv delete --help)", len(pos))
-	}
+	pos, err := cf.parseArgs(c, args, env, stdout, 1, "KEY")
 	if err != nil {
 		return report(stderr, err)
 	}
 	key := pos[0]
 	opts.DB = cf.db
-	cl, err := cf.client()
+	cl, ctx, done, err := cf.connect()
 	if err != nil {
 		return report(stderr, err)
 	}
-	defer cf.close()
-	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
-	defer cancel()
+	defer done()
 	if err := cl.Delete(ctx, key, opts); err != nil {
 		return report(stderr, fmt.Errorf("delete %q: %w", key, err))
 	}

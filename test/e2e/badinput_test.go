@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/test/testnode"
 )
 
 // TestBadInputGetsSpecStatusAndNodeStaysUp is SPEC section 3: malformed
@@ -18,7 +20,7 @@ import (
 func TestBadInputGetsSpecStatusAndNodeStaysUp(t *testing.T) {
 	t.Parallel()
 	const maxValue = 1024
-	n := startNode(t, nodeOptions{args: []string{fmt.Sprintf("--max-value-bytes=%d", maxValue)}})
+	n := startNode(t, testnode.NodeOptions{Args: []string{fmt.Sprintf("--max-value-bytes=%d", maxValue)}})
 	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 
@@ -76,11 +78,11 @@ func TestBadInputGetsSpecStatusAndNodeStaysUp(t *testing.T) {
 		n.expectAbsent(t, -1, "big")
 
 		// Without a Content-Length (chunked) the limit must hold while reading.
-		hr, err := http.NewRequest(http.MethodPut, n.baseURL()+kvPath(-1, "big-chunked"), io.NopCloser(strings.NewReader(strings.Repeat("b", 64*maxValue))))
+		hr, err := http.NewRequest(http.MethodPut, n.URL()+kvPath(-1, "big-chunked"), io.NopCloser(strings.NewReader(strings.Repeat("b", 64*maxValue))))
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := n.client.Do(hr)
+		resp, err := n.HTTPClient().Do(hr)
 		if err != nil {
 			t.Fatalf("chunked PUT of %d bytes: %v (want 413)", 64*maxValue, err)
 		}
@@ -171,23 +173,23 @@ func TestBadInputGetsSpecStatusAndNodeStaysUp(t *testing.T) {
 			if i%2 == 0 {
 				junk = append(junk, "\r\n\r\n"...)
 			}
-			sendAndClose(t, n.httpAddr, junk)
+			sendAndClose(t, n.Addr(), junk)
 		}
 		// An oversized header and a bogus protocol version.
-		sendAndClose(t, n.httpAddr, []byte("GET /kv/x HTTP/1.1\r\nHost: e2e\r\nX-Big: "+strings.Repeat("a", 2<<20)+"\r\n\r\n"))
-		sendAndClose(t, n.httpAddr, []byte("GET /kv/x HTTP/9.9\r\n\r\n"))
+		sendAndClose(t, n.Addr(), []byte("GET /kv/x HTTP/1.1\r\nHost: e2e\r\nX-Big: "+strings.Repeat("a", 2<<20)+"\r\n\r\n"))
+		sendAndClose(t, n.Addr(), []byte("GET /kv/x HTTP/9.9\r\n\r\n"))
 	})
 
 	t.Run("HalfWrittenRequestIsNotApplied", func(t *testing.T) {
-		sendAndClose(t, n.httpAddr, []byte("PUT /kv/half HTTP/1.1\r\nHost: e2e\r\nContent-Length: 1000\r\n\r\n"+strings.Repeat("h", 500)))
+		sendAndClose(t, n.Addr(), []byte("PUT /kv/half HTTP/1.1\r\nHost: e2e\r\nContent-Length: 1000\r\n\r\n"+strings.Repeat("h", 500)))
 		// A truncated chunked body, too.
-		sendAndClose(t, n.httpAddr, []byte("PUT /kv/half-chunked HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n"+strings.Repeat("h", 40)))
+		sendAndClose(t, n.Addr(), []byte("PUT /kv/half-chunked HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n"+strings.Repeat("h", 40)))
 	})
 
 	n.expectHealthy(t)
 	// The HTTP layer recovers handler panics into a 500; none may have happened.
 	for _, p := range []string{"panic in HTTP handler", "panic:"} {
-		if n.logContains(p) {
+		if n.LogContains(p) {
 			t.Errorf("node output contains %q after the bad input, want no panic", p)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/test/testnode"
 )
 
 // runCLI runs the dynkv binary as a client with a clean environment plus env
@@ -23,8 +25,8 @@ func runCLIStdin(t *testing.T, env []string, stdin string, args ...string) (code
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, dynkvBin, args...)
-	cmd.Env = append(cleanEnv(), env...)
+	cmd := exec.CommandContext(ctx, testnode.Build(t), args...)
+	cmd.Env = append(testnode.CleanEnv(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -45,8 +47,8 @@ func runCLIStdin(t *testing.T, env []string, stdin string, args ...string) (code
 // with a one-line message on stderr.
 func TestCLIExitStatusesFollowSpec(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
-	addr := "--addr=" + n.baseURL()
+	n := startNode(t, testnode.NodeOptions{})
+	addr := "--addr=" + n.URL()
 	expect := func(want int, wantOut string, env []string, args ...string) string {
 		t.Helper()
 		code, out, errOut := runCLI(t, env, args...)
@@ -67,7 +69,7 @@ func TestCLIExitStatusesFollowSpec(t *testing.T) {
 	}
 	expect(0, "hello", nil, "get", "cli/k", addr)
 	n.expectValue(t, -1, "cli/k", []byte("hello")) // the CLI and HTTP agree
-	expect(0, "hello", []string{"DYNKV_ADDR=" + n.baseURL()}, "get", "cli/k")
+	expect(0, "hello", []string{"DYNKV_ADDR=" + n.URL()}, "get", "cli/k")
 	expect(1, "", nil, "get", "cli/missing", addr)
 	expect(0, "", nil, "put", "cli/db", "in three", "--db=3", addr)
 	n.expectValue(t, 3, "cli/db", []byte("in three"))
@@ -88,7 +90,11 @@ func TestCLIExitStatusesFollowSpec(t *testing.T) {
 	n.expectAbsent(t, -1, "cli/big")
 
 	// Nothing listening: a connection error is 3.
-	closed := "--addr=http://" + freePort(t)
+	free, err := testnode.FreePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "--addr=http://" + free
 	expect(3, "", nil, "get", "cli/k", closed, "--timeout=2s")
 }
 
@@ -97,13 +103,13 @@ func TestCLIExitStatusesFollowSpec(t *testing.T) {
 func TestServerFlagsAlsoComeFromEnvironment(t *testing.T) {
 	t.Parallel()
 	t.Run("EnvironmentApplies", func(t *testing.T) {
-		n := startNode(t, nodeOptions{env: []string{"DYNKV_MAX_VALUE_BYTES=100"}})
+		n := startNode(t, testnode.NodeOptions{Env: []string{"DYNKV_MAX_VALUE_BYTES=100"}})
 		r := n.must(t, request{method: http.MethodPut, path: kvPath(-1, "env"), body: make([]byte, 101)})
 		expectJSONError(t, "PUT 101 bytes with DYNKV_MAX_VALUE_BYTES=100", r, http.StatusRequestEntityTooLarge)
 		n.put(t, -1, "env", make([]byte, 100), "")
 	})
 	t.Run("FlagBeatsEnvironment", func(t *testing.T) {
-		n := startNode(t, nodeOptions{env: []string{"DYNKV_MAX_VALUE_BYTES=100"}, args: []string{"--max-value-bytes=200"}})
+		n := startNode(t, testnode.NodeOptions{Env: []string{"DYNKV_MAX_VALUE_BYTES=100"}, Args: []string{"--max-value-bytes=200"}})
 		n.put(t, -1, "env", make([]byte, 150), "")
 		r := n.must(t, request{method: http.MethodPut, path: kvPath(-1, "env"), body: make([]byte, 201)})
 		expectJSONError(t, "PUT 201 bytes with --max-value-bytes=200", r, http.StatusRequestEntityTooLarge)
@@ -115,9 +121,9 @@ func TestServerFlagsAlsoComeFromEnvironment(t *testing.T) {
 // the token from DYNKV_AUTH_TOKEN.
 func TestAuthTokenGuardsTheAPI(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{args: []string{"--auth-token=s3cret,other"}, token: "s3cret"})
-	hr, _ := http.NewRequest(http.MethodPut, n.baseURL()+kvPath(-1, "guarded"), strings.NewReader("v"))
-	resp, err := n.client.Do(hr)
+	n := startNode(t, testnode.NodeOptions{Args: []string{"--auth-token=s3cret,other"}, Token: "s3cret"})
+	hr, _ := http.NewRequest(http.MethodPut, n.URL()+kvPath(-1, "guarded"), strings.NewReader("v"))
+	resp, err := n.HTTPClient().Do(hr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,9 +132,9 @@ func TestAuthTokenGuardsTheAPI(t *testing.T) {
 		t.Errorf("PUT without a token: got %d, want 401", resp.StatusCode)
 	}
 	for _, tok := range []string{"s3cret", "other"} {
-		hr, _ = http.NewRequest(http.MethodPut, n.baseURL()+kvPath(-1, "guarded"), strings.NewReader(tok))
+		hr, _ = http.NewRequest(http.MethodPut, n.URL()+kvPath(-1, "guarded"), strings.NewReader(tok))
 		hr.Header.Set("Authorization", "Bearer "+tok)
-		resp, err = n.client.Do(hr)
+		resp, err = n.HTTPClient().Do(hr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,11 +145,11 @@ func TestAuthTokenGuardsTheAPI(t *testing.T) {
 	}
 	n.expectHealthy(t)
 
-	code, out, errOut := runCLI(t, []string{"DYNKV_AUTH_TOKEN=s3cret"}, "get", "guarded", "--addr="+n.baseURL())
+	code, out, errOut := runCLI(t, []string{"DYNKV_AUTH_TOKEN=s3cret"}, "get", "guarded", "--addr="+n.URL())
 	if code != 0 || strings.TrimRight(out, "\n") != "other" {
 		t.Errorf("dynkv get with DYNKV_AUTH_TOKEN: exit %d stdout %q stderr %q, want 0 and \"other\"", code, out, errOut)
 	}
-	code, _, errOut = runCLI(t, nil, "get", "guarded", "--addr="+n.baseURL())
+	code, _, errOut = runCLI(t, nil, "get", "guarded", "--addr="+n.URL())
 	if code != 3 {
 		t.Errorf("dynkv get without a token: exit %d (stderr %q), want 3", code, errOut)
 	}
@@ -153,8 +159,8 @@ func TestAuthTokenGuardsTheAPI(t *testing.T) {
 // errors and prints its summary.
 func TestBenchRunsCleanAgainstANode(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
-	code, out, errOut := runCLI(t, nil, "bench", "--addr="+n.baseURL(), "--requests=500", "--connections=8", "--keys=100", "--progress=false", "--seed=7")
+	n := startNode(t, testnode.NodeOptions{})
+	code, out, errOut := runCLI(t, nil, "bench", "--addr="+n.URL(), "--requests=500", "--connections=8", "--keys=100", "--progress=false", "--seed=7")
 	if code != 0 {
 		t.Fatalf("dynkv bench: exit %d, want 0; stdout %q stderr %q", code, out, errOut)
 	}

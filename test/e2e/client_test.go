@@ -13,7 +13,30 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/test/testnode"
 )
+
+func TestMain(m *testing.M) { os.Exit(testnode.Main(m)) }
+
+// node is one `dynkv server` process run by the shared harness, with this
+// suite's request helpers on top.
+type node struct{ *testnode.Node }
+
+// startNode runs node 1 (id "n1" unless opts.ID is set) on a fresh data
+// directory unless opts.DataDir is set, and waits until it is ready.
+func startNode(t *testing.T, opts testnode.NodeOptions) *node {
+	t.Helper()
+	n := newNode(t, 1, opts)
+	n.Start()
+	return n
+}
+
+// newNode prepares node index without starting it.
+func newNode(t *testing.T, index int, opts testnode.NodeOptions) *node {
+	t.Helper()
+	return &node{testnode.NewNode(t, index, opts)}
+}
 
 // kvPath is the URL path of key in database db; db < 0 means the plain
 // /kv/ route (database 0). Every byte outside the unreserved set is
@@ -36,19 +59,7 @@ func kvPath(db int, key string) string {
 }
 
 // response is a fully read HTTP response.
-type response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-func (r *response) String() string {
-	body := r.Body
-	if len(body) > 200 {
-		body = body[:200]
-	}
-	return fmt.Sprintf("%d %q", r.Status, body)
-}
+type response = testnode.Response
 
 // request is one HTTP call; zero fields are left out.
 type request struct {
@@ -62,33 +73,18 @@ type request struct {
 // do sends req and reads the whole response. Transport errors are returned,
 // never retried: a write that failed is indeterminate and tests count it so.
 func (n *node) do(req request) (*response, error) {
-	var body io.Reader
-	if req.body != nil {
-		body = bytes.NewReader(req.body)
-	}
-	hr, err := http.NewRequest(req.method, n.baseURL()+req.path, body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: building the request: %w", req.method, req.path, err)
-	}
+	h := http.Header{}
 	if req.context != "" {
-		hr.Header.Set("X-Context", req.context)
-	}
-	if n.token != "" {
-		hr.Header.Set("Authorization", "Bearer "+n.token)
+		h.Set(testnode.ContextHeader, req.context)
 	}
 	if req.contentType != "" {
-		hr.Header.Set("Content-Type", req.contentType)
+		h.Set("Content-Type", req.contentType)
 	}
-	resp, err := n.client.Do(hr)
+	r, err := n.Do(testnode.Request{Method: req.method, Path: req.path, Body: req.body, Header: h})
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", req.method, req.path, err)
+		return nil, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: reading the %s body: %w", req.method, req.path, resp.Status, err)
-	}
-	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+	return &r, nil
 }
 
 // must is do that fails the test on a transport error.
@@ -96,7 +92,7 @@ func (n *node) must(t *testing.T, req request) *response {
 	t.Helper()
 	r, err := n.do(req)
 	if err != nil {
-		t.Fatalf("node %s: %v", n.id, err)
+		t.Fatal(err) // it names the node and the request
 	}
 	return r
 }
@@ -138,7 +134,7 @@ func (n *node) expectAbsent(t *testing.T, db int, key string) *response {
 func (n *node) expectHealthy(t *testing.T) {
 	t.Helper()
 	if !n.Running() {
-		t.Fatalf("node %s is not running, want it up", n.id)
+		t.Fatalf("node %s is not running, want it up", n.ID())
 	}
 	r := n.must(t, request{method: http.MethodGet, path: "/health"})
 	if r.Status != http.StatusOK {
@@ -196,9 +192,9 @@ func siblingValues(t *testing.T, what string, r *response) []string {
 // rawExchange writes raw bytes on a fresh TCP connection and reads one HTTP
 // response, for requests net/http refuses to build.
 func (n *node) rawExchange(raw string) (*response, error) {
-	conn, err := net.DialTimeout("tcp", n.httpAddr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", n.Addr(), 5*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("dialing %s: %w", n.httpAddr, err)
+		return nil, fmt.Errorf("dialing %s: %w", n.Addr(), err)
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/dynkv/dynkv/test/testnode"
 )
 
 // TestContextsStayValidAcrossRestart: a context handed out before a crash
@@ -13,12 +15,12 @@ import (
 // never collides with one minted before (which would silently drop a write).
 func TestContextsStayValidAcrossRestart(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 
 	c1 := n.put(t, -1, "ctx/resolve", []byte("v1"), "")
 	stale := n.put(t, -1, "ctx/stale", []byte("v0"), "")
 	n.put(t, -1, "ctx/stale", []byte("before crash"), stale)
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 
 	// A context from before the crash still supersedes what it saw.
@@ -44,7 +46,7 @@ func TestContextsStayValidAcrossRestart(t *testing.T) {
 func TestConcurrentBlindWritesLeaveOneValue(t *testing.T) {
 	t.Parallel()
 	const writers, each = 8, 25
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Add(1)
@@ -82,7 +84,7 @@ func TestConcurrentBlindWritesLeaveOneValue(t *testing.T) {
 func TestConcurrentWritersWithOneStaleContextAllBecomeSiblings(t *testing.T) {
 	t.Parallel()
 	const writers = 8
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	stale := n.put(t, -1, "race", []byte("base"), "")
 	var (
 		wg   sync.WaitGroup
@@ -111,7 +113,7 @@ func TestConcurrentWritersWithOneStaleContextAllBecomeSiblings(t *testing.T) {
 		t.FailNow()
 	}
 	expectSiblings(t, n, "race", fmt.Sprintf("%d writers with one stale context", writers), want...)
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	expectSiblings(t, n, "race", "after a restart", want...)
 }
@@ -121,7 +123,7 @@ func TestConcurrentWritersWithOneStaleContextAllBecomeSiblings(t *testing.T) {
 // a 300's context removes every sibling.
 func TestDeleteWithStaleContextKeepsConcurrentWrite(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	stale := n.put(t, -1, "del", []byte("base"), "")
 	n.put(t, -1, "del", []byte("concurrent"), stale)
 	r := n.must(t, request{method: http.MethodDelete, path: kvPath(-1, "del"), context: stale})
@@ -140,7 +142,7 @@ func TestDeleteWithStaleContextKeepsConcurrentWrite(t *testing.T) {
 		t.Fatalf("DELETE /kv/del2 with the read's context: got %s, want 204", r)
 	}
 	n.expectAbsent(t, -1, "del2")
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	n.expectAbsent(t, -1, "del2")
 	n.expectValue(t, -1, "del", []byte("concurrent"))
@@ -152,7 +154,7 @@ func TestDeleteWithStaleContextKeepsConcurrentWrite(t *testing.T) {
 func TestSIGTERMDuringLoadExitsZeroAndKeepsEveryAcknowledgedWrite(t *testing.T) {
 	t.Parallel()
 	const clients, perClient, stopAt = 16, 200, 300
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	var (
 		mu      sync.Mutex
 		acked   []write
@@ -209,7 +211,7 @@ func TestSIGTERMDuringLoadExitsZeroAndKeepsEveryAcknowledgedWrite(t *testing.T) 
 func TestShedLoadGets429AndAppliesNothing(t *testing.T) {
 	t.Parallel()
 	const clients, each = 16, 20
-	n := startNode(t, nodeOptions{args: []string{"--max-inflight=1"}})
+	n := startNode(t, testnode.NodeOptions{Args: []string{"--max-inflight=1"}})
 	var (
 		mu       sync.Mutex
 		accepted []write

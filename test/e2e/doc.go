@@ -1,4 +1,5 @@
-// Package e2e is the end-to-end suite: it builds the dynkv binary once, runs
+// Package e2e is the end-to-end suite: through the shared harness in
+// test/testnode it builds the dynkv binary once, runs
 // real `dynkv server` processes on free loopback ports with their own data
 // directories, and checks the guarantees of SPEC sections 2, 3, 5 and 6 over
 // HTTP and the CLI: SIGKILL in the middle of a write load, a damaged or torn
@@ -13,7 +14,7 @@
 // Environment, for reproducing a failure:
 //
 //	DYNKV_E2E_SEED=N   replay a randomised test with the seed it printed
-//	DYNKV_E2E_BIN=path test a given dynkv binary instead of building one
+//	DYNKV_TEST_BIN=path test a given dynkv binary instead of building one
 //
 // Every other DYNKV_* variable is removed from the environment of the
 // processes the suite starts.

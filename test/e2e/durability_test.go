@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+
+	"github.com/dynkv/dynkv/test/testnode"
 )
 
 // TestDeleteIsDurable: a DELETE answered 204 stays deleted across SIGKILL and
 // restart, and the 404 carries the tombstone's X-Context (SPEC section 3).
 func TestDeleteIsDurable(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	n.put(t, -1, "gone", []byte("soon deleted"), "")
 	n.put(t, -1, "kept", []byte("stays"), "")
 	r := n.must(t, request{method: http.MethodDelete, path: kvPath(-1, "gone")})
@@ -25,14 +27,14 @@ func TestDeleteIsDurable(t *testing.T) {
 		t.Errorf("DELETE /kv/never-written: got %s, want 204", r)
 	}
 
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	n.expectAbsent(t, -1, "gone")
 	n.expectValue(t, -1, "kept", []byte("stays"))
 
 	// A write after the delete brings the key back, also after a restart.
 	n.put(t, -1, "gone", []byte("back"), "")
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	n.expectValue(t, -1, "gone", []byte("back"))
 }
@@ -41,7 +43,7 @@ func TestDeleteIsDurable(t *testing.T) {
 // /kv/ is database 0.
 func TestDatabasesAreIsolated(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	n.put(t, -1, "k", []byte("zero"), "")
 	n.put(t, 3, "k", []byte("three"), "")
 	n.put(t, 15, "k", []byte("fifteen"), "")
@@ -58,7 +60,7 @@ func TestDatabasesAreIsolated(t *testing.T) {
 	n.expectValue(t, -1, "k", []byte("zero"))
 	n.expectValue(t, 15, "k", []byte("fifteen"))
 
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	n.expectAbsent(t, 3, "k")
 	n.expectValue(t, 0, "k", []byte("zero"))
@@ -69,7 +71,7 @@ func TestDatabasesAreIsolated(t *testing.T) {
 // also after a restart.
 func TestContentTypeRoundTrips(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	const ct = "application/vnd.dynkv-e2e+json; charset=utf-8"
 	r := n.must(t, request{method: http.MethodPut, path: kvPath(-1, "typed"), body: []byte(`{"a":1}`), contentType: ct})
 	if r.Status != http.StatusNoContent {
@@ -83,7 +85,7 @@ func TestContentTypeRoundTrips(t *testing.T) {
 		}
 	}
 	check("before restart")
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	check("after restart")
 
@@ -100,14 +102,14 @@ func TestContentTypeRoundTrips(t *testing.T) {
 // (no siblings).
 func TestSequentialBlindOverwritesLeaveLastValue(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	var last []byte
 	for i := range 50 {
 		last = []byte(fmt.Sprintf("version %02d", i))
 		n.put(t, -1, "overwritten", last, "")
 	}
 	n.expectValue(t, -1, "overwritten", last)
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	n.expectValue(t, -1, "overwritten", last)
 }
@@ -116,7 +118,7 @@ func TestSequentialBlindOverwritesLeaveLastValue(t *testing.T) {
 // rest of the path, percent-decoded, any bytes.
 func TestKeysAreAnyByteStringPercentDecoded(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	keys := []string{"a/b", "a%2Fb", "sp ace", "?#&=", "\x00\x01\xff", "ünï", "..", "a/../b", "trailing/"}
 	for i, k := range keys {
 		n.put(t, -1, k, []byte(fmt.Sprintf("value %d", i)), "")
@@ -135,7 +137,7 @@ func TestKeysAreAnyByteStringPercentDecoded(t *testing.T) {
 // restart serves every acknowledged write.
 func TestSIGTERMShutsDownCleanlyAndKeepsEverything(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	want := map[string][]byte{}
 	for i := range 100 {
 		k := fmt.Sprintf("term/%03d", i)
@@ -155,7 +157,7 @@ func TestSIGTERMShutsDownCleanlyAndKeepsEverything(t *testing.T) {
 // TestDatabasesFlagBoundsTheRange: --databases=N allows /db/0 to /db/N-1 only.
 func TestDatabasesFlagBoundsTheRange(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{args: []string{"--databases=4"}})
+	n := startNode(t, testnode.NodeOptions{Args: []string{"--databases=4"}})
 	n.put(t, 3, "k", []byte("last database"), "")
 	n.expectValue(t, 3, "k", []byte("last database"))
 	for _, m := range []string{http.MethodPut, http.MethodGet} {

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/test/testnode"
 )
 
 // TestFullDiskGives507WhileReadsWork is SPEC section 3's 507: a node whose
@@ -31,7 +33,7 @@ func fullDisk(t *testing.T, minFreeBytes uint64) {
 	)
 	dir := t.TempDir()
 	mountTmpfs(t, dir, "48m")
-	n := startNode(t, nodeOptions{dataDir: dir, args: []string{fmt.Sprintf("--min-free-bytes=%d", minFreeBytes), "--segment-size=4194304"}})
+	n := startNode(t, testnode.NodeOptions{DataDir: dir, Args: []string{fmt.Sprintf("--min-free-bytes=%d", minFreeBytes), "--segment-size=4194304"}})
 	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 3))
 	value := func() []byte {

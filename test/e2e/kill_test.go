@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/test/testnode"
 )
 
 // write is one PUT of the kill test and what became of it.
@@ -26,7 +28,7 @@ type write struct {
 // restarted on the same data directory, five times, re-reading every round.
 func TestKillDuringWriteLosesNoAcknowledgedWrite(t *testing.T) {
 	t.Parallel()
-	killDuringWrites(t, startNode(t, nodeOptions{}), 5)
+	killDuringWrites(t, startNode(t, testnode.NodeOptions{}), 5)
 }
 
 // TestKillDuringWriteLosesNoAcknowledgedWriteUnderStress repeats the kill
@@ -43,7 +45,7 @@ func TestKillDuringWriteLosesNoAcknowledgedWriteUnderStress(t *testing.T) {
 		{"segments=64KiB,checkpoint=50ms", []string{"--segment-size=65536", "--checkpoint-interval=50ms"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			killDuringWrites(t, startNode(t, nodeOptions{args: c.args}), 3)
+			killDuringWrites(t, startNode(t, testnode.NodeOptions{Args: c.args}), 3)
 		})
 	}
 }
@@ -129,7 +131,7 @@ func killDuringWrites(t *testing.T, n *node, rounds int) {
 			t.Errorf("round %d: only %d acks within %v, planned kill at %d", round, acks.Load(), roundDeadline, killAt)
 		}
 		killed.Store(true)
-		killErr := n.kill()
+		killErr := n.Kill()
 		<-clientsDone
 		if killErr != nil {
 			t.Fatalf("round %d: %v", round, killErr)

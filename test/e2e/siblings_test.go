@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dynkv/dynkv/test/testnode"
 )
 
 // TestConcurrentStaleWritesBecomeSiblingsAndResolve is SPEC section 5:
@@ -14,7 +16,7 @@ import (
 // the context of their own previous PUT leave exactly two siblings.
 func TestConcurrentStaleWritesBecomeSiblingsAndResolve(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 
 	t.Run("StaleContextMakesSiblingsAndTheirContextResolvesThem", func(t *testing.T) {
 		stale := n.put(t, -1, "s", []byte("v0"), "")

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/test/testnode"
 )
 
 // TestTTLExpiresAlsoAfterRestart is SPEC section 5: a TTL is an absolute
@@ -14,7 +16,7 @@ import (
 // checked while the clock says the TTL cannot have run out yet.
 func TestTTLExpiresAlsoAfterRestart(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 
 	t.Run("ExpiresWithin10s", func(t *testing.T) {
 		for _, c := range []struct {
@@ -42,7 +44,7 @@ func TestTTLExpiresAlsoAfterRestart(t *testing.T) {
 			t.Fatalf("PUT %s?ttl=3s: got %s, want 204", key, r)
 		}
 		n.put(t, -1, "ttl/forever", []byte("no ttl"), "")
-		n.Kill()
+		n.MustKill()
 		n.Restart()
 		expectLiveUntil(t, n, key, []byte("three seconds"), before.Add(3*time.Second))
 		expectGoneWithin(t, n, key, 10*time.Second)
@@ -93,7 +95,7 @@ func expectGoneWithin(t *testing.T, n *node, key string, d time.Duration) {
 // take the new value with it.
 func TestOverwriteWithoutTTLOutlivesTheOldTTL(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{args: []string{"--reclaim-interval=100ms"}})
+	n := startNode(t, testnode.NodeOptions{Args: []string{"--reclaim-interval=100ms"}})
 	for _, k := range []string{"ttl/overwritten", "ttl/control"} {
 		r := n.must(t, request{method: http.MethodPut, path: kvPath(-1, k) + "?ttl=1s", body: []byte("short")})
 		if r.Status != http.StatusNoContent {
@@ -106,7 +108,7 @@ func TestOverwriteWithoutTTLOutlivesTheOldTTL(t *testing.T) {
 	expectGoneWithin(t, n, "ttl/control", 10*time.Second)
 	time.Sleep(time.Second)
 	n.expectValue(t, -1, "ttl/overwritten", []byte("forever"))
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	time.Sleep(500 * time.Millisecond)
 	n.expectValue(t, -1, "ttl/overwritten", []byte("forever"))
@@ -117,7 +119,7 @@ func TestOverwriteWithoutTTLOutlivesTheOldTTL(t *testing.T) {
 // and a reclaimed delete stays deleted.
 func TestRewriteAfterDeleteSurvivesTombstoneReclaim(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{args: []string{"--tombstone-grace=1s", "--reclaim-interval=100ms"}})
+	n := startNode(t, testnode.NodeOptions{Args: []string{"--tombstone-grace=1s", "--reclaim-interval=100ms"}})
 	for _, k := range []string{"tomb/rewritten", "tomb/deleted"} {
 		n.put(t, -1, k, []byte("first"), "")
 		if r := n.must(t, request{method: http.MethodDelete, path: kvPath(-1, k)}); r.Status != http.StatusNoContent {
@@ -128,7 +130,7 @@ func TestRewriteAfterDeleteSurvivesTombstoneReclaim(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond) // the grace plus many reclaim rounds
 	n.expectValue(t, -1, "tomb/rewritten", []byte("second"))
 	n.expectAbsent(t, -1, "tomb/deleted")
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	time.Sleep(500 * time.Millisecond)
 	n.expectValue(t, -1, "tomb/rewritten", []byte("second"))
@@ -139,7 +141,7 @@ func TestRewriteAfterDeleteSurvivesTombstoneReclaim(t *testing.T) {
 // returns the other alone.
 func TestExpiredSiblingDropsOut(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	stale := n.put(t, -1, "ttl/sib", []byte("base"), "")
 	n.put(t, -1, "ttl/sib", []byte("stays"), stale)
 	r := n.must(t, request{method: http.MethodPut, path: kvPath(-1, "ttl/sib") + "?ttl=1s", body: []byte("expires"), context: stale})

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/test/testnode"
 )
 
 // walSegments lists the WAL segment files under a data directory, oldest first
@@ -73,11 +75,11 @@ func expectExactOrAbsent(t *testing.T, n *node, keys []string, values [][]byte) 
 // offset, unless the operator asks for repair.
 func TestCorruptWALStopsTheNodeUnlessRepaired(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	keys, values := writeSequence(t, n, "corrupt", 300)
-	n.Kill()
+	n.MustKill()
 
-	segs := walSegments(t, n.dataDir)
+	segs := walSegments(t, n.DataDir())
 	seg := segs[len(segs)-1]
 	b, err := os.ReadFile(seg)
 	if err != nil {
@@ -92,7 +94,7 @@ func TestCorruptWALStopsTheNodeUnlessRepaired(t *testing.T) {
 	}
 	t.Logf("flipped bits of byte %d of %s (%d bytes)", pos, seg, len(b))
 
-	code, out := n.startExpectingExit()
+	code, out := n.StartExpectingExit()
 	if code == 0 {
 		t.Fatalf("start on a WAL corrupted at %s offset %d: exit status 0, want non-zero; output:\n%s", filepath.Base(seg), pos, out)
 	}
@@ -113,7 +115,7 @@ func TestCorruptWALStopsTheNodeUnlessRepaired(t *testing.T) {
 		}
 	}
 
-	n.args = append(n.args, "--wal-repair")
+	n.SetArgs(append(n.Args(), "--wal-repair"))
 	n.Restart()
 	n.expectHealthy(t)
 	n.expectValue(t, -1, keys[0], values[0]) // long before the damage
@@ -123,7 +125,7 @@ func TestCorruptWALStopsTheNodeUnlessRepaired(t *testing.T) {
 	// The repaired log takes writes and opens again without --wal-repair.
 	n.put(t, -1, "after-repair", []byte("fine"), "")
 	n.Stop()
-	n.args = slices.DeleteFunc(n.args, func(a string) bool { return a == "--wal-repair" })
+	n.SetArgs(slices.DeleteFunc(n.Args(), func(a string) bool { return a == "--wal-repair" }))
 	n.Restart()
 	n.expectValue(t, -1, "after-repair", []byte("fine"))
 	n.expectValue(t, -1, keys[0], values[0])
@@ -134,11 +136,11 @@ func TestCorruptWALStopsTheNodeUnlessRepaired(t *testing.T) {
 // node starts with everything before it.
 func TestTornWALTailIsCutAndEverythingElseServes(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	keys, values := writeSequence(t, n, "torn", 100)
-	n.Kill()
+	n.MustKill()
 
-	segs := walSegments(t, n.dataDir)
+	segs := walSegments(t, n.DataDir())
 	seg := segs[len(segs)-1]
 	fi, err := os.Stat(seg)
 	if err != nil {
@@ -158,7 +160,7 @@ func TestTornWALTailIsCutAndEverythingElseServes(t *testing.T) {
 	// The torn record's write may survive elsewhere (LevelDB) or be gone.
 	expectExactOrAbsent(t, n, keys[last:], values[last:])
 	n.put(t, -1, "after-torn", []byte("fine"), "")
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	n.expectValue(t, -1, "after-torn", []byte("fine"))
 }
@@ -168,17 +170,17 @@ func TestTornWALTailIsCutAndEverythingElseServes(t *testing.T) {
 // must go on serving.
 func TestSecondNodeOnOneDataDirRefusesToStart(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{})
+	n := startNode(t, testnode.NodeOptions{})
 	n.put(t, -1, "owner", []byte("first process"), "")
-	intruder := newNode(t, nodeOptions{id: "n2", dataDir: n.dataDir})
-	code, out := intruder.startExpectingExit()
+	intruder := newNode(t, 2, testnode.NodeOptions{ID: "n2", DataDir: n.DataDir()})
+	code, out := intruder.StartExpectingExit()
 	if code == 0 {
-		t.Errorf("second server on data dir %s: exit status 0, want non-zero; output:\n%s", n.dataDir, out)
+		t.Errorf("second server on data dir %s: exit status 0, want non-zero; output:\n%s", n.DataDir(), out)
 	}
 	t.Logf("second server on the same data dir: exit %d: %s", code, strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]))
 	n.expectHealthy(t)
 	n.put(t, -1, "owner2", []byte("still writable"), "")
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	n.expectValue(t, -1, "owner", []byte("first process"))
 	n.expectValue(t, -1, "owner2", []byte("still writable"))
@@ -190,27 +192,27 @@ func TestSecondNodeOnOneDataDirRefusesToStart(t *testing.T) {
 // after a kill.
 func TestWALSegmentsAreReleasedAfterCheckpoints(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nodeOptions{args: []string{"--segment-size=65536", "--checkpoint-interval=100ms"}})
+	n := startNode(t, testnode.NodeOptions{Args: []string{"--segment-size=65536", "--checkpoint-interval=100ms"}})
 	want := map[string][]byte{}
 	for i := range 300 {
 		k := fmt.Sprintf("release/%03d", i)
 		want[k] = []byte(strings.Repeat(fmt.Sprintf("%03d", i), 1365)) // 4 KiB
 		n.put(t, -1, k, want[k], "")
 	}
-	written := len(walSegments(t, n.dataDir))
+	written := len(walSegments(t, n.DataDir()))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		segs := walSegments(t, n.dataDir)
+		segs := walSegments(t, n.DataDir())
 		if len(segs) <= 3 {
 			t.Logf("WAL segments: %d right after 1.2 MB of writes with 64 KiB segments, %d after checkpoints", written, len(segs))
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("WAL segments under %s: still %d 10s after the last write (checkpoints every 100ms), want at most 3", n.dataDir, len(segs))
+			t.Fatalf("WAL segments under %s: still %d 10s after the last write (checkpoints every 100ms), want at most 3", n.DataDir(), len(segs))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	n.Kill()
+	n.MustKill()
 	n.Restart()
 	for k, v := range want {
 		n.expectValue(t, -1, k, v)

@@ -19,6 +19,9 @@ func (n *Node) DoContext(ctx context.Context, r Request) (Response, error) {
 	for k, v := range r.Header {
 		req.Header[k] = v
 	}
+	if n.token != "" && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+n.token)
+	}
 	resp, err := n.http.Do(req)
 	if err != nil {
 		return Response{}, fmt.Errorf("node %s: %s %s: %w", n.id, r.Method, r.Path, err)

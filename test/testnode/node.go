@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +23,10 @@ const (
 	logTailBytes = 32 << 10
 )
 
+// harnessLinePrefix starts the lines the harness writes into a node's log
+// between the process's own output.
+const harnessLinePrefix = "=== testnode "
+
 // Node is one `dynkv server` process that keeps its id, data directory and
 // addresses across restarts. Kill, Pause, Resume, Running and the HTTP
 // helpers are safe from any goroutine; Start, Stop, Restart and WaitReady
@@ -36,12 +41,14 @@ type Node struct {
 	// httpAddr and gossipAddr are host:port, fixed at creation.
 	httpAddr   string
 	gossipAddr string
-	args       []string
+	env        []string
+	token      string
 	logPath    string
 	http       *http.Client
 
-	mu   sync.Mutex // guards proc and join
+	mu   sync.Mutex // guards proc, args and join
 	proc *process   // the running incarnation; nil when none
+	args []string
 	// join is the --join list of the next start; a node that joined
 	// keeps it across restarts, as an operator's unit file would.
 	join []string
@@ -75,6 +82,15 @@ type NodeOptions struct {
 	Join []string
 	// Network defaults to Loopback.
 	Network Network
+	// DataDir is the --data-dir, e.g. a size-limited mount; it defaults
+	// to a fresh directory under the test's TempDir.
+	DataDir string
+	// Env is extra environment ("NAME=value") for every start, after
+	// CleanEnv, e.g. a DYNKV_* setting under test.
+	Env []string
+	// Token is sent as "Authorization: Bearer <Token>" by Do and
+	// WaitReady, for a node run with --auth-token (only /health is open).
+	Token string
 }
 
 // NewNode prepares node index (addresses, data directory, log, cleanup)
@@ -91,6 +107,9 @@ func NewNode(tb testing.TB, index int, opts NodeOptions) *Node {
 	if opts.ID == "" {
 		opts.ID = fmt.Sprintf("n%d", index)
 	}
+	if opts.DataDir == "" {
+		opts.DataDir = filepath.Join(tb.TempDir(), "data")
+	}
 	httpAddr, gossipAddr, err := nodeAddrs(opts.Network, index)
 	if err != nil {
 		tb.Fatalf("node %s: %v", opts.ID, err)
@@ -101,10 +120,12 @@ func NewNode(tb testing.TB, index int, opts NodeOptions) *Node {
 		bin:        Build(tb),
 		index:      index,
 		id:         opts.ID,
-		dataDir:    filepath.Join(tb.TempDir(), "data"),
+		dataDir:    opts.DataDir,
 		httpAddr:   httpAddr,
 		gossipAddr: gossipAddr,
 		args:       opts.Args,
+		env:        opts.Env,
+		token:      opts.Token,
 		join:       opts.Join,
 		logPath:    filepath.Join(tb.TempDir(), opts.ID+".log"),
 		http: &http.Client{
@@ -154,6 +175,26 @@ func (n *Node) DataDir() string { return n.dataDir }
 // LogPath is the file holding the output of every incarnation.
 func (n *Node) LogPath() string { return n.logPath }
 
+// HTTPClient is the client the node's helpers use, for a request they
+// cannot express (a streamed body, a missing or wrong token). It adds no
+// Authorization header of its own.
+func (n *Node) HTTPClient() *http.Client { return n.http }
+
+// Args are the extra server flags of the next start.
+func (n *Node) Args() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.args)
+}
+
+// SetArgs replaces the extra server flags from the next start on, e.g. to
+// restart with a repair flag and then without it.
+func (n *Node) SetArgs(args []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.args = slices.Clone(args)
+}
+
 func (n *Node) current() *process {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -188,7 +229,7 @@ func (n *Node) StartNoWait() {
 
 func (n *Node) serverArgs() []string {
 	n.mu.Lock()
-	join := n.join
+	join, extra := n.join, n.args
 	n.mu.Unlock()
 	args := []string{"server",
 		"--id", n.id,
@@ -200,7 +241,7 @@ func (n *Node) serverArgs() []string {
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
 	}
-	return append(args, n.args...)
+	return append(args, extra...)
 }
 
 func (n *Node) spawn() error {
@@ -209,9 +250,9 @@ func (n *Node) spawn() error {
 	if err != nil {
 		return fmt.Errorf("node %s: opening its log: %w", n.id, err)
 	}
-	fmt.Fprintf(logf, "=== testnode %s: %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), n.bin, strings.Join(args, " "))
+	fmt.Fprintf(logf, harnessLinePrefix+"%s: %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), n.bin, strings.Join(args, " "))
 	cmd := n.net.Command(n.index, n.bin, args)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(CleanEnv(), n.env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// If the test binary dies (a -timeout panic), its nodes die with it.
@@ -224,7 +265,7 @@ func (n *Node) spawn() error {
 	go func() {
 		p.err = cmd.Wait()
 		p.code = cmd.ProcessState.ExitCode()
-		fmt.Fprintf(logf, "=== testnode %s: process %d exited: %v\n", time.Now().UTC().Format(time.RFC3339Nano), p.pid, p.err)
+		fmt.Fprintf(logf, harnessLinePrefix+"%s: process %d exited: %v\n", time.Now().UTC().Format(time.RFC3339Nano), p.pid, p.err)
 		logf.Close()
 		close(p.done)
 	}()
@@ -232,6 +273,45 @@ func (n *Node) spawn() error {
 	n.proc = p
 	n.mu.Unlock()
 	return nil
+}
+
+// StartExpectingExit starts the node when it is expected to refuse to
+// run, waits for the process to exit and returns its exit status and what
+// it printed (without the harness's own log lines). It fails the test if
+// the process is still running after ExitTimeout.
+func (n *Node) StartExpectingExit() (code int, output string) {
+	n.tb.Helper()
+	if n.Running() {
+		n.tb.Fatalf("node %s: StartExpectingExit while still running", n.id)
+	}
+	var from int64
+	if fi, err := os.Stat(n.logPath); err == nil {
+		from = fi.Size()
+	}
+	if err := n.spawn(); err != nil {
+		n.tb.Fatal(err)
+	}
+	p := n.current()
+	select {
+	case <-p.done:
+	case <-time.After(ExitTimeout):
+		_ = n.Kill()
+		n.tb.Fatalf("node %s: still running %v after start, want it to refuse to start and exit", n.id, ExitTimeout)
+	}
+	n.mu.Lock()
+	n.proc = nil
+	n.mu.Unlock()
+	b, err := os.ReadFile(n.logPath)
+	if err != nil {
+		n.tb.Fatalf("node %s: reading its log: %v", n.id, err)
+	}
+	var out strings.Builder
+	for _, line := range strings.SplitAfter(string(b[from:]), "\n") {
+		if !strings.HasPrefix(line, harnessLinePrefix) {
+			out.WriteString(line)
+		}
+	}
+	return p.code, out.String()
 }
 
 // WaitReady waits until GET /ready answers 200, failing the test if the
@@ -410,9 +490,9 @@ func (n *Node) LogTail(max int) string {
 	return string(bytes.ToValidUTF8(b, []byte("?")))
 }
 
-// cleanEnv is the test's environment without DYNKV_* variables, so that a
-// developer's settings cannot change what a node under test does.
-func cleanEnv() []string {
+// CleanEnv is the test's environment without DYNKV_* variables, so that a
+// developer's settings cannot change what a node or CLI under test does.
+func CleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DYNKV_") {

@@ -100,3 +100,52 @@ func TestLoopbackGivesEachNodeItsOwnAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeOptionsReachTheServer checks the per-node options on one node:
+// the token lets WaitReady and Do through --auth-token, Env reaches the
+// process, DataDir is the one used, and StartExpectingExit reports a
+// refused start with the process's own output only.
+func TestNodeOptionsReachTheServer(t *testing.T) {
+	dir := t.TempDir()
+	n := NewNode(t, 1, NodeOptions{
+		DataDir: dir,
+		Args:    []string{"--auth-token=tok"},
+		Env:     []string{"DYNKV_MAX_VALUE_BYTES=100"},
+		Token:   "tok",
+	})
+	if n.DataDir() != dir {
+		t.Fatalf("DataDir() = %q, want %q", n.DataDir(), dir)
+	}
+	n.Start() // WaitReady would time out on 401 without the token
+	if r, err := n.Put("opt/small", make([]byte, 100), KV{}); err != nil || r.Status != http.StatusNoContent {
+		t.Fatalf("PUT of 100 bytes with the token: got %v %v, want 204", r, err)
+	}
+	if r, err := n.Put("opt/big", make([]byte, 101), KV{}); err != nil || r.Status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("PUT of 101 bytes under DYNKV_MAX_VALUE_BYTES=100: got %v %v, want 413", r, err)
+	}
+	resp, err := n.HTTPClient().Get(n.URL() + "/kv/opt/small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET through HTTPClient without a token: got %d, want 401 (HTTPClient adds no token)", resp.StatusCode)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("data dir %s after a write: %d entries (%v), want the node's files", dir, len(entries), err)
+	}
+
+	second := NewNode(t, 2, NodeOptions{DataDir: dir})
+	code, out := second.StartExpectingExit()
+	if code == 0 {
+		t.Fatalf("second server on data dir %s: exit 0, want non-zero; output:\n%s", dir, out)
+	}
+	if strings.Contains(out, harnessLinePrefix) {
+		t.Fatalf("StartExpectingExit output holds the harness's lines:\n%s", out)
+	}
+	if second.Running() {
+		t.Fatal("Running after a refused start: got true, want false")
+	}
+	n.Stop()
+}
