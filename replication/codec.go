@@ -88,8 +88,8 @@ type mergeRequest struct {
 
 func header(b []byte, kind byte) []byte { return append(b, frameVersion, kind) }
 
-// These keep short local names: every frame's encoder sizes and appends
-// with them.
+// Local names for wire's helpers: every frame encoder here, in aae_rpc.go
+// and hints_rpc.go, and the tests size and append with them.
 func bytesLen(n int) int             { return wire.BytesLen(n) }
 func appendBytes(b, v []byte) []byte { return wire.AppendBytes(b, v) }
 func uvarintLen(x uint64) int        { return wire.UvarintLen(x) }

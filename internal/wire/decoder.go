@@ -6,8 +6,9 @@ import (
 )
 
 // Decoder reads canonical fields from a buffer, reporting the offset of
-// what it rejects. The zero value decodes an empty buffer and wraps no
-// sentinel; use NewDecoder.
+// what it rejects. Create one with NewDecoder: the zero value has no
+// sentinel to wrap. After a read fails the offset is unspecified; callers
+// return the error and read no further.
 type Decoder struct {
 	buf       []byte
 	off       int
