@@ -164,11 +164,7 @@ func expectJSONError(t *testing.T, what string, r *response, want ...int) {
 
 // siblingsBody is the SPEC's 300 Multiple Choices document.
 type siblingsBody struct {
-	Siblings []struct {
-		Value        []byte `json:"value"` // base64 on the wire
-		ContentType  string `json:"content_type"`
-		LastModified string `json:"last_modified"`
-	} `json:"siblings"`
+	Siblings []testnode.Sibling `json:"siblings"`
 }
 
 // siblingValues decodes a 300 and returns its values (sorted by the caller if
@@ -224,14 +220,5 @@ func clip(b []byte) string {
 // testSeed is DYNKV_E2E_SEED when set (to replay a failure), else the clock.
 func testSeed(t *testing.T) uint64 {
 	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("DYNKV_E2E_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("DYNKV_E2E_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay with DYNKV_E2E_SEED=%d)", seed, seed)
-	return seed
+	return testnode.Seed(t, "DYNKV_E2E_SEED")
 }

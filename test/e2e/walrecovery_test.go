@@ -52,6 +52,17 @@ func writeSequence(t *testing.T, n *node, prefix string, count int) (keys []stri
 	return keys, values
 }
 
+// killedAfterSequence starts a node, writes count keys under prefix, kills
+// it and returns the newest WAL segment, the one a test then damages.
+func killedAfterSequence(t *testing.T, prefix string, count int) (n *node, keys []string, values [][]byte, lastSegment string) {
+	t.Helper()
+	n = startNode(t, testnode.NodeOptions{})
+	keys, values = writeSequence(t, n, prefix, count)
+	n.MustKill()
+	segs := walSegments(t, n.DataDir())
+	return n, keys, values, segs[len(segs)-1]
+}
+
 // expectExactOrAbsent requires each key to read either its value or 404 and
 // returns how many were present.
 func expectExactOrAbsent(t *testing.T, n *node, keys []string, values [][]byte) int {
@@ -75,12 +86,7 @@ func expectExactOrAbsent(t *testing.T, n *node, keys []string, values [][]byte) 
 // offset, unless the operator asks for repair.
 func TestCorruptWALStopsTheNodeUnlessRepaired(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, testnode.NodeOptions{})
-	keys, values := writeSequence(t, n, "corrupt", 300)
-	n.MustKill()
-
-	segs := walSegments(t, n.DataDir())
-	seg := segs[len(segs)-1]
+	n, keys, values, seg := killedAfterSequence(t, "corrupt", 300)
 	b, err := os.ReadFile(seg)
 	if err != nil {
 		t.Fatal(err)
@@ -136,12 +142,7 @@ func TestCorruptWALStopsTheNodeUnlessRepaired(t *testing.T) {
 // node starts with everything before it.
 func TestTornWALTailIsCutAndEverythingElseServes(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, testnode.NodeOptions{})
-	keys, values := writeSequence(t, n, "torn", 100)
-	n.MustKill()
-
-	segs := walSegments(t, n.DataDir())
-	seg := segs[len(segs)-1]
+	n, keys, values, seg := killedAfterSequence(t, "torn", 100)
 	fi, err := os.Stat(seg)
 	if err != nil {
 		t.Fatal(err)

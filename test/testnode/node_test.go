@@ -149,3 +149,11 @@ func TestNodeOptionsReachTheServer(t *testing.T) {
 	}
 	n.Stop()
 }
+
+func TestSeedReplaysTheEnvironment(t *testing.T) {
+	const env = "DYNKV_TESTNODE_TEST_SEED"
+	t.Setenv(env, "12345")
+	if got := Seed(t, env); got != 12345 {
+		t.Fatalf("Seed with %s=12345: got %d, want 12345", env, got)
+	}
+}
