@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,19 +46,7 @@ type chaos struct {
 	keys  []string // set-append keys
 }
 
-func seed(t *testing.T) uint64 {
-	t.Helper()
-	s := uint64(time.Now().UnixNano())
-	if v := os.Getenv(SeedEnv); v != "" {
-		p, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("%s=%q: %v", SeedEnv, v, err)
-		}
-		s = p
-	}
-	t.Logf("seed %d (replay with %s=%d)", s, SeedEnv, s)
-	return s
-}
+func seed(t *testing.T) uint64 { return testnode.Seed(t, SeedEnv) }
 
 func faultPhase(t *testing.T) time.Duration {
 	t.Helper()

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,15 +20,7 @@ func TestMain(m *testing.M) { os.Exit(testnode.Main(m)) }
 // DYNKV_TEST_SEED when set so a failure can be replayed.
 func seeded(t *testing.T) *rand.Rand {
 	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("DYNKV_TEST_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("DYNKV_TEST_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay with DYNKV_TEST_SEED=%d)", seed, seed)
+	seed := testnode.Seed(t, "DYNKV_TEST_SEED")
 	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 }
 
