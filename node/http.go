@@ -255,28 +255,54 @@ func (n *Node) handlePut(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// writeRequest is what a PUT and a DELETE both take from the request: the
+// key, the query, the w override and the client's context.
+type writeRequest struct {
+	db  int
+	key []byte
+	q   url.Values
+	w   int
+	ctx vclock.Context
+}
+
+func (n *Node) parseWrite(r *http.Request) (writeRequest, error) {
+	var wr writeRequest
+	var err error
+	if wr.db, wr.key, err = n.target(r); err != nil {
+		return wr, err
+	}
+	if wr.q, err = query(r); err != nil {
+		return wr, err
+	}
+	if wr.w, err = n.quorumParam(wr.q, "w"); err != nil {
+		return wr, err
+	}
+	wr.ctx, err = parseContext(r.Header.Get(ContextHeader))
+	return wr, err
+}
+
+// coordinateWrite writes sib through the coordinator and answers 204 with
+// the context the write returned.
+func (n *Node) coordinateWrite(w http.ResponseWriter, r *http.Request, wr writeRequest, sib vclock.Sibling) error {
+	out, err := n.coordinatedPut(r.Context(), wr.db, wr.key, wr.ctx, sib, wr.w)
+	if err != nil {
+		return err
+	}
+	w.Header().Set(ContextHeader, encodeContext(out))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (n *Node) put(w http.ResponseWriter, r *http.Request) error {
-	db, key, err := n.target(r)
-	if err != nil {
-		return err
-	}
-	q, err := query(r)
-	if err != nil {
-		return err
-	}
-	wq, err := n.quorumParam(q, "w")
+	wr, err := n.parseWrite(r)
 	if err != nil {
 		return err
 	}
 	var ttl time.Duration
-	if q.Has("ttl") {
-		if ttl, err = parseTTL(q.Get("ttl")); err != nil {
+	if wr.q.Has("ttl") {
+		if ttl, err = parseTTL(wr.q.Get("ttl")); err != nil {
 			return err
 		}
-	}
-	ctx, err := parseContext(r.Header.Get(ContextHeader))
-	if err != nil {
-		return err
 	}
 	contentType := r.Header.Get("Content-Type")
 	if contentType == "" {
@@ -305,13 +331,7 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request) error {
 	if ttl > 0 {
 		sib.Expires = now.Add(ttl).UnixNano()
 	}
-	out, err := n.coordinatedPut(r.Context(), db, key, ctx, sib, wq)
-	if err != nil {
-		return err
-	}
-	w.Header().Set(ContextHeader, encodeContext(out))
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return n.coordinateWrite(w, r, wr, sib)
 }
 
 func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request) {
@@ -321,32 +341,13 @@ func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) delete(w http.ResponseWriter, r *http.Request) error {
-	db, key, err := n.target(r)
-	if err != nil {
-		return err
-	}
-	q, err := query(r)
-	if err != nil {
-		return err
-	}
-	wq, err := n.quorumParam(q, "w")
-	if err != nil {
-		return err
-	}
-	ctx, err := parseContext(r.Header.Get(ContextHeader))
+	wr, err := n.parseWrite(r)
 	if err != nil {
 		return err
 	}
 	// A delete is a write of a tombstone sibling, so it is versioned like
 	// any write: concurrent updates survive it as siblings.
-	sib := vclock.Sibling{Tombstone: true, LastModified: n.cfg.now().UnixNano()}
-	out, err := n.coordinatedPut(r.Context(), db, key, ctx, sib, wq)
-	if err != nil {
-		return err
-	}
-	w.Header().Set(ContextHeader, encodeContext(out))
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return n.coordinateWrite(w, r, wr, vclock.Sibling{Tombstone: true, LastModified: n.cfg.now().UnixNano()})
 }
 
 // siblingsBody is the JSON of a 300 response.
