@@ -340,13 +340,9 @@ func loadTLS(cfg Config) (*tls.Config, error) {
 		MinVersion:   tls.VersionTLS12,
 	}
 	if cfg.TLSCA != "" {
-		pem, err := os.ReadFile(cfg.TLSCA)
+		pool, err := loadCA(cfg.TLSCA)
 		if err != nil {
-			return nil, fmt.Errorf("node: reading --tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("node: --tls-ca %s holds no PEM certificate", cfg.TLSCA)
+			return nil, err
 		}
 		tc.ClientCAs = pool
 		// Clients need not present a certificate; one that is
@@ -366,17 +362,27 @@ func peerTLSConfig(cfg Config, server *tls.Config) (*tls.Config, error) {
 		MinVersion:   tls.VersionTLS12,
 	}
 	if cfg.TLSCA != "" {
-		pem, err := os.ReadFile(cfg.TLSCA)
+		pool, err := loadCA(cfg.TLSCA)
 		if err != nil {
-			return nil, fmt.Errorf("node: reading --tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("node: --tls-ca %s holds no PEM certificate", cfg.TLSCA)
+			return nil, err
 		}
 		tc.RootCAs = pool
 	}
 	return tc, nil
+}
+
+// loadCA reads the --tls-ca bundle: the CA that signs client certificates
+// (server side) and peers' certificates (node-to-node client side).
+func loadCA(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: reading --tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("node: --tls-ca %s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // peerToken is the bearer token this node presents to its peers: members
