@@ -170,9 +170,12 @@ func New(cfg Config) (*Membership, error) {
 		}
 		m.log.Info("restarted with saved ring state", zap.Uint64("epoch", m.state.Committed.Epoch),
 			zap.Stringer("status", self.Status))
-	case len(cfg.Join) > 0:
+	case len(cfg.Join) > 0 && !onlySelf(cfg.Join, gossipAddr):
 		m.state = markJoining(m.state, self, gossipAddr, cfg.HTTPAddr)
 	default:
+		// No --join, or a --join that names only this node: the seed of a
+		// deployment where every node gets the same seed list (a
+		// StatefulSet's pod 0) founds the cluster the others join.
 		self = Member{ID: cfg.NodeID, GossipAddr: gossipAddr, HTTPAddr: cfg.HTTPAddr, Status: StatusValid, Version: self.Version + 1}
 		m.state = State{Partitions: cfg.Partitions, Members: []Member{self}, Committed: Committed{Epoch: 1, Members: []string{cfg.NodeID}}}
 		m.log.Info("founded a one-node cluster")
@@ -194,7 +197,7 @@ func New(cfg Config) (*Membership, error) {
 				m.log.Warn("rejoin after restart found no member yet; will retry", zap.Strings("addrs", addrs), zap.Error(err))
 			}
 		}
-	} else if len(cfg.Join) > 0 {
+	} else if len(cfg.Join) > 0 && !onlySelf(cfg.Join, gossipAddr) {
 		if err := m.gossipJoin(cfg.Join); err != nil {
 			_ = ml.Shutdown()
 			m.closed.Store(true)
@@ -252,6 +255,29 @@ func (c *Config) fill() error {
 		c.RejoinInterval = 5 * time.Second
 	}
 	return nil
+}
+
+// onlySelf reports whether every address of join resolves to self (this
+// node's advertised gossip host:port), so that joining would only reach
+// this node itself. An address that does not resolve counts as another
+// node: joining it fails with a clear error rather than founding a
+// cluster by mistake.
+func onlySelf(join []string, self string) bool {
+	selfHost, selfPort, err := splitHostPort(self)
+	if err != nil {
+		return false
+	}
+	for _, a := range join {
+		host, port, err := splitHostPort(a)
+		if err != nil || port != selfPort {
+			return false
+		}
+		ips, err := net.LookupIP(host)
+		if err != nil || !slices.ContainsFunc(ips, func(ip net.IP) bool { return ip.String() == selfHost }) {
+			return false
+		}
+	}
+	return true
 }
 
 func splitHostPort(addr string) (string, int, error) {
