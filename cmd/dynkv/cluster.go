@@ -98,7 +98,7 @@ leave   asks the node at --addr to hand its data to the new owners and leave;
 		}
 		return exitOK
 	}
-	var st clusterStatus
+	var st client.ClusterStatus
 	if err := json.Unmarshal(out, &st); err != nil {
 		return report(stderr, fmt.Errorf("cluster %s: the node answered a status that is not the expected JSON: %w", sub, err))
 	}
@@ -106,39 +106,8 @@ leave   asks the node at --addr to hand its data to the new owners and leave;
 	return exitOK
 }
 
-// clusterStatus is the JSON of GET /cluster/status (node's statusBody).
-type clusterStatus struct {
-	Node            string `json:"node"`
-	N               int    `json:"n"`
-	R               int    `json:"r"`
-	W               int    `json:"w"`
-	Partitions      int    `json:"partitions"`
-	Epoch           uint64 `json:"epoch"`
-	RingFingerprint string `json:"ring_fingerprint"`
-	Transition      *struct {
-		Target       []string `json:"target"`
-		Fingerprint  string   `json:"fingerprint"`
-		MembersDone  int      `json:"members_done"`
-		MembersTotal int      `json:"members_total"`
-	} `json:"transition"`
-	Members []struct {
-		ID           string  `json:"id"`
-		State        string  `json:"state"`
-		GossipAddr   string  `json:"gossip_addr"`
-		HTTPAddr     string  `json:"http_addr"`
-		RingShare    float64 `json:"ring_share"`
-		TargetShare  float64 `json:"target_share"`
-		HintsPending int     `json:"hints_pending"`
-		Handoff      struct {
-			Sent  uint64 `json:"sent"`
-			Total uint64 `json:"total"`
-			Done  bool   `json:"done"`
-		} `json:"handoff"`
-	} `json:"members"`
-}
-
 // printStatus writes the status as a header line and a member table.
-func printStatus(w io.Writer, st clusterStatus) {
+func printStatus(w io.Writer, st client.ClusterStatus) {
 	fmt.Fprintf(w, "node %s  N=%d R=%d W=%d  partitions %d  epoch %d  ring %s\n",
 		st.Node, st.N, st.R, st.W, st.Partitions, st.Epoch, st.RingFingerprint)
 	if t := st.Transition; t != nil {

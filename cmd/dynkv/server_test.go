@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/client"
 )
 
 // syncBuffer is an io.Writer the node's goroutines and the test share.
@@ -142,7 +144,7 @@ func TestClusterCommandsAgainstAOneNodeServer(t *testing.T) {
 	if code := run([]string{"cluster", "status", "--output", "json"}, env, nil, &out, &errOut); code != exitOK {
 		t.Fatalf("cluster status --output json: exit %d stderr %q", code, errOut.String())
 	}
-	var st clusterStatus
+	var st client.ClusterStatus
 	if err := json.Unmarshal(out.Bytes(), &st); err != nil || st.Node != "t1" || len(st.Members) != 1 || st.Members[0].RingShare != 1 {
 		t.Fatalf("cluster status JSON = %+v, %v; want node t1 owning the whole ring\n%s", st, err, out.String())
 	}
@@ -163,7 +165,7 @@ func TestClusterCommandsAgainstAOneNodeServer(t *testing.T) {
 }
 
 func TestPrintStatusShowsATransitionAndHandoffProgress(t *testing.T) {
-	var st clusterStatus
+	var st client.ClusterStatus
 	raw := `{"node":"a","n":3,"r":2,"w":2,"partitions":256,"epoch":4,"ring_fingerprint":"00ff",
 		"transition":{"target":["a","b","c"],"fingerprint":"0abc","members_done":1,"members_total":3},
 		"members":[{"id":"a","state":"alive","gossip_addr":"h:1","http_addr":"h:2","ring_share":0.5,"target_share":0.33,

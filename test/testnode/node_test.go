@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/dynkv/dynkv/client"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -59,9 +61,9 @@ func TestAgreedReportsWhatDiffers(t *testing.T) {
 		return MemberStatus{ID: id, State: state, RingShare: share}
 	}
 	settled := func(node string, epoch uint64) Status {
-		return Status{Node: node, Epoch: epoch, RingFingerprint: "f1", Members: []MemberStatus{
+		return Status{ClusterStatus: client.ClusterStatus{Node: node, Epoch: epoch, RingFingerprint: "f1", Members: []MemberStatus{
 			member("a", StateAlive, 0.5), member("b", StateSuspect, 0.5), member("c", StateLeft, 0),
-		}}
+		}}}
 	}
 	cases := []struct {
 		name string

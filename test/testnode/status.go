@@ -5,49 +5,22 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/dynkv/dynkv/client"
 )
 
-// Status is a node's GET /cluster/status document.
+// Status is a node's GET /cluster/status document (the client library's
+// type) and the bytes it was decoded from.
 type Status struct {
-	Node       string `json:"node"`
-	N          int    `json:"n"`
-	R          int    `json:"r"`
-	W          int    `json:"w"`
-	Partitions int    `json:"partitions"`
-	Epoch      uint64 `json:"epoch"`
-	// RingFingerprint identifies the committed ring (epoch and members).
-	RingFingerprint string         `json:"ring_fingerprint"`
-	Transition      *Transition    `json:"transition"`
-	Members         []MemberStatus `json:"members"`
-
+	client.ClusterStatus
 	Raw []byte `json:"-"` // the document as served, for failure messages
 }
 
-// Transition is a pending ring change.
-type Transition struct {
-	Target       []string `json:"target"`
-	Fingerprint  string   `json:"fingerprint"`
-	MembersDone  int      `json:"members_done"`
-	MembersTotal int      `json:"members_total"`
-}
-
-// MemberStatus is one member as a node sees it.
-type MemberStatus struct {
-	ID string `json:"id"`
-	// State is alive, suspect or dead for a member of the ring, or
-	// joining, leaving, left or removed.
-	State        string  `json:"state"`
-	GossipAddr   string  `json:"gossip_addr"`
-	HTTPAddr     string  `json:"http_addr"`
-	RingShare    float64 `json:"ring_share"`
-	TargetShare  float64 `json:"target_share"`
-	HintsPending int     `json:"hints_pending"`
-	Handoff      struct {
-		Sent  uint64 `json:"sent"`
-		Total uint64 `json:"total"`
-		Done  bool   `json:"done"`
-	} `json:"handoff"`
-}
+// Transition and MemberStatus are the status document's parts.
+type (
+	Transition   = client.Transition
+	MemberStatus = client.MemberStatus
+)
 
 // Member states of the status document.
 const (
