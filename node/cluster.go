@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,11 +31,12 @@ type cluster struct {
 // started is stopped again.
 func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 	var key []byte
-	if n.cfg.GossipKey != "" {
-		// Validate already checked it.
-		if key, err = base64.StdEncoding.DecodeString(n.cfg.GossipKey); err != nil {
-			return nil, fmt.Errorf("node: --gossip-key: %w", err)
-		}
+	keys, err := n.cfg.GossipKeys() // Validate already checked them
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if len(keys) > 0 {
+		key = keys[0]
 	}
 	c := &cluster{}
 	defer func() {

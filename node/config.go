@@ -149,8 +149,13 @@ type Config struct {
 	// longest partition the operator expects to heal.
 	TombstoneGrace time.Duration
 
-	// GossipKey is a base64 AES key (16, 24 or 32 bytes) that encrypts
-	// gossip (--gossip-key); members without it are not admitted.
+	// GossipKey is a comma-separated list of base64 AES keys (16, 24 or
+	// 32 bytes each) that encrypt gossip (--gossip-key); members without
+	// them are not admitted. The first key encrypts what this node sends;
+	// every key in the list decrypts what it receives, which is how keys
+	// are rotated by rolling restarts (docs/operations.md). The keys are
+	// also the cluster secret that signs node-to-node RPC (HMAC) when
+	// TLS does not authenticate peers.
 	GossipKey string
 
 	// TLSCert and TLSKey are PEM files (--tls-cert, --tls-key). When both
@@ -185,6 +190,27 @@ type Config struct {
 	// node answers 429 at once rather than queueing: a queue only hides
 	// overload until every request times out.
 	MaxInflight int
+
+	// HTTP server hardening (--http-read-header-timeout,
+	// --http-read-timeout, --http-write-timeout, --http-idle-timeout,
+	// --http-max-header-bytes): how long a client may take to send its
+	// headers and its whole request, to receive its response, how long an
+	// idle keep-alive connection is kept, and the largest request header.
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPWriteTimeout      time.Duration
+	HTTPIdleTimeout       time.Duration
+	HTTPMaxHeaderBytes    int
+	// HTTPMaxConns bounds the open connections of the HTTP port, clients
+	// and peers together (--http-max-conns); one more is answered 429
+	// and closed.
+	HTTPMaxConns int
+	// HTTP2MaxStreams bounds the concurrent requests (streams) of one
+	// HTTP/2 connection (--http2-max-streams), peers' RPC included.
+	HTTP2MaxStreams int
+	// RESPIdleTimeout closes a Redis-protocol connection idle this long
+	// (--resp-idle-timeout); 0 never does, as Redis's "timeout 0".
+	RESPIdleTimeout time.Duration
 
 	// ShutdownTimeout bounds how long Shutdown waits for in-flight requests
 	// before it closes their connections.
@@ -222,35 +248,42 @@ func DefaultConfig() Config {
 		id = "localhost"
 	}
 	return Config{
-		ID:                 id,
-		DataDir:            "./data",
-		HTTPAddr:           "127.0.0.1:8080",
-		GossipAddr:         "127.0.0.1:7946",
-		RESPAddr:           "127.0.0.1:6380",
-		RESPMaxConns:       10000,
-		Replicas:           3,
-		ReadQuorum:         2,
-		WriteQuorum:        2,
-		Partitions:         256,
-		RequestTimeout:     5 * time.Second,
-		BlindWriteHedge:    50 * time.Millisecond,
-		RPCTimeout:         2 * time.Second,
-		HandoffRate:        8 << 20,
-		HintInterval:       time.Second,
-		AAEInterval:        10 * time.Second,
-		AAERate:            4 << 20,
-		LogLevel:           "info",
-		LogFormat:          "console",
-		Fsync:              "always",
-		MaxValueBytes:      1 << 20,
-		Databases:          16,
-		TombstoneGrace:     24 * time.Hour,
-		MinFreeBytes:       64 << 20,
-		SegmentSize:        64 << 20,
-		MaxInflight:        1024,
-		ShutdownTimeout:    10 * time.Second,
-		ReclaimInterval:    time.Second,
-		CheckpointInterval: 30 * time.Second,
+		ID:                    id,
+		DataDir:               "./data",
+		HTTPAddr:              "127.0.0.1:8080",
+		GossipAddr:            "127.0.0.1:7946",
+		RESPAddr:              "127.0.0.1:6380",
+		RESPMaxConns:          10000,
+		Replicas:              3,
+		ReadQuorum:            2,
+		WriteQuorum:           2,
+		Partitions:            256,
+		RequestTimeout:        5 * time.Second,
+		BlindWriteHedge:       50 * time.Millisecond,
+		RPCTimeout:            2 * time.Second,
+		HandoffRate:           8 << 20,
+		HintInterval:          time.Second,
+		AAEInterval:           10 * time.Second,
+		AAERate:               4 << 20,
+		LogLevel:              "info",
+		LogFormat:             "console",
+		Fsync:                 "always",
+		MaxValueBytes:         1 << 20,
+		Databases:             16,
+		TombstoneGrace:        24 * time.Hour,
+		MinFreeBytes:          64 << 20,
+		SegmentSize:           64 << 20,
+		MaxInflight:           1024,
+		HTTPReadHeaderTimeout: 10 * time.Second,
+		HTTPReadTimeout:       time.Minute,
+		HTTPWriteTimeout:      time.Minute,
+		HTTPIdleTimeout:       2 * time.Minute,
+		HTTPMaxHeaderBytes:    64 << 10,
+		HTTPMaxConns:          4096,
+		HTTP2MaxStreams:       250,
+		ShutdownTimeout:       10 * time.Second,
+		ReclaimInterval:       time.Second,
+		CheckpointInterval:    30 * time.Second,
 	}
 }
 
@@ -366,13 +399,8 @@ func (c Config) Validate() error {
 		bad("--tombstone-grace is %s: want a positive duration such as 24h", c.TombstoneGrace)
 	}
 
-	if c.GossipKey != "" {
-		key, err := base64.StdEncoding.DecodeString(c.GossipKey)
-		if err != nil {
-			bad("--gossip-key is not valid base64: %w", err)
-		} else if _, err := aes.NewCipher(key); err != nil {
-			bad("--gossip-key decodes to %d bytes: want 16, 24 or 32 (an AES key)", len(key))
-		}
+	if _, err := c.GossipKeys(); err != nil {
+		bad("%w", err)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("--tls-cert and --tls-key go together: set both or neither")
@@ -390,7 +418,32 @@ func (c Config) Validate() error {
 		bad("segment size is %d bytes: want at least %d", c.SegmentSize, minSegmentSize)
 	}
 	if c.MaxInflight < 1 {
-		bad("max in-flight requests is %d: want at least 1", c.MaxInflight)
+		bad("--max-inflight is %d: want at least 1", c.MaxInflight)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--http-read-header-timeout", c.HTTPReadHeaderTimeout},
+		{"--http-read-timeout", c.HTTPReadTimeout},
+		{"--http-write-timeout", c.HTTPWriteTimeout},
+		{"--http-idle-timeout", c.HTTPIdleTimeout},
+	} {
+		if d.v <= 0 {
+			bad("%s is %s: want a positive duration", d.flag, d.v)
+		}
+	}
+	if c.HTTPMaxHeaderBytes < 4<<10 || c.HTTPMaxHeaderBytes > 16<<20 {
+		bad("--http-max-header-bytes is %d: want 4KiB to 16MiB (a key alone may take 3KiB percent-encoded)", c.HTTPMaxHeaderBytes)
+	}
+	if c.HTTPMaxConns < 1 {
+		bad("--http-max-conns is %d: want at least 1", c.HTTPMaxConns)
+	}
+	if c.HTTP2MaxStreams < 1 || c.HTTP2MaxStreams > 1<<16 {
+		bad("--http2-max-streams is %d: want 1 to 65536", c.HTTP2MaxStreams)
+	}
+	if c.RESPIdleTimeout < 0 {
+		bad("--resp-idle-timeout is %s: want a positive duration, or 0 to keep idle connections", c.RESPIdleTimeout)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown timeout is %s: want a positive duration", c.ShutdownTimeout)
@@ -406,6 +459,27 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("node: invalid configuration: %w", errors.Join(errs...))
+}
+
+// GossipKeys decodes --gossip-key: nil when it is empty, otherwise every
+// key of the comma-separated list in order (the first is the primary).
+func (c Config) GossipKeys() ([][]byte, error) {
+	if c.GossipKey == "" {
+		return nil, nil
+	}
+	var keys [][]byte
+	for i, k := range strings.Split(c.GossipKey, ",") {
+		k = strings.TrimSpace(k)
+		key, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			return nil, fmt.Errorf("--gossip-key: key %d is not valid base64: %w", i+1, err)
+		}
+		if _, err := aes.NewCipher(key); err != nil {
+			return nil, fmt.Errorf("--gossip-key: key %d decodes to %d bytes: want 16, 24 or 32 (an AES key)", i+1, len(key))
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
 }
 
 // NewLogger builds the zap logger that LogLevel and LogFormat describe, for

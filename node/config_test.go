@@ -50,12 +50,22 @@ func TestValidateNamesTheFlagToFix(t *testing.T) {
 		{"tombstone grace", func(c *Config) { c.TombstoneGrace = 0 }, "--tombstone-grace"},
 		{"gossip key not base64", func(c *Config) { c.GossipKey = "!!" }, "--gossip-key"},
 		{"gossip key wrong size", func(c *Config) { c.GossipKey = "AAAA" }, "--gossip-key"},
+		{"second gossip key bad", func(c *Config) { c.GossipKey = "AAAAAAAAAAAAAAAAAAAAAA==,AAAA" }, "key 2"},
+		{"empty gossip key in list", func(c *Config) { c.GossipKey = "AAAAAAAAAAAAAAAAAAAAAA==," }, "key 2"},
+		{"read header timeout", func(c *Config) { c.HTTPReadHeaderTimeout = 0 }, "--http-read-header-timeout"},
+		{"read timeout", func(c *Config) { c.HTTPReadTimeout = -time.Second }, "--http-read-timeout"},
+		{"write timeout", func(c *Config) { c.HTTPWriteTimeout = 0 }, "--http-write-timeout"},
+		{"idle timeout", func(c *Config) { c.HTTPIdleTimeout = 0 }, "--http-idle-timeout"},
+		{"max header bytes", func(c *Config) { c.HTTPMaxHeaderBytes = 100 }, "--http-max-header-bytes"},
+		{"max conns", func(c *Config) { c.HTTPMaxConns = 0 }, "--http-max-conns"},
+		{"h2 streams", func(c *Config) { c.HTTP2MaxStreams = 0 }, "--http2-max-streams"},
+		{"resp idle timeout", func(c *Config) { c.RESPIdleTimeout = -time.Second }, "--resp-idle-timeout"},
 		{"tls cert without key", func(c *Config) { c.TLSCert = "cert.pem" }, "--tls-key"},
 		{"tls ca without cert", func(c *Config) { c.TLSCA = "ca.pem" }, "--tls-ca"},
 		{"auth token with comma", func(c *Config) { c.AuthTokens = []string{"a,b"} }, "--auth-token"},
 		{"empty auth token", func(c *Config) { c.AuthTokens = []string{""} }, "--auth-token"},
 		{"segment size", func(c *Config) { c.SegmentSize = 10 }, "segment size"},
-		{"max inflight", func(c *Config) { c.MaxInflight = 0 }, "in-flight"},
+		{"max inflight", func(c *Config) { c.MaxInflight = 0 }, "--max-inflight"},
 		{"shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown timeout"},
 		{"reclaim interval", func(c *Config) { c.ReclaimInterval = -time.Second }, "reclaim interval"},
 		{"checkpoint interval", func(c *Config) { c.CheckpointInterval = 0 }, "checkpoint interval"},
@@ -96,7 +106,7 @@ func TestValidateAcceptsOptionalSettings(t *testing.T) {
 	c := DefaultConfig()
 	c.RESPAddr = ""
 	c.Fsync = "10ms"
-	c.GossipKey = "AAAAAAAAAAAAAAAAAAAAAA==" // 16 bytes
+	c.GossipKey = "AAAAAAAAAAAAAAAAAAAAAA==, AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=" // 16 and 32 bytes
 	c.Join = []string{"10.0.0.1:7946", "[::1]:7946"}
 	c.AdvertiseAddr = "10.0.0.5"
 	c.AuthTokens = []string{"s3cret", "other"}

@@ -160,7 +160,7 @@ func (l listFlag) Set(s string) error {
 // byteSize accepts a plain byte count or one with a unit: 1048576, 1MiB,
 // 64MB, 512k. Decimal and binary prefixes both mean powers of 1024, which
 // is what an operator sizing a disk threshold has in mind.
-type byteSize[T int64 | uint64] struct{ v *T }
+type byteSize[T int | int64 | uint64] struct{ v *T }
 
 func (b byteSize[T]) String() string {
 	if b.v == nil {
@@ -175,8 +175,11 @@ func (b byteSize[T]) Set(s string) error {
 		return err
 	}
 	var zero T
-	if _, signed := any(zero).(int64); signed && n > 1<<63-1 {
-		return fmt.Errorf("byte size %q is too large", s)
+	switch any(zero).(type) {
+	case int, int64:
+		if n > 1<<63-1 || uint64(T(n)) != n {
+			return fmt.Errorf("byte size %q is too large", s)
+		}
 	}
 	*b.v = T(n)
 	return nil
