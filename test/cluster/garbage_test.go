@@ -1,0 +1,198 @@
+package cluster
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/dynkv/dynkv/test/testnode"
+)
+
+// memberlistMessageTypes are the first bytes memberlist dispatches on
+// (ping, indirect ping, ack, suspect, alive, dead, push-pull, compound,
+// user, compress, encrypt, nack, has-crc, err) plus its label prefix: junk
+// behind each of them reaches a different decoder.
+var memberlistMessageTypes = []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 244}
+
+// rpcCalls are the node-to-node calls under /internal/v1/.
+var rpcCalls = []string{"get", "merge", "merge-batch", "coordinate", "hint", "aae-roots", "aae-tree", "aae-keys"}
+
+// TestGarbageOnEverySocketLeavesTheClusterWhole sends random and
+// half-valid bytes to every port of a live two-node cluster: gossip over
+// UDP and TCP, the HTTP port as raw TCP, as an HTTP/2 connection and as
+// node-to-node RPC calls with junk frames, and the Redis port. Afterwards
+// both nodes must still be up, still one cluster, hold every acknowledged
+// write, and have logged no panic (SPEC section 3: no request can crash a
+// node or corrupt its data). The cluster runs without a gossip key, so the
+// junk reaches memberlist's decoders instead of failing decryption.
+func TestGarbageOnEverySocketLeavesTheClusterWhole(t *testing.T) {
+	rng := seeded(t)
+	c := testnode.Start(t, 2, testnode.Options{})
+	n0, n1 := c.Nodes[0], c.Nodes[1]
+	// Node 1 also serves the Redis protocol, on a port of its own.
+	host, _, _ := net.SplitHostPort(n1.Addr())
+	respAddr, err := testnode.FreePort(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1.Stop()
+	n1.SetArgs(append(n1.Args(), "--resp-addr", respAddr))
+	n1.Start()
+	c.WaitConverged(testnode.ConvergeTimeout, c.IDs()...)
+
+	q := testnode.KV{W: 2, R: 2}
+	var acked []write
+	for i := range 20 {
+		w := write{key: fmt.Sprintf("garbage/before/%02d", i), value: fmt.Appendf(nil, "v%d-%x", i, rng.Uint64())}
+		mustPut(t, c.Nodes[i%2], w.key, w.value, q)
+		acked = append(acked, w)
+	}
+
+	junk := func(max int) []byte {
+		b := make([]byte, 1+rng.IntN(max))
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	var sent struct{ udp, tcp, http, h2, rpc, resp int }
+	for _, nd := range c.Nodes {
+		// Gossip over UDP: random packets and every message type with
+		// junk behind it.
+		udp, err := net.Dial("udp", nd.GossipAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 200 {
+			p := junk(1400)
+			if i < 2*len(memberlistMessageTypes) {
+				p[0] = memberlistMessageTypes[i%len(memberlistMessageTypes)]
+			}
+			_, _ = udp.Write(p) // nobody answers junk; errors do not matter
+			sent.udp++
+		}
+		udp.Close()
+		// Gossip over TCP: the stream side (push-pull, user messages).
+		for i := range 2 * len(memberlistMessageTypes) {
+			p := junk(4096)
+			p[0] = memberlistMessageTypes[i%len(memberlistMessageTypes)]
+			if i >= len(memberlistMessageTypes) && len(p) > 5 {
+				// A frame that claims a huge length.
+				copy(p[1:], []byte{0xff, 0xff, 0xff, 0x7f})
+			}
+			sendAndClose(t, nd.GossipAddr(), p)
+			sent.tcp++
+		}
+		// The HTTP port as raw TCP, and as HTTP/2 (prior knowledge) with
+		// junk after the preface and after a valid SETTINGS frame.
+		for range 10 {
+			sendAndClose(t, nd.Addr(), junk(8192))
+			sent.http++
+		}
+		preface := []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+		settings := []byte{0, 0, 0, 4, 0, 0, 0, 0, 0}
+		for i := range 10 {
+			p := append([]byte{}, preface...)
+			if i%2 == 1 {
+				p = append(p, settings...)
+			}
+			sendAndClose(t, nd.Addr(), append(p, junk(4096)...))
+			sent.h2++
+		}
+		// Every RPC call with junk frames: each must be refused with a
+		// 4xx error frame, never a 5xx or a dropped connection.
+		hc := &http.Client{Timeout: 10 * time.Second}
+		for _, call := range rpcCalls {
+			for i := range 6 {
+				body := junk(2048)
+				if i == 0 {
+					body = body[:1]
+				}
+				if i == 1 {
+					body[0] = 1 // a plausible version byte
+				}
+				url := nd.URL() + "/internal/v1/" + call
+				resp, err := hc.Post(url, "application/x-dynkv-rpc", bytes.NewReader(body))
+				if err != nil {
+					t.Fatalf("POST %s with %d junk bytes: %v (want a 4xx error frame)", url, len(body), err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+					t.Errorf("POST %s with %d junk bytes: status %d, want 4xx", url, len(body), resp.StatusCode)
+				}
+				sent.rpc++
+			}
+		}
+	}
+	// The Redis port: random bytes, and protocol headers with absurd lengths.
+	for i := range 20 {
+		p := junk(4096)
+		switch i % 4 {
+		case 1:
+			p = append([]byte("*999999999999\r\n"), p...)
+		case 2:
+			p = append([]byte("*1\r\n$9223372036854775807\r\n"), p...)
+		case 3:
+			p = append([]byte("*2\r\n$3\r\nGET\r\n$-5\r\n"), p...)
+		}
+		sendAndClose(t, respAddr, p)
+		sent.resp++
+	}
+	t.Logf("garbage sent: %d UDP gossip packets, %d TCP gossip streams, %d raw HTTP, %d HTTP/2, %d RPC calls, %d Redis streams",
+		sent.udp, sent.tcp, sent.http, sent.h2, sent.rpc, sent.resp)
+
+	// Still one cluster, still serving, nothing lost.
+	c.WaitConverged(testnode.ConvergeTimeout, c.IDs()...)
+	for i := range 10 {
+		w := write{key: fmt.Sprintf("garbage/after/%02d", i), value: fmt.Appendf(nil, "after %d", i)}
+		mustPut(t, c.Nodes[i%2], w.key, w.value, q)
+		acked = append(acked, w)
+	}
+	for _, w := range acked {
+		for _, nd := range []*testnode.Node{n0, n1} {
+			if err := checkExact(nd, w.key, w.value, q); err != nil {
+				t.Errorf("after the garbage: %v", err)
+			}
+		}
+	}
+	rc, err := net.DialTimeout("tcp", respAddr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("Redis port after the garbage: %v", err)
+	}
+	defer rc.Close()
+	_ = rc.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(rc, "*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(acked[0].key), acked[0].key)
+	buf := make([]byte, 256)
+	nr, _ := rc.Read(buf)
+	if want := fmt.Sprintf("$%d\r\n%s\r\n", len(acked[0].value), acked[0].value); string(buf[:nr]) != want {
+		t.Errorf("Redis GET %q after the garbage = %q, want %q", acked[0].key, buf[:nr], want)
+	}
+	for _, nd := range c.Nodes {
+		for _, p := range []string{"panic:", "panic in"} {
+			if nd.LogContains(p) {
+				t.Errorf("node %s logged %q after the garbage, want no panic", nd.ID(), p)
+			}
+		}
+		if !nd.Running() {
+			t.Errorf("node %s exited after the garbage", nd.ID())
+		}
+	}
+}
+
+// sendAndClose writes b to addr, waits briefly for whatever the server
+// answers, and hangs up.
+func sendAndClose(t *testing.T, addr string, b []byte) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dialing %s: %v (the node should still be listening)", addr, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	_, _ = conn.Write(b) // the server may hang up early; that is fine
+	buf := make([]byte, 512)
+	_, _ = conn.Read(buf)
+}
