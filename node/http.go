@@ -110,12 +110,15 @@ func (n *Node) observe(next http.Handler) http.Handler {
 }
 
 // authenticate admits requests bearing one of the configured tokens.
-// /health stays open so that liveness probes need no secret. The RPC calls
+// The health endpoints, /health and /ready, stay open so that liveness and
+// readiness probes (Kubernetes sends no secret) work; they tell nothing
+// beyond up and ready. /metrics is not one of them: it stays behind the
+// token. The RPC calls
 // check the token themselves (replication.Server.Authorize) so that a
 // refusal reaches the peer as an RPC error frame rather than JSON.
 func (n *Node) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" || isRPCPath(r.URL.Path) || n.validToken(r.Header.Get("Authorization")) {
+		if r.URL.Path == "/health" || r.URL.Path == "/ready" || isRPCPath(r.URL.Path) || n.validToken(r.Header.Get("Authorization")) {
 			next.ServeHTTP(w, r)
 			return
 		}

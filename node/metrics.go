@@ -29,7 +29,11 @@ type metrics struct {
 	siblings prometheus.Histogram
 	walSync  prometheus.Histogram
 	walBatch prometheus.Histogram
-	handler  http.Handler
+	// httpConnsOpen and httpConnsRefused count the HTTP port's
+	// connections under --http-max-conns (connlimit.go).
+	httpConnsOpen    prometheus.Gauge
+	httpConnsRefused prometheus.Counter
+	handler          http.Handler
 }
 
 // Request operations, the "op" label: a small fixed set so that paths
@@ -71,7 +75,16 @@ func newMetrics(n *Node) *metrics {
 		Help:    "WAL records made durable by one fsync (group-commit batch size).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 	})
+	m.httpConnsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "dynkv_http_connections_open",
+		Help: "Open connections of the HTTP port, clients and peers together (at most --http-max-conns).",
+	})
+	m.httpConnsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dynkv_http_connections_refused_total",
+		Help: "Connections to the HTTP port refused (429, or closed under TLS) because --http-max-conns were open.",
+	})
 	m.reg.MustRegister(m.requests, m.latency, m.siblings, m.walSync, m.walBatch,
+		m.httpConnsOpen, m.httpConnsRefused,
 		&nodeCollector{n: n},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -11,7 +11,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -175,17 +174,52 @@ func (n *Node) Start() error {
 	protocols.SetUnencryptedHTTP2(true)
 	protocols.SetHTTP2(true)
 	srv := &http.Server{
-		Handler:           n.handler,
-		TLSConfig:         n.tls,
-		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		// Bounds a slow client uploading a body; a 1 MiB value over
-		// a poor link still fits easily.
-		ReadTimeout:    time.Minute,
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 1 << 20,
-		ErrorLog:       errLog,
+		Handler:   n.handler,
+		TLSConfig: n.tls,
+		Protocols: &protocols,
+		// Slowloris: a client gets --http-read-header-timeout to send
+		// its headers and --http-read-timeout for the whole request.
+		ReadHeaderTimeout: n.cfg.HTTPReadHeaderTimeout,
+		ReadTimeout:       n.cfg.HTTPReadTimeout,
+		// Under HTTP/1.1 WriteTimeout is a deadline on the connection
+		// from the end of a request's headers to the end of its
+		// response. Under HTTP/2 (peers' h2c or h2, and HTTP/2
+		// clients) net/http disarms the connection's write deadline
+		// and applies WriteTimeout (and ReadTimeout) to each stream
+		// instead (h2_bundle.go, serverConn.serve and newStream): a
+		// long-lived peer connection is never cut by it, only a single
+		// call that runs longer. Every node-to-node call is one unary
+		// request bounded by --rpc-timeout (default 2s), and the
+		// largest, a 64 MiB handoff or hint frame (replication.
+		// MaxFrameBytes), is a request body, read at loopback or LAN
+		// speed in well under the default minute; responses are small.
+		// An operator who lowers --http-write-timeout below
+		// --rpc-timeout shortens peers' calls too.
+		WriteTimeout:   n.cfg.HTTPWriteTimeout,
+		IdleTimeout:    n.cfg.HTTPIdleTimeout,
+		MaxHeaderBytes: n.cfg.HTTPMaxHeaderBytes,
+		// Memory per HTTP/2 connection: at most --http2-max-streams
+		// requests at once (each in-flight client request still takes
+		// an in-flight slot; peers' calls are bounded by their own
+		// senders), a flow-control window of 1 MiB per connection and
+		// per stream (data a peer may send before the handlers read
+		// it; a 64 MiB RPC frame streams through the window, it need
+		// not fit in it), frames of at most 1 MiB, the default 4 KiB
+		// header compression tables (MaxHeaderBytes bounds a decoded
+		// header list), and a connection that accepts no bytes for
+		// --http-write-timeout is closed.
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          n.cfg.HTTP2MaxStreams,
+			MaxReadFrameSize:              1 << 20,
+			MaxReceiveBufferPerConnection: 1 << 20,
+			MaxReceiveBufferPerStream:     1 << 20,
+			WriteByteTimeout:              n.cfg.HTTPWriteTimeout,
+		},
+		ErrorLog: errLog,
 	}
+	// --http-max-conns: connections beyond it are answered 429 and
+	// closed without ever reaching the server (connlimit.go).
+	ln = n.limitConns(ln)
 	n.addr.Store(&bound)
 	// Serve before joining: /health answers and peers that already see
 	// this node get a quick 503 instead of a stalled connection while

@@ -25,7 +25,7 @@ func TestBearerTokensGuardEverythingButHealth(t *testing.T) {
 	tn := startNode(t, &cfg, nil)
 
 	for _, h := range []string{"", "first-secret", "Bearer", "Bearer ", "Bearer wrong", "Basic Zmlyc3Qtc2VjcmV0", "Bearer first-secretX"} {
-		for _, target := range []string{"/kv/k", "/db/1/kv/k", "/ready", "/nope"} {
+		for _, target := range []string{"/kv/k", "/db/1/kv/k", "/metrics", "/cluster/status", "/internal/v1/debug/local/0/k", "/nope"} {
 			r := tn.get(target, map[string]string{"Authorization": h})
 			if r.status != http.StatusUnauthorized || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("GET %s with Authorization %q = %d WWW-Authenticate %q, want 401 Bearer",
@@ -38,8 +38,15 @@ func TestBearerTokensGuardEverythingButHealth(t *testing.T) {
 	if r := tn.put("/kv/k", "v", nil); r.status != http.StatusUnauthorized {
 		t.Fatalf("PUT without a token = %d, want 401", r.status)
 	}
-	if r := tn.get("/health", nil); r.status != http.StatusOK {
-		t.Fatalf("/health without a token = %d, want 200 (liveness probes carry no secret)", r.status)
+	for _, target := range []string{"/cluster/join", "/cluster/leave"} {
+		if r := tn.do(http.MethodPost, target, strings.NewReader(`{"addrs":["127.0.0.1:1"]}`), nil); r.status != http.StatusUnauthorized {
+			t.Errorf("POST %s without a token = %d, want 401", target, r.status)
+		}
+	}
+	for _, target := range []string{"/health", "/ready"} {
+		if r := tn.get(target, nil); r.status != http.StatusOK {
+			t.Fatalf("%s without a token = %d, want 200 (liveness and readiness probes carry no secret)", target, r.status)
+		}
 	}
 	for _, tok := range []string{"first-secret", "second-secret"} {
 		auth := map[string]string{"Authorization": "Bearer " + tok}
