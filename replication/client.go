@@ -48,6 +48,9 @@ type ClientConfig struct {
 	TLS *tls.Config
 	// AuthToken, when set, is sent as "Authorization: Bearer <token>".
 	AuthToken string
+	// PeerKeys, when set, signs every request with its first key
+	// (peerauth.go).
+	PeerKeys *PeerKeys
 	// MaxResponseBytes bounds a response body; default MaxFrameBytes.
 	MaxResponseBytes int64
 }
@@ -256,6 +259,12 @@ func (c *Client) attempt(ctx context.Context, addr, name, url string, body []byt
 	req.Header["Content-Type"] = []string{contentType}
 	if c.auth != "" {
 		req.Header["Authorization"] = []string{c.auth}
+	}
+	if c.cfg.PeerKeys != nil {
+		// Signed per attempt: a retry gets a fresh time and nonce.
+		if err := c.cfg.PeerKeys.Sign(req, body, time.Now()); err != nil {
+			return nil, false, fmt.Errorf("replication: %s at %s: %w", name, addr, err)
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

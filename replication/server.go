@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -34,9 +35,13 @@ type Server struct {
 	// Coordinate coordinates a write handed over by another node; node sets
 	// it to the coordinator. Nil answers CodeUnavailable.
 	Coordinate func(context.Context, WriteRequest) (WriteResult, error)
-	// Authorize, when set, admits a request (node checks the bearer token
-	// against its --auth-token list); a refused request gets 401.
+	// Authorize, when set, admits a request (node checks the peer's client
+	// certificate or bearer token); a refused request gets 401.
 	Authorize func(*http.Request) bool
+	// PeerKeys, when set, demands a signature (peerauth.go) on every call:
+	// the header's before the body is read, the body's after. A refused
+	// request gets 401. Both it and Authorize must pass when both are set.
+	PeerKeys *PeerKeys
 	// Logger receives unexpected failures at debug level; nil is a no-op.
 	Logger *zap.Logger
 	// Trees, when set, serves the anti-entropy calls (aae_rpc.go).
@@ -79,10 +84,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, call, 0, errorFrame{Code: CodeUnauthorized, Message: "missing or invalid bearer token", Index: -1})
 		return
 	}
+	var sig PeerSignature
+	if s.PeerKeys != nil {
+		var err error
+		if sig, err = s.PeerKeys.VerifyHeader(r, time.Now()); err != nil {
+			s.refuse(w, r, call, err)
+			return
+		}
+	}
 	body, err := readBody(r.Body, r.ContentLength, MaxFrameBytes)
 	if err != nil {
 		s.fail(w, call, 0, errorFrame{Code: CodeBadRequest, Message: fmt.Sprintf("reading %s request: %v", call, err), Index: -1})
 		return
+	}
+	if s.PeerKeys != nil {
+		if err := sig.VerifyBody(body); err != nil {
+			s.refuse(w, r, call, err)
+			return
+		}
 	}
 	resp, err := handle(r.Context(), body)
 	if err != nil {
@@ -97,6 +116,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Content-Length", fmt.Sprint(len(resp)))
 	_, _ = w.Write(resp) // the peer sees a broken stream and may retry
+}
+
+// refuse answers a call whose signature failed. Not logged above debug: a
+// stranger must not be able to fill the log; the refused member sees the
+// message in its own RPC errors.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, call string, err error) {
+	if s.Logger != nil {
+		s.Logger.Debug("rpc call refused", zap.String("call", call), zap.String("remote", r.RemoteAddr), zap.Error(err))
+	}
+	s.fail(w, call, 0, errorFrame{Code: CodeUnauthorized, Message: err.Error(), Index: -1})
 }
 
 func (s *Server) fail(w http.ResponseWriter, call string, status int, f errorFrame) {
