@@ -1,6 +1,7 @@
 package testnode
 
 import (
+	"crypto/tls"
 	"fmt"
 	"testing"
 	"time"
@@ -30,6 +31,12 @@ type Options struct {
 	Args []string
 	// Network defaults to Loopback.
 	Network Network
+	// NodeArgs, when set, gives node i's own extra flags, after Args:
+	// what differs between nodes, such as PKI.ServerFlags(host).
+	NodeArgs func(i int, host string) []string
+	// Token and TLS are every node's NodeOptions.Token and .TLS.
+	Token string
+	TLS   *tls.Config
 }
 
 // Cluster is a set of nodes started together; node 0 founds the cluster and
@@ -88,10 +95,17 @@ func (c *Cluster) NewDetachedNode() *Node {
 
 func (c *Cluster) newNode(join []string) *Node {
 	c.tb.Helper()
-	nd := NewNode(c.tb, len(c.Nodes), NodeOptions{
-		Args:    append(FastGossip(), c.opts.Args...),
+	i := len(c.Nodes)
+	args := append(FastGossip(), c.opts.Args...)
+	if c.opts.NodeArgs != nil {
+		args = append(args, c.opts.NodeArgs(i, c.opts.Network.Host(i))...)
+	}
+	nd := NewNode(c.tb, i, NodeOptions{
+		Args:    args,
 		Join:    join,
 		Network: c.opts.Network,
+		Token:   c.opts.Token,
+		TLS:     c.opts.TLS,
 	})
 	c.Nodes = append(c.Nodes, nd)
 	return nd

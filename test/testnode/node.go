@@ -2,6 +2,7 @@ package testnode
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
@@ -43,6 +44,7 @@ type Node struct {
 	gossipAddr string
 	env        []string
 	token      string
+	scheme     string // "https" for a node run with --tls-cert, else "http"
 	logPath    string
 	http       *http.Client
 
@@ -91,6 +93,10 @@ type NodeOptions struct {
 	// Token is sent as "Authorization: Bearer <Token>" by Do and
 	// WaitReady, for a node run with --auth-token (only /health is open).
 	Token string
+	// TLS, for a node run with --tls-cert, makes the harness speak https
+	// with this client configuration (PKI.ClientTLS, or PKI.TLSWith to
+	// present a certificate); nil speaks plain http.
+	TLS *tls.Config
 }
 
 // NewNode prepares node index (addresses, data directory, log, cleanup)
@@ -114,6 +120,11 @@ func NewNode(tb testing.TB, index int, opts NodeOptions) *Node {
 	if err != nil {
 		tb.Fatalf("node %s: %v", opts.ID, err)
 	}
+	scheme := "http"
+	var tc *tls.Config
+	if opts.TLS != nil {
+		scheme, tc = "https", opts.TLS.Clone()
+	}
 	n := &Node{
 		tb:         tb,
 		net:        opts.Network,
@@ -126,6 +137,7 @@ func NewNode(tb testing.TB, index int, opts NodeOptions) *Node {
 		args:       opts.Args,
 		env:        opts.Env,
 		token:      opts.Token,
+		scheme:     scheme,
 		join:       opts.Join,
 		logPath:    filepath.Join(tb.TempDir(), opts.ID+".log"),
 		http: &http.Client{
@@ -133,6 +145,7 @@ func NewNode(tb testing.TB, index int, opts NodeOptions) *Node {
 			Transport: &http.Transport{
 				MaxIdleConnsPerHost: 64,
 				DisableCompression:  true,
+				TLSClientConfig:     tc,
 			},
 		},
 	}
@@ -163,8 +176,9 @@ func (n *Node) Index() int { return n.index }
 // Addr is the HTTP host:port (clients and node-to-node RPC).
 func (n *Node) Addr() string { return n.httpAddr }
 
-// URL is the HTTP base URL, without a trailing slash.
-func (n *Node) URL() string { return "http://" + n.httpAddr }
+// URL is the HTTP base URL (https:// when NodeOptions.TLS is set),
+// without a trailing slash.
+func (n *Node) URL() string { return n.scheme + "://" + n.httpAddr }
 
 // GossipAddr is the memberlist host:port, what other nodes --join.
 func (n *Node) GossipAddr() string { return n.gossipAddr }
