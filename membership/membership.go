@@ -30,6 +30,10 @@ const (
 // memberlist's DefaultLANConfig values: they are conservative but measured
 // by hashicorp for LANs; tests on loopback pass faster values instead of
 // this package changing the defaults.
+//
+// GossipKeys encrypt and authenticate gossip (memberlist's keyring): the
+// first encrypts, every one decrypts, so keys rotate by a three-step
+// rolling restart (docs/operations.md). None: gossip in the clear.
 type Config struct {
 	NodeID        string   // unique in the cluster; memberlist's node name
 	BindAddr      string   // gossip host:port (TCP and UDP); port 0 picks one
@@ -37,7 +41,7 @@ type Config struct {
 	HTTPAddr      string   // HTTP host:port peers use for RPC
 	DataDir       string   // holds ring.state; "" keeps the state in memory only (tests)
 	Partitions    int      // default DefaultPartitions; must match the cluster
-	GossipKey     []byte   // 16, 24 or 32 bytes: AES key; members without it are not admitted
+	GossipKeys    [][]byte // AES keys (16, 24 or 32 bytes); members without one are not admitted; see above
 	Join          []string // gossip host:port of existing members
 
 	ProbeInterval    time.Duration // LAN default 1s
@@ -228,10 +232,12 @@ func (c *Config) fill() error {
 	if _, _, err := splitHostPort(c.BindAddr); err != nil {
 		return fmt.Errorf("membership: gossip address %q: %w", c.BindAddr, err)
 	}
-	switch len(c.GossipKey) {
-	case 0, 16, 24, 32:
-	default:
-		return fmt.Errorf("membership: gossip key is %d bytes, want 16, 24 or 32", len(c.GossipKey))
+	for i, k := range c.GossipKeys {
+		switch len(k) {
+		case 16, 24, 32:
+		default:
+			return fmt.Errorf("membership: gossip key %d of %d is %d bytes, want 16, 24 or 32", i+1, len(c.GossipKeys), len(k))
+		}
 	}
 	if c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil {
 		// memberlist advertises an IP only; a host name (a container's or a
@@ -317,8 +323,9 @@ func (m *Membership) memberlistConfig() *memberlist.Config {
 	// address (a rescheduled container); without a reclaim time memberlist
 	// would refuse the new address until the old entry is reaped (30s).
 	c.DeadNodeReclaimTime = 10 * time.Second
-	if len(m.cfg.GossipKey) > 0 {
-		c.SecretKey = m.cfg.GossipKey
+	if len(m.cfg.GossipKeys) > 0 {
+		// Sizes are checked by fill, the only error NewKeyring has.
+		c.Keyring, _ = memberlist.NewKeyring(m.cfg.GossipKeys[1:], m.cfg.GossipKeys[0])
 	}
 	d := delegate{m}
 	c.Delegate, c.Alive, c.Merge, c.Ping, c.Events = d, d, d, d, d

@@ -345,38 +345,110 @@ func TestGossipKeyMismatchIsNotAdmitted(t *testing.T) {
 	keyA := []byte("0123456789abcdef")
 	keyB := []byte("fedcba9876543210")
 	cfg := fastConfig(t, "n1")
-	cfg.GossipKey = keyA
+	cfg.GossipKeys = [][]byte{keyA}
 	n1 := start(t, cfg)
 
 	for _, tc := range []struct {
 		name string
-		key  []byte
-	}{{"n2", keyB}, {"n3", nil}} {
+		keys [][]byte
+	}{{"n2", [][]byte{keyB}}, {"n3", nil}} {
 		c := fastConfig(t, tc.name)
-		c.GossipKey = tc.key
+		c.GossipKeys = tc.keys
 		c.Join = []string{gossipAddr(n1)}
 		c.JoinTimeout = 500 * time.Millisecond
 		if m, err := New(c); err == nil {
 			_ = m.Shutdown()
-			t.Fatalf("%s with key %q joined a cluster keyed %q", tc.name, tc.key, keyA)
+			t.Fatalf("%s with keys %q joined a cluster keyed %q", tc.name, tc.keys, keyA)
 		}
 		if _, ok := n1.Member(tc.name); ok || n1.Liveness(tc.name) != Dead {
 			t.Fatalf("%s with the wrong key is known to n1", tc.name)
 		}
 	}
 	c := fastConfig(t, "n4")
-	c.GossipKey = keyA
+	c.GossipKeys = [][]byte{keyA}
 	c.Join = []string{gossipAddr(n1)}
 	n4 := start(t, c)
 	eventually(t, 5*time.Second, converged([]*Membership{n1, n4}, []string{"n1", "n4"}))
 }
 
+// TestGossipKeyRotatesByRollingRestart rotates a 3-member cluster from key
+// A to key B as docs/operations.md says: every node restarted in turn with
+// "A,B", then "B,A", then "B". After each restart the cluster is one again
+// (everyone alive to everyone, one committed ring); at the end a node that
+// only has A cannot join.
+func TestGossipKeyRotatesByRollingRestart(t *testing.T) {
+	keyA := []byte("0123456789abcdef0123456789abcdef")
+	keyB := []byte("fedcba9876543210")
+	ids := []string{"n1", "n2", "n3"}
+	var nodes []*Membership
+	for i, id := range ids {
+		c := fastConfig(t, id)
+		c.GossipKeys = [][]byte{keyA}
+		if i > 0 {
+			c.Join = []string{gossipAddr(nodes[0])}
+		}
+		nodes = append(nodes, start(t, c))
+	}
+	oneCluster := func() (bool, string) {
+		ok, saw := converged(nodes, ids)()
+		for _, m := range nodes {
+			for _, id := range ids {
+				if l := m.Liveness(id); l != Alive {
+					return false, fmt.Sprintf("%s sees %s %s%s", m.Self(), id, l, saw)
+				}
+			}
+		}
+		return ok, saw
+	}
+	eventually(t, 5*time.Second, oneCluster)
+
+	for _, step := range []struct {
+		name string
+		keys [][]byte
+	}{{"A,B", [][]byte{keyA, keyB}}, {"B,A", [][]byte{keyB, keyA}}, {"B", [][]byte{keyB}}} {
+		for i := range nodes {
+			cfg := nodes[i].cfg
+			cfg.BindAddr = gossipAddr(nodes[i])
+			cfg.Join = []string{gossipAddr(nodes[(i+1)%len(nodes)])}
+			cfg.GossipKeys = step.keys
+			if err := nodes[i].Shutdown(); err != nil {
+				t.Fatalf("step %s: shutdown %s: %v", step.name, ids[i], err)
+			}
+			m, err := New(cfg)
+			if err != nil {
+				t.Fatalf("step %s: %s restarted with keys %s: %v", step.name, ids[i], step.name, err)
+			}
+			t.Cleanup(func() { _ = m.Shutdown() })
+			nodes[i] = m
+			eventually(t, 10*time.Second, func() (bool, string) {
+				ok, saw := oneCluster()
+				return ok, fmt.Sprintf("step %s after restarting %s: %s", step.name, ids[i], saw)
+			})
+		}
+	}
+
+	old := fastConfig(t, "n4")
+	old.GossipKeys = [][]byte{keyA}
+	old.Join = []string{gossipAddr(nodes[0])}
+	old.JoinTimeout = 500 * time.Millisecond
+	if m, err := New(old); err == nil {
+		_ = m.Shutdown()
+		t.Fatal("a node with only the rotated-out key joined")
+	}
+	for _, m := range nodes {
+		if _, ok := m.Member("n4"); ok {
+			t.Fatalf("%s knows the node with the old key", m.Self())
+		}
+	}
+}
+
 func TestConfigIsValidated(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"no id":      {BindAddr: "127.0.0.1:0"},
-		"bad addr":   {NodeID: "a", BindAddr: "nowhere"},
-		"bad key":    {NodeID: "a", BindAddr: "127.0.0.1:0", GossipKey: []byte("short")},
-		"partitions": {NodeID: "a", BindAddr: "127.0.0.1:0", Partitions: MaxPartitions + 1},
+		"no id":       {BindAddr: "127.0.0.1:0"},
+		"bad addr":    {NodeID: "a", BindAddr: "nowhere"},
+		"bad key":     {NodeID: "a", BindAddr: "127.0.0.1:0", GossipKeys: [][]byte{[]byte("short")}},
+		"bad 2nd key": {NodeID: "a", BindAddr: "127.0.0.1:0", GossipKeys: [][]byte{make([]byte, 16), make([]byte, 17)}},
+		"partitions":  {NodeID: "a", BindAddr: "127.0.0.1:0", Partitions: MaxPartitions + 1},
 	} {
 		if m, err := New(cfg); err == nil {
 			_ = m.Shutdown()

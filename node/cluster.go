@@ -30,13 +30,9 @@ type cluster struct {
 // the address peers dial for RPC, already bound. On error everything it
 // started is stopped again.
 func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
-	var key []byte
 	keys, err := n.cfg.GossipKeys() // Validate already checked them
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
-	}
-	if len(keys) > 0 {
-		key = keys[0]
 	}
 	c := &cluster{}
 	defer func() {
@@ -52,7 +48,7 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		HTTPAddr:       httpAddr,
 		Join:           n.cfg.Join,
 		Partitions:     n.cfg.Partitions,
-		GossipKey:      key,
+		GossipKeys:     keys,
 		ProbeInterval:  n.cfg.GossipProbeInterval,
 		ProbeTimeout:   n.cfg.GossipProbeTimeout,
 		GossipInterval: n.cfg.GossipInterval,
