@@ -58,10 +58,15 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: starting membership on --gossip-addr %s: %w", n.cfg.GossipAddr, err)
 	}
+	authorize, peerKeys, err := n.peerAuth(keys) // peerauth.go
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	c.rpc = replication.NewClient(replication.ClientConfig{
 		Timeout:   n.cfg.RPCTimeout,
 		TLS:       n.peerTLS,
 		AuthToken: n.peerToken(),
+		PeerKeys:  peerKeys,
 	})
 	ccfg := coordinator.Config{
 		N:              n.cfg.Replicas,
@@ -82,11 +87,10 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 			res, err := c.coord.CoordinateLocal(ctx, coordinator.WriteRequest(req))
 			return replication.WriteResult(res), err
 		},
-		Logger: n.log.Named("rpc"),
-		Trees:  n.aae.trees,
-	}
-	if len(n.tokens) > 0 || n.cfg.TLSCA != "" {
-		srv.Authorize = n.authorizePeer
+		Authorize: authorize,
+		PeerKeys:  peerKeys,
+		Logger:    n.log.Named("rpc"),
+		Trees:     n.aae.trees,
 	}
 	c.rpcHandler = srv.Handler()
 	c.handoff, err = replication.NewHandoff(replication.HandoffConfig{
@@ -141,17 +145,6 @@ func (c *cluster) stop() error {
 		c.rpc.Close()
 	}
 	return errors.Join(errs...)
-}
-
-// authorizePeer admits a node-to-node call: with --tls-ca it must come
-// with a client certificate the CA issued (mutual TLS between nodes; the
-// shared port cannot demand one of every client), with --auth-token it
-// must carry a token.
-func (n *Node) authorizePeer(r *http.Request) bool {
-	if n.cfg.TLSCA != "" && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
-		return false
-	}
-	return len(n.tokens) == 0 || n.validToken(r.Header.Get("Authorization"))
 }
 
 // clusterView is membership as the coordinator sees it: one consistent

@@ -14,10 +14,27 @@
 // RPC shares the HTTP port: the server speaks HTTP/1.1 and HTTP/2 (h2c
 // with prior knowledge on a plain listener, h2 by ALPN under TLS), and the
 // RPC paths under /internal/v1/ sit outside the client in-flight limit so
-// that an overloaded node still answers its peers' replica writes. With
-// bearer tokens the RPC calls check the token themselves, and a node
-// presents the first of its own --auth-token list to its peers: members of
-// a cluster share the list.
+// that an overloaded node still answers its peers' replica writes.
+//
+// Node-to-node authentication (peerauth.go) admits only members to the RPC
+// (replica reads and writes, hints, anti-entropy, handoff); every check
+// the flags turn on must pass:
+//
+//   - --tls-ca: mutual TLS; the caller presents a certificate the CA
+//     issued.
+//   - --gossip-key: every call is signed with HMAC-SHA256 under a key
+//     derived from the gossip keys (replication.PeerKeys); the header is
+//     checked before the body is read. The first key signs, every key
+//     verifies, so it rotates with the gossip keyring.
+//   - neither, but --auth-token: the bearer-token fallback; a node presents
+//     the first of its --auth-token list to its peers (members share the
+//     list) and any client holding a token is trusted as a peer. Weaker:
+//     set --gossip-key or --tls-ca instead.
+//   - none: the RPC is open to anyone who reaches the HTTP port; the node
+//     logs one warning at start unless --http-addr is a loopback address.
+//
+// A refused call gets 401 as an RPC error frame. The debug routes under
+// /internal/v1/debug/ are client endpoints behind the client tokens.
 //
 // The Redis protocol (SPEC section 4, docs/redis.md) listens on its own
 // port (--resp-addr, resp*.go) and serves its commands through the same

@@ -418,12 +418,3 @@ func loadCA(path string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
-
-// peerToken is the bearer token this node presents to its peers: members
-// of one cluster share the --auth-token list, so the first one will do.
-func (n *Node) peerToken() string {
-	if len(n.cfg.AuthTokens) == 0 {
-		return ""
-	}
-	return n.cfg.AuthTokens[0]
-}
