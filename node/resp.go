@@ -27,6 +27,12 @@ const respReplyBufferSize = 64 << 10
 // option words and framing.
 const respCommandOverhead = 1 << 20
 
+// respMaxReply bounds the values one MGET may return (or the largest
+// command, 4 × --max-value-bytes + 1 MiB, when that is more): the reply is
+// built in memory before it is written, and without a bound one command
+// naming a large key a million times would ask for a terabyte.
+const respMaxReply = 64 << 20
+
 // respServer serves the Redis protocol (SPEC section 4) on its own
 // listener. redcon writes the replies and parses inline commands;
 // respReader parses multibulk requests (see there why), and the accept
@@ -47,8 +53,14 @@ type respServer struct {
 	maxCommand int64
 	nextID     atomic.Int64
 
+	// maxReply bounds the bytes of values one MGET gathers for its reply.
+	maxReply int64
+
 	acceptDone chan struct{}
 	wg         sync.WaitGroup // one per connection goroutine
+	// stopping is set by stop before it ends every connection's reads, so
+	// that the idle timeout does not push that deadline back.
+	stopping atomic.Bool
 
 	// mu guards conns: the accept loop adds, connection goroutines
 	// remove, and shutdown walks it to end every connection's reads.
@@ -77,6 +89,7 @@ func (n *Node) listenRESP() (*respServer, error) {
 		ctx:        ctx,
 		cancel:     cancel,
 		maxCommand: 4*n.cfg.MaxValueBytes + respCommandOverhead,
+		maxReply:   max(respMaxReply, 4*n.cfg.MaxValueBytes+respCommandOverhead),
 		acceptDone: make(chan struct{}),
 		conns:      make(map[net.Conn]struct{}),
 	}, nil
@@ -138,7 +151,11 @@ func (s *respServer) serveConn(c net.Conn) {
 		_ = c.Close()
 	}()
 	sess := s.newSession(c.RemoteAddr().String())
-	if err := s.serveStream(c, c, sess); err != nil {
+	var r io.Reader = c
+	if idle := s.n.cfg.RESPIdleTimeout; idle > 0 {
+		r = &idleReader{c: c, idle: idle, stopping: &s.stopping}
+	}
+	if err := s.serveStream(r, c, sess); err != nil {
 		s.log.Debug("connection closed", zap.String("remote", sess.addr), zap.Error(err))
 	}
 }
@@ -146,6 +163,29 @@ func (s *respServer) serveConn(c net.Conn) {
 // newSession is the state of one client connection.
 func (s *respServer) newSession(addr string) *respSession {
 	return &respSession{id: s.nextID.Add(1), addr: addr, authed: len(s.n.tokens) == 0}
+}
+
+// idleReader closes an idle connection (--resp-idle-timeout, Redis's
+// "timeout"): every read must see a byte within idle of its start. A
+// command that is executing does not read, so a slow quorum never counts
+// as idleness; a client that sends nothing, or trickles a command slower
+// than that, is cut off.
+type idleReader struct {
+	c        net.Conn
+	idle     time.Duration
+	stopping *atomic.Bool
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	if !r.stopping.Load() {
+		_ = r.c.SetReadDeadline(time.Now().Add(r.idle))
+		// stop sets stopping before it sets a past deadline: if it
+		// ran in between, its deadline was overwritten; restore it.
+		if r.stopping.Load() {
+			_ = r.c.SetReadDeadline(time.Now())
+		}
+	}
+	return r.c.Read(p)
 }
 
 // deadliner is the part of net.Conn that serveStream uses when it has one.
@@ -194,7 +234,14 @@ func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) er
 			}
 		}
 		// A long pipeline's replies go out in pieces, so that their
-		// memory stays bounded.
+		// memory stays bounded: at most respReplyBufferSize plus one
+		// reply (a GET's value, or an MGET's, bounded by maxReply) are
+		// held, whatever the pipeline's length. A client that pipelines
+		// and never reads blocks the flush once the socket buffers fill;
+		// its connection reads nothing more meanwhile (so its input
+		// stays in the kernel and the read buffer) and is closed after
+		// respWriteTimeout. redcon drops a buffer that grew past 256 KiB
+		// after the flush, so one large reply does not stay allocated.
 		if rd.buffered() && len(wr.Buffer()) < respReplyBufferSize {
 			continue
 		}
@@ -218,6 +265,7 @@ func (s *respServer) stop(ctx context.Context) error {
 	<-s.acceptDone
 	// A read deadline in the past ends every connection at its next read,
 	// which comes after it has answered what it read.
+	s.stopping.Store(true)
 	s.mu.Lock()
 	for c := range s.conns {
 		_ = c.SetReadDeadline(time.Now())

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/match"
@@ -208,6 +209,8 @@ func (s *respServer) respErrorText(err error) string {
 		return "ERR " + respPrintable([]byte(br.msg), 512)
 	case errors.Is(err, store.ErrDiskFull):
 		return "ERR disk full"
+	case err == errReplyTooLarge:
+		return fmt.Sprintf("ERR reply too large: the values add up to more than %d bytes; ask for fewer keys", s.maxReply)
 	case errors.Is(err, store.ErrBadDatabase), errors.Is(err, store.ErrBadKey):
 		return "ERR " + err.Error()
 	case err == errOverloaded:
@@ -345,6 +348,9 @@ func (s *respServer) set(wr *redcon.Writer, sess *respSession, key, value []byte
 	}
 	wr.WriteString("OK")
 }
+
+// errReplyTooLarge is an MGET whose values add up to more than maxReply.
+var errReplyTooLarge = errors.New("reply too large")
 
 // forEachKey runs fn for every key, at most respFanOut at once, and
 // returns the first error.
@@ -520,10 +526,20 @@ func (s *respServer) mget(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 	}
 	values := make([][]byte, len(keys))
 	found := make([]bool, len(keys))
+	var total atomic.Int64
 	err := forEachKey(keys, func(i int, key []byte) error {
+		if total.Load() > s.maxReply {
+			return errReplyTooLarge
+		}
 		_, latest, ok, err := s.read(sess.db, key)
+		if err != nil {
+			return err
+		}
+		if total.Add(int64(len(latest.Value))) > s.maxReply {
+			return errReplyTooLarge
+		}
 		values[i], found[i] = latest.Value, ok
-		return err
+		return nil
 	})
 	if err != nil {
 		wr.WriteError(s.respErrorText(err))

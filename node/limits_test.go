@@ -1,0 +1,364 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+)
+
+// hangBound keeps a broken server from hanging a test; it is never what a
+// test measures.
+const hangBound = 30 * time.Second
+
+// rawHTTP is a plain TCP connection to the HTTP port, for requests no
+// well-behaved client sends.
+type rawHTTP struct {
+	t  *testing.T
+	c  net.Conn
+	rd *bufio.Reader
+}
+
+func dialHTTP(t *testing.T, tn *testNode) *rawHTTP {
+	t.Helper()
+	c, err := net.Dial("tcp", tn.Addr())
+	if err != nil {
+		t.Fatalf("dialling %s: %v", tn.Addr(), err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(hangBound))
+	return &rawHTTP{t: t, c: c, rd: bufio.NewReader(c)}
+}
+
+// get sends GET path on the connection and reads the response.
+func (r *rawHTTP) get(path string) (*http.Response, []byte, error) {
+	if _, err := fmt.Fprintf(r.c, "GET %s HTTP/1.1\r\nHost: dynkv\r\n\r\n", path); err != nil {
+		return nil, nil, err
+	}
+	return r.response()
+}
+
+func (r *rawHTTP) response() (*http.Response, []byte, error) {
+	resp, err := http.ReadResponse(r.rd, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, body, err
+}
+
+// closedByServer tells whether the next read ends in EOF or a reset (the
+// server closed), as opposed to data or the test's own hang bound.
+func (r *rawHTTP) closedByServer() error {
+	b, err := r.rd.ReadByte()
+	switch {
+	case err == nil:
+		return fmt.Errorf("read %q, want the connection closed", b)
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), strings.Contains(err.Error(), "connection reset"):
+		return nil
+	default:
+		return fmt.Errorf("read: %v, want EOF (the server closing)", err)
+	}
+}
+
+func TestHTTPHeaderBeyondTheLimitGets431(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.HTTPMaxHeaderBytes = 4 << 10
+	tn := startNode(t, &cfg, nil)
+
+	r := dialHTTP(t, tn)
+	// net/http allows 4 KiB of slack over MaxHeaderBytes; 64 KiB is far
+	// beyond both.
+	big := strings.Repeat("a", 64<<10)
+	if _, err := fmt.Fprintf(r.c, "GET /health HTTP/1.1\r\nHost: dynkv\r\nX-Big: %s\r\n\r\n", big); err != nil {
+		t.Fatalf("writing the request: %v", err)
+	}
+	resp, _, err := r.response()
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a 64 KiB header with --http-max-header-bytes 4KiB = %d, want 431", resp.StatusCode)
+	}
+	// A header within the limit is served.
+	ok := dialHTTP(t, tn)
+	if resp, _, err := ok.get("/health?pad=" + strings.Repeat("b", 2<<10)); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("a 2 KiB request line = %v, %v; want 200", resp, err)
+	}
+}
+
+func TestHTTPSlowHeaderConnectionIsClosed(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.HTTPReadHeaderTimeout = 100 * time.Millisecond
+	tn := startNode(t, &cfg, nil)
+
+	// Slowloris: a request line and one header, then nothing. The server
+	// must hang up by itself; the test bounds only its own wait.
+	r := dialHTTP(t, tn)
+	if _, err := io.WriteString(r.c, "GET /health HTTP/1.1\r\nHost: dynkv\r\n"); err != nil {
+		t.Fatalf("writing half a request: %v", err)
+	}
+	if err := r.closedByServer(); err != nil {
+		t.Fatalf("a connection that never finishes its headers: %v", err)
+	}
+	// A complete request on another connection is served.
+	if resp, _, err := dialHTTP(t, tn).get("/health"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /health after the slow client = %v, %v; want 200", resp, err)
+	}
+}
+
+func TestHTTPConnectionsBeyondTheLimitGet429AndClose(t *testing.T) {
+	cfg := testConfig(t)
+	const limit = 4
+	cfg.HTTPMaxConns = limit
+	tn := startNode(t, &cfg, nil)
+
+	// limit connections, each proven accepted by a response.
+	var held []*rawHTTP
+	for i := range limit {
+		r := dialHTTP(t, tn)
+		if resp, _, err := r.get("/health"); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("connection %d of %d: GET /health = %v, %v; want 200", i+1, limit, resp, err)
+		}
+		held = append(held, r)
+	}
+
+	// Extra connections get a complete 429, then EOF.
+	const extra = 3
+	for i := range extra {
+		r := dialHTTP(t, tn)
+		resp, body, err := r.get("/kv/k")
+		if err != nil {
+			t.Fatalf("extra connection %d: %v, want a 429 response", i+1, err)
+		}
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" ||
+			resp.Header.Get("Content-Type") != "application/json" || !resp.Close {
+			t.Fatalf("extra connection %d: %d Retry-After %q Content-Type %q close %v; want 429, 1, application/json, close",
+				i+1, resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), resp.Close)
+		}
+		var e struct {
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(body, &e); err != nil || !strings.Contains(e.Error, "too many connections") {
+			t.Fatalf("extra connection %d: body %q, want {\"error\": \"too many connections...\"}", i+1, body)
+		}
+		if err := r.closedByServer(); err != nil {
+			t.Fatalf("extra connection %d after its 429: %v", i+1, err)
+		}
+	}
+
+	// The connections within the limit keep working.
+	for i, r := range held {
+		if resp, _, err := r.get("/health"); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("held connection %d after the refusals: %v, %v; want 200", i+1, resp, err)
+		}
+	}
+
+	fams := gatherMetrics(t, tn)
+	if v := value(sample(t, fams, "dynkv_http_connections_refused_total", nil)); v != extra {
+		t.Errorf("dynkv_http_connections_refused_total = %v, want %d", v, extra)
+	}
+	if v := value(sample(t, fams, "dynkv_http_connections_open", nil)); v != limit {
+		t.Errorf("dynkv_http_connections_open = %v, want %d", v, limit)
+	}
+
+	// Once two close, new connections are admitted again. The server
+	// notices a close when its read returns, a moment later: retry a
+	// bounded number of times.
+	for _, r := range held[:2] {
+		_ = r.c.Close()
+	}
+	admitted := 0
+	for attempt := 0; attempt < 200 && admitted < 2; attempt++ {
+		r := dialHTTP(t, tn)
+		resp, _, err := r.get("/health")
+		switch {
+		case err != nil:
+			t.Fatalf("a new connection after two closed: %v", err)
+		case resp.StatusCode == http.StatusOK:
+			admitted++
+			held = append(held, r) // keep it open: it holds a place
+		case resp.StatusCode == http.StatusTooManyRequests:
+			_ = r.c.Close()
+			time.Sleep(10 * time.Millisecond)
+		default:
+			t.Fatalf("a new connection after two closed: %d, want 200 or 429", resp.StatusCode)
+		}
+	}
+	if admitted != 2 {
+		t.Fatalf("after two connections closed, %d new ones were admitted, want 2", admitted)
+	}
+	// And the limit still holds.
+	if resp, _, err := dialHTTP(t, tn).get("/health"); err != nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("one connection beyond the limit again = %v, %v; want 429", resp, err)
+	}
+}
+
+// gatherMetrics reads tn's registry as /metrics would serve it, without a
+// connection of its own (which the connection limit would count).
+func gatherMetrics(t *testing.T, tn *testNode) map[string]*dto.MetricFamily {
+	t.Helper()
+	fams, err := tn.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]*dto.MetricFamily, len(fams))
+	for _, f := range fams {
+		out[f.GetName()] = f
+	}
+	return out
+}
+
+func TestRESPIdleTimeoutClosesAnIdleConnection(t *testing.T) {
+	tn := startRESPNode(t, func(c *Config) { c.RESPIdleTimeout = 100 * time.Millisecond })
+	r := dialRaw(t, tn)
+	r.send("PING\r\n")
+	if got := r.reply(); got != "PONG" {
+		t.Fatalf("PING = %q, want PONG", got)
+	}
+	// Then nothing: the server hangs up by itself.
+	b, err := r.rd.ReadByte()
+	if err == nil || !(errors.Is(err, io.EOF) || strings.Contains(err.Error(), "connection reset")) {
+		t.Fatalf("an idle connection with --resp-idle-timeout: read %q, %v; want EOF", b, err)
+	}
+}
+
+func TestRESPIdleTimeoutDoesNotHoldUpShutdown(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RESPAddr = "127.0.0.1:0"
+	cfg.RESPIdleTimeout = time.Hour
+	cfg.ShutdownTimeout = hangBound
+	n, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: n.RESPAddr(), PoolSize: 1, MaxRetries: -1})
+	defer rc.Close()
+	if err := rc.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("PING: %v", err)
+	}
+	// The idle connection's read deadline is an hour away; the drain
+	// must end it anyway, not wait for the shutdown timeout.
+	if err := n.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown with an idle connection and --resp-idle-timeout 1h: %v, want a clean drain", err)
+	}
+}
+
+// replyRecorder records the size of every write the server makes.
+type replyRecorder struct {
+	total, largest, writes int
+}
+
+func (w *replyRecorder) Write(p []byte) (int, error) {
+	w.total += len(p)
+	w.largest = max(w.largest, len(p))
+	w.writes++
+	return len(p), nil
+}
+
+func TestRESPPipelinedLargeRepliesAreWrittenInBoundedPieces(t *testing.T) {
+	tn := startRESPNode(t, nil)
+	rc := redisClient(t, tn, nil)
+	value := bytes.Repeat([]byte("v"), 1<<20)
+	if err := rc.Set(ctxT(t), "big", value, 0).Err(); err != nil {
+		t.Fatalf("SET big: %v", err)
+	}
+	// A client that pipelines many GETs of a 1 MiB value in one go: the
+	// server must not gather the replies before writing them (a client
+	// that never reads would then cost gigabytes); each write carries at
+	// most respReplyBufferSize plus one reply, so when the client stops
+	// reading, the server blocks with that much buffered at most.
+	const gets = 64
+	pipeline := strings.Repeat("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n", gets)
+	var w replyRecorder
+	if err := tn.resp.serveStream(strings.NewReader(pipeline), &w, tn.resp.newSession("test")); err != nil {
+		t.Fatalf("serving the pipeline: %v", err)
+	}
+	if w.total < gets*len(value) {
+		t.Fatalf("the server wrote %d bytes, want the %d replies of %d bytes", w.total, gets, len(value))
+	}
+	// Bounded: the largest write is about one reply, a small fraction of
+	// the pipeline's replies.
+	if ratio := float64(w.largest) / float64(w.total); ratio > 2.0/gets {
+		t.Fatalf("largest write %d bytes of %d in %d writes (ratio %.3f): replies are gathered, want each write at most ~1 reply (ratio <= %.3f)",
+			w.largest, w.total, w.writes, ratio, 2.0/gets)
+	}
+}
+
+func TestRESPMGETRefusesAReplyBeyondItsBound(t *testing.T) {
+	tn := startRESPNode(t, nil)
+	rc := redisClient(t, tn, nil)
+	ctx := ctxT(t)
+	value := strings.Repeat("v", 1000)
+	if err := rc.Set(ctx, "k", value, 0).Err(); err != nil {
+		t.Fatalf("SET k: %v", err)
+	}
+	if err := rc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The test goroutine serves the stream itself, so no connection
+	// goroutine reads maxReply while it changes.
+	tn.resp.maxReply = 10 * int64(len(value))
+	serve := func(keys int) string {
+		t.Helper()
+		cmd := fmt.Sprintf("*%d\r\n$4\r\nMGET\r\n", keys+1) + strings.Repeat("$1\r\nk\r\n", keys)
+		var out bytes.Buffer
+		if err := tn.resp.serveStream(strings.NewReader(cmd), &out, tn.resp.newSession("test")); err != nil {
+			t.Fatalf("MGET of %d keys: %v", keys, err)
+		}
+		return out.String()
+	}
+	if got := serve(10); !strings.HasPrefix(got, "*10\r\n") || strings.Count(got, value) != 10 {
+		t.Fatalf("MGET of 10 × 1000 bytes within a 10000-byte bound = %.80q..., want 10 values", got)
+	}
+	// A million-fold MGET of one key would otherwise gather a million
+	// copies; 1000 are enough to show the refusal.
+	if got := serve(1000); !strings.HasPrefix(got, "-ERR reply too large") {
+		t.Fatalf("MGET of 1000 × 1000 bytes beyond a 10000-byte bound = %.120q, want -ERR reply too large", got)
+	}
+}
+
+func TestRESPIdleReaderKeepsTheDrainDeadline(t *testing.T) {
+	// A connection executing a command when stop runs reads again
+	// afterwards: that read must see stop's past deadline, not push it an
+	// idle timeout away (the drain would wait for the shutdown timeout).
+	a, b := net.Pipe()
+	defer b.Close()
+	var stopping atomic.Bool
+	stopping.Store(true)
+	_ = a.SetReadDeadline(time.Now()) // as stop does
+	r := &idleReader{c: a, idle: time.Hour, stopping: &stopping}
+	unblock := time.AfterFunc(hangBound, func() { _ = a.Close() })
+	defer unblock.Stop()
+	if _, err := r.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a read after stop set its deadline: %v, want the deadline exceeded at once", err)
+	}
+	// While not stopping, the idle deadline is renewed on every read.
+	c, d := net.Pipe()
+	defer c.Close()
+	defer d.Close()
+	_ = c.SetReadDeadline(time.Now())
+	stopping.Store(false)
+	r = &idleReader{c: c, idle: hangBound, stopping: &stopping}
+	go func() { _, _ = d.Write([]byte("x")) }()
+	if n, err := r.Read(make([]byte, 1)); n != 1 || err != nil {
+		t.Fatalf("a read with data waiting and an idle timeout ahead = %d, %v; want 1 byte", n, err)
+	}
+}
