@@ -1,0 +1,119 @@
+package node
+
+import (
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// FuzzParseDatabase: the {n} of /db/{n}/kv/ is accepted exactly when it is
+// plain decimal digits naming one of the databases.
+func FuzzParseDatabase(f *testing.F) {
+	for _, s := range []string{"0", "15", "16", "-1", "+1", "01", "", " 1", "1 ", "99999999999999999999", "0x1"} {
+		f.Add(s, 16)
+	}
+	f.Fuzz(func(t *testing.T, s string, databases int) {
+		if databases < 1 || databases > 256 {
+			return // Config.Validate keeps --databases in 1..256
+		}
+		n, err := parseDatabase(s, databases)
+		digits := s != "" && strings.Trim(s, "0123456789") == ""
+		v, convErr := strconv.Atoi(s)
+		want := digits && convErr == nil && v < databases
+		if (err == nil) != want {
+			t.Fatalf("parseDatabase(%q, %d) = %d, %v; want accepted=%v", s, databases, n, err, want)
+		}
+		if err == nil && n != v {
+			t.Fatalf("parseDatabase(%q) = %d", s, n)
+		}
+	})
+}
+
+// FuzzParseQuorum: an r or w query is one, quorum, all or a positive
+// decimal count, and what it yields is a usable quorum: at least 1, at most
+// N and at most the member count.
+func FuzzParseQuorum(f *testing.F) {
+	for _, s := range []string{"one", "quorum", "all", "1", "2", "3", "0", "-1", "+2", "ONE", "1.0", "", "99999999999999999999"} {
+		f.Add(s, 3, 3)
+	}
+	f.Add("all", 5, 2)
+	f.Fuzz(func(t *testing.T, s string, n, members int) {
+		if n < 1 || n > 255 || members < 1 {
+			return // N comes from the validated config, members from the ring
+		}
+		q, err := parseQuorum("w", s, n, members)
+		if err != nil {
+			return
+		}
+		if q < 1 || q > n || q > members {
+			t.Fatalf("parseQuorum(%q, n=%d, members=%d) = %d, outside 1..min(n, members)", s, n, members, q)
+		}
+		switch s {
+		case "one", "quorum", "all":
+		default:
+			if s == "" || strings.Trim(s, "0123456789") != "" {
+				t.Fatalf("parseQuorum accepted %q", s)
+			}
+		}
+	})
+}
+
+// FuzzBearerToken: the Authorization header admits a client exactly when
+// it is "Bearer <token>" (scheme in any case) with one of the configured
+// tokens; everything else, including a prefix or extension of a token,
+// is refused.
+func FuzzBearerToken(f *testing.F) {
+	for _, h := range []string{"Bearer s3cret", "bearer s3cret", "BEARER other-token", "Bearer s3cre", "Bearer s3cret ",
+		"Bearer  s3cret", "Basic s3cret", "Bearer", "Bearer ", "", "s3cret"} {
+		f.Add(h)
+	}
+	tokens := []string{"s3cret", "other-token"}
+	n := &Node{tokens: hashTokens(tokens)}
+	f.Fuzz(func(t *testing.T, header string) {
+		scheme, token, _ := strings.Cut(header, " ")
+		want := strings.EqualFold(scheme, "Bearer") && (token == tokens[0] || token == tokens[1])
+		if got := n.validToken(header); got != want {
+			t.Fatalf("validToken(%q) = %v, want %v", header, got, want)
+		}
+	})
+}
+
+// FuzzGossipKeys: --gossip-key (a comma-separated list of base64 AES keys)
+// either fails with a message or yields one key per list item, each of an
+// AES key's length and decoding from that item.
+func FuzzGossipKeys(f *testing.F) {
+	k16 := base64.StdEncoding.EncodeToString(make([]byte, 16))
+	k32 := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	for _, s := range []string{k16, k32 + "," + k16, k16 + ", " + k32, k16 + ",", "not base64", base64.StdEncoding.EncodeToString([]byte("short")), ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		keys, err := Config{GossipKey: s}.GossipKeys()
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "--gossip-key: ") {
+				t.Fatalf("error %q does not name the flag", err)
+			}
+			return
+		}
+		if s == "" {
+			if keys != nil {
+				t.Fatalf("empty --gossip-key gave %d keys", len(keys))
+			}
+			return
+		}
+		items := strings.Split(s, ",")
+		if len(keys) != len(items) {
+			t.Fatalf("%d list items gave %d keys", len(items), len(keys))
+		}
+		for i, k := range keys {
+			if l := len(k); l != 16 && l != 24 && l != 32 {
+				t.Fatalf("key %d is %d bytes, not an AES key", i+1, l)
+			}
+			want, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(items[i]))
+			if string(k) != string(want) {
+				t.Fatalf("key %d does not decode from %q", i+1, items[i])
+			}
+		}
+	})
+}

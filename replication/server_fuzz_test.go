@@ -1,0 +1,168 @@
+package replication
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"testing/iotest"
+)
+
+// rpcCalls are the calls Server.serve routes, in the order the fuzz
+// targets below pick them by a byte.
+var rpcCalls = []string{callGet, callMerge, callMergeBatch, callCoordinate, callHint, callAAETree, callAAEKeys, callAAERoots}
+
+// FuzzServeRPC posts arbitrary frames to every node-to-node call of a
+// server over a real store and hash trees, as a peer (or a stranger that
+// got past authentication) would. Whatever the body, the server must not
+// panic and must answer with an RPC frame: on 200 the call's own response
+// frame, otherwise an error frame whose code gives that status; a frame the
+// call's decoder refuses is a bad request, never an internal error.
+func FuzzServeRPC(f *testing.F) {
+	batch, _ := encodeMergeBatchRequest([]Item{{DB: 1, Key: []byte("a"), Set: sampleSet("v")}, {DB: 2, Key: []byte("b")}})
+	keys := encodeAAEKeysRequest(aaeKeysRequest{Partition: 3, Buckets: []int{0, 1, 2}})
+	seeds := map[string][][]byte{
+		callGet:        {encodeGetRequest(getRequest{DB: 1, Key: []byte("a")}), encodeGetRequest(getRequest{DB: 200, Key: []byte("a")})},
+		callMerge:      {encodeMergeRequest(mergeRequest{DB: 1, Key: []byte("a"), Set: sampleSet("v")})},
+		callMergeBatch: {batch},
+		callCoordinate: {encodeCoordinateRequest(sampleWrite())},
+		callHint:       {encodeHintRequest(hintRequest{Owner: "n2", DB: 1, Key: []byte("k"), Set: sampleSet("v")})},
+		callAAETree:    {encodeAAETreeRequest(3), encodeAAETreeRequest(testPartitions)},
+		callAAEKeys:    {keys},
+		callAAERoots:   {encodeAAERootsRequest()},
+	}
+	for i, call := range rpcCalls {
+		for _, b := range seeds[call] {
+			f.Add(byte(i), b)
+		}
+		f.Add(byte(i), []byte{})
+	}
+
+	s, trees := openTreeStore(f, f.TempDir())
+	srv := &Server{
+		Store: s,
+		Trees: trees,
+		Coordinate: func(_ context.Context, w WriteRequest) (WriteResult, error) {
+			if w.W > 3 {
+				return WriteResult{}, &QuorumError{Needed: w.W, Acked: 3}
+			}
+			return WriteResult{Context: w.Context}, nil
+		},
+	}
+	h := srv.Handler()
+	f.Fuzz(func(t *testing.T, which byte, body []byte) {
+		call := rpcCalls[int(which)%len(rpcCalls)]
+		req := httptest.NewRequest(http.MethodPost, PathPrefix+call, bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		out := rec.Body.Bytes()
+		if ct := rec.Header().Get("Content-Type"); ct != contentType {
+			t.Fatalf("%s: Content-Type %q, want %q", call, ct, contentType)
+		}
+		if rec.Code != http.StatusOK {
+			e, err := decodeError(out)
+			if err != nil {
+				t.Fatalf("%s: status %d with a body that is no error frame (%v): %x", call, rec.Code, err, out)
+			}
+			if e.Code.status() != rec.Code {
+				t.Fatalf("%s: status %d for code %s, which maps to %d", call, rec.Code, e.Code, e.Code.status())
+			}
+			if e.Code == CodeInternal {
+				t.Fatalf("%s: internal error for a %d-byte frame: %s", call, len(body), e.Message)
+			}
+			if requestDecodes(call, body) == nil && e.Code == CodeBadRequest && call != callAAEKeys && call != callAAETree {
+				t.Fatalf("%s: a frame its decoder accepts was refused as a bad request: %s", call, e.Message)
+			}
+			return
+		}
+		if err := requestDecodes(call, body); err != nil {
+			t.Fatalf("%s: answered 200 to a frame its decoder refuses (%v)", call, err)
+		}
+		if err := responseDecodes(call, out); err != nil {
+			t.Fatalf("%s: 200 with a body that is not its response frame: %v", call, err)
+		}
+	})
+}
+
+// requestDecodes runs the decoder of call's request frame.
+func requestDecodes(call string, b []byte) error {
+	var err error
+	switch call {
+	case callGet:
+		_, err = decodeGetRequest(b)
+	case callMerge:
+		_, err = decodeMergeRequest(b)
+	case callMergeBatch:
+		_, err = decodeMergeBatchRequest(b)
+	case callCoordinate:
+		_, err = decodeCoordinateRequest(b)
+	case callHint:
+		_, err = decodeHintRequest(b)
+	case callAAETree:
+		_, err = decodeAAETreeRequest(b)
+	case callAAEKeys:
+		_, err = decodeAAEKeysRequest(b)
+	case callAAERoots:
+		err = decodeAAERootsRequest(b)
+	default:
+		err = fmt.Errorf("no call %q", call)
+	}
+	return err
+}
+
+// responseDecodes runs the decoder of call's response frame.
+func responseDecodes(call string, b []byte) error {
+	var err error
+	switch call {
+	case callGet:
+		_, err = decodeGetResponse(b)
+	case callMerge, callMergeBatch, callHint:
+		err = decodeAck(b)
+	case callCoordinate:
+		_, err = decodeCoordinateResult(b)
+	case callAAETree:
+		_, err = decodeAAETreeResponse(b)
+	case callAAEKeys:
+		_, err = decodeAAEKeysResponse(b)
+	case callAAERoots:
+		_, err = decodeAAERootsResponse(b)
+	default:
+		err = fmt.Errorf("no call %q", call)
+	}
+	return err
+}
+
+// FuzzReadBody: the RPC body reader (the first thing a call does with a
+// peer's bytes) returns the body exactly when it is no longer than the
+// limit and, when announced, exactly as long as announced; it never
+// allocates more than the limit for an announced length, and it reads the
+// same through a reader that returns one byte at a time.
+func FuzzReadBody(f *testing.F) {
+	f.Add([]byte("frame"), int64(5), int64(16))
+	f.Add([]byte("frame"), int64(-1), int64(16))
+	f.Add([]byte("frame"), int64(-1), int64(4))
+	f.Add([]byte("frame"), int64(4), int64(16))
+	f.Add([]byte("frame"), int64(6), int64(16))
+	f.Add([]byte{}, int64(1<<62), int64(16))
+	f.Fuzz(func(t *testing.T, body []byte, length, limit int64) {
+		if limit < 0 || limit > 1<<20 {
+			return // limits are constants in the code (MaxFrameBytes)
+		}
+		if length < -1 {
+			length = -1 // net/http reports an unknown length as -1
+		}
+		for _, r := range []io.Reader{bytes.NewReader(body), iotest.OneByteReader(bytes.NewReader(body))} {
+			got, err := readBody(r, length, limit)
+			ok := int64(len(body)) <= limit && (length < 0 || length == int64(len(body)))
+			if ok != (err == nil) {
+				t.Fatalf("readBody(%d bytes, length %d, limit %d): err %v, want ok=%v", len(body), length, limit, err, ok)
+			}
+			if err == nil && !bytes.Equal(got, body) {
+				t.Fatalf("readBody returned %d bytes, want the %d of the body", len(got), len(body))
+			}
+		}
+	})
+}
