@@ -206,7 +206,7 @@ func runDynkv(t *testing.T, env []string, args ...string) (code int, stdout, std
 
 // testClientAuth: over a trusted TLS connection, a request without a token
 // or with a wrong one gets 401, a JSON error and a Bearer challenge on every
-// data and cluster endpoint; /health answers without one.
+// data and cluster endpoint; /health and /ready answer without one.
 func (sc *secureCluster) testClientAuth(t *testing.T) {
 	nd := sc.Nodes[1]
 	hc := nd.HTTPClient() // trusts the CA, adds no token
@@ -261,14 +261,10 @@ func (sc *secureCluster) testClientAuth(t *testing.T) {
 	if st, _, body := send(t, hc, http.MethodGet, nd.URL()+"/health", "", ""); st != http.StatusOK {
 		t.Errorf("GET /health without a token: got %d %q, want 200", st, body)
 	}
-	// SPEC section 3 lists /ready with /health; another change opens it.
-	// Until then it is guarded like the rest: note which, fail on neither.
-	switch st, _, body := send(t, hc, http.MethodGet, nd.URL()+"/ready", "", ""); st {
-	case http.StatusOK:
-	case http.StatusUnauthorized:
-		t.Logf("GET /ready without a token: 401 (still behind --auth-token)")
-	default:
-		t.Errorf("GET /ready without a token: got %d %q, want 200 (or 401 while /ready is guarded)", st, body)
+	// Readiness probes need no secret either (SPEC section 3 lists /ready
+	// with /health).
+	if st, _, body := send(t, hc, http.MethodGet, nd.URL()+"/ready", "", ""); st != http.StatusOK {
+		t.Errorf("GET /ready without a token: got %d %q, want 200", st, body)
 	}
 }
 
@@ -345,14 +341,14 @@ func (sc *secureCluster) testStrangerRPC(t *testing.T) {
 		tls       *tls.Config
 		handshake bool // the node may refuse it in the TLS handshake
 	}{
-		{"certificate from a stranger CA", sc.pki.TLSWith(sc.pki.Stranger), true},
-		{"no client certificate", sc.pki.ClientTLS(), false},
+		{"with a certificate from a stranger CA", sc.pki.TLSWith(sc.pki.Stranger), true},
+		{"without a client certificate", sc.pki.ClientTLS(), false},
 	}
 	// One handshake by hand shows the node's own refusal (a TLS alert) of
 	// the stranger's certificate, which the HTTP/2 transport may report
 	// in other words.
 	if err := tlsRefusal(nd.Addr(), cases[0].tls); err != nil {
-		t.Errorf("handshake with a %s: %v", cases[0].name, err)
+		t.Errorf("handshake %s: %v", cases[0].name, err)
 	}
 	for i, tc := range cases {
 		key := fmt.Sprintf("tls/forged-%d", i)
@@ -364,7 +360,7 @@ func (sc *secureCluster) testStrangerRPC(t *testing.T) {
 		rc.Close()
 		switch {
 		case err == nil:
-			t.Errorf("merge of %q with a %s and a valid token: accepted, want refused", key, tc.name)
+			t.Errorf("merge of %q %s and with a valid token: accepted, want refused", key, tc.name)
 		case errors.Is(err, replication.ErrUnauthorized):
 			t.Logf("%s: refused with 401: %v", tc.name, err)
 		case tc.handshake:
@@ -373,10 +369,10 @@ func (sc *secureCluster) testStrangerRPC(t *testing.T) {
 			// a broken pipe); tlsRefusal above checked the refusal itself.
 			t.Logf("%s: refused in the handshake: %v", tc.name, err)
 		default:
-			t.Errorf("merge of %q with a %s: %v, want 401 (ErrUnauthorized)", key, tc.name, err)
+			t.Errorf("merge of %q %s: %v, want 401 (ErrUnauthorized)", key, tc.name, err)
 		}
 		if l, err := nd.LocalGet(0, key); err != nil || l.Found {
-			t.Errorf("local copy of %q on %s after the %s's merge: %+v, %v; want none", key, nd.ID(), tc.name, l, err)
+			t.Errorf("local copy of %q on %s after the merge %s: %+v, %v; want none", key, nd.ID(), tc.name, l, err)
 		}
 	}
 }
