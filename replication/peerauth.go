@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -52,7 +54,33 @@ var ErrPeerAuth = errors.New("replication: node-to-node authentication failed")
 // key added everywhere, then made first, then the old one dropped), the
 // same order as the gossip keyring. Safe for concurrent use; immutable.
 type PeerKeys struct {
-	keys [][sha256.Size]byte
+	keys []*macKey
+}
+
+// macKey is one derived MAC key with a pool of keyed HMACs: hmac.New
+// costs more than a small request's MAC, and a reset HMAC restores its
+// keyed state without rehashing the key.
+type macKey struct {
+	pool sync.Pool // of hash.Hash
+}
+
+func newMACKey(key []byte) *macKey {
+	k := &macKey{}
+	k.pool.New = func() any { return hmac.New(sha256.New, key) }
+	return k
+}
+
+// sum returns the HMAC of the concatenated parts.
+func (k *macKey) sum(parts ...[]byte) [sha256.Size]byte {
+	m := k.pool.Get().(hash.Hash)
+	m.Reset()
+	for _, p := range parts {
+		m.Write(p)
+	}
+	var out [sha256.Size]byte
+	m.Sum(out[:0])
+	k.pool.Put(m)
+	return out
 }
 
 // NewPeerKeys derives one MAC key per secret as HMAC-SHA256(secret,
@@ -62,14 +90,12 @@ func NewPeerKeys(secrets [][]byte) (*PeerKeys, error) {
 	if len(secrets) == 0 {
 		return nil, nil
 	}
-	k := &PeerKeys{keys: make([][sha256.Size]byte, len(secrets))}
+	k := &PeerKeys{}
 	for i, s := range secrets {
 		if len(s) == 0 {
 			return nil, fmt.Errorf("replication: node-to-node secret %d of %d is empty", i+1, len(secrets))
 		}
-		m := hmac.New(sha256.New, s)
-		m.Write([]byte(peerKeyLabel))
-		m.Sum(k.keys[i][:0])
+		k.keys = append(k.keys, newMACKey(deriveMACKey(s)))
 	}
 	return k, nil
 }
@@ -83,7 +109,7 @@ func (k *PeerKeys) Sign(req *http.Request, body []byte, now time.Time) error {
 		return fmt.Errorf("replication: signing request: %w", err)
 	}
 	a := peerAuth{unix: now.Unix(), nonce: nonce}
-	key := k.keys[0][:]
+	key := k.keys[0]
 	a.headerMAC = headerMAC(key, req.Method, req.URL.Path, a.unix, int64(len(body)), a.nonce)
 	a.bodyMAC = bodyMAC(key, a.headerMAC, body)
 	req.Header[PeerAuthHeader] = []string{a.String()}
@@ -93,7 +119,7 @@ func (k *PeerKeys) Sign(req *http.Request, body []byte, now time.Time) error {
 // PeerSignature is a request whose header MAC was verified; its body is
 // still to be checked with VerifyBody.
 type PeerSignature struct {
-	key  []byte
+	key  *macKey
 	auth peerAuth
 }
 
@@ -114,11 +140,11 @@ func (k *PeerKeys) VerifyHeader(r *http.Request, now time.Time) (PeerSignature, 
 	}
 	// The MAC first: the clock message below may only be shown to a
 	// caller that holds the key.
-	var key []byte
-	for i := range k.keys {
-		want := headerMAC(k.keys[i][:], r.Method, r.URL.Path, a.unix, r.ContentLength, a.nonce)
+	var key *macKey
+	for _, kk := range k.keys {
+		want := headerMAC(kk, r.Method, r.URL.Path, a.unix, r.ContentLength, a.nonce)
 		if hmac.Equal(want[:], a.headerMAC[:]) {
-			key = k.keys[i][:]
+			key = kk
 			break
 		}
 	}
@@ -214,11 +240,17 @@ func parsePeerAuth(s string) (peerAuth, error) {
 	return a, nil
 }
 
+// deriveMACKey is HMAC-SHA256(secret, peerKeyLabel).
+func deriveMACKey(secret []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(peerKeyLabel))
+	return m.Sum(nil)
+}
+
 // headerMAC authenticates what the server knows before reading the body.
 // Fields are newline-separated; method and path cannot contain a newline
 // (HTTP forbids it), so the encoding is unambiguous.
-func headerMAC(key []byte, method, path string, unix, length int64, nonce [peerNonceBytes]byte) [sha256.Size]byte {
-	m := hmac.New(sha256.New, key)
+func headerMAC(key *macKey, method, path string, unix, length int64, nonce [peerNonceBytes]byte) [sha256.Size]byte {
 	b := make([]byte, 0, 128)
 	b = append(b, "dynkv-rpc-header "+peerAuthVersion+"\n"...)
 	b = append(b, method...)
@@ -230,20 +262,13 @@ func headerMAC(key []byte, method, path string, unix, length int64, nonce [peerN
 	b = strconv.AppendInt(b, length, 10)
 	b = append(b, '\n')
 	b = append(b, nonce[:]...)
-	m.Write(b)
-	var out [sha256.Size]byte
-	m.Sum(out[:0])
-	return out
+	return key.sum(b)
 }
+
+var bodyLabel = []byte("dynkv-rpc-body " + peerAuthVersion + "\n")
 
 // bodyMAC chains the body to its header MAC, so a body cannot be moved
 // under another request's header.
-func bodyMAC(key []byte, header [sha256.Size]byte, body []byte) [sha256.Size]byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte("dynkv-rpc-body " + peerAuthVersion + "\n"))
-	m.Write(header[:])
-	m.Write(body)
-	var out [sha256.Size]byte
-	m.Sum(out[:0])
-	return out
+func bodyMAC(key *macKey, header [sha256.Size]byte, body []byte) [sha256.Size]byte {
+	return key.sum(bodyLabel, header[:], body)
 }

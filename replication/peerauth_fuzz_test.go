@@ -21,8 +21,8 @@ func FuzzPeerAuthHeader(f *testing.F) {
 	// A fixed nonce: every fuzz worker process must compute the same
 	// genuine header.
 	a := peerAuth{unix: now.Unix(), nonce: [peerNonceBytes]byte{1, 2, 3}}
-	a.headerMAC = headerMAC(k.keys[0][:], http.MethodPost, PathPrefix+callMerge, a.unix, int64(len("frame")), a.nonce)
-	a.bodyMAC = bodyMAC(k.keys[0][:], a.headerMAC, []byte("frame"))
+	a.headerMAC = headerMAC(k.keys[0], http.MethodPost, PathPrefix+callMerge, a.unix, int64(len("frame")), a.nonce)
+	a.bodyMAC = bodyMAC(k.keys[0], a.headerMAC, []byte("frame"))
 	good := a.String()
 	for _, seed := range []string{
 		good,

@@ -99,8 +99,9 @@ func TestPeerSignatureRefusesForgeriesAndTampering(t *testing.T) {
 		{"the secret used directly as the MAC key", func() (*http.Request, []byte) {
 			r := signedRequest(t, k, body, now)
 			a, _ := parsePeerAuth(r.Header.Get(PeerAuthHeader))
-			a.headerMAC = headerMAC(secretOld, r.Method, r.URL.Path, a.unix, int64(len(body)), a.nonce)
-			a.bodyMAC = bodyMAC(secretOld, a.headerMAC, body)
+			raw := newMACKey(secretOld)
+			a.headerMAC = headerMAC(raw, r.Method, r.URL.Path, a.unix, int64(len(body)), a.nonce)
+			a.bodyMAC = bodyMAC(raw, a.headerMAC, body)
 			r.Header.Set(PeerAuthHeader, a.String())
 			return r, body
 		}, "matches none"},
