@@ -23,12 +23,13 @@ const (
 	// closing a socket with unread input sends a reset, which may
 	// destroy the 429 before the client has read it.
 	refuseLinger = 500 * time.Millisecond
-	// refuseDrainBytes is the most a refused connection is drained of.
-	refuseDrainBytes = 64 << 10
+	// refuseDrainBytes is the most a refused connection is drained of, as
+	// much as net/http drains of a body its handler left unread.
+	refuseDrainBytes = 256 << 10
 	// maxRefusing bounds the refused connections being answered at
 	// once; beyond it they are closed at once, without a 429, so that a
 	// flood cannot grow goroutines or sockets without bound.
-	maxRefusing = 256
+	maxRefusing = 1024
 	// refuseLogEvery rate-limits the warning about refused connections.
 	refuseLogEvery = 10 * time.Second
 )
