@@ -48,10 +48,21 @@ while read -r pkg name; do
 		continue
 	fi
 	echo "=== $pkg $name: fuzzing for $fuzztime"
-	if ! go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" -parallel=1 "$pkg"; then
-		failed+=("$pkg $name")
-		continue
+	log="$(mktemp)"
+	if ! go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" -parallel=1 "$pkg" 2>&1 | tee "$log"; then
+		# Go 1.26's fuzz coordinator can report the end of -fuzztime
+		# itself as a failure, "context deadline exceeded" with no input
+		# written (golang/go#75804, fixed in Go 1.27). That is no bug
+		# in the target: keep what it found.
+		if grep -q '^    context deadline exceeded$' "$log" && ! grep -q 'Failing input written' "$log"; then
+			echo "=== $pkg $name: ignoring the fuzztime deadline race (golang/go#75804)"
+		else
+			failed+=("$pkg $name")
+			rm -f "$log"
+			continue
+		fi
 	fi
+	rm -f "$log"
 	dir="$(go list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$name"
 	found="$cache/$pkg/$name"
 	mkdir -p "$dir"
