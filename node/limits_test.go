@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -360,5 +361,73 @@ func TestRESPIdleReaderKeepsTheDrainDeadline(t *testing.T) {
 	go func() { _, _ = d.Write([]byte("x")) }()
 	if n, err := r.Read(make([]byte, 1)); n != 1 || err != nil {
 		t.Fatalf("a read with data waiting and an idle timeout ahead = %d, %v; want 1 byte", n, err)
+	}
+}
+
+func TestTLSConnectionsBeyondTheLimitAreClosedBeforeTheHandshake(t *testing.T) {
+	pki := newTestPKI(t)
+	cfg := testConfig(t)
+	cfg.TLSCert, cfg.TLSKey = pki.certFile, pki.keyFile
+	cfg.HTTPMaxConns = 1
+	tn := startNode(t, &cfg, nil)
+	dial := func() (*tls.Conn, error) {
+		d := &net.Dialer{Timeout: hangBound}
+		c, err := tls.DialWithDialer(d, "tcp", tn.Addr(), &tls.Config{RootCAs: pki.pool, NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			return nil, err
+		}
+		_ = c.SetDeadline(time.Now().Add(hangBound))
+		return c, nil
+	}
+	get := func(c *tls.Conn) (int, error) {
+		if _, err := io.WriteString(c, "GET /health HTTP/1.1\r\nHost: dynkv\r\n\r\n"); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+
+	first, err := dial()
+	if err != nil {
+		t.Fatalf("the one TLS connection within the limit: %v", err)
+	}
+	defer first.Close()
+	if code, err := get(first); err != nil || code != http.StatusOK {
+		t.Fatalf("GET /health on it = %d, %v; want 200", code, err)
+	}
+	// A 429 cannot be written in plain text on a TLS port: the second
+	// connection is closed, and its handshake fails.
+	if c, err := dial(); err == nil {
+		code, gerr := get(c)
+		c.Close()
+		t.Fatalf("a TLS connection beyond --http-max-conns 1 completed its handshake (then GET = %d, %v); want it closed", code, gerr)
+	}
+	if code, err := get(first); err != nil || code != http.StatusOK {
+		t.Fatalf("the connection within the limit after the refusal: %d, %v; want 200", code, err)
+	}
+	if v := value(sample(t, gatherMetrics(t, tn), "dynkv_http_connections_refused_total", nil)); v != 1 {
+		t.Errorf("dynkv_http_connections_refused_total = %v, want 1", v)
+	}
+	// Once it closes, a new one is admitted (when the server has seen
+	// the close: a bounded retry).
+	first.Close()
+	for attempt := 0; ; attempt++ {
+		c, err := dial()
+		if err == nil {
+			code, err := get(c)
+			c.Close()
+			if err != nil || code != http.StatusOK {
+				t.Fatalf("a TLS connection after the first closed: GET = %d, %v; want 200", code, err)
+			}
+			break
+		}
+		if attempt == 200 {
+			t.Fatalf("no TLS connection admitted after the first closed: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
