@@ -154,8 +154,8 @@ type Config struct {
 	// them are not admitted. The first key encrypts what this node sends;
 	// every key in the list decrypts what it receives, which is how keys
 	// are rotated by rolling restarts (docs/operations.md). The keys are
-	// also the cluster secret that signs node-to-node RPC (HMAC) when
-	// TLS does not authenticate peers.
+	// also the cluster secret that signs node-to-node RPC (HMAC,
+	// peerauth.go), with or without mutual TLS.
 	GossipKey string
 
 	// TLSCert and TLSKey are PEM files (--tls-cert, --tls-key). When both
