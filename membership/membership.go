@@ -439,9 +439,19 @@ func (m *Membership) pushLargeState() {
 	}
 	var peers []*memberlist.Node
 	for _, n := range ml.Members() {
-		if n.Name != m.cfg.NodeID {
-			peers = append(peers, n)
+		if n.Name == m.cfg.NodeID {
+			continue
 		}
+		// memberlist rewrites its Node structs (address, port) under a
+		// lock Members does not leave to the caller, so read only the
+		// name, which never changes, and dial the ring state's address.
+		mb, ok := m.Member(n.Name)
+		host, port, err := splitHostPort(mb.GossipAddr)
+		ip := net.ParseIP(host)
+		if !ok || err != nil || ip == nil {
+			continue
+		}
+		peers = append(peers, &memberlist.Node{Name: n.Name, Addr: ip, Port: uint16(port)})
 	}
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	msg := m.State().Encode()
