@@ -265,3 +265,97 @@ func checkHintsAndAAE(t *testing.T, c *testnode.Cluster) {
 		t.Errorf("anti-entropy moved %d keys, want at least the %d whose hints were wiped", moved, keys/2)
 	}
 }
+
+// TestGossipKeyRotatesAcrossARunningCluster rotates the gossip key of a
+// running three-node cluster from A to B by the three rolling restarts of
+// docs/operations.md ("A,B", "B,A", "B" on every node in turn). After each
+// restart every node sees every other alive on one ring, and a write at
+// W=3 coordinated by the next node succeeds, so signed RPC crosses the
+// mixed keys too. At the end a call signed with A alone is refused.
+func TestGossipKeyRotatesAcrossARunningCluster(t *testing.T) {
+	keyA, keyB := randomSecret(t, 32), randomSecret(t, 32)
+	c := testnode.Start(t, 3, testnode.Options{Args: []string{
+		"--replicas", "3", "--write-quorum", "3", "--read-quorum", "2", "--gossip-key", keyA,
+	}})
+	allAlive := func(s map[string]testnode.Status) error {
+		if err := testnode.Agreed(s, c.IDs()); err != nil {
+			return err
+		}
+		for id, st := range s {
+			for _, m := range st.Members {
+				if m.State != testnode.StateAlive {
+					return fmt.Errorf("node %s sees %s %s", id, m.ID, m.State)
+				}
+			}
+		}
+		return nil
+	}
+	start := time.Now()
+	writes := 0
+	for _, step := range []string{keyA + "," + keyB, keyB + "," + keyA, keyB} {
+		for i, nd := range c.Nodes {
+			nd.Stop()
+			nd.SetArgs(withFlag(nd.Args(), "--gossip-key", step))
+			nd.Restart()
+			c.WaitStatus(30*time.Second, nil, allAlive)
+			// The restarted node's peers may take a probe to mark it
+			// alive again; a W=3 write needs all three.
+			next := c.Nodes[(i+1)%len(c.Nodes)]
+			key := fmt.Sprintf("rotate/%d", writes)
+			writes++
+			putW3(t, next, key, 10*time.Second)
+		}
+	}
+	t.Logf("rotated A -> B in 9 restarts, %.1fs, %d writes at W=3 in between", time.Since(start).Seconds(), writes)
+
+	call := captureMerge(t, "rotate/old-key")
+	raw, _ := base64.StdEncoding.DecodeString(keyA)
+	old, err := replication.NewPeerKeys([][]byte{raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := c.Nodes[0]
+	req, _ := http.NewRequest(http.MethodPost, nd.URL()+call.path, bytes.NewReader(call.body))
+	if err := old.Sign(req, call.body, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := nd.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a merge signed with the rotated-out key = %d %q, want 401", resp.StatusCode, body)
+	}
+}
+
+// withFlag returns args with flag's value set to value (appended when
+// absent).
+func withFlag(args []string, flag, value string) []string {
+	out := slices.Clone(args)
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] == flag {
+			out[i+1] = value
+			return out
+		}
+	}
+	return append(out, flag, value)
+}
+
+// putW3 writes key at W=3 through nd, retrying a 503 until within passes:
+// right after a restart a peer may not yet have seen the node alive.
+func putW3(t *testing.T, nd *testnode.Node, key string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r, err := nd.Put(key, []byte("v"), testnode.KV{W: 3})
+		if err == nil && r.Status == http.StatusNoContent {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PUT %s at W=3 via %s: %v %s", key, nd.ID(), err, r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
