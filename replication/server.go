@@ -81,7 +81,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.Authorize != nil && !s.Authorize(r) {
-		s.fail(w, call, 0, errorFrame{Code: CodeUnauthorized, Message: "missing or invalid bearer token", Index: -1})
+		s.fail(w, call, 0, errorFrame{Code: CodeUnauthorized, Message: "not a cluster member: no client certificate issued by the --tls-ca, or no valid bearer token", Index: -1})
 		return
 	}
 	var sig PeerSignature
