@@ -67,6 +67,10 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		TLS:       n.peerTLS,
 		AuthToken: n.peerToken(),
 		PeerKeys:  peerKeys,
+		// Peers run with the same --http2-max-streams: a call beyond
+		// their stream limit waits for a slot here instead of in Go's
+		// HTTP/2 client (see replication.ClientConfig.MaxCallsPerPeer).
+		MaxCallsPerPeer: n.cfg.HTTP2MaxStreams,
 	})
 	ccfg := coordinator.Config{
 		N:              n.cfg.Replicas,

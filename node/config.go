@@ -206,7 +206,9 @@ type Config struct {
 	// and closed.
 	HTTPMaxConns int
 	// HTTP2MaxStreams bounds the concurrent requests (streams) of one
-	// HTTP/2 connection (--http2-max-streams), peers' RPC included.
+	// HTTP/2 connection (--http2-max-streams), peers' RPC included. It is
+	// also the most calls this node has in flight to one peer, so every
+	// member should use the same value.
 	HTTP2MaxStreams int
 	// RESPIdleTimeout closes a Redis-protocol connection idle this long
 	// (--resp-idle-timeout); 0 never does, as Redis's "timeout 0".

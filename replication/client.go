@@ -23,6 +23,9 @@ const (
 	DefaultBackoff     = 20 * time.Millisecond
 	DefaultMaxBackoff  = 500 * time.Millisecond
 	DefaultDialTimeout = time.Second
+	// DefaultMaxCallsPerPeer stays below the 250 streams a Go HTTP/2
+	// server allows a connection by default.
+	DefaultMaxCallsPerPeer = 200
 )
 
 // ClientConfig configures a Client. The zero value works: h2c, no token,
@@ -53,6 +56,14 @@ type ClientConfig struct {
 	PeerKeys *PeerKeys
 	// MaxResponseBytes bounds a response body; default MaxFrameBytes.
 	MaxResponseBytes int64
+	// MaxCallsPerPeer bounds the calls in flight to one peer; more wait
+	// for a slot (within their deadline). Keep it below the peers' HTTP/2
+	// stream limit (node: --http2-max-streams): Go's HTTP/2 client in
+	// strict mode stalls calls that wait for a stream slot of the shared
+	// connection (measured with Go 1.26.8: 300 callers against a 20-stream
+	// server, 6,566 of 9,000 calls ran into their deadline), so they wait
+	// here instead. Default DefaultMaxCallsPerPeer.
+	MaxCallsPerPeer int
 }
 
 func (c ClientConfig) withDefaults() ClientConfig {
@@ -76,6 +87,9 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	if c.MaxResponseBytes <= 0 {
 		c.MaxResponseBytes = MaxFrameBytes
 	}
+	if c.MaxCallsPerPeer <= 0 {
+		c.MaxCallsPerPeer = DefaultMaxCallsPerPeer
+	}
 	return c
 }
 
@@ -90,6 +104,9 @@ type Client struct {
 
 	urlsMu sync.RWMutex
 	urls   map[string]*[4]string // addr -> URL per call, built once
+
+	slotsMu sync.Mutex
+	slots   map[string]chan struct{} // addr -> a token per call in flight
 }
 
 // NewClient returns a client for cfg. Close releases its connections.
@@ -133,11 +150,24 @@ func NewClient(cfg ClientConfig) *Client {
 		http:      &http.Client{Transport: t},
 		scheme:    scheme,
 		urls:      make(map[string]*[4]string),
+		slots:     make(map[string]chan struct{}),
 	}
 	if cfg.AuthToken != "" {
 		c.auth = "Bearer " + cfg.AuthToken
 	}
 	return c
+}
+
+// peerSlots is the semaphore of calls in flight to addr.
+func (c *Client) peerSlots(addr string) chan struct{} {
+	c.slotsMu.Lock()
+	defer c.slotsMu.Unlock()
+	s := c.slots[addr]
+	if s == nil {
+		s = make(chan struct{}, c.cfg.MaxCallsPerPeer)
+		c.slots[addr] = s
+	}
+	return s
 }
 
 // Close closes the idle connections; calls in flight finish.
@@ -252,6 +282,16 @@ func (c *Client) call(ctx context.Context, addr string, i int, body []byte, idem
 // attempt makes one request; retry says whether the failure is worth
 // another attempt of an idempotent call.
 func (c *Client) attempt(ctx context.Context, addr, name, url string, body []byte) ([]byte, bool, error) {
+	slots := c.peerSlots(addr)
+	select {
+	case slots <- struct{}{}:
+		// Released after the response body is read and closed (the
+		// deferred Close below runs first), when the stream is done.
+		defer func() { <-slots }()
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("replication: %s at %s: waiting for one of %d call slots: %w",
+			name, addr, cap(slots), context.Cause(ctx))
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, false, fmt.Errorf("replication: %s at %s: %w", name, addr, err)

@@ -12,14 +12,14 @@ import (
 	"github.com/dynkv/dynkv/wal"
 )
 
-func benchSet(b *testing.B) vclock.Set {
+func benchSet(b testing.TB) vclock.Set {
 	s, _ := vclock.Set{}.Update("node-a", vclock.Context{}, vclock.Sibling{
 		Value: make([]byte, 100), ContentType: "application/octet-stream", LastModified: time.Now().UnixNano(),
 	})
 	return s
 }
 
-func benchStore(b *testing.B, sync wal.SyncPolicy) *store.Store {
+func benchStore(b testing.TB, sync wal.SyncPolicy) *store.Store {
 	st, err := store.Open(store.Options{Dir: b.TempDir(), Sync: sync, MinFreeBytes: 1})
 	if err != nil {
 		b.Fatal(err)

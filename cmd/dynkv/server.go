@@ -66,7 +66,7 @@ func serverCommand(cfg *node.Config) *command {
 	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", cfg.HTTPIdleTimeout, "how long an idle keep-alive HTTP connection is kept open")
 	fs.Var(byteSize[int]{&cfg.HTTPMaxHeaderBytes}, "http-max-header-bytes", "largest request header the HTTP port reads, in `bytes` (units allowed: 64KiB)")
 	fs.IntVar(&cfg.HTTPMaxConns, "http-max-conns", cfg.HTTPMaxConns, "open HTTP connections at most, clients and peers together; one more gets 429 and is closed")
-	fs.IntVar(&cfg.HTTP2MaxStreams, "http2-max-streams", cfg.HTTP2MaxStreams, "concurrent requests on one HTTP/2 connection, node-to-node RPC included")
+	fs.IntVar(&cfg.HTTP2MaxStreams, "http2-max-streams", cfg.HTTP2MaxStreams, "concurrent requests on one HTTP/2 connection, node-to-node RPC included; also the most calls in flight to one peer (the same on every member)")
 	fs.DurationVar(&cfg.RESPIdleTimeout, "resp-idle-timeout", cfg.RESPIdleTimeout, "close a Redis-protocol connection idle this long; 0 keeps it open (Redis's timeout 0)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long shutdown waits for in-flight requests")
 	fs.DurationVar(&cfg.ReclaimInterval, "reclaim-interval", cfg.ReclaimInterval, "how often expired values and old tombstones are dropped")
