@@ -479,8 +479,16 @@ func (sc *secureCluster) testHints(t *testing.T) {
 	} else {
 		t.Logf("every write on the restarted %s %v after its restart: %s", n2.ID(), took.Round(time.Millisecond), fmtHist(hist))
 	}
-	delivered := fetchHintStatus(t, n0).Hints.Delivered + fetchHintStatus(t, n1).Hints.Delivered
-	if delivered < keys {
+	// The data can land before the sender counts the delivery (it counts
+	// once the call returns): poll the counters for a while.
+	var delivered uint64
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		delivered = fetchHintStatus(t, n0).Hints.Delivered + fetchHintStatus(t, n1).Hints.Delivered
+		if delivered >= uint64(keys) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if delivered < uint64(keys) {
 		t.Errorf("hints delivered by %s and %s: %d, want at least %d (one per write)", n0.ID(), n1.ID(), delivered, keys)
 	}
 }
