@@ -169,9 +169,10 @@ type Config struct {
 	TLSCA string
 
 	// AuthTokens are the accepted client bearer tokens (--auth-token, comma
-	// separated on the command line). When any is set, every request except
-	// GET /health needs `Authorization: Bearer <token>`. Later also the
-	// Redis AUTH password.
+	// separated on the command line). When any is set, every HTTP request
+	// except /health and /ready needs `Authorization: Bearer <token>`, and
+	// every Redis command except AUTH, HELLO and QUIT needs AUTH with one
+	// of them.
 	AuthTokens []string
 
 	// MinFreeBytes is the free space below which the store refuses writes
