@@ -340,6 +340,11 @@ func DecodeState(b []byte) (State, error) {
 	}
 	for i := 0; i < n && d.err == nil; i++ {
 		id := d.string()
+		if d.err == nil && id == "" {
+			// No node has an empty --id; a state naming one is damaged
+			// and would route keys to nobody.
+			d.fail("committed member %d has an empty id", i)
+		}
 		if d.err == nil && i > 0 && id <= s.Committed.Members[i-1] {
 			d.fail("committed members not sorted and distinct at %d", i)
 		}
@@ -355,6 +360,9 @@ func DecodeState(b []byte) (State, error) {
 		m.GossipAddr = d.string()
 		m.HTTPAddr = d.string()
 		m.Status = Status(d.byte())
+		if d.err == nil && m.ID == "" {
+			d.fail("member %d has an empty id", i)
+		}
 		if d.err == nil && (m.Status < StatusJoining || m.Status > StatusRemoved) {
 			d.fail("member %q: unknown status %d", m.ID, m.Status)
 		}

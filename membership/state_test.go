@@ -201,15 +201,17 @@ func TestStateEncodingRoundTrips(t *testing.T) {
 func TestDecodeStateRejectsMalformed(t *testing.T) {
 	good := threeNodeJoin().Encode()
 	cases := map[string][]byte{
-		"empty":         nil,
-		"bad version":   append([]byte{9}, good[1:]...),
-		"truncated":     good[:len(good)-1],
-		"trailing":      append(slices.Clone(good), 0),
-		"zero parts":    {stateVersion, 0, 0, 0, 0},
-		"huge list":     {stateVersion, 8, 0, 0xff, 0xff, 0x03},
-		"non-minimal":   {stateVersion, 0x88, 0x00, 0, 0, 0},
-		"unsorted":      State{Partitions: 8, Committed: Committed{Epoch: 1, Members: []string{"b", "a"}}}.Encode(),
-		"unknown state": State{Partitions: 8, Members: []Member{{ID: "a", Status: 9}}}.Encode(),
+		"empty":              nil,
+		"bad version":        append([]byte{9}, good[1:]...),
+		"truncated":          good[:len(good)-1],
+		"trailing":           append(slices.Clone(good), 0),
+		"zero parts":         {stateVersion, 0, 0, 0, 0},
+		"huge list":          {stateVersion, 8, 0, 0xff, 0xff, 0x03},
+		"non-minimal":        {stateVersion, 0x88, 0x00, 0, 0, 0},
+		"unsorted":           State{Partitions: 8, Committed: Committed{Epoch: 1, Members: []string{"b", "a"}}}.Encode(),
+		"unknown state":      State{Partitions: 8, Members: []Member{{ID: "a", Status: 9}}}.Encode(),
+		"empty committed id": State{Partitions: 8, Committed: Committed{Epoch: 1, Members: []string{""}}}.Encode(),
+		"empty member id":    State{Partitions: 8, Members: []Member{{ID: "", Status: StatusValid}}}.Encode(),
 	}
 	for name, b := range cases {
 		if _, err := DecodeState(b); !errors.Is(err, ErrMalformed) {
