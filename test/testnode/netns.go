@@ -163,8 +163,11 @@ func (ns *Namespaces) remove() error {
 		errs = append(errs, err)
 	}
 	// Normally gone with its peer; left over only if the hub never got it.
+	// The kernel tears a deleted namespace down in the background, so the
+	// link may vanish between the check and the delete: only a link that
+	// is still there afterwards is an error.
 	if linkExists(ns.rootLink()) {
-		if err := runCmd(nil, "ip", "link", "del", ns.rootLink()); err != nil {
+		if err := runCmd(nil, "ip", "link", "del", ns.rootLink()); err != nil && linkExists(ns.rootLink()) {
 			errs = append(errs, err)
 		}
 	}
