@@ -82,13 +82,13 @@ func TestGarbageOnEverySocketLeavesTheClusterWhole(t *testing.T) {
 				// A frame that claims a huge length.
 				copy(p[1:], []byte{0xff, 0xff, 0xff, 0x7f})
 			}
-			sendAndClose(t, nd.GossipAddr(), p)
+			testnode.SendAndClose(t, nd.GossipAddr(), p, 200*time.Millisecond)
 			sent.tcp++
 		}
 		// The HTTP port as raw TCP, and as HTTP/2 (prior knowledge) with
 		// junk after the preface and after a valid SETTINGS frame.
 		for range 10 {
-			sendAndClose(t, nd.Addr(), junk(8192))
+			testnode.SendAndClose(t, nd.Addr(), junk(8192), 200*time.Millisecond)
 			sent.http++
 		}
 		preface := []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
@@ -98,7 +98,7 @@ func TestGarbageOnEverySocketLeavesTheClusterWhole(t *testing.T) {
 			if i%2 == 1 {
 				p = append(p, settings...)
 			}
-			sendAndClose(t, nd.Addr(), append(p, junk(4096)...))
+			testnode.SendAndClose(t, nd.Addr(), append(p, junk(4096)...), 200*time.Millisecond)
 			sent.h2++
 		}
 		// Every RPC call with junk frames: each must be refused with a
@@ -137,7 +137,7 @@ func TestGarbageOnEverySocketLeavesTheClusterWhole(t *testing.T) {
 		case 3:
 			p = append([]byte("*2\r\n$3\r\nGET\r\n$-5\r\n"), p...)
 		}
-		sendAndClose(t, respAddr, p)
+		testnode.SendAndClose(t, respAddr, p, 200*time.Millisecond)
 		sent.resp++
 	}
 	t.Logf("garbage sent: %d UDP gossip packets, %d TCP gossip streams, %d raw HTTP, %d HTTP/2, %d RPC calls, %d Redis streams",
@@ -179,19 +179,4 @@ func TestGarbageOnEverySocketLeavesTheClusterWhole(t *testing.T) {
 			t.Errorf("node %s exited after the garbage", nd.ID())
 		}
 	}
-}
-
-// sendAndClose writes b to addr, waits briefly for whatever the server
-// answers, and hangs up.
-func sendAndClose(t *testing.T, addr string, b []byte) {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dialing %s: %v (the node should still be listening)", addr, err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	_, _ = conn.Write(b) // the server may hang up early; that is fine
-	buf := make([]byte, 512)
-	_, _ = conn.Read(buf)
 }

@@ -12,7 +12,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -162,46 +161,24 @@ func (sc *secureCluster) testRoundTrip(t *testing.T) {
 func (sc *secureCluster) testCLI(t *testing.T) {
 	n0, n2 := sc.Nodes[0], sc.Nodes[2]
 	flags := []string{"--addr", n0.URL(), "--tls-ca", sc.pki.CA, "--auth-token", sc.token}
-	if code, out, errOut := runDynkv(t, nil, append([]string{"put", "tls/cli", "from the cli"}, flags...)...); code != 0 {
+	if code, out, errOut := testnode.RunCLI(t, nil, "", append([]string{"put", "tls/cli", "from the cli"}, flags...)...); code != 0 {
 		t.Fatalf("dynkv put over https: exit %d, stdout %q, stderr %q, want 0", code, out, errOut)
 	}
-	if code, out, errOut := runDynkv(t, nil, append([]string{"get", "tls/cli"}, flags...)...); code != 0 || strings.TrimRight(out, "\n") != "from the cli" {
+	if code, out, errOut := testnode.RunCLI(t, nil, "", append([]string{"get", "tls/cli"}, flags...)...); code != 0 || strings.TrimRight(out, "\n") != "from the cli" {
 		t.Fatalf("dynkv get over https: exit %d, stdout %q, stderr %q, want 0 and the value", code, out, errOut)
 	}
 	env := []string{"DYNKV_ADDR=" + n2.URL(), "DYNKV_TLS_CA=" + sc.pki.CA, "DYNKV_AUTH_TOKEN=" + sc.token}
-	if code, out, errOut := runDynkv(t, env, "get", "tls/cli"); code != 0 || strings.TrimRight(out, "\n") != "from the cli" {
+	if code, out, errOut := testnode.RunCLI(t, env, "", "get", "tls/cli"); code != 0 || strings.TrimRight(out, "\n") != "from the cli" {
 		t.Fatalf("dynkv get with DYNKV_ADDR, DYNKV_TLS_CA, DYNKV_AUTH_TOKEN: exit %d, stdout %q, stderr %q, want 0 and the value", code, out, errOut)
 	}
 	noCA := []string{"get", "tls/cli", "--addr", n0.URL(), "--auth-token", sc.token}
-	if code, out, errOut := runDynkv(t, nil, noCA...); code != 3 || !strings.Contains(errOut, "certificate") || strings.Contains(out, "from the cli") {
+	if code, out, errOut := testnode.RunCLI(t, nil, "", noCA...); code != 3 || !strings.Contains(errOut, "certificate") || strings.Contains(out, "from the cli") {
 		t.Errorf("dynkv get over https without --tls-ca: exit %d, stdout %q, stderr %q; want exit 3 and a certificate error", code, out, errOut)
 	}
 	noToken := []string{"get", "tls/cli", "--addr", n0.URL(), "--tls-ca", sc.pki.CA}
-	if code, out, errOut := runDynkv(t, nil, noToken...); code != 3 || !strings.Contains(errOut, "401") || strings.Contains(out, "from the cli") {
+	if code, out, errOut := testnode.RunCLI(t, nil, "", noToken...); code != 3 || !strings.Contains(errOut, "401") || strings.Contains(out, "from the cli") {
 		t.Errorf("dynkv get without --auth-token: exit %d, stdout %q, stderr %q; want exit 3 and the 401", code, out, errOut)
 	}
-}
-
-// runDynkv runs the dynkv binary as a client with a clean environment plus
-// env and returns its exit status and output.
-func runDynkv(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testnode.Build(t), args...)
-	cmd.Env = append(testnode.CleanEnv(), env...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("dynkv %s: %v", strings.Join(args, " "), err)
-	}
-	return code, out.String(), errb.String()
 }
 
 // testClientAuth: over a trusted TLS connection, a request without a token

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -173,17 +172,17 @@ func TestBadInputGetsSpecStatusAndNodeStaysUp(t *testing.T) {
 			if i%2 == 0 {
 				junk = append(junk, "\r\n\r\n"...)
 			}
-			sendAndClose(t, n.Addr(), junk)
+			testnode.SendAndClose(t, n.Addr(), junk, 300*time.Millisecond)
 		}
 		// An oversized header and a bogus protocol version.
-		sendAndClose(t, n.Addr(), []byte("GET /kv/x HTTP/1.1\r\nHost: e2e\r\nX-Big: "+strings.Repeat("a", 2<<20)+"\r\n\r\n"))
-		sendAndClose(t, n.Addr(), []byte("GET /kv/x HTTP/9.9\r\n\r\n"))
+		testnode.SendAndClose(t, n.Addr(), []byte("GET /kv/x HTTP/1.1\r\nHost: e2e\r\nX-Big: "+strings.Repeat("a", 2<<20)+"\r\n\r\n"), 300*time.Millisecond)
+		testnode.SendAndClose(t, n.Addr(), []byte("GET /kv/x HTTP/9.9\r\n\r\n"), 300*time.Millisecond)
 	})
 
 	t.Run("HalfWrittenRequestIsNotApplied", func(t *testing.T) {
-		sendAndClose(t, n.Addr(), []byte("PUT /kv/half HTTP/1.1\r\nHost: e2e\r\nContent-Length: 1000\r\n\r\n"+strings.Repeat("h", 500)))
+		testnode.SendAndClose(t, n.Addr(), []byte("PUT /kv/half HTTP/1.1\r\nHost: e2e\r\nContent-Length: 1000\r\n\r\n"+strings.Repeat("h", 500)), 300*time.Millisecond)
 		// A truncated chunked body, too.
-		sendAndClose(t, n.Addr(), []byte("PUT /kv/half-chunked HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n"+strings.Repeat("h", 40)))
+		testnode.SendAndClose(t, n.Addr(), []byte("PUT /kv/half-chunked HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n"+strings.Repeat("h", 40)), 300*time.Millisecond)
 	})
 
 	n.expectHealthy(t)
@@ -199,19 +198,4 @@ func TestBadInputGetsSpecStatusAndNodeStaysUp(t *testing.T) {
 	// By now the server has long seen the closed connections.
 	n.expectAbsent(t, -1, "half")
 	n.expectAbsent(t, -1, "half-chunked")
-}
-
-// sendAndClose writes b, reads whatever comes back for a moment, and closes.
-func sendAndClose(t *testing.T, addr string, b []byte) {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dialing %s: %v (the node should still be listening)", addr, err)
-	}
-	defer conn.Close()
-	// A short wait: a server still waiting for the end of the headers sends nothing.
-	conn.SetDeadline(time.Now().Add(300 * time.Millisecond))
-	_, _ = conn.Write(b) // the server may hang up early; that is fine
-	buf := make([]byte, 512)
-	_, _ = conn.Read(buf)
 }

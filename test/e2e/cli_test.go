@@ -1,14 +1,9 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dynkv/dynkv/test/testnode"
 )
@@ -17,29 +12,7 @@ import (
 // and returns its exit status and output.
 func runCLI(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	return runCLIStdin(t, env, "", args...)
-}
-
-// runCLIStdin is runCLI with stdin.
-func runCLIStdin(t *testing.T, env []string, stdin string, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testnode.Build(t), args...)
-	cmd.Env = append(testnode.CleanEnv(), env...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("dynkv %s: %v", strings.Join(args, " "), err)
-	}
-	return code, out.String(), errb.String()
+	return testnode.RunCLI(t, env, "", args...)
 }
 
 // TestCLIExitStatusesFollowSpec is SPEC section 2: client commands exit 0 on
@@ -84,7 +57,7 @@ func TestCLIExitStatusesFollowSpec(t *testing.T) {
 
 	// A value over the server's limit is the caller's to fix: cmd/dynkv
 	// counts a 400 or 413 from the server as a usage error.
-	if code, out, errOut := runCLIStdin(t, nil, strings.Repeat("v", 2<<20), "put", "cli/big", "-", addr); code != 2 {
+	if code, out, errOut := testnode.RunCLI(t, nil, strings.Repeat("v", 2<<20), "put", "cli/big", "-", addr); code != 2 {
 		t.Errorf("dynkv put cli/big - (2 MiB on stdin, limit 1 MiB): exit %d, want 2; stdout %q stderr %q", code, out, errOut)
 	}
 	n.expectAbsent(t, -1, "cli/big")
