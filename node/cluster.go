@@ -47,6 +47,7 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		AdvertiseAddr:  n.cfg.AdvertiseAddr,
 		HTTPAddr:       httpAddr,
 		Join:           n.cfg.Join,
+		JoinTimeout:    n.cfg.JoinTimeout,
 		Partitions:     n.cfg.Partitions,
 		GossipKeys:     keys,
 		ProbeInterval:  n.cfg.GossipProbeInterval,

@@ -78,6 +78,11 @@ type Config struct {
 	// cluster by gossip without it.
 	Join []string
 
+	// JoinTimeout is how long joining keeps retrying the --join addresses
+	// (at start, or POST /cluster/join) before it gives up
+	// (--join-timeout); a node that cannot join at start exits.
+	JoinTimeout time.Duration
+
 	// Partitions is the fixed number of virtual nodes of the ring
 	// (--partitions). Every member must use the same value; a node
 	// refuses to join a cluster with another one.
@@ -261,6 +266,7 @@ func DefaultConfig() Config {
 		ReadQuorum:            2,
 		WriteQuorum:           2,
 		Partitions:            256,
+		JoinTimeout:           10 * time.Second,
 		RequestTimeout:        5 * time.Second,
 		BlindWriteHedge:       50 * time.Millisecond,
 		RPCTimeout:            2 * time.Second,
@@ -340,6 +346,9 @@ func (c Config) Validate() error {
 		bad("--partitions is %d: want 1 to %d (the same on every member)", c.Partitions, maxPartitions)
 	} else if c.Partitions < c.Replicas {
 		bad("--partitions is %d: want at least --replicas (%d)", c.Partitions, c.Replicas)
+	}
+	if c.JoinTimeout <= 0 {
+		bad("--join-timeout is %s: want a positive duration such as 10s", c.JoinTimeout)
 	}
 	if c.RequestTimeout <= 0 {
 		bad("--request-timeout is %s: want a positive duration such as 5s", c.RequestTimeout)

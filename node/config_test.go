@@ -72,6 +72,7 @@ func TestValidateNamesTheFlagToFix(t *testing.T) {
 		{"partitions zero", func(c *Config) { c.Partitions = 0 }, "--partitions"},
 		{"partitions below N", func(c *Config) { c.Partitions = 2 }, "--partitions"},
 		{"request timeout", func(c *Config) { c.RequestTimeout = 0 }, "--request-timeout"},
+		{"join timeout", func(c *Config) { c.JoinTimeout = 0 }, "--join-timeout"},
 		{"rpc timeout", func(c *Config) { c.RPCTimeout = -time.Second }, "--rpc-timeout"},
 		{"handoff rate", func(c *Config) { c.HandoffRate = 0 }, "--handoff-rate"},
 		{"gossip interval negative", func(c *Config) { c.GossipInterval = -time.Second }, "--gossip-interval"},

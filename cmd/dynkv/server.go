@@ -33,6 +33,7 @@ func serverCommand(cfg *node.Config) *command {
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "N: replicas of each key")
 	fs.IntVar(&cfg.ReadQuorum, "read-quorum", cfg.ReadQuorum, "R: default replicas a read waits for")
 	fs.IntVar(&cfg.WriteQuorum, "write-quorum", cfg.WriteQuorum, "W: default replicas a write waits for")
+	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "how long joining keeps retrying the --join addresses before it gives up (at start the node then exits)")
 	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "virtual nodes of the ring; the same on every member")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "how long a client request waits for its R or W replicas before 503")
 	fs.DurationVar(&cfg.BlindWriteHedge, "blind-write-hedge", cfg.BlindWriteHedge, "how long a write without a context waits for a peer while reading the key's context from R replicas before it asks the others too")

@@ -64,6 +64,8 @@ func checkW3(t *testing.T, c *testnode.Cluster) {
 // member lists it and it lists no member.
 func checkStrangerNotAdmitted(t *testing.T, c *testnode.Cluster) {
 	loner := c.NewDetachedNode()
+	// Its join is bound to fail; do not wait the default 10s for it.
+	loner.SetArgs(append(loner.Args(), "--join-timeout", "3s"))
 	loner.Start()
 	defer loner.Stop()
 	r, err := loner.Join(c.Nodes[0].GossipAddr())
