@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,9 +47,9 @@ func FuzzOpenWithStoredRecords(f *testing.F) {
 		s, err := Open(testOptions(dir, newTestClock()))
 		_, _, hintErr := decodeHintValue(hint)
 		switch {
-		case len(ckpt) != 8:
+		case len(ckpt) != 8 || binary.BigEndian.Uint64(ckpt) == math.MaxUint64:
 			if err == nil || !strings.Contains(err.Error(), "checkpoint") {
-				t.Fatalf("Open with a %d-byte checkpoint: %v, want an error about the checkpoint", len(ckpt), err)
+				t.Fatalf("Open with checkpoint %x: %v, want an error about the checkpoint", ckpt, err)
 			}
 			return
 		case hintErr != nil:

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -215,7 +216,14 @@ func (s *Store) readCheckpoint() (uint64, error) {
 	if len(v) != 8 {
 		return 0, fmt.Errorf("store: checkpoint record is %d bytes, want 8", len(v))
 	}
-	return binary.BigEndian.Uint64(v), nil
+	ckpt := binary.BigEndian.Uint64(v)
+	if ckpt == math.MaxUint64 {
+		// The WAL would resume at ckpt+1, which wraps to its first LSN:
+		// new records would number below the checkpoint and never be
+		// replayed. No log reaches this LSN; the record is damaged.
+		return 0, fmt.Errorf("store: checkpoint record holds LSN %d, which no WAL reaches: the record is damaged", ckpt)
+	}
+	return ckpt, nil
 }
 
 // replay applies every WAL record after the checkpoint. Records carry full
