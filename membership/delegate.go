@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -118,6 +119,12 @@ func (b stateBroadcast) Finished()       {}
 // It also watches for the one line that reveals a failed probe of ours,
 // since memberlist has no hook for it (pinned by TestStoppedNodeIsSuspectBeforeDead).
 //
+// Gossip that none of the node's --gossip-key keys decrypts (a node with
+// another key, or a stranger) is the exception: the operator should learn
+// why a node is not admitted, so it is a warning, at most one per
+// refusedLogEvery (with the count since the last) so that a flood of junk
+// cannot fill the log.
+//
 // Some memberlist goroutines (indirect pings) outlive Shutdown by up to a
 // probe timeout; once closed is set the writer drops their lines, so no log
 // is written on behalf of a stopped Membership.
@@ -125,6 +132,35 @@ type zapWriter struct {
 	log       *zap.Logger
 	onSuspect func(name string)
 	closed    *atomic.Bool
+	refused   *logLimiter
+}
+
+// refusedLogEvery spaces the warnings about undecryptable gossip.
+const refusedLogEvery = 10 * time.Second
+
+// Lines memberlist writes for gossip its keyring cannot decrypt: a stream
+// (push-pull, join) under another key or none, and a packet.
+var undecryptable = []string{"no installed keys could decrypt", "remote state is not encrypted", "Decrypt packet failed"}
+
+// logLimiter lets one line through per interval and counts the rest.
+type logLimiter struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now, and how many were held back since the
+// last line that was.
+func (l *logLimiter) allow(now time.Time, every time.Duration) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < every {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	return true, n
 }
 
 const suspectPrefix, suspectSuffix = "memberlist: Suspect ", " has failed, no acks received"
@@ -136,6 +172,18 @@ func (w zapWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	if i := strings.Index(line, suspectPrefix); i >= 0 && strings.HasSuffix(line, suspectSuffix) && w.onSuspect != nil {
 		w.onSuspect(line[i+len(suspectPrefix) : len(line)-len(suspectSuffix)])
+	}
+	if w.refused != nil {
+		for _, u := range undecryptable {
+			if !strings.Contains(line, u) {
+				continue
+			}
+			if ok, held := w.refused.allow(time.Now(), refusedLogEvery); ok {
+				w.log.Warn("refused gossip that no --gossip-key decrypts: a node with other keys or none, or not a member",
+					zap.String("memberlist", line), zap.Int("refused_since_last_warning", held))
+				return len(p), nil
+			}
+		}
 	}
 	w.log.Debug(line)
 	return len(p), nil

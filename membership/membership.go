@@ -88,6 +88,8 @@ type Membership struct {
 	placement atomic.Pointer[Placement]
 	mlLeft    atomic.Bool
 	closed    atomic.Bool // set by Shutdown: memberlist's stragglers log nothing
+	// refusedLog spaces the warnings about gossip no key decrypts.
+	refusedLog logLimiter
 
 	suspectMu sync.Mutex
 	suspects  map[string]bool // peers whose last probe by this node failed
@@ -329,7 +331,7 @@ func (m *Membership) memberlistConfig() *memberlist.Config {
 	}
 	d := delegate{m}
 	c.Delegate, c.Alive, c.Merge, c.Ping, c.Events = d, d, d, d, d
-	c.Logger = log.New(zapWriter{log: m.log.Named("memberlist"), onSuspect: m.markSuspect, closed: &m.closed}, "", 0)
+	c.Logger = log.New(zapWriter{log: m.log.Named("memberlist"), onSuspect: m.markSuspect, closed: &m.closed, refused: &m.refusedLog}, "", 0)
 	return c
 }
 

@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -346,6 +349,8 @@ func TestGossipKeyMismatchIsNotAdmitted(t *testing.T) {
 	keyB := []byte("fedcba9876543210")
 	cfg := fastConfig(t, "n1")
 	cfg.GossipKeys = [][]byte{keyA}
+	core, logs := observer.New(zapcore.WarnLevel)
+	cfg.Logger = zap.New(core)
 	n1 := start(t, cfg)
 
 	for _, tc := range []struct {
@@ -363,6 +368,12 @@ func TestGossipKeyMismatchIsNotAdmitted(t *testing.T) {
 		if _, ok := n1.Member(tc.name); ok || n1.Liveness(tc.name) != Dead {
 			t.Fatalf("%s with the wrong key is known to n1", tc.name)
 		}
+	}
+	// The member says why it refused them, once per interval however
+	// many attempts the joiners made.
+	refused := logs.FilterMessageSnippet("no --gossip-key decrypts").All()
+	if len(refused) != 1 {
+		t.Errorf("n1 logged %d warnings about undecryptable gossip after two refused joiners, want 1 (rate-limited): %v", len(refused), logs.All())
 	}
 	c := fastConfig(t, "n4")
 	c.GossipKeys = [][]byte{keyA}
