@@ -60,6 +60,11 @@ func BenchmarkMergeRoundTrip(b *testing.B) {
 }
 
 func BenchmarkGetRoundTrip(b *testing.B) {
+	benchGets(b, getBenchStore(b), nil)
+}
+
+// getBenchStore holds keys key-0 to key-999, for benchGets.
+func getBenchStore(b *testing.B) *store.Store {
 	st := benchStore(b, wal.SyncPolicy{Interval: 10 * time.Millisecond})
 	set := benchSet(b)
 	for i := range 1000 {
@@ -67,8 +72,14 @@ func BenchmarkGetRoundTrip(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	p := startPeer(b, (&Server{Store: st}).Handler())
-	c := newTestClient(b, ClientConfig{})
+	return st
+}
+
+// benchGets measures replica reads of st over loopback h2c from 64
+// goroutines sharing one connection, signed with keys when not nil.
+func benchGets(b *testing.B, st *store.Store, keys *PeerKeys) {
+	p := startPeer(b, (&Server{Store: st, PeerKeys: keys}).Handler())
+	c := newTestClient(b, ClientConfig{PeerKeys: keys})
 	var n atomic.Int64
 	b.SetParallelism(32)
 	b.ReportAllocs()

@@ -2,7 +2,6 @@ package replication
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,11 +9,8 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/dynkv/dynkv/wal"
 )
 
 var (
@@ -337,34 +333,12 @@ func BenchmarkPeerAuth(b *testing.B) {
 // both sides, sign=off and sign=on in one run so their ratio is what
 // signing costs a replica read.
 func BenchmarkSignedGetRoundTrip(b *testing.B) {
-	st := benchStore(b, wal.SyncPolicy{Interval: 10 * time.Millisecond})
-	set := benchSet(b)
-	for i := range 1000 {
-		if _, err := st.Merge(0, fmt.Appendf(nil, "key-%d", i), set); err != nil {
-			b.Fatal(err)
-		}
-	}
+	st := getBenchStore(b)
 	for _, keys := range []*PeerKeys{nil, peerKeys(b, secretOld)} {
 		name := "sign=off"
 		if keys != nil {
 			name = "sign=on"
 		}
-		b.Run(name, func(b *testing.B) {
-			p := startPeer(b, (&Server{Store: st, PeerKeys: keys}).Handler())
-			c := newTestClient(b, ClientConfig{PeerKeys: keys})
-			var n atomic.Int64
-			b.SetParallelism(32)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					key := fmt.Appendf(nil, "key-%d", n.Add(1)%1000)
-					if _, found, err := c.Get(context.Background(), p.addr, 0, key); err != nil || !found {
-						b.Errorf("get %s: found=%v err=%v", key, found, err)
-						return
-					}
-				}
-			})
-		})
+		b.Run(name, func(b *testing.B) { benchGets(b, st, keys) })
 	}
 }
