@@ -102,11 +102,14 @@ type Client struct {
 	scheme    string
 	auth      string
 
-	urlsMu sync.RWMutex
-	urls   map[string]*[4]string // addr -> URL per call, built once
+	peersMu sync.RWMutex
+	peers   map[string]*peerState // by address, built once per peer
+}
 
-	slotsMu sync.Mutex
-	slots   map[string]chan struct{} // addr -> a token per call in flight
+// peerState is what a Client keeps per peer address.
+type peerState struct {
+	urls  [4]string     // URL per call of callNames
+	slots chan struct{} // a token per call in flight (MaxCallsPerPeer)
 }
 
 // NewClient returns a client for cfg. Close releases its connections.
@@ -149,8 +152,7 @@ func NewClient(cfg ClientConfig) *Client {
 		transport: t,
 		http:      &http.Client{Transport: t},
 		scheme:    scheme,
-		urls:      make(map[string]*[4]string),
-		slots:     make(map[string]chan struct{}),
+		peers:     make(map[string]*peerState),
 	}
 	if cfg.AuthToken != "" {
 		c.auth = "Bearer " + cfg.AuthToken
@@ -158,16 +160,25 @@ func NewClient(cfg ClientConfig) *Client {
 	return c
 }
 
-// peerSlots is the semaphore of calls in flight to addr.
-func (c *Client) peerSlots(addr string) chan struct{} {
-	c.slotsMu.Lock()
-	defer c.slotsMu.Unlock()
-	s := c.slots[addr]
-	if s == nil {
-		s = make(chan struct{}, c.cfg.MaxCallsPerPeer)
-		c.slots[addr] = s
+// peer returns the state of addr, built on its first call.
+func (c *Client) peer(addr string) *peerState {
+	c.peersMu.RLock()
+	p := c.peers[addr]
+	c.peersMu.RUnlock()
+	if p != nil {
+		return p
 	}
-	return s
+	c.peersMu.Lock()
+	defer c.peersMu.Unlock()
+	// Another caller may have built it meanwhile: one semaphore per peer.
+	if p = c.peers[addr]; p == nil {
+		p = &peerState{slots: make(chan struct{}, c.cfg.MaxCallsPerPeer)}
+		for j, name := range callNames {
+			p.urls[j] = c.scheme + "://" + addr + PathPrefix + name
+		}
+		c.peers[addr] = p
+	}
+	return p
 }
 
 // Close closes the idle connections; calls in flight finish.
@@ -238,22 +249,8 @@ func (c *Client) Coordinate(ctx context.Context, addr string, req WriteRequest) 
 
 var callNames = [4]string{callGet, callMerge, callMergeBatch, callCoordinate}
 
-// url returns the URL of call i at addr, built once per peer.
-func (c *Client) url(addr string, i int) string {
-	c.urlsMu.RLock()
-	u := c.urls[addr]
-	c.urlsMu.RUnlock()
-	if u == nil {
-		u = new([4]string)
-		for j, name := range callNames {
-			u[j] = c.scheme + "://" + addr + PathPrefix + name
-		}
-		c.urlsMu.Lock()
-		c.urls[addr] = u
-		c.urlsMu.Unlock()
-	}
-	return u[i]
-}
+// url returns the URL of call i at addr.
+func (c *Client) url(addr string, i int) string { return c.peer(addr).urls[i] }
 
 // call posts body to call i at addr and returns the response body of a 200.
 func (c *Client) call(ctx context.Context, addr string, i int, body []byte, idempotent bool) ([]byte, error) {
@@ -282,7 +279,7 @@ func (c *Client) call(ctx context.Context, addr string, i int, body []byte, idem
 // attempt makes one request; retry says whether the failure is worth
 // another attempt of an idempotent call.
 func (c *Client) attempt(ctx context.Context, addr, name, url string, body []byte) ([]byte, bool, error) {
-	slots := c.peerSlots(addr)
+	slots := c.peer(addr).slots
 	select {
 	case slots <- struct{}{}:
 		// Released after the response body is read and closed (the
