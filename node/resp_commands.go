@@ -422,13 +422,18 @@ func (s *respServer) del(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 		wr.WriteError(s.respErrorText(err))
 		return
 	}
-	count := 0
-	for _, e := range existed {
-		if e {
-			count++
+	wr.WriteInt(countTrue(existed))
+}
+
+// countTrue is how many of bs are true.
+func countTrue(bs []bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
 		}
 	}
-	wr.WriteInt(count)
+	return n
 }
 
 // exists counts the keys with a live value; a key named twice counts
@@ -448,13 +453,7 @@ func (s *respServer) exists(wr *redcon.Writer, sess *respSession, keys [][]byte)
 		wr.WriteError(s.respErrorText(err))
 		return
 	}
-	count := 0
-	for _, f := range found {
-		if f {
-			count++
-		}
-	}
-	wr.WriteInt(count)
+	wr.WriteInt(countTrue(found))
 }
 
 // expire reads the key and rewrites its latest value with the read's
