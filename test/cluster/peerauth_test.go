@@ -76,6 +76,9 @@ func checkStrangerNotAdmitted(t *testing.T, c *testnode.Cluster) {
 	if r.Status < 400 || !strings.Contains(string(r.Body), "no installed keys could decrypt") {
 		t.Errorf("POST /cluster/join from a node with another key = %s, want an error saying the keys differ", r)
 	}
+	if !strings.Contains(string(r.Body), "within 3s") {
+		t.Errorf("POST /cluster/join from a node run with --join-timeout 3s = %s, want it to give up within 3s", r)
+	}
 	members := c.Nodes[:3]
 	for round := range 5 { // 5 x the 300ms probe interval
 		time.Sleep(300 * time.Millisecond)
