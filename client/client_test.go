@@ -510,7 +510,11 @@ func TestRetryAfterIsReadAndCappedByTheBackoff(t *testing.T) {
 func TestCancelledContextStopsRetrying(t *testing.T) {
 	f, srv := newFakeNode(t)
 	f.failNext, f.failStatus = 100, http.StatusServiceUnavailable
-	c, err := New([]string{srv.URL}, WithRetries(1000), WithBackoff(time.Hour, time.Hour))
+	// Cancel once the client has read and closed the first 503, so that
+	// it is backing off, not still waiting for that response.
+	answered := &closeSignal{RoundTripper: http.DefaultTransport, closed: make(chan struct{})}
+	c, err := New([]string{srv.URL}, WithRetries(1000), WithBackoff(time.Hour, time.Hour),
+		WithHTTPClient(&http.Client{Transport: answered}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -520,9 +524,7 @@ func TestCancelledContextStopsRetrying(t *testing.T) {
 		_, err := c.Put(ctx, "k", []byte("v"), PutOptions{})
 		done <- err
 	}()
-	for f.attempts() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-answered.closed
 	cancel()
 	err = <-done
 	if !errors.Is(err, context.Canceled) {
@@ -532,6 +534,33 @@ func TestCancelledContextStopsRetrying(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.Status != 503 {
 		t.Fatalf("err = %v, want it to carry the last 503 too", err)
 	}
+}
+
+// closeSignal closes closed when the body of the first response it
+// returned is closed.
+type closeSignal struct {
+	http.RoundTripper
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (s *closeSignal) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.RoundTripper.RoundTrip(r)
+	if err == nil {
+		resp.Body = signalingBody{resp.Body, s}
+	}
+	return resp, err
+}
+
+type signalingBody struct {
+	io.ReadCloser
+	s *closeSignal
+}
+
+func (b signalingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.s.once.Do(func() { close(b.s.closed) })
+	return err
 }
 
 func TestClusterCalls(t *testing.T) {
