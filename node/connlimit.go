@@ -17,12 +17,19 @@ import (
 const (
 	// refuseWriteTimeout bounds the write of the 429 response: a fresh
 	// connection's send buffer is empty, so it does not block in practice.
-	refuseWriteTimeout = 100 * time.Millisecond
+	// It is generous because a node under overload may not run the
+	// refusing goroutine for a while between setting the deadline and
+	// writing (CI, -race on two busy cores: a 100ms deadline expired
+	// there and the client got a reset instead of the 429).
+	refuseWriteTimeout = 2 * time.Second
 	// refuseLinger is how long a refused connection is drained after the
 	// 429 before it is closed, as net/http does after an error reply:
 	// closing a socket with unread input sends a reset, which may
-	// destroy the 429 before the client has read it.
-	refuseLinger = 500 * time.Millisecond
+	// destroy the 429 before the client has read it. A read past its
+	// deadline returns at once without the bytes already received, so a
+	// linger shorter than a starved node's scheduling delay resets too.
+	// A client that closes after the 429 ends the drain at once.
+	refuseLinger = 2 * time.Second
 	// refuseDrainBytes is the most a refused connection is drained of, as
 	// much as net/http drains of a body its handler left unread.
 	refuseDrainBytes = 256 << 10
