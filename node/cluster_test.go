@@ -324,10 +324,19 @@ func TestRemovingADeadNodeRebuildsItsReplicasOnTheOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	stay := nodes[:2]
+	// Both survivors must see n3 dead and each other alive before the
+	// write below: on a starved machine a survivor can briefly suspect
+	// the other, and then it rightly answers 503.
 	eventually(t, func() string {
-		for _, m := range stay[0].status().Members {
-			if m.ID == "n3" && m.State != "dead" {
-				return "n1 sees n3 " + m.State
+		for i, nd := range stay {
+			for _, m := range nd.status().Members {
+				want := "alive"
+				if m.ID == "n3" {
+					want = "dead"
+				}
+				if m.State != want {
+					return fmt.Sprintf("n%d sees %s %s, want %s", i+1, m.ID, m.State, want)
+				}
 			}
 		}
 		return ""
