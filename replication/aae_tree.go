@@ -188,8 +188,8 @@ func (h *HashTrees) tree(p int) *hashTree {
 	return t
 }
 
-// Build (re)fills the trees from one scan of st; the store must report its
-// changes to Observe. Changes racing with the scan are counted exactly once
+// Build (re)fills the trees from one scan of st (store.ScanMarkedEncoded);
+// the store must report its changes to Observe. Changes racing with the scan are counted exactly once
 // (store.ScanMarked). Until it returns nil the trees are not Ready. Ending
 // ctx stops the scan (a node shutting down does not wait for it).
 func (h *HashTrees) Build(ctx context.Context, st *store.Store) error {
@@ -199,16 +199,20 @@ func (h *HashTrees) Build(ctx context.Context, st *store.Store) error {
 		h.live, h.ready, h.keys = false, false, 0
 		clear(h.trees)
 		h.mu.Unlock()
-		err := st.ScanMarked(func() {
+		// The stored encodings, undecoded: a record that does not decode
+		// is hashed as stored, exactly as the store reports it to Observe
+		// (before) when a read or a scan moves it aside, so the trees stay
+		// exact; the exchange then repairs the key from a peer.
+		err := st.ScanMarkedEncoded(func() {
 			h.mu.Lock()
 			h.live = true
 			h.mu.Unlock()
-		}, func(db int, key []byte, set vclock.Set) error {
+		}, func(db int, key, encoded []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			ph := placeHash(db, key)
-			eh := entryHash(db, key, set.Encode())
+			eh := entryHash(db, key, encoded)
 			h.mu.Lock()
 			h.keys++
 			h.tree(partitionOfHash(ph, h.partitions)).flip(bucketOfHash(ph), eh)

@@ -83,4 +83,16 @@
 // summary that Open rebuilds by scanning the namespace.
 //
 //	h | len(owner) byte | owner | db byte | key -> created (8-byte big-endian unix ns) | Set encoding
+//
+// # Damaged records
+//
+// A stored record that does not decode never stops Open, a scan, a hint
+// delivery or the reclaimer (quarantine.go): its bytes are copied to
+// Dir/quarantine/ (a .bin and a .json describing it), then it is removed
+// (a "drop" or "hint-drop" WAL record), counted in Stats().Quarantine,
+// logged once, and the key reads as absent on this replica until a merge
+// brings it back. A WAL record whose checksums pass but whose Set does not
+// decode is copied aside and skipped by replay; a damaged checkpoint record
+// makes Open replay the whole WAL. WAL checksum and framing failures still
+// fail Open.
 package store

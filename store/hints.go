@@ -201,7 +201,7 @@ func decodeHintBody(r *record, body []byte, withSet bool) error {
 	r.created = int64(binary.BigEndian.Uint64(rest))
 	set, err := vclock.DecodeSet(rest[8:])
 	if err != nil {
-		return fmt.Errorf("hint set: %w", err)
+		return fmt.Errorf("%w: hint set: %w", errBadRecordBody, err)
 	}
 	r.set, r.body = set, rest[8:]
 	return nil
@@ -230,9 +230,11 @@ func (s *Store) hintLock(lkey []byte) *sync.Mutex {
 	return &s.locks[xxhash.Sum64(lkey)%lockStripes]
 }
 
-// readHint reads one hint from LevelDB. Hint writes are refused while WAL
-// records await their apply, so LevelDB's state is the current one whenever
-// a hint write could follow.
+// readHint reads one hint from LevelDB; the caller holds the hint's lock.
+// Hint writes are refused while WAL records await their apply, so
+// LevelDB's state is the current one whenever a hint write could follow. A
+// hint record that does not decode is moved aside (quarantine.go) and
+// reads as absent; if it cannot be, readHint fails.
 func (s *Store) readHint(lkey []byte) (int64, vclock.Set, bool, error) {
 	if s.closed.Load() {
 		return 0, vclock.Set{}, false, ErrClosed
@@ -253,7 +255,10 @@ func (s *Store) readHint(lkey []byte) (int64, vclock.Set, bool, error) {
 	}
 	created, set, err := decodeHintValue(v)
 	if err != nil {
-		return 0, vclock.Set{}, false, fmt.Errorf("store: decode stored hint: %w", err)
+		if err := s.quarantineHintLocked(damagedHint(lkey, v, err)); err != nil {
+			return 0, vclock.Set{}, false, err
+		}
+		return 0, vclock.Set{}, false, nil
 	}
 	return created, set, true, nil
 }
@@ -362,13 +367,13 @@ func (s *Store) scanHintRange(prefix []byte, fn func(owner string, db int, key [
 			return err
 		}
 		for _, e := range chunk {
-			owner, db, key, ok := parseHintKey(e.lkey)
-			if !ok {
+			// A hint whose key or value does not decode is moved aside
+			// and skipped (quarantine.go): it must not stop a delivery,
+			// a wipe or the index rebuilt at Open.
+			owner, db, key, created, set, d := s.decodeHintRecord(e.lkey, e.value)
+			if d != nil {
+				s.quarantineHintScanned(e.lkey)
 				continue
-			}
-			created, set, err := decodeHintValue(e.value)
-			if err != nil {
-				return fmt.Errorf("store: scan hints: owner %s db %d key_hash %016x: %w", owner, db, keyHash(db, key), err)
 			}
 			if err := fn(owner, db, key, set, created); err != nil {
 				return err

@@ -74,6 +74,9 @@ type Options struct {
 	// change whose call ran before ScanMarked's mark is in that scan, one
 	// whose call runs after is not. It must be quick and must not call the
 	// Store. Active anti-entropy keeps its hash trees current with it.
+	// When a record that does not decode is moved aside (quarantine.go),
+	// before holds its stored bytes, which are not a valid encoding, and
+	// after is nil.
 	OnChange func(db int, key []byte, before, after []byte)
 
 	// Test seams, settable only from this package's tests.

@@ -44,6 +44,12 @@ func (op recordOp) String() string {
 // errBadRecord is wrapped by every decodeRecord failure.
 var errBadRecord = errors.New("malformed WAL record")
 
+// errBadRecordBody is wrapped, beside errBadRecord, when only the Set a put
+// or hint record carries does not decode: the record's op, db, key (and a
+// hint's owner) are then filled in on the returned record, so replay can
+// name it and set it aside (quarantine.go) instead of refusing to start.
+var errBadRecordBody = errors.New("WAL record carries a Set that does not decode")
+
 type record struct {
 	op   recordOp
 	db   int
@@ -65,7 +71,9 @@ func encodeRecord(op recordOp, db int, key, body []byte) []byte {
 }
 
 // decodeRecord never trusts a length before checking it against the buffer
-// and never panics; the returned key aliases b.
+// and never panics; the returned key aliases b. On an errBadRecordBody
+// failure the record's op, db, key and owner are valid, its set and body
+// are not.
 func decodeRecord(b []byte) (record, error) {
 	if len(b) < 4 {
 		return record{}, fmt.Errorf("%w: %d bytes, shorter than a header", errBadRecord, len(b))
@@ -90,7 +98,7 @@ func decodeRecord(b []byte) (record, error) {
 	case opPut:
 		set, err := vclock.DecodeSet(rest)
 		if err != nil {
-			return record{}, fmt.Errorf("%w: put body: %w", errBadRecord, err)
+			return r, fmt.Errorf("%w: %w: put body: %w", errBadRecord, errBadRecordBody, err)
 		}
 		r.set, r.body = set, rest
 	case opDrop:
@@ -99,6 +107,9 @@ func decodeRecord(b []byte) (record, error) {
 		}
 	case opHint, opHintDrop:
 		if err := decodeHintBody(&r, rest, r.op == opHint); err != nil {
+			if errors.Is(err, errBadRecordBody) {
+				return r, fmt.Errorf("%w: %s body: %w", errBadRecord, r.op, err)
+			}
 			return record{}, fmt.Errorf("%w: %s body: %w", errBadRecord, r.op, err)
 		}
 	}

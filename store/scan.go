@@ -30,6 +30,10 @@ const (
 // Records LevelDB rejected and still holds pending make Scan fail with
 // ErrScanPending, since the snapshot would not show them.
 //
+// A record that does not decode is moved aside (quarantine.go) and not
+// handed to fn: the scan goes on. Records outside the configured databases
+// or key length are skipped and left in place.
+//
 // Handoff uses Scan to find the keys to move when the ring changes.
 func (s *Store) Scan(fn func(db int, key []byte, set vclock.Set) error) error {
 	return s.scan(nil, fn)
@@ -46,11 +50,38 @@ var ErrScanInterrupted = errors.New("store: marked scan interrupted by a LevelDB
 // in the scan, every change reported after it is not. A consumer can so
 // build state from the scan and the changes after mark without missing or
 // counting twice any change (active anti-entropy builds its hash trees so).
+//
+// A record that does not decode is moved aside and skipped, as by Scan;
+// that removal is reported to OnChange after the mark (before: the damaged
+// bytes), although fn never saw the record. A consumer that must account
+// for every byte OnChange reports uses ScanMarkedEncoded.
 func (s *Store) ScanMarked(mark func(), fn func(db int, key []byte, set vclock.Set) error) error {
 	return s.scan(mark, fn)
 }
 
+// ScanMarkedEncoded is ScanMarked handing fn each record's stored encoding
+// instead of its decoded Set (the same bytes Options.OnChange reports),
+// without decoding it: a record that does not decode is handed over as it
+// is, and left in place. So a consumer summarising the store by the bytes
+// (anti-entropy's hash trees) agrees with the before of the OnChange call
+// that reports the record's quarantine when another path meets it. fn owns
+// key and encoded.
+func (s *Store) ScanMarkedEncoded(mark func(), fn func(db int, key, encoded []byte) error) error {
+	return s.scanEntries(mark, func(e scanEntry) error { return fn(e.db, e.key, e.value) })
+}
+
 func (s *Store) scan(mark func(), fn func(db int, key []byte, set vclock.Set) error) error {
+	return s.scanEntries(mark, func(e scanEntry) error {
+		set, err := vclock.DecodeSet(e.value)
+		if err != nil {
+			s.quarantineScanned(e.db, e.key)
+			return nil
+		}
+		return fn(e.db, e.key, set)
+	})
+}
+
+func (s *Store) scanEntries(mark func(), fn func(e scanEntry) error) error {
 	snap, err := s.scanSnapshot(mark)
 	if err != nil {
 		return err
@@ -81,26 +112,25 @@ func (s *Store) scan(mark func(), fn func(db int, key []byte, set vclock.Set) er
 			return err
 		}
 		for _, e := range chunk {
-			set, err := vclock.DecodeSet(e.value)
-			if err != nil {
-				return fmt.Errorf("store: scan: decode stored record db %d key_hash %016x: %w", e.db, keyHash(e.db, e.key), err)
+			if e.value == nil {
+				continue // skipped, it only marks where the chunk ended
 			}
-			if err := fn(e.db, e.key, set); err != nil {
+			if err := fn(e); err != nil {
 				return err
 			}
 		}
 		if done {
 			return nil
 		}
-		last := chunk[len(chunk)-1]
-		after = dataKey(last.db, last.key)
+		after = chunk[len(chunk)-1].lkey
 	}
 }
 
 type scanEntry struct {
 	db    int
 	key   []byte
-	value []byte
+	value []byte // nil: a skipped record, kept only as the chunk's end
+	lkey  []byte // the LevelDB key, set on the chunk's last entry
 }
 
 // scanSnapshot takes the gate exclusively, like a checkpoint, so no write is
@@ -161,8 +191,16 @@ func (s *Store) scanChunk(snap *leveldb.Snapshot, after []byte) (chunk []scanEnt
 			// Not a record this store writes (no db byte or an empty key).
 			continue
 		}
+		if int(k[1]) >= s.opts.Databases || len(k)-2 > MaxKeyLen {
+			// Unreachable through this configuration: no reader could
+			// name it and no replica would take it.
+			s.warnUnreachable(k)
+			chunk = append(chunk, scanEntry{})
+			continue
+		}
 		// One allocation per entry holds key and value; both are handed
-		// to fn, which may keep them.
+		// to fn, which may keep them. A non-nil value marks the entry as
+		// a record, even when empty.
 		buf := make([]byte, len(k)-2+len(v))
 		copy(buf, k[2:])
 		copy(buf[len(k)-2:], v)
@@ -172,6 +210,7 @@ func (s *Store) scanChunk(snap *leveldb.Snapshot, after []byte) (chunk []scanEnt
 	if len(chunk) == 0 {
 		return nil, true, nil
 	}
+	chunk[len(chunk)-1].lkey = append([]byte(nil), it.Key()...)
 	return chunk, false, nil
 }
 

@@ -6,15 +6,16 @@ import (
 
 // Stats is a snapshot of the store's counters for metrics and status pages.
 type Stats struct {
-	KeysWritten     uint64    // Put and Merge calls that changed a key since Open
-	ReplayedRecords uint64    // WAL records applied by the last Open
-	ReclaimedKeys   uint64    // keys dropped by the TTL/tombstone reclaimer since Open
-	BuriedKeys      uint64    // keys whose expired values the reclaimer turned into tombstones since Open
-	PendingRecords  int       // WAL-durable records LevelDB has not absorbed yet
-	CheckpointLSN   uint64    // every record up to here is durably in LevelDB
-	LevelDBReopens  uint64    // reopens to recover from failed LevelDB applies
-	WAL             wal.Stats // the log's own counters
-	LevelDB         string    // LevelDB's "leveldb.stats" property text
+	KeysWritten     uint64          // Put and Merge calls that changed a key since Open
+	ReplayedRecords uint64          // WAL records applied by the last Open
+	ReclaimedKeys   uint64          // keys dropped by the TTL/tombstone reclaimer since Open
+	BuriedKeys      uint64          // keys whose expired values the reclaimer turned into tombstones since Open
+	PendingRecords  int             // WAL-durable records LevelDB has not absorbed yet
+	CheckpointLSN   uint64          // every record up to here is durably in LevelDB
+	LevelDBReopens  uint64          // reopens to recover from failed LevelDB applies
+	Quarantine      QuarantineStats // damaged records moved aside (quarantine.go)
+	WAL             wal.Stats       // the log's own counters
+	LevelDB         string          // LevelDB's "leveldb.stats" property text
 }
 
 // Stats never blocks writers for long: it reads counters and asks LevelDB
@@ -28,6 +29,7 @@ func (s *Store) Stats() Stats {
 		PendingRecords:  int(s.pendingN.Load()),
 		CheckpointLSN:   s.checkpointLSN.Load(),
 		LevelDBReopens:  s.reopens.Load(),
+		Quarantine:      s.quar.stats(),
 	}
 	if s.closed.Load() {
 		return st

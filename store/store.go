@@ -85,7 +85,8 @@ type Store struct {
 	// apply writes a batch to LevelDB; tests replace it to inject faults.
 	apply func(*leveldb.Batch) error
 
-	hints hintIndex // in-memory summary of the hint namespace (hints.go)
+	hints hintIndex  // in-memory summary of the hint namespace (hints.go)
+	quar  quarantine // damaged records moved aside (quarantine.go)
 
 	keysWritten atomic.Uint64
 	replayed    atomic.Uint64
@@ -156,6 +157,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.freeSpace != nil {
 		s.space.stat = opts.freeSpace
 	}
+	s.quar.init(opts.Dir)
 
 	ckpt, err := s.readCheckpoint()
 	if err != nil {
@@ -205,6 +207,11 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
+// readCheckpoint returns the LSN the last checkpoint covers. A damaged
+// checkpoint record does not stop the store: it is copied aside
+// (quarantine.go) and Open replays every WAL record it still has, which
+// ends in the same state, since records carry full states and the log kept
+// is contiguous from its first record on. The replay is only longer.
 func (s *Store) readCheckpoint() (uint64, error) {
 	v, err := s.db().Get(checkpointKey, nil)
 	if errors.Is(err, leveldb.ErrNotFound) {
@@ -213,17 +220,26 @@ func (s *Store) readCheckpoint() (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: read checkpoint: %w", err)
 	}
+	var reason error
+	ckpt := uint64(0)
 	if len(v) != 8 {
-		return 0, fmt.Errorf("store: checkpoint record is %d bytes, want 8", len(v))
-	}
-	ckpt := binary.BigEndian.Uint64(v)
-	if ckpt == math.MaxUint64 {
+		reason = fmt.Errorf("checkpoint record is %d bytes, want 8", len(v))
+	} else if ckpt = binary.BigEndian.Uint64(v); ckpt == math.MaxUint64 {
 		// The WAL would resume at ckpt+1, which wraps to its first LSN:
 		// new records would number below the checkpoint and never be
 		// replayed. No log reaches this LSN; the record is damaged.
-		return 0, fmt.Errorf("store: checkpoint record holds LSN %d, which no WAL reaches: the record is damaged", ckpt)
+		reason = fmt.Errorf("checkpoint record holds LSN %d, which no WAL reaches", ckpt)
 	}
-	return ckpt, nil
+	if reason == nil {
+		return ckpt, nil
+	}
+	d := &damagedError{kind: QuarantineCheckpoint, db: -1, lkey: checkpointKey, raw: v, reason: reason}
+	if err := s.preserveAtOpen(d, "replaying every record the WAL holds instead of those after the checkpoint"); err != nil {
+		// Eight damaged bytes are not worth refusing to start over; the
+		// checkpoint after the replay overwrites them.
+		s.log.Warn("could not keep a copy of the damaged checkpoint record", zap.Error(err))
+	}
+	return 0, nil
 }
 
 // replay applies every WAL record after the checkpoint. Records carry full
@@ -232,15 +248,39 @@ func (s *Store) readCheckpoint() (uint64, error) {
 func (s *Store) replay(after uint64) error {
 	err := s.wal.Replay(after, func(lsn uint64, payload []byte) error {
 		r, err := decodeRecord(payload)
+		if err != nil && errors.Is(err, errBadRecordBody) && r.db < s.opts.Databases {
+			// The record is intact (its checksums passed) and names its
+			// key, but the Set it carries does not decode: keep a copy,
+			// skip it, and let the key keep the state LevelDB holds.
+			d := &damagedError{kind: QuarantineWAL, db: r.db, key: append([]byte(nil), r.key...), owner: r.owner, lsn: lsn,
+				raw: append([]byte(nil), payload...), reason: err}
+			if r.op == opHint {
+				d.lkey = hintKey(r.owner, r.db, r.key)
+			}
+			if err := s.preserveAtOpen(d, "WAL replay skipped it; the key keeps its earlier state here until repaired from another replica"); err != nil {
+				return fmt.Errorf("WAL record %d: %w", lsn, err)
+			}
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("WAL record %d: %w", lsn, err)
 		}
 		if r.db >= s.opts.Databases {
 			return fmt.Errorf("WAL record %d: database %d, but the store has %d: %w", lsn, r.db, s.opts.Databases, ErrBadDatabase)
 		}
-		old, found, err := s.readLevelDB(r.db, r.key)
-		if err != nil {
-			return fmt.Errorf("WAL record %d: %w", lsn, err)
+		var old vclock.Set
+		found := false
+		if r.op == opPut || r.op == opDrop {
+			var d *damagedError
+			old, found, err = s.readLevelDB(r.db, r.key)
+			if errors.As(err, &d) {
+				// This record replaces the damaged state: keep a copy
+				// first, then apply it as if the key were absent.
+				err = s.preserveAtOpen(d, "a WAL record replayed over it")
+			}
+			if err != nil {
+				return fmt.Errorf("WAL record %d: %w", lsn, err)
+			}
 		}
 		var b *leveldb.Batch
 		switch r.op {
@@ -272,7 +312,10 @@ func (s *Store) Get(db int, key []byte) (vclock.Set, error) {
 	if err := s.checkKey(db, key); err != nil {
 		return vclock.Set{}, err
 	}
-	set, found, err := s.read(db, key)
+	set, found, err := s.readCurrent(db, key)
+	if _, ok := errors.AsType[*damagedError](err); ok {
+		set, found, err = s.readQuarantining(db, key)
+	}
 	if err != nil {
 		return vclock.Set{}, err
 	}
@@ -282,33 +325,26 @@ func (s *Store) Get(db int, key []byte) (vclock.Set, error) {
 	return set, nil
 }
 
-// Put is a write coordinated by this replica as actor: the siblings ctx
-// covers are superseded and sib is added under a fresh dot. A zero ctx is a
-// blind write that supersedes everything this replica holds (SPEC section
-// 5). A zero sib.LastModified is set from the store's clock. It returns the
-// new Set and the context to hand the client.
-func (s *Store) Put(db int, key []byte, actor string, ctx vclock.Context, sib vclock.Sibling) (vclock.Set, vclock.Context, error) {
-	if err := s.checkKey(db, key); err != nil {
-		return vclock.Set{}, vclock.Context{}, err
-	}
-	if sib.LastModified == 0 {
-		sib.LastModified = s.opts.Now().UnixNano()
-	}
+// readQuarantining is read for a caller that does not hold the key's lock
+// (Get): it takes the lock so that moving a damaged record aside cannot
+// race with a write, and reads the key as absent when the record could
+// not be moved aside (a full disk): it is skipped for now.
+func (s *Store) readQuarantining(db int, key []byte) (vclock.Set, bool, error) {
 	mu := s.lockFor(db, key)
 	mu.Lock()
 	defer mu.Unlock()
-	cur, found, err := s.read(db, key)
-	if err != nil {
-		return vclock.Set{}, vclock.Context{}, err
+	set, found, err := s.read(db, key)
+	if errors.Is(err, errNotQuarantined) {
+		return vclock.Set{}, false, nil
 	}
-	if ctx.IsZero() {
-		ctx = cur.Context
-	}
-	next, clientCtx := cur.Update(actor, ctx, sib)
-	if err := s.commitPut(db, key, cur, found, next); err != nil {
-		return vclock.Set{}, vclock.Context{}, err
-	}
-	return next, clientCtx, nil
+	return set, found, err
+}
+
+// Put is Write with the client context ctx, where a zero ctx is a blind
+// write (Supersede{Blind: true}). Tests and tools that write directly use
+// it; the coordinator says what a write supersedes with Write.
+func (s *Store) Put(db int, key []byte, actor string, ctx vclock.Context, sib vclock.Sibling) (vclock.Set, vclock.Context, error) {
+	return s.Write(db, key, actor, Supersede{Blind: ctx.IsZero(), Context: ctx}, sib)
 }
 
 // Merge folds a Set from another replica into this one (replication, read
@@ -357,9 +393,25 @@ func (s *Store) lockFor(db int, key []byte) *sync.Mutex {
 	return &s.locks[keyHash(db, key)%lockStripes]
 }
 
-// read returns the key's current state: a pending (durable, not yet applied)
-// state if there is one, else LevelDB's.
+// read returns the key's current state; the caller holds the key's lock.
+// A stored record that does not decode is moved aside (quarantine.go) and
+// the key reads as absent, so that a write or a merge replaces it; if it
+// cannot be moved aside, read fails (wrapping errNotQuarantined).
 func (s *Store) read(db int, key []byte) (vclock.Set, bool, error) {
+	set, found, err := s.readCurrent(db, key)
+	if d, ok := errors.AsType[*damagedError](err); ok {
+		if err := s.quarantineDataLocked(d); err != nil {
+			return vclock.Set{}, false, err
+		}
+		return vclock.Set{}, false, nil
+	}
+	return set, found, err
+}
+
+// readCurrent returns the key's current state: a pending (durable, not yet
+// applied) state if there is one, else LevelDB's. A record that does not
+// decode is a *damagedError.
+func (s *Store) readCurrent(db int, key []byte) (vclock.Set, bool, error) {
 	if s.closed.Load() {
 		return vclock.Set{}, false, ErrClosed
 	}
@@ -390,7 +442,7 @@ func (s *Store) readLevelDB(db int, key []byte) (vclock.Set, bool, error) {
 	}
 	set, err := vclock.DecodeSet(v)
 	if err != nil {
-		return vclock.Set{}, false, fmt.Errorf("store: decode stored record db %d key_hash %016x: %w", db, keyHash(db, key), err)
+		return vclock.Set{}, false, damagedData(db, key, v, err)
 	}
 	return set, true, nil
 }

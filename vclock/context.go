@@ -1,6 +1,7 @@
 package vclock
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -428,4 +429,55 @@ func (c Context) Prune(retired func(actor string) bool) Context {
 		}
 	}
 	return out
+}
+
+// Intersect returns the context covering the dots both c and o cover.
+//
+// A coordinator uses it to clamp a client's context to what the replicas
+// of the key have actually minted: a client can only have seen dots a
+// replica handed out, so whatever else a context claims is forged (or from
+// a replica whose data was lost), and believing it would make the write
+// supersede, and every replica drop, writes that have not happened yet.
+func (c Context) Intersect(o Context) Context {
+	// The usual case: the client's context is what a replica holds or
+	// less, and nothing is allocated.
+	if c.lessEq(o) {
+		return c.clip()
+	}
+	if o.lessEq(c) {
+		return o.clip()
+	}
+	var out Context
+	for _, e := range c.VV {
+		if n := min(e.Counter, o.vv(e.Actor)); n > 0 {
+			out.VV = append(out.VV, Entry{Actor: e.Actor, Counter: n})
+		}
+	}
+	// The dots above the common vector that both cover: exceptions of
+	// either that the other covers, in ascending order, so that Add
+	// absorbs the contiguous ones.
+	var extra []Dot
+	for _, d := range c.Dots {
+		if o.Covers(d) {
+			extra = append(extra, d)
+		}
+	}
+	for _, d := range o.Dots {
+		if c.Covers(d) {
+			extra = append(extra, d)
+		}
+	}
+	slices.SortFunc(extra, func(a, b Dot) int {
+		switch {
+		case dotLess(a, b):
+			return -1
+		case dotLess(b, a):
+			return 1
+		}
+		return 0
+	})
+	for _, d := range extra {
+		out = out.Add(d)
+	}
+	return out.clip()
 }

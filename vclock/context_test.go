@@ -312,6 +312,16 @@ func unionModel(ms ...model) model {
 	return u
 }
 
+func intersectModel(a, b model) model {
+	m := model{}
+	for d := range a {
+		if b[d] {
+			m[d] = true
+		}
+	}
+	return m
+}
+
 func subset(a, b model) bool {
 	for d := range a {
 		if !b[d] {
@@ -349,6 +359,15 @@ func TestContextAlgebraMatchesSetModel(t *testing.T) {
 		}
 		if got, want := ab.Merge(c), fromModel(unionModel(ma, mb, mc)); !got.Equal(want) {
 			t.Fatalf("case %d: three-way merge = %s, want %s", i, got, want)
+		}
+
+		inter := a.Intersect(b)
+		checkNormal(t, inter)
+		if want := fromModel(intersectModel(ma, mb)); !inter.Equal(want) {
+			t.Fatalf("case %d: %s.Intersect(%s) = %s, want %s", i, a, b, inter, want)
+		}
+		if ba := b.Intersect(a); !inter.Equal(ba) {
+			t.Fatalf("case %d: Intersect not commutative: %s vs %s", i, inter, ba)
 		}
 
 		d := Dot{actors[r.Intn(len(actors))], uint64(1 + r.Intn(10))}

@@ -427,3 +427,89 @@ func TestSetPruneKeepsHeldSiblingsCovered(t *testing.T) {
 		t.Fatal("Prune modified the set")
 	}
 }
+
+// forgedContext is what an attacker or a broken client may send: counters
+// no replica minted, up to the top of the uint64 range, for the key's real
+// actors and for made-up ones.
+func forgedContext(r *rand.Rand, actors []string) Context {
+	tops := []uint64{^uint64(0), ^uint64(0) - 1, 1 << 63, 1 << 32, uint64(2 + r.Intn(1000))}
+	names := append(slices.Clone(actors), "ghost")
+	slices.Sort(names)
+	var c Context
+	for _, a := range names {
+		if r.Intn(3) == 0 {
+			continue
+		}
+		top := tops[r.Intn(len(tops))]
+		if r.Intn(2) == 0 {
+			c.VV = append(c.VV, Entry{Actor: a, Counter: top})
+		} else {
+			c.Dots = append(c.Dots, Dot{a, top})
+		}
+	}
+	return c
+}
+
+// A client context is clamped to what the replicas hold before it is used
+// (the store's rule), so no context, however forged, makes a write
+// supersede writes that happen later: every acknowledged write is in the
+// converged state until a write that saw it supersedes it. Without the
+// clamp, the same run loses writes, which shows the attack is real.
+func TestForgedContextsNeverSwallowLaterWrites(t *testing.T) {
+	for _, clamp := range []bool{true, false} {
+		r := newRand(t)
+		cl := newCluster(r, 3)
+		lost := 0
+		for i := range 3000 {
+			coord := r.Intn(len(cl.states))
+			ctx := cl.randomContext(coord)
+			if r.Intn(3) == 0 {
+				ctx = forgedContext(r, cl.actors)
+			}
+			if clamp {
+				var held Context
+				for _, s := range cl.states {
+					held = held.Merge(s.Context)
+				}
+				ctx = ctx.Intersect(held)
+				for _, e := range ctx.VV {
+					if e.Counter > uint64(i+1) {
+						t.Fatalf("case %d: clamped context %s has a counter above the %d writes made", i, ctx, i+1)
+					}
+				}
+			}
+			actor := cl.actors[coord]
+			n := max(cl.states[coord].Context.Max(actor), ctx.Max(actor))
+			if n < ^uint64(0) {
+				n++
+			}
+			dot := Dot{actor, n}
+			next, _ := cl.states[coord].Update(actor, ctx, cl.randomSibling())
+			cl.states[coord] = next
+			// Replicate to a random other replica, then converge.
+			j := r.Intn(len(cl.states))
+			cl.states[j] = Merge(cl.states[j], next)
+			var converged Set
+			for _, s := range cl.states {
+				converged = Merge(converged, s)
+			}
+			found := false
+			for _, x := range converged.Siblings {
+				found = found || x.Dot == dot
+			}
+			if !found {
+				if clamp {
+					t.Fatalf("case %d: write %s coordinated by %s with context %s vanished from the converged state %s %s",
+						i, dot, cl.actors[coord], ctx, converged.Context, dots(converged))
+				}
+				lost++
+			}
+		}
+		if !clamp && lost == 0 {
+			t.Fatalf("without the clamp no write was lost: the test no longer exercises the attack")
+		}
+		if !clamp {
+			t.Logf("without the clamp %d of 3000 writes vanished", lost)
+		}
+	}
+}
