@@ -14,6 +14,23 @@ type ClusterStatus struct {
 	RingFingerprint string         `json:"ring_fingerprint"`
 	Transition      *Transition    `json:"transition"`
 	Members         []MemberStatus `json:"members"`
+	// Quarantine counts the damaged stored records this node moved aside.
+	Quarantine QuarantineStatus `json:"quarantine"`
+}
+
+// QuarantineStatus is the "quarantine" object of the status document:
+// stored records the node could not decode and moved aside into Dir,
+// counted by kind since the node started; Held counts the records kept in
+// Dir from every run (docs/operations.md, "Quarantined records").
+type QuarantineStatus struct {
+	Total       uint64 `json:"total"`
+	Data        uint64 `json:"data"`
+	Hints       uint64 `json:"hints"`
+	WALRecords  uint64 `json:"wal_records"`
+	Checkpoints uint64 `json:"checkpoints"`
+	Failures    uint64 `json:"failures"`
+	Held        int    `json:"held"`
+	Dir         string `json:"dir"`
 }
 
 // Transition is a pending ring change: the target members and how many

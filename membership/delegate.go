@@ -58,12 +58,9 @@ func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return d.m.queue.GetBroadcasts(overhead, limit)
 }
 
-// LocalState is our half of a push/pull: the whole ring state.
-func (d delegate) LocalState(join bool) []byte {
-	d.m.mu.Lock()
-	defer d.m.mu.Unlock()
-	return d.m.state.Encode()
-}
+// LocalState is our half of a push/pull: the whole ring state (the staged
+// one during a join attempt).
+func (d delegate) LocalState(join bool) []byte { return d.m.gossipState() }
 
 func (d delegate) MergeRemoteState(b []byte, join bool) { d.m.mergeRemote(b, "push-pull") }
 

@@ -64,6 +64,10 @@ var (
 	ErrLastMember    = errors.New("membership: the last member cannot leave")
 	ErrNotMember     = errors.New("membership: this node is not a member")
 	ErrLeft          = errors.New("membership: this node has left; restart it to join again")
+	// ErrJoinSelf: a join address is this node's own gossip address.
+	ErrJoinSelf = errors.New("membership: cannot join this node itself")
+	// ErrJoinInProgress: another Join of this node has not returned yet.
+	ErrJoinInProgress = errors.New("membership: a join of this node is already in progress")
 )
 
 // stateFile is the ring state's name inside DataDir.
@@ -86,6 +90,18 @@ type Membership struct {
 	subs      map[uint64]chan struct{}
 	nextSub   uint64
 	placement atomic.Pointer[Placement]
+	// staged is the state a join attempt shows its peers (this node
+	// joining, no committed ring) while state, the one it serves and
+	// saves, stays as it was until the attempt reaches the cluster; nil
+	// when no attempt runs (see Join). heard: another node's state was
+	// merged into staged; echoed: the staged state came back unchanged,
+	// as gossip with this node itself sends it.
+	staged *State
+	heard  bool
+	echoed bool
+	// discarded is the staged state of the last join attempt that
+	// failed, for the late arrivals of what it showed (see mergeRemote).
+	discarded *State
 	mlLeft    atomic.Bool
 	closed    atomic.Bool // set by Shutdown: memberlist's stragglers log nothing
 	// refusedLog spaces the warnings about gossip no key decrypts.
@@ -104,8 +120,9 @@ type Membership struct {
 
 // New loads <DataDir>/ring.state, starts memberlist and joins: a saved state
 // rejoins its known members keeping its identity and ring; otherwise with
-// cfg.Join it joins that cluster (an error if no address answers within
-// JoinTimeout); otherwise it founds a one-node cluster.
+// cfg.Join it joins that cluster as Join does (an error if no address
+// answers within JoinTimeout, and then nothing is saved); otherwise, or if
+// every cfg.Join address is this node's own, it founds a one-node cluster.
 func New(cfg Config) (*Membership, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
@@ -164,6 +181,10 @@ func New(cfg Config) (*Membership, error) {
 	}
 	m.ml.Store(ml)
 	gossipAddr := ml.LocalNode().Address()
+	var join []string // the --join addresses that are not this node
+	if !restart {
+		join = m.others(cfg.Join)
+	}
 
 	m.mu.Lock()
 	self.ID = cfg.NodeID
@@ -176,8 +197,14 @@ func New(cfg Config) (*Membership, error) {
 		}
 		m.log.Info("restarted with saved ring state", zap.Uint64("epoch", m.state.Committed.Epoch),
 			zap.Stringer("status", self.Status))
-	case len(cfg.Join) > 0 && !onlySelf(cfg.Join, gossipAddr):
-		m.state = markJoining(m.state, self, gossipAddr, cfg.HTTPAddr)
+		err = m.commitLocked(m.state, true)
+	case len(join) > 0:
+		// Staged as by Join: nothing is saved before the cluster has
+		// answered, so a node that cannot reach it exits as it was (no
+		// ring.state, or the one it left with) and its next start tries
+		// the same join again.
+		m.updatePlacement()
+		m.stageJoinLocked(markJoining(m.state, self, gossipAddr, cfg.HTTPAddr))
 	default:
 		// No --join, or a --join that names only this node: the seed of a
 		// deployment where every node gets the same seed list (a
@@ -185,8 +212,8 @@ func New(cfg Config) (*Membership, error) {
 		self = Member{ID: cfg.NodeID, GossipAddr: gossipAddr, HTTPAddr: cfg.HTTPAddr, Status: StatusValid, Version: self.Version + 1}
 		m.state = State{Partitions: cfg.Partitions, Members: []Member{self}, Committed: Committed{Epoch: 1, Members: []string{cfg.NodeID}}}
 		m.log.Info("founded a one-node cluster")
+		err = m.commitLocked(m.state, true)
 	}
-	err = m.commitLocked(m.state, true)
 	m.mu.Unlock()
 	if err != nil {
 		_ = ml.Shutdown()
@@ -203,8 +230,8 @@ func New(cfg Config) (*Membership, error) {
 				m.log.Warn("rejoin after restart found no member yet; will retry", zap.Strings("addrs", addrs), zap.Error(err))
 			}
 		}
-	} else if len(cfg.Join) > 0 && !onlySelf(cfg.Join, gossipAddr) {
-		if err := m.gossipJoin(cfg.Join); err != nil {
+	} else if len(join) > 0 {
+		if err := m.finishJoin(join, m.gossipJoin(join)); err != nil {
 			_ = ml.Shutdown()
 			m.closed.Store(true)
 			return nil, err
@@ -265,27 +292,32 @@ func (c *Config) fill() error {
 	return nil
 }
 
-// onlySelf reports whether every address of join resolves to self (this
-// node's advertised gossip host:port), so that joining would only reach
-// this node itself. An address that does not resolve counts as another
-// node: joining it fails with a clear error rather than founding a
-// cluster by mistake.
-func onlySelf(join []string, self string) bool {
-	selfHost, selfPort, err := splitHostPort(self)
-	if err != nil {
-		return false
-	}
-	for _, a := range join {
-		host, port, err := splitHostPort(a)
-		if err != nil || port != selfPort {
-			return false
-		}
-		ips, err := net.LookupIP(host)
-		if err != nil || !slices.ContainsFunc(ips, func(ip net.IP) bool { return ip.String() == selfHost }) {
-			return false
+// gossipListeners are this node's gossip address as bound (the host of
+// BindAddr, possibly 0.0.0.0, with the port it got) and as advertised.
+func (m *Membership) gossipListeners() []string {
+	advertised := m.ml.Load().LocalNode().Address()
+	out := []string{advertised}
+	if host, _, err := net.SplitHostPort(m.cfg.BindAddr); err == nil {
+		if _, port, err := net.SplitHostPort(advertised); err == nil {
+			out = append(out, net.JoinHostPort(host, port))
 		}
 	}
-	return true
+	return out
+}
+
+// others is addrs without the addresses that reach this node's own gossip
+// listener (see IsLocalAddr): joining those would only reach this node. An
+// address that does not resolve counts as another node: joining it fails
+// with a clear error rather than founding a cluster by mistake.
+func (m *Membership) others(addrs []string) []string {
+	self := m.gossipListeners()
+	var out []string
+	for _, a := range addrs {
+		if !IsLocalAddr(a, self...) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -456,7 +488,7 @@ func (m *Membership) pushLargeState() {
 		peers = append(peers, &memberlist.Node{Name: n.Name, Addr: ip, Port: uint16(port)})
 	}
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-	msg := m.State().Encode()
+	msg := m.gossipState()
 	for _, p := range peers[:min(pushFanout, len(peers))] {
 		if err := ml.SendReliable(p, msg); err != nil {
 			m.log.Debug("sending ring state", zap.String("peer", p.Name), zap.Error(err))
@@ -495,6 +527,38 @@ func (m *Membership) mergeRemote(b []byte, via string) {
 			zap.Int("remote_partitions", remote.Partitions), zap.Int("partitions", m.state.Partitions))
 		return
 	}
+	if m.staged != nil {
+		// A join attempt: what the cluster says goes to the staged
+		// state; the one in force waits for the attempt's outcome.
+		if remote.Equal(*m.staged) {
+			m.echoed = true // any other node's state has its own entry
+			return
+		}
+		merged := Merge(*m.staged, remote)
+		m.staged, m.heard = &merged, true
+		return
+	}
+	if d := m.discarded; d != nil {
+		// What a failed join attempt showed may still arrive: gossip
+		// with this node itself answers after the attempt has ended,
+		// and must not make this node joining. A member that holds the
+		// staged entry took the join in after all (its answer was lost):
+		// follow it into its cluster, as a join that succeeded would,
+		// rather than show it this node's own ring.
+		mine, _ := remote.Member(m.cfg.NodeID)
+		staged, _ := d.Member(m.cfg.NodeID)
+		switch {
+		case remote.Equal(*d):
+			return
+		case mine == staged && remote.Committed.Epoch > 0:
+			m.log.Info("a failed join reached the cluster after all; joining it", zap.String("via", via))
+			m.discarded = nil
+			if err := m.commitLocked(Merge(*d, remote), false); err != nil {
+				m.log.Error("saving merged ring state", zap.Error(err))
+			}
+			return
+		}
+	}
 	// Only what we learned is worth re-broadcasting: if the merge changes
 	// our state, peers that gossip with us but not with the sender may not
 	// have it yet (epidemic spread rather than sender-only retransmits).
@@ -518,9 +582,12 @@ func (m *Membership) commitLocked(next State, force bool) error {
 	// Saved before anyone hears of it: a peer must never hold a version of
 	// our own entry that a crash would make us reissue with other content.
 	saveErr := saveState(m.cfg.DataDir, next)
-	if enc := next.Encode(); len(enc) <= maxBroadcast {
+	switch enc := next.Encode(); {
+	case m.staged != nil:
+		// A join attempt shows peers the staged state only (see Join).
+	case len(enc) <= maxBroadcast:
 		m.queue.QueueBroadcast(stateBroadcast(enc))
-	} else {
+	default:
 		select {
 		case m.pushSignal <- struct{}{}:
 		default:
@@ -572,6 +639,17 @@ func (m *Membership) logChanges(prev, next State) {
 			m.log.Info("member status", zap.String("member", nm.ID), zap.Stringer("status", nm.Status))
 		}
 	}
+}
+
+// gossipState is the encoded state peers are shown: the staged one during
+// a join attempt, else the one in force.
+func (m *Membership) gossipState() []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.staged != nil {
+		return m.staged.Encode()
+	}
+	return m.state.Encode()
 }
 
 // Placement returns the current placement snapshot.
@@ -641,9 +719,24 @@ func (m *Membership) clearSuspect(id string) {
 }
 
 // Join makes this node join the cluster the gossip addresses addrs belong to.
-// A node already in a multi-node ring only reconnects its gossip; otherwise
-// it becomes joining and enters the ring once the ownership handoff for it
-// is done (see State.TryCommit).
+// A node already in a multi-node ring (or with another member joining its
+// own) only reconnects its gossip, and a node already joining keeps
+// trying; otherwise it becomes joining and enters the ring once the
+// ownership handoff for it is done (see State.TryCommit).
+//
+// The join is staged, as Riak's: while it runs, peers are shown this node
+// joining with no committed ring of its own (so the cluster's ring wins the
+// first merge, whatever the epochs), and what they answer is merged into
+// that staged state only; the node keeps serving, and saving, its current
+// state. Only once a member of the cluster has answered does the staged
+// state (now holding the cluster's ring) replace it. If no address answers
+// within JoinTimeout, Join returns the error and the node is exactly as it
+// was, in memory and in ring.state. Its data stays in its store: once the
+// join commits, the stray sweep of the ownership handoff pushes the keys it
+// no longer replicates to their owners.
+//
+// An address that reaches this node's own gossip listener is refused with
+// ErrJoinSelf: gossip would answer from this node itself.
 func (m *Membership) Join(addrs []string) error {
 	if len(addrs) == 0 {
 		return errors.New("membership: join: no address given")
@@ -651,20 +744,89 @@ func (m *Membership) Join(addrs []string) error {
 	if m.mlLeft.Load() {
 		return ErrLeft
 	}
-	gossipAddr := m.ml.Load().LocalNode().Address() // outside mu: memberlist locks inside
-	m.mu.Lock()
-	self, _ := m.state.Member(m.cfg.NodeID)
-	inCluster := (self.Status == StatusValid || self.Status == StatusLeaving) &&
-		slices.ContainsFunc(m.state.Committed.Members, func(id string) bool { return id != m.cfg.NodeID })
-	if !inCluster && self.Status != StatusJoining {
-		self.ID = m.cfg.NodeID
-		if err := m.commitLocked(markJoining(m.state, self, gossipAddr, m.cfg.HTTPAddr), false); err != nil {
-			m.mu.Unlock()
-			return err
+	self := m.gossipListeners() // outside mu: memberlist locks inside
+	for _, a := range addrs {
+		if IsLocalAddr(a, self...) {
+			return fmt.Errorf("%w: %s is this node's own gossip address", ErrJoinSelf, a)
 		}
 	}
+	gossipAddr := self[0]
+	m.mu.Lock()
+	if m.staged != nil {
+		m.mu.Unlock()
+		return ErrJoinInProgress
+	}
+	me, _ := m.state.Member(m.cfg.NodeID)
+	switch {
+	case me.Status == StatusLeft || me.Status == StatusRemoved:
+		m.mu.Unlock()
+		return ErrLeft
+	case me.Status == StatusJoining || m.inClusterLocked():
+		// Nothing of this node's own to keep apart: reconnect.
+		m.mu.Unlock()
+		return m.gossipJoin(addrs)
+	}
+	me.ID = m.cfg.NodeID
+	m.stageJoinLocked(markJoining(m.state, me, gossipAddr, m.cfg.HTTPAddr))
 	m.mu.Unlock()
-	return m.gossipJoin(addrs)
+	return m.finishJoin(addrs, m.gossipJoin(addrs))
+}
+
+// inClusterLocked reports whether this node is a member of a cluster with
+// others: it is valid or leaving, and another node is in the committed or
+// the target ring. m.mu must be held.
+func (m *Membership) inClusterLocked() bool {
+	me, _ := m.state.Member(m.cfg.NodeID)
+	if me.Status != StatusValid && me.Status != StatusLeaving {
+		return false
+	}
+	other := func(id string) bool { return id != m.cfg.NodeID }
+	return slices.ContainsFunc(m.state.Committed.Members, other) || slices.ContainsFunc(m.state.Target(), other)
+}
+
+// stageJoinLocked starts a join attempt that shows peers staged (see Join).
+// Broadcasts of the current state still queued are dropped: once the
+// attempt reaches a peer, memberlist would send them, and a ring of this
+// node's own could then beat the cluster's in a merge. m.mu must be held.
+func (m *Membership) stageJoinLocked(staged State) {
+	m.staged, m.heard, m.echoed, m.discarded = &staged, false, false, nil
+	m.queue.Reset()
+}
+
+// finishJoin ends the attempt stageJoinLocked started, whose gossip join
+// of addrs returned joinErr. If another node's state reached this node (in
+// the answer to the join, or sent by a member that the attempt reached
+// although it reported an error), the staged state, merged with what the
+// peers sent, becomes the node's state: saved, broadcast, in force.
+// Otherwise the staged state is dropped and the node goes on as it was;
+// the error is joinErr, or ErrJoinSelf when gossip answered only from this
+// node itself (an address IsLocalAddr did not recognise).
+//
+// A peer that received the staged state while its answer never came back
+// (an asymmetric failure lasting the whole JoinTimeout) is not detected:
+// it lists this node joining while this node keeps its own ring.
+func (m *Membership) finishJoin(addrs []string, joinErr error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	staged, heard, echoed := *m.staged, m.heard, m.echoed
+	m.staged, m.heard, m.echoed = nil, false, false
+	if heard {
+		if joinErr != nil {
+			m.log.Info("join reached the cluster although the attempt reported an error", zap.Error(joinErr))
+		}
+		return m.commitLocked(staged, true)
+	}
+	switch {
+	case joinErr != nil:
+	case echoed:
+		joinErr = fmt.Errorf("%w: %v reached only this node's own gossip", ErrJoinSelf, addrs)
+	default:
+		joinErr = fmt.Errorf("membership: join %v: no member sent its ring state", addrs)
+	}
+	m.discarded = &staged
+	m.log.Warn("join failed; this node's ring state is unchanged", zap.Uint64("epoch", m.state.Committed.Epoch),
+		zap.Strings("members", m.state.Committed.Members), zap.Error(joinErr))
+	return joinErr
 }
 
 // Leave starts this node's graceful departure: it becomes leaving, the
@@ -700,6 +862,9 @@ func (m *Membership) Remove(id string) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.staged != nil {
+		return ErrJoinInProgress // the join would drop the removal
+	}
 	mb, ok := m.state.Member(id)
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownMember, id)

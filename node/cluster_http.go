@@ -29,6 +29,7 @@ type statusBody struct {
 	Members         []memberBody    `json:"members"`
 	Hints           hintsBody       `json:"hints"`
 	AAE             *aaeBody        `json:"aae,omitempty"`
+	Quarantine      quarantineBody  `json:"quarantine"`
 }
 
 // transitionBody describes a pending ring change: the target member set
@@ -81,6 +82,7 @@ func (n *Node) clusterStatus(c *cluster) statusBody {
 		RingFingerprint: fingerprintString(st.Committed.Fingerprint()),
 		Members:         []memberBody{},
 		AAE:             n.aae.stats(),
+		Quarantine:      newQuarantineBody(n.store.Stats().Quarantine),
 	}
 	target := st.Target()
 	pending := st.Pending()
@@ -178,13 +180,40 @@ func (n *Node) clusterJoin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := c.members.Join(addrs); err != nil {
+	if err := n.checkNotOwnHTTPAddr(c, addrs); err != nil {
+		return err
+	}
+	// A join that fails leaves the node as it was, serving its own ring
+	// (membership.Join stages it).
+	switch err := c.members.Join(addrs); {
+	case err == nil:
+	case errors.Is(err, membership.ErrJoinSelf):
+		return badRequestf("joining %v: %v: give the gossip address (--gossip-addr) of a member of the cluster to join", addrs, err)
+	case errors.Is(err, membership.ErrJoinInProgress), errors.Is(err, membership.ErrLeft):
+		return &statusError{http.StatusConflict, fmt.Sprintf("joining %v: %v", addrs, err)}
+	default:
 		// No address answered, or the cluster refused us (another
 		// --partitions, another gossip key): the node could not reach
 		// a working cluster, as a gateway that cannot reach upstream.
 		return &statusError{http.StatusBadGateway, fmt.Sprintf("joining %v: %v", addrs, err)}
 	}
 	writeJSON(w, http.StatusOK, n.clusterStatus(c))
+	return nil
+}
+
+// checkNotOwnHTTPAddr refuses a join address that reaches this node's own
+// HTTP listener, as bound or as advertised to peers: a join takes gossip
+// addresses, and this one is not even another node's.
+func (n *Node) checkNotOwnHTTPAddr(c *cluster, addrs []string) error {
+	own := []string{n.Addr()}
+	if m, ok := c.members.Member(n.cfg.ID); ok && m.HTTPAddr != "" {
+		own = append(own, m.HTTPAddr)
+	}
+	for _, a := range addrs {
+		if membership.IsLocalAddr(a, own...) {
+			return badRequestf("joining %v: %s is this node's own HTTP address: give the gossip address (--gossip-addr) of a member of the cluster to join", addrs, a)
+		}
+	}
 	return nil
 }
 
