@@ -165,7 +165,7 @@ func (e *APIError) retryable() bool {
 
 // PutOptions are the optional parts of a write.
 type PutOptions struct {
-	Context     string        // from an earlier Get or Put; empty: a blind write
+	Context     string        // from an earlier Get (a 404's too) or Put; empty: a blind write
 	TTL         time.Duration // 0: never expires
 	W           int           // write quorum; 0: the server's default
 	ContentType string        // stored and returned by Get
@@ -286,6 +286,33 @@ func (c *Client) GetResolved(ctx context.Context, key string, o GetOptions) ([]b
 		resolve = LatestWins
 	}
 	return resolve(res.Values), res.Context, nil
+}
+
+// Update is a read-modify-write of key: it reads the key, hands fn the
+// resolved value (found is false when the key is absent, deleted or
+// expired), and writes what fn returns with the read's context, so the
+// write supersedes exactly what was read. A read that found nothing still
+// carries a context, the empty one for a key never written: two clients
+// that both create a key with Update leave two siblings rather than one
+// overwriting the other (SPEC section 5). It returns the new context.
+// An error from fn is returned as it is, and nothing is written.
+func (c *Client) Update(ctx context.Context, key string, fn func(cur []byte, found bool) ([]byte, error), o PutOptions) (string, error) {
+	cur, rctx, err := c.GetResolved(ctx, key, GetOptions{DB: o.DB})
+	found := err == nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return "", err
+	}
+	if rctx == "" {
+		// Every GET answers with a context; a node that sent none
+		// cannot be trusted to keep the write from being blind.
+		return "", fmt.Errorf("client: GET %q answered without an X-Context", key)
+	}
+	next, err := fn(cur, found)
+	if err != nil {
+		return "", err
+	}
+	o.Context = rctx
+	return c.Put(ctx, key, next, o)
 }
 
 // LatestWins is the default SiblingResolver: the most recently modified

@@ -34,7 +34,7 @@ func BenchmarkPut(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
-				_, err := c.Put(bg, WriteRequest{Key: keys[i%len(keys)], Sibling: vclock.Sibling{Value: value}})
+				_, err := c.Put(bg, WriteRequest{Key: keys[i%len(keys)], Blind: true, Sibling: vclock.Sibling{Value: value}})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -49,7 +49,7 @@ func BenchmarkGet(b *testing.B) {
 	h := benchHarness(b, Config{LocalBlindWrites: true})
 	c := h.coord("a")
 	value := make([]byte, 100)
-	if _, err := c.Put(bg, WriteRequest{Key: key, Sibling: vclock.Sibling{Value: value}}); err != nil {
+	if _, err := c.Put(bg, WriteRequest{Key: key, Blind: true, Sibling: vclock.Sibling{Value: value}}); err != nil {
 		b.Fatal(err)
 	}
 	h.quiesce()

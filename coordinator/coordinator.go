@@ -45,6 +45,7 @@ type Coordinator struct {
 	stats struct {
 		reads, writes, forwards, quorumFailures, readRepairs, readRepairFailures atomic.Uint64
 		hinted, hintFailures                                                     atomic.Uint64
+		contextsAhead                                                            atomic.Uint64
 	}
 }
 
@@ -57,6 +58,9 @@ type Stats struct {
 	ReadRepairFailures uint64 // repair merges that failed
 	Hinted             uint64 // replica writes stored as hints on a fallback (sloppy quorum)
 	HintFailures       uint64 // hints a fallback failed to store
+	// ContextsAhead counts writes whose client context covered writes this
+	// replica had not seen, so the replicas' contexts were read to clamp it.
+	ContextsAhead uint64
 }
 
 // New returns a coordinator for this node. cfg is completed with defaults;
@@ -92,6 +96,7 @@ func (c *Coordinator) Stats() Stats {
 		ReadRepairFailures: c.stats.readRepairFailures.Load(),
 		Hinted:             c.stats.hinted.Load(),
 		HintFailures:       c.stats.hintFailures.Load(),
+		ContextsAhead:      c.stats.contextsAhead.Load(),
 	}
 }
 

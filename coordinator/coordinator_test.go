@@ -22,9 +22,11 @@ var (
 	bg  = context.Background()
 )
 
+// put writes v with the client context ctx; a zero ctx is a blind write
+// (no X-Context). putEmpty writes with the empty context of a 404.
 func put(t *testing.T, c *Coordinator, v string, ctx vclock.Context, w int) (vclock.Context, error) {
 	t.Helper()
-	res, err := c.Put(bg, WriteRequest{DB: 0, Key: key, Context: ctx, Sibling: sib(v), W: w})
+	res, err := c.Put(bg, WriteRequest{DB: 0, Key: key, Context: ctx, Blind: ctx.IsZero(), Sibling: sib(v), W: w})
 	return res.Context, err
 }
 
@@ -186,7 +188,7 @@ func TestForwardToNoReachableReplicaIsAQuorumFailure(t *testing.T) {
 
 func TestCoordinateLocalRefusesAKeyThisNodeDoesNotReplicate(t *testing.T) {
 	h := newHarness(t, Config{}, abc, nil, "a", "b", "c", "d")
-	_, err := h.coord("d").CoordinateLocal(bg, WriteRequest{Key: key, Sibling: sib("v1")})
+	_, err := h.coord("d").CoordinateLocal(bg, WriteRequest{Key: key, Blind: true, Sibling: sib("v1")})
 	if !errors.Is(err, ErrNotReplica) || !errors.Is(err, replication.ErrUnavailable) {
 		t.Fatalf("got %v, want ErrNotReplica (an ErrUnavailable)", err)
 	}
@@ -509,7 +511,7 @@ func TestBlindWriteThatTimesOutGatheringItsContextWritesNothing(t *testing.T) {
 
 func TestCoordinateLocalOnATargetOnlyReplicaWritesAndMeetsTheJointQuorum(t *testing.T) {
 	h := newHarness(t, Config{}, abc, []string{"d", "a", "b"}, "a", "b", "c", "d")
-	res, err := h.coord("d").CoordinateLocal(bg, WriteRequest{Key: key, Sibling: sib("v1")})
+	res, err := h.coord("d").CoordinateLocal(bg, WriteRequest{Key: key, Blind: true, Sibling: sib("v1")})
 	if err != nil {
 		t.Fatalf("CoordinateLocal on joining replica d: %v", err)
 	}

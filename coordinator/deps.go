@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 
+	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -34,5 +35,5 @@ type Replicas interface {
 
 // Local is the coordinating replica's own store (store.Store).
 type Local interface {
-	Put(db int, key []byte, actor string, ctx vclock.Context, sib vclock.Sibling) (vclock.Set, vclock.Context, error)
+	Write(db int, key []byte, actor string, sup store.Supersede, sib vclock.Sibling) (vclock.Set, vclock.Context, error)
 }

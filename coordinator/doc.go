@@ -37,6 +37,17 @@
 // blind writes through different nodes leave exactly the last value.
 // Config.LocalBlindWrites skips that round trip.
 //
+// # Writes with a context
+//
+// A write with a client context (WriteRequest.Blind false) supersedes
+// exactly what the context covers; the empty context of a 404 covers
+// nothing, so two clients that create a key from a 404 leave two siblings.
+// A client context is not trusted to claim more than the replicas hold:
+// when it covers writes the coordinating replica has not seen, the
+// coordinator reads R replicas' contexts and the store clamps the client's
+// to what they hold (writeLocal, store.Supersede), so a forged context
+// cannot supersede writes that have not happened yet.
+//
 // # Sloppy quorum
 //
 // A replica of the write that the failure detector reports dead, or whose

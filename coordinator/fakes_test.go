@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -92,9 +93,9 @@ func (f *fakeNode) mergeLog() []string {
 	return slices.Clone(f.merges)
 }
 
-// Put is store.Store.Put's semantics: a zero context supersedes what this
-// replica holds.
-func (f *fakeNode) Put(db int, key []byte, actor string, ctx vclock.Context, sib vclock.Sibling) (vclock.Set, vclock.Context, error) {
+// Write is store.Store.Write's semantics, with the store's own decision
+// (Supersede.Resolve) of what the write supersedes.
+func (f *fakeNode) Write(db int, key []byte, actor string, sup store.Supersede, sib vclock.Sibling) (vclock.Set, vclock.Context, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.putErr != nil {
@@ -102,8 +103,9 @@ func (f *fakeNode) Put(db int, key []byte, actor string, ctx vclock.Context, sib
 	}
 	k := storageKey(db, key)
 	cur := f.data[k]
-	if ctx.IsZero() {
-		ctx = cur.Context
+	ctx, err := sup.Resolve(cur.Context)
+	if err != nil {
+		return vclock.Set{}, vclock.Context{}, err
 	}
 	next, clientCtx := cur.Update(actor, ctx, sib)
 	f.data[k] = next

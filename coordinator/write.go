@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 	"go.uber.org/zap"
 )
@@ -76,24 +77,9 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 
-	wctx := req.Context
-	if wctx.IsZero() && !c.cfg.LocalBlindWrites && len(plan.lists[0]) > 1 {
-		var err error
-		if wctx, err = c.gatherContext(rctx, plan.lists[0], req.DB, req.Key); err != nil {
-			// Nothing is written yet: fail cleanly rather than leave a
-			// write that can no longer be acknowledged.
-			switch {
-			case ctx.Err() != nil:
-				return WriteResult{}, fmt.Errorf("coordinator: write abandoned by the client: %w", ctx.Err())
-			case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-				return WriteResult{}, c.quorumFailed(&QuorumError{Needed: plan.need[0], Acked: 0})
-			}
-			return WriteResult{}, err
-		}
-	}
-	set, clientCtx, err := c.local.Put(req.DB, req.Key, self, wctx, req.Sibling)
+	set, clientCtx, err := c.writeLocal(ctx, rctx, plan, req)
 	if err != nil {
-		return WriteResult{}, fmt.Errorf("coordinator: local write to db %d on %s: %w", req.DB, self, err)
+		return WriteResult{}, err
 	}
 	tally := newWriteTally(plan)
 	tally.record(self, true)
@@ -127,6 +113,59 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 			return WriteResult{}, c.quorumFailed(tally.timedOut())
 		}
 	}
+}
+
+// writeLocal applies the write to this replica's store, the first and
+// durable step of coordinating it.
+//
+// A blind write first gathers the key's context from R replicas, so that it
+// supersedes what a quorum holds. A write with a client context supersedes
+// exactly what the context covers, clamped to what the replicas hold: when
+// the context covers writes this replica has not seen (it missed them, or
+// the context is forged), the replica learns the others' contexts and
+// writes again, and what no replica answering holds is dropped from the
+// context (store.Supersede).
+func (c *Coordinator) writeLocal(ctx, rctx context.Context, plan *writePlan, req WriteRequest) (vclock.Set, vclock.Context, error) {
+	self := c.cluster.Self()
+	peers := len(plan.lists[0]) > 1
+	sup := store.Supersede{Blind: req.Blind, Context: req.Context, Strict: peers}
+	if req.Blind {
+		sup.Context = vclock.Context{}
+		if !c.cfg.LocalBlindWrites && peers {
+			gathered, err := c.gatherContext(rctx, plan.lists[0], req.DB, req.Key)
+			if err != nil {
+				return vclock.Set{}, vclock.Context{}, c.gatherFailed(ctx, plan, err)
+			}
+			sup.Context = gathered
+		}
+	}
+	set, clientCtx, err := c.local.Write(req.DB, req.Key, self, sup, req.Sibling)
+	if errors.Is(err, store.ErrContextAhead) {
+		c.stats.contextsAhead.Add(1)
+		known, gerr := c.gatherContext(rctx, plan.lists[0], req.DB, req.Key)
+		if gerr != nil {
+			return vclock.Set{}, vclock.Context{}, c.gatherFailed(ctx, plan, gerr)
+		}
+		sup.Known, sup.Strict = known, false
+		set, clientCtx, err = c.local.Write(req.DB, req.Key, self, sup, req.Sibling)
+	}
+	if err != nil {
+		return vclock.Set{}, vclock.Context{}, fmt.Errorf("coordinator: local write to db %d on %s: %w", req.DB, self, err)
+	}
+	return set, clientCtx, nil
+}
+
+// gatherFailed is the error of a write whose context read failed. Nothing
+// is written yet: fail cleanly rather than leave a write that can no longer
+// be acknowledged.
+func (c *Coordinator) gatherFailed(ctx context.Context, plan *writePlan, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("coordinator: write abandoned by the client: %w", ctx.Err())
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return c.quorumFailed(&QuorumError{Needed: plan.need[0], Acked: 0})
+	}
+	return err
 }
 
 // gatherContext reads the key's context from R replicas of the committed

@@ -241,12 +241,12 @@ func (n *Node) clusterOrErr() (*cluster, error) {
 
 // coordinatedPut writes sib through the coordinator with quorum w (0: the
 // configured default).
-func (n *Node) coordinatedPut(ctx context.Context, db int, key []byte, vc vclock.Context, sib vclock.Sibling, w int) (vclock.Context, error) {
+func (n *Node) coordinatedPut(ctx context.Context, db int, key []byte, vc vclock.Context, blind bool, sib vclock.Sibling, w int) (vclock.Context, error) {
 	c, err := n.clusterOrErr()
 	if err != nil {
 		return vclock.Context{}, err
 	}
-	res, err := c.coord.Put(ctx, coordinator.WriteRequest{DB: db, Key: key, Context: vc, Sibling: sib, W: w})
+	res, err := c.coord.Put(ctx, coordinator.WriteRequest{DB: db, Key: key, Context: vc, Blind: blind, Sibling: sib, W: w})
 	return res.Context, err
 }
 

@@ -66,6 +66,14 @@ type Config struct {
 	// reached" and closed, as Redis does.
 	RESPMaxConns int
 
+	// RESPMaxBufferBytes bounds the memory that every Redis-protocol
+	// connection together holds in the commands it is reading or
+	// executing (--resp-max-buffer-bytes): their arguments, each counted
+	// with its bookkeeping, and the values an MGET gathers. A command
+	// that does not fit is answered -TRYAGAIN. It must hold the largest
+	// command, 4 × MaxValueBytes + 1 MiB.
+	RESPMaxBufferBytes int64
+
 	// AdvertiseAddr is the host peers should dial when a bind address is
 	// 0.0.0.0 or empty (--advertise-addr): peers reach this node's HTTP
 	// API (and RPC) at AdvertiseAddr plus the bound HTTP port, and its
@@ -207,6 +215,16 @@ type Config struct {
 	HTTPWriteTimeout      time.Duration
 	HTTPIdleTimeout       time.Duration
 	HTTPMaxHeaderBytes    int
+	// HTTPLingerTimeout and HTTPLingerBytes bound the lingering close of
+	// an HTTP/1.1 connection whose request body is refused with 413
+	// (--http-linger-timeout, --http-linger-bytes; lingering.go): after
+	// the answer the node reads and discards at most HTTPLingerBytes more
+	// of the body for at most HTTPLingerTimeout, so that a client that
+	// sends its whole body before it reads gets the 413 rather than a
+	// reset. A timeout of 0 closes at once; 0 bytes means 4 times
+	// MaxValueBytes, at least 4 MiB.
+	HTTPLingerTimeout time.Duration
+	HTTPLingerBytes   int64
 	// HTTPMaxConns bounds the open connections of the HTTP port, clients
 	// and peers together (--http-max-conns); one more is answered 429
 	// and closed.
@@ -262,6 +280,7 @@ func DefaultConfig() Config {
 		GossipAddr:            "127.0.0.1:7946",
 		RESPAddr:              "127.0.0.1:6380",
 		RESPMaxConns:          10000,
+		RESPMaxBufferBytes:    256 << 20,
 		Replicas:              3,
 		ReadQuorum:            2,
 		WriteQuorum:           2,
@@ -288,6 +307,7 @@ func DefaultConfig() Config {
 		HTTPWriteTimeout:      time.Minute,
 		HTTPIdleTimeout:       2 * time.Minute,
 		HTTPMaxHeaderBytes:    64 << 10,
+		HTTPLingerTimeout:     5 * time.Second,
 		HTTPMaxConns:          4096,
 		HTTP2MaxStreams:       250,
 		ShutdownTimeout:       10 * time.Second,
@@ -322,6 +342,10 @@ func (c Config) Validate() error {
 	}
 	if c.RESPMaxConns < 1 {
 		bad("--resp-max-conns is %d: want at least 1", c.RESPMaxConns)
+	}
+	if largest := 4*c.MaxValueBytes + respCommandOverhead; c.RESPMaxBufferBytes < largest {
+		bad("--resp-max-buffer-bytes is %d: want at least %d, the largest Redis command (4 × --max-value-bytes + 1MiB)",
+			c.RESPMaxBufferBytes, largest)
 	}
 	if strings.ContainsAny(c.AdvertiseAddr, " /") {
 		bad("--advertise-addr %q: want a host name or IP address", c.AdvertiseAddr)
@@ -447,6 +471,12 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPMaxHeaderBytes < 4<<10 || c.HTTPMaxHeaderBytes > 16<<20 {
 		bad("--http-max-header-bytes is %d: want 4KiB to 16MiB (a key alone may take 3KiB percent-encoded)", c.HTTPMaxHeaderBytes)
+	}
+	if c.HTTPLingerTimeout < 0 || c.HTTPLingerTimeout > maxLingerTimeout {
+		bad("--http-linger-timeout is %s: want 0 (close at once) to %s", c.HTTPLingerTimeout, maxLingerTimeout)
+	}
+	if c.HTTPLingerBytes < 0 || c.HTTPLingerBytes > maxLingerBytes {
+		bad("--http-linger-bytes is %d: want 0 (4 times --max-value-bytes, at least 4MiB) to %d", c.HTTPLingerBytes, int64(maxLingerBytes))
 	}
 	if c.HTTPMaxConns < 1 {
 		bad("--http-max-conns is %d: want at least 1", c.HTTPMaxConns)

@@ -115,14 +115,14 @@ func (n *Node) observe(next http.Handler) http.Handler {
 // beyond up and ready. /metrics is not one of them: it stays behind the
 // token. The RPC calls
 // check the token themselves (replication.Server.Authorize) so that a
-// refusal reaches the peer as an RPC error frame rather than JSON.
+// refusal reaches the peer as an RPC error frame rather than JSON. A wrong
+// token's 401 is delayed, and failures are logged at most once per source
+// per interval (admitHTTP, authfail.go).
 func (n *Node) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" || r.URL.Path == "/ready" || isRPCPath(r.URL.Path) || n.validToken(r.Header.Get("Authorization")) {
+		if r.URL.Path == "/health" || r.URL.Path == "/ready" || isRPCPath(r.URL.Path) || n.admitHTTP(w, r) {
 			next.ServeHTTP(w, r)
-			return
 		}
-		n.writeError(w, r, errUnauthorized)
 	})
 }
 
@@ -184,7 +184,7 @@ func (n *Node) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 		allow = "GET, HEAD"
 	case r.URL.Path == "/internal/v1/debug/hints":
 		allow = "DELETE"
-	case r.URL.Path == "/cluster/status" || strings.HasPrefix(r.URL.Path, "/internal/v1/debug/"):
+	case r.URL.Path == "/cluster/status" || r.URL.Path == "/metrics" || strings.HasPrefix(r.URL.Path, "/internal/v1/debug/"):
 		allow = "GET"
 	case strings.HasPrefix(r.URL.Path, "/cluster/"):
 		allow = "POST"
@@ -233,10 +233,17 @@ func (n *Node) target(r *http.Request) (db int, key []byte, err error) {
 
 // query parses the query string. A malformed one is rejected whole, even if
 // the damage is in a parameter the node ignores: its meaning is unknowable.
+// So is a parameter given twice (?w=1&w=3): which one the client meant
+// cannot be told, and silently taking the first could weaken a quorum.
 func query(r *http.Request) (url.Values, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, badRequestf("malformed query: %v", err)
+	}
+	for name, vals := range q {
+		if len(vals) > 1 {
+			return nil, badRequestf("malformed query: %q given %d times, want at most once", name, len(vals))
+		}
 	}
 	return q, nil
 }
@@ -266,6 +273,9 @@ type writeRequest struct {
 	q   url.Values
 	w   int
 	ctx vclock.Context
+	// blind: the request had no X-Context at all (an empty context, from a
+	// 404, is a context that covers nothing).
+	blind bool
 }
 
 func (n *Node) parseWrite(r *http.Request) (writeRequest, error) {
@@ -280,14 +290,16 @@ func (n *Node) parseWrite(r *http.Request) (writeRequest, error) {
 	if wr.w, err = n.quorumParam(wr.q, "w"); err != nil {
 		return wr, err
 	}
-	wr.ctx, err = parseContext(r.Header.Get(ContextHeader))
+	var present bool
+	wr.ctx, present, err = parseContext(r.Header)
+	wr.blind = !present
 	return wr, err
 }
 
 // coordinateWrite writes sib through the coordinator and answers 204 with
 // the context the write returned.
 func (n *Node) coordinateWrite(w http.ResponseWriter, r *http.Request, wr writeRequest, sib vclock.Sibling) error {
-	out, err := n.coordinatedPut(r.Context(), wr.db, wr.key, wr.ctx, sib, wr.w)
+	out, err := n.coordinatedPut(r.Context(), wr.db, wr.key, wr.ctx, wr.blind, sib, wr.w)
 	if err != nil {
 		return err
 	}
@@ -315,14 +327,18 @@ func (n *Node) put(w http.ResponseWriter, r *http.Request) error {
 		return badRequestf("Content-Type is %d bytes long (at most %d)", len(contentType), maxContentTypeBytes)
 	}
 
+	// An oversized body gets its 413 with a lingering close
+	// (lingering.go), so that a client still sending it reads the answer.
 	limit := n.cfg.MaxValueBytes
 	if r.ContentLength > limit {
-		return errTooLarge(limit)
+		n.refuseBody(w, r, limit)
+		return nil
 	}
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return errTooLarge(limit)
+			n.refuseBody(w, r, limit)
+			return nil
 		}
 		return badRequestf("reading the value: %v", err)
 	}
@@ -383,15 +399,16 @@ func (n *Node) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	set, found, err := n.coordinatedGet(r.Context(), db, key, rq)
+	set, _, err := n.coordinatedGet(r.Context(), db, key, rq)
 	if err != nil {
 		return err
 	}
-	if !found {
-		return errKeyNotFound
-	}
-	// The context covers tombstones and expired values too, so a write
-	// with it supersedes them rather than living beside them.
+	// Every answer carries a context, a 404 included (SPEC section 3): for
+	// a key never written it is the empty context, so that a client's
+	// write back supersedes nothing rather than being blind and
+	// overwriting a concurrent create. It covers tombstones and expired
+	// values too, so a write with it supersedes them rather than living
+	// beside them.
 	w.Header().Set(ContextHeader, encodeContext(set.Context))
 	live := set.Live(n.cfg.now().UnixNano())
 	switch len(live) {

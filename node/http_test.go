@@ -30,7 +30,7 @@ func TestPutThenGetReturnsValueContentTypeAndContext(t *testing.T) {
 	if r.status != http.StatusNoContent {
 		t.Fatalf("PUT = %d %q, want 204", r.status, r.body)
 	}
-	if _, err := parseContext(r.context()); err != nil || r.context() == "" {
+	if _, err := decodeContext(r.context()); err != nil || r.context() == "" {
 		t.Fatalf("PUT X-Context %q does not decode: %v", r.context(), err)
 	}
 	g := tn.mustGet("/kv/greeting", "hello")
@@ -272,7 +272,7 @@ func TestDatabasesAreIsolatedAndBounded(t *testing.T) {
 	if r := tn.get("/db//kv/k", nil); r.status != http.StatusBadRequest && r.status != http.StatusNotFound {
 		t.Errorf("GET /db//kv/k = %d %q, want 400 or 404", r.status, r.body)
 	}
-	for _, db := range []string{"16", "-1", "x", "%31", "+1", "1e1", "99999999999999999999"} {
+	for _, db := range []string{"16", "-1", "x", "%31", "+1", "1e1", "99999999999999999999", "01", "00", "015"} {
 		r := tn.put("/db/"+db+"/kv/k", "v", nil)
 		if r.status != http.StatusBadRequest {
 			t.Errorf("PUT /db/%s/kv/k = %d %q, want 400", db, r.status, r.body)
@@ -291,6 +291,9 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 		{http.MethodPatch, "/db/1/kv/k", "DELETE, GET, HEAD, PUT"},
 		{http.MethodPost, "/health", "GET, HEAD"},
 		{http.MethodDelete, "/ready", "GET, HEAD"},
+		{http.MethodPost, "/metrics", "GET"},
+		{http.MethodPut, "/cluster/status", "GET"},
+		{http.MethodGet, "/cluster/join", "POST"},
 	} {
 		r := tn.do(c.method, c.target, nil, nil)
 		if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != c.allow {
@@ -373,8 +376,8 @@ func TestBlindWriteSupersedesEverything(t *testing.T) {
 
 func TestDeleteLeavesATombstoneThatReadsAsAbsent(t *testing.T) {
 	tn := startNode(t, nil, nil)
-	if r := tn.get("/kv/never", nil); r.status != http.StatusNotFound || r.context() != "" {
-		t.Fatalf("GET never-written key = %d X-Context %q, want 404 without a context", r.status, r.context())
+	if r := tn.get("/kv/never", nil); r.status != http.StatusNotFound || r.context() != encodeContext(vclock.Context{}) {
+		t.Fatalf("GET never-written key = %d X-Context %q, want 404 with the empty context", r.status, r.context())
 	}
 	ctx := tn.mustPut("/kv/k", "v", "")
 	d := tn.do(http.MethodDelete, "/kv/k", nil, map[string]string{ContextHeader: ctx})
@@ -649,9 +652,9 @@ func TestAcknowledgedWritesSurviveARestart(t *testing.T) {
 func TestContextFromPutCoversOnlyWhatTheClientSaw(t *testing.T) {
 	tn := startNode(t, nil, nil)
 	c1 := tn.mustPut("/kv/k", "a", "")
-	ctx1, _ := parseContext(c1)
+	ctx1, _ := decodeContext(c1)
 	c2 := tn.mustPut("/kv/k", "b", c1)
-	ctx2, _ := parseContext(c2)
+	ctx2, _ := decodeContext(c2)
 	if ctx2.Compare(ctx1) != vclock.After {
 		t.Fatalf("second PUT context %v is not after the first %v", ctx2, ctx1)
 	}

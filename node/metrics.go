@@ -33,7 +33,10 @@ type metrics struct {
 	// connections under --http-max-conns (connlimit.go).
 	httpConnsOpen    prometheus.Gauge
 	httpConnsRefused prometheus.Counter
-	handler          http.Handler
+	// limits: the Redis-protocol memory bounds and failed
+	// authentications (metrics_limits.go).
+	limits  limitMetrics
+	handler http.Handler
 }
 
 // Request operations, the "op" label: a small fixed set so that paths
@@ -88,6 +91,8 @@ func newMetrics(n *Node) *metrics {
 		&nodeCollector{n: n},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.limits = newLimitMetrics()
+	m.reg.MustRegister(m.limits.collectors()...)
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }

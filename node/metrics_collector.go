@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/store"
 )
 
 // nodeCollector turns the counters the node's packages already keep into
@@ -26,6 +27,7 @@ var (
 	descReadRepairFailures = desc("dynkv_read_repair_failures_total", "Read-repair merges that failed.")
 	descHinted             = desc("dynkv_hints_stored_total", "Replica writes this node's coordinator had stored as hints on a fallback (sloppy quorum).")
 	descHintFailures       = desc("dynkv_hint_store_failures_total", "Hints a fallback failed to store.")
+	descContextsAhead      = desc("dynkv_coordinator_contexts_ahead_total", "Writes whose client context covered writes this coordinator had not seen, so it read the replicas' contexts to clamp it.")
 
 	// Hinted handoff: hints this node holds for other owners.
 	descHintsPending   = desc("dynkv_hints_pending", "Hints this node holds, by the owner they are for.", "owner")
@@ -51,6 +53,9 @@ var (
 	descPendingRecords = desc("dynkv_store_pending_records", "WAL-durable records LevelDB has not absorbed yet.")
 	descCheckpointLSN  = desc("dynkv_store_checkpoint_lsn", "LSN up to which every WAL record is durably in LevelDB.")
 	descReopens        = desc("dynkv_store_leveldb_reopens_total", "LevelDB reopens after failed applies (I/O errors).")
+	descQuarantined    = desc("dynkv_store_quarantined_records_total", "Damaged stored records moved aside into the data directory's quarantine folder, by kind (data, hint, wal, checkpoint).", "kind")
+	descQuarantineFail = desc("dynkv_store_quarantine_failures_total", "Attempts to move a damaged stored record aside that failed (the record stays and is skipped).")
+	descQuarantineHeld = desc("dynkv_store_quarantine_held_records", "Records kept in the quarantine folder, from every run, until an operator removes them.")
 	descWALAppends     = desc("dynkv_wal_appends_total", "WAL records acknowledged.")
 	descWALBatches     = desc("dynkv_wal_batches_total", "WAL group-commit batches written.")
 	descWALSyncs       = desc("dynkv_wal_syncs_total", "WAL fsyncs.")
@@ -108,6 +113,13 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descPendingRecords, float64(st.PendingRecords))
 	gauge(descCheckpointLSN, float64(st.CheckpointLSN))
 	counter(descReopens, st.LevelDBReopens)
+	q := st.Quarantine
+	counter(descQuarantined, q.Data, store.QuarantineData)
+	counter(descQuarantined, q.Hints, store.QuarantineHint)
+	counter(descQuarantined, q.WALRecords, store.QuarantineWAL)
+	counter(descQuarantined, q.Checkpoints, store.QuarantineCheckpoint)
+	counter(descQuarantineFail, q.Failures)
+	gauge(descQuarantineHeld, float64(q.Held))
 	counter(descWALAppends, st.WAL.Appends)
 	counter(descWALBatches, st.WAL.Batches)
 	counter(descWALSyncs, st.WAL.Syncs)
@@ -141,6 +153,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReadRepairFailures, cs.ReadRepairFailures)
 	counter(descHinted, cs.Hinted)
 	counter(descHintFailures, cs.HintFailures)
+	counter(descContextsAhead, cs.ContextsAhead)
 
 	now := n.cfg.now()
 	for owner, h := range n.store.HintStats() {

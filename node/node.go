@@ -39,6 +39,7 @@ type Node struct {
 	inflight chan struct{} // a slot per request being served; full means shed load
 	tokens   [][32]byte    // sha256 of each accepted bearer token
 	metrics  *metrics
+	auth     *authGuard // delays, throttles and logs failed client authentications (authfail.go)
 	state    atomic.Int32
 	addr     atomic.Pointer[string] // bound address once listening
 	// resp serves the Redis protocol; nil when --resp-addr is empty.
@@ -95,6 +96,7 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		done:      make(chan error, 1),
 	}
 	n.metrics = newMetrics(n)
+	n.auth = newAuthGuard(log.Named("auth"), &n.metrics.limits)
 	if cfg.TLSCert != "" {
 		tc, err := loadTLS(cfg)
 		if err != nil {
@@ -127,6 +129,12 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		WALObserver:        n.metrics,
 	})
 	if err != nil {
+		if errors.Is(err, wal.ErrCorrupt) && !cfg.WALRepair {
+			// SPEC section 6: the node stops, and the message says how
+			// to start it anyway and what that costs.
+			return nil, fmt.Errorf("node: opening store in %s: %w (to start anyway, cutting the log at the damage and losing the records after it, run once with --wal-repair; copy %s first to keep them)",
+				cfg.DataDir, err, cfg.DataDir)
+		}
 		return nil, fmt.Errorf("node: opening store in %s: %w", cfg.DataDir, err)
 	}
 	n.handler = n.routes()

@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -18,8 +19,10 @@ const ContextHeader = "X-Context"
 // catches unit mistakes such as milliseconds passed as seconds.
 const maxTTL = 100 * 365 * 24 * time.Hour
 
-// maxContentTypeBytes bounds the Content-Type stored with each sibling.
-const maxContentTypeBytes = 256
+// maxContentTypeBytes bounds the Content-Type stored with each sibling:
+// the stored encoding's own limit, so that every value the API accepts can
+// be stored and read back.
+const maxContentTypeBytes = vclock.MaxContentTypeLen
 
 // maxContextHeaderBytes bounds the X-Context header before it is decoded.
 // A context has one entry per node that ever coordinated a write to the
@@ -83,8 +86,9 @@ func parseKey(rawKey string) ([]byte, error) {
 // parseDatabase parses the {n} of /db/{n}/kv/ as a number 0..databases-1.
 func parseDatabase(s string, databases int) (int, error) {
 	n, err := strconv.Atoi(s)
-	// Atoi accepts "+1"; a database is named by plain digits only.
-	if err != nil || s == "" || s[0] < '0' || s[0] > '9' {
+	// Atoi accepts "+1" and "01"; a database is named by its one
+	// spelling in plain digits, so /db/01 is not a second name for /db/1.
+	if err != nil || s == "" || s[0] < '0' || s[0] > '9' || len(s) > 1 && s[0] == '0' {
 		return 0, badRequestf("malformed database %q: want a number from 0 to %d", s, databases-1)
 	}
 	if n < 0 || n >= databases {
@@ -93,16 +97,36 @@ func parseDatabase(s string, databases int) (int, error) {
 	return n, nil
 }
 
-// parseContext decodes an X-Context header. An absent header is the zero
-// context (a blind write). Padding is tolerated because some clients add it.
-func parseContext(h string) (vclock.Context, error) {
-	if h == "" {
+// parseContext decodes the X-Context header of h. present is false when
+// the request has none (a blind write, SPEC section 5); a present header
+// holding the empty context (what a 404 hands out) covers nothing, and a
+// write with it supersedes nothing. An empty header value is treated as
+// absent: clients that template the header from a variable send one when
+// they have no context. The header may appear once: with two, which one
+// the client meant is unknowable. Padding is tolerated because some
+// clients add it.
+func parseContext(h http.Header) (c vclock.Context, present bool, err error) {
+	vals := h.Values(ContextHeader)
+	switch {
+	case len(vals) > 1:
+		return vclock.Context{}, false, badRequestf("malformed %s: sent %d times, want at most once", ContextHeader, len(vals))
+	case len(vals) == 0 || strings.TrimSpace(vals[0]) == "":
+		return vclock.Context{}, false, nil
+	}
+	c, err = decodeContext(strings.TrimSpace(vals[0]))
+	return c, err == nil, err
+}
+
+// decodeContext decodes one X-Context value; the empty string is the zero
+// context.
+func decodeContext(v string) (vclock.Context, error) {
+	if v == "" {
 		return vclock.Context{}, nil
 	}
-	if len(h) > maxContextHeaderBytes {
-		return vclock.Context{}, badRequestf("malformed %s: %d bytes long (at most %d)", ContextHeader, len(h), maxContextHeaderBytes)
+	if len(v) > maxContextHeaderBytes {
+		return vclock.Context{}, badRequestf("malformed %s: %d bytes long (at most %d)", ContextHeader, len(v), maxContextHeaderBytes)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(h, "="))
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
 	if err != nil {
 		return vclock.Context{}, badRequestf("malformed %s: not base64url: %v", ContextHeader, err)
 	}

@@ -8,7 +8,8 @@ import (
 )
 
 // FuzzParseDatabase: the {n} of /db/{n}/kv/ is accepted exactly when it is
-// plain decimal digits naming one of the databases.
+// plain decimal digits without a leading zero naming one of the databases
+// (one spelling per database: /db/01 is not /db/1).
 func FuzzParseDatabase(f *testing.F) {
 	for _, s := range []string{"0", "15", "16", "-1", "+1", "01", "", " 1", "1 ", "99999999999999999999", "0x1"} {
 		f.Add(s, 16)
@@ -18,7 +19,7 @@ func FuzzParseDatabase(f *testing.F) {
 			return // Config.Validate keeps --databases in 1..256
 		}
 		n, err := parseDatabase(s, databases)
-		digits := s != "" && strings.Trim(s, "0123456789") == ""
+		digits := s != "" && strings.Trim(s, "0123456789") == "" && (s == "0" || s[0] != '0')
 		v, convErr := strconv.Atoi(s)
 		want := digits && convErr == nil && v < databases
 		if (err == nil) != want {

@@ -107,12 +107,12 @@ func TestParseQuorumCapsToMembersAndReplicas(t *testing.T) {
 
 func TestContextRoundTripsThroughTheHeader(t *testing.T) {
 	c := vclock.Context{}.Add(vclock.Dot{Actor: "n1", Counter: 1}).Add(vclock.Dot{Actor: "n2", Counter: 3})
-	got, err := parseContext(encodeContext(c))
+	got, err := decodeContext(encodeContext(c))
 	if err != nil || !got.Equal(c) {
-		t.Fatalf("parseContext(encodeContext(%v)) = %v, %v", c, got, err)
+		t.Fatalf("decodeContext(encodeContext(%v)) = %v, %v", c, got, err)
 	}
-	if z, err := parseContext(""); err != nil || !z.IsZero() {
-		t.Fatalf("parseContext(\"\") = %v, %v; want the zero context", z, err)
+	if z, err := decodeContext(""); err != nil || !z.IsZero() {
+		t.Fatalf("decodeContext(\"\") = %v, %v; want the zero context", z, err)
 	}
 }
 
@@ -145,11 +145,11 @@ func FuzzParseContext(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, h string) {
-		ctx, err := parseContext(h)
+		ctx, err := decodeContext(h)
 		if err != nil {
 			return
 		}
-		again, err := parseContext(encodeContext(ctx))
+		again, err := decodeContext(encodeContext(ctx))
 		if err != nil || !again.Equal(ctx) {
 			t.Fatalf("context %v from %q does not round-trip: %v, %v", ctx, h, again, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,8 +35,8 @@ const respCommandOverhead = 1 << 20
 const respMaxReply = 64 << 20
 
 // respServer serves the Redis protocol (SPEC section 4) on its own
-// listener. redcon writes the replies and parses inline commands;
-// respReader parses multibulk requests (see there why), and the accept
+// listener. redcon writes the replies; respReader parses requests (see
+// there why), and the accept
 // loop and the per-connection loops are ours rather than redcon.Server's,
 // which cannot drain: Shutdown waits for the connections it serves.
 type respServer struct {
@@ -55,6 +56,10 @@ type respServer struct {
 
 	// maxReply bounds the bytes of values one MGET gathers for its reply.
 	maxReply int64
+
+	// budget bounds the memory of the commands every connection is
+	// reading or executing (--resp-max-buffer-bytes).
+	budget *respBudget
 
 	acceptDone chan struct{}
 	wg         sync.WaitGroup // one per connection goroutine
@@ -90,6 +95,7 @@ func (n *Node) listenRESP() (*respServer, error) {
 		cancel:     cancel,
 		maxCommand: 4*n.cfg.MaxValueBytes + respCommandOverhead,
 		maxReply:   max(respMaxReply, 4*n.cfg.MaxValueBytes+respCommandOverhead),
+		budget:     newRESPBudget(n.cfg.RESPMaxBufferBytes, n.metrics.limits.respBufferBytes),
 		acceptDone: make(chan struct{}),
 		conns:      make(map[net.Conn]struct{}),
 	}, nil
@@ -155,9 +161,36 @@ func (s *respServer) serveConn(c net.Conn) {
 	if idle := s.n.cfg.RESPIdleTimeout; idle > 0 {
 		r = &idleReader{c: c, idle: idle, stopping: &s.stopping}
 	}
-	if err := s.serveStream(r, c, sess); err != nil {
+	err := s.serveStream(r, c, sess)
+	if err != nil {
 		s.log.Debug("connection closed", zap.String("remote", sess.addr), zap.Error(err))
 	}
+	var perr protocolError
+	if errors.As(err, &perr) {
+		lingerClose(c)
+	}
+}
+
+// After a protocol error the client may still be sending the rest of what
+// it announced; closing a socket with unread input sends a reset, which
+// can destroy the error reply before the client reads it. So the
+// connection is half-closed and drained, for at most respLinger and
+// respLingerBytes, before it is closed.
+const (
+	respLinger      = time.Second
+	respLingerBytes = 256 << 10
+)
+
+func lingerClose(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return // TLS: the close alert is what the client reads
+	}
+	if tc.CloseWrite() != nil {
+		return
+	}
+	_ = tc.SetReadDeadline(time.Now().Add(respLinger))
+	_, _ = io.CopyN(io.Discard, tc, respLingerBytes)
 }
 
 // newSession is the state of one client connection.
@@ -194,12 +227,8 @@ type deadliner interface{ SetWriteDeadline(time.Time) error }
 // serveStream reads commands from r and writes replies to w until r ends,
 // fails, sends something that is not RESP, or the client quits. Replies
 // to commands that arrive together (a pipeline) go out in one write, after
-// the last of them.
+// the last of them, or before the connection waits for more input.
 func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) error {
-	// Arguments up to the read buffer's size are kept even when the
-	// limit is lower, so that a long key or value gets the command's own
-	// error rather than this generic one.
-	rd := newRESPReader(r, max(s.n.cfg.MaxValueBytes, respReadBufferSize), s.maxCommand)
 	wr := redcon.NewWriter(w)
 	dl, _ := w.(deadliner)
 	flush := func() error {
@@ -210,15 +239,45 @@ func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) er
 		}
 		return wr.Flush()
 	}
+	// Replies held for the rest of a pipeline go out before the reader
+	// waits for more input: the rest may be an unfinished command (AUTH,
+	// then a large SET still arriving), and the client may be waiting
+	// for those replies.
+	r = &flushBeforeRead{r: r, flush: func() error {
+		if len(wr.Buffer()) == 0 {
+			return nil
+		}
+		if err := flush(); err != nil {
+			return fmt.Errorf("writing replies: %w", err)
+		}
+		return nil
+	}}
+	// Arguments up to the read buffer's size are kept even when the
+	// limit is lower, so that a long key or value gets the command's own
+	// error rather than this generic one.
+	rd := newRESPReader(r, max(s.n.cfg.MaxValueBytes, respReadBufferSize), s.maxCommand)
+	rd.budget = s.budget
+	defer rd.release()
 	for {
+		// Before AUTH only small commands are read (respUnauthMaxArgs).
+		rd.unauth = !sess.authed
 		args, err := rd.readCommand()
 		var tooLarge *argTooLargeError
 		switch {
 		case errors.As(err, &tooLarge):
 			wr.WriteError("ERR " + tooLarge.Error())
+		case errors.Is(err, errRESPBufferFull):
+			s.n.metrics.limits.respRefused.WithLabelValues(refusedBuffer).Inc()
+			wr.WriteError(respErrBufferFull)
 		case err != nil:
 			var perr protocolError
 			if errors.As(err, &perr) {
+				switch {
+				case perr == errUnauthMultibulk || perr == errUnauthBulk:
+					s.n.metrics.limits.respRefused.WithLabelValues(refusedUnauthenticated).Inc()
+				case strings.HasPrefix(string(perr), "command too large"):
+					s.n.metrics.limits.respRefused.WithLabelValues(refusedTooLarge).Inc()
+				}
 				// As Redis: say why, then hang up.
 				wr.WriteError("ERR Protocol error: " + string(perr))
 			}
@@ -233,6 +292,8 @@ func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) er
 				return flush()
 			}
 		}
+		// The command is done: its memory goes back to the budget.
+		rd.release()
 		// A long pipeline's replies go out in pieces, so that their
 		// memory stays bounded: at most respReplyBufferSize plus one
 		// reply (a GET's value, or an MGET's, bounded by maxReply) are
@@ -249,6 +310,21 @@ func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) er
 			return fmt.Errorf("writing replies: %w", err)
 		}
 	}
+}
+
+// flushBeforeRead calls flush before every read of r: the connection's
+// reader reads from the socket only when what it buffered does not hold
+// the next command.
+type flushBeforeRead struct {
+	r     io.Reader
+	flush func() error
+}
+
+func (f *flushBeforeRead) Read(p []byte) (int, error) {
+	if err := f.flush(); err != nil {
+		return 0, err
+	}
+	return f.r.Read(p)
 }
 
 // protocolError is input that is not RESP; the connection cannot go on.

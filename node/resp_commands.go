@@ -34,6 +34,9 @@ type respSession struct {
 	db     int
 	authed bool
 	name   string
+	// authFails counts the wrong passwords since the last right one;
+	// at authCloseAfter the connection is closed.
+	authFails int
 }
 
 // respAction tells the connection loop whether to go on after a command.
@@ -97,9 +100,9 @@ func (s *respServer) execute(wr *redcon.Writer, sess *respSession, args [][]byte
 		wr.WriteString("OK")
 		return actionClose
 	case "auth":
-		s.auth(wr, sess, args)
+		return s.auth(wr, sess, args)
 	case "hello":
-		s.hello(wr, sess, args)
+		return s.hello(wr, sess, args)
 	case "select":
 		if len(args) != 2 {
 			wr.WriteError(respErrArity(name))
@@ -209,6 +212,8 @@ func (s *respServer) respErrorText(err error) string {
 		return "ERR " + respPrintable([]byte(br.msg), 512)
 	case errors.Is(err, store.ErrDiskFull):
 		return "ERR disk full"
+	case err == errRESPBufferFull:
+		return respErrBufferFull
 	case err == errReplyTooLarge:
 		return fmt.Sprintf("ERR reply too large: the values add up to more than %d bytes; ask for fewer keys", s.maxReply)
 	case errors.Is(err, store.ErrBadDatabase), errors.Is(err, store.ErrBadKey):
@@ -271,14 +276,14 @@ func latestSibling(live []vclock.Sibling) (vclock.Sibling, bool) {
 }
 
 // write stores sib under key through the coordinator; vc is the context
-// it supersedes (zero: a blind write).
-func (s *respServer) write(db int, key []byte, vc vclock.Context, sib vclock.Sibling) error {
+// it supersedes, or with blind, what the replicas hold (SET, MSET).
+func (s *respServer) write(db int, key []byte, vc vclock.Context, blind bool, sib vclock.Sibling) error {
 	release, err := s.acquire()
 	if err != nil {
 		return err
 	}
 	defer release()
-	_, err = s.n.coordinatedPut(s.ctx, db, key, vc, sib, 0)
+	_, err = s.n.coordinatedPut(s.ctx, db, key, vc, blind, sib, 0)
 	return err
 }
 
@@ -342,7 +347,7 @@ func (s *respServer) set(wr *redcon.Writer, sess *respSession, key, value []byte
 		// The read took time; the write is what happens now.
 		sib.LastModified = s.n.cfg.now().UnixNano()
 	}
-	if err := s.write(sess.db, key, vc, sib); err != nil {
+	if err := s.write(sess.db, key, vc, !o.nx && !o.xx, sib); err != nil {
 		wr.WriteError(s.respErrorText(err))
 		return
 	}
@@ -416,7 +421,7 @@ func (s *respServer) del(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 			return err
 		}
 		existed[i] = true
-		return s.write(sess.db, key, set.Context, vclock.Sibling{Tombstone: true, LastModified: s.n.cfg.now().UnixNano()})
+		return s.write(sess.db, key, set.Context, false, vclock.Sibling{Tombstone: true, LastModified: s.n.cfg.now().UnixNano()})
 	})
 	if err != nil {
 		wr.WriteError(s.respErrorText(err))
@@ -495,7 +500,7 @@ func (s *respServer) expire(wr *redcon.Writer, sess *respSession, name string, k
 		sib = vclock.Sibling{Value: latest.Value, ContentType: latest.ContentType,
 			LastModified: now.UnixNano(), Expires: now.Add(ttl).UnixNano()}
 	}
-	if err := s.write(sess.db, key, set.Context, sib); err != nil {
+	if err := s.write(sess.db, key, set.Context, false, sib); err != nil {
 		wr.WriteError(s.respErrorText(err))
 		return
 	}
@@ -525,7 +530,10 @@ func (s *respServer) mget(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 	}
 	values := make([][]byte, len(keys))
 	found := make([]bool, len(keys))
-	var total atomic.Int64
+	// The values gathered count against the node-wide budget until the
+	// reply is built.
+	var total, reserved atomic.Int64
+	defer func() { s.budget.release(reserved.Load()) }()
 	err := forEachKey(keys, func(i int, key []byte) error {
 		if total.Load() > s.maxReply {
 			return errReplyTooLarge
@@ -534,12 +542,20 @@ func (s *respServer) mget(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 		if err != nil {
 			return err
 		}
-		if total.Add(int64(len(latest.Value))) > s.maxReply {
+		size := int64(len(latest.Value))
+		if total.Add(size) > s.maxReply {
 			return errReplyTooLarge
 		}
+		if !s.budget.reserve(size) {
+			return errRESPBufferFull
+		}
+		reserved.Add(size)
 		values[i], found[i] = latest.Value, ok
 		return nil
 	})
+	if err == errRESPBufferFull {
+		s.n.metrics.limits.respRefused.WithLabelValues(refusedBuffer).Inc()
+	}
 	if err != nil {
 		wr.WriteError(s.respErrorText(err))
 		return
@@ -573,7 +589,7 @@ func (s *respServer) mset(wr *redcon.Writer, sess *respSession, pairs [][]byte) 
 		sibs = append(sibs, sib)
 	}
 	err := forEachKey(keys, func(i int, key []byte) error {
-		return s.write(sess.db, key, vclock.Context{}, sibs[i])
+		return s.write(sess.db, key, vclock.Context{}, true, sibs[i])
 	})
 	if err != nil {
 		wr.WriteError(s.respErrorText(err))
@@ -584,21 +600,50 @@ func (s *respServer) mset(wr *redcon.Writer, sess *respSession, pairs [][]byte) 
 
 // auth checks AUTH [username] password against --auth-token. The user
 // name is ignored: every token grants the same access.
-func (s *respServer) auth(wr *redcon.Writer, sess *respSession, args [][]byte) {
+func (s *respServer) auth(wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 	if len(args) != 2 && len(args) != 3 {
 		wr.WriteError(respErrArity("auth"))
-		return
+		return actionContinue
 	}
 	if len(s.n.tokens) == 0 {
 		wr.WriteError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
-		return
+		return actionContinue
 	}
-	if !s.validPassword(args[len(args)-1]) {
-		wr.WriteError(respErrWrongPass)
-		return
+	if ok, act := s.login(wr, sess, args[len(args)-1]); !ok {
+		return act
 	}
 	sess.authed = true
 	wr.WriteString("OK")
+	return actionContinue
+}
+
+// login checks a password of AUTH or HELLO ... AUTH through the node's
+// failed-authentication guard (authfail.go). On a failure it has written
+// the reply, after the guard's delay: WRONGPASS, and act is actionClose
+// once the connection has failed authCloseAfter times in a row; or, when
+// the source address is throttled, an error that tells nothing about the
+// password, and the connection closes.
+func (s *respServer) login(wr *redcon.Writer, sess *respSession, pw []byte) (ok bool, act respAction) {
+	src := authSourceOf(sess.addr)
+	if s.n.auth.throttled("resp", src) {
+		wr.WriteError(respErrAuthThrottled)
+		return false, actionClose
+	}
+	if s.validPassword(pw) {
+		sess.authFails = 0
+		return true, actionContinue
+	}
+	sess.authFails++
+	if !s.n.auth.fail(s.ctx, "resp", src, sess.authFails, true) {
+		wr.WriteError(respErrAuthThrottled)
+		return false, actionClose
+	}
+	wr.WriteError(respErrWrongPass)
+	if sess.authFails >= authCloseAfter {
+		s.log.Debug("closing a connection after failed authentications", zap.String("remote", sess.addr), zap.Int("failures", sess.authFails))
+		return false, actionClose
+	}
+	return false, actionContinue
 }
 
 // validPassword compares fixed-size digests, as validToken does, so the
@@ -615,17 +660,17 @@ func (s *respServer) validPassword(pw []byte) bool {
 // hello speaks RESP2 only: HELLO 3 gets -NOPROTO, on which clients such
 // as go-redis fall back to RESP2 (and AUTH); HELLO or HELLO 2 gets the
 // RESP2 form of Redis's map.
-func (s *respServer) hello(wr *redcon.Writer, sess *respSession, args [][]byte) {
+func (s *respServer) hello(wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 	rest := args[1:]
 	if len(rest) > 0 {
 		v, ok := respInt(rest[0])
 		if !ok {
 			wr.WriteError("ERR Protocol version is not an integer or out of range")
-			return
+			return actionContinue
 		}
 		if v != 2 {
 			wr.WriteError("NOPROTO sorry, this protocol version is not supported.")
-			return
+			return actionContinue
 		}
 		rest = rest[1:]
 	}
@@ -635,9 +680,10 @@ func (s *respServer) hello(wr *redcon.Writer, sess *respSession, args [][]byte) 
 	for i := 0; i < len(rest); i++ {
 		switch {
 		case bytes.EqualFold(rest[i], []byte("AUTH")) && i+2 < len(rest):
-			if len(s.n.tokens) > 0 && !s.validPassword(rest[i+2]) {
-				wr.WriteError(respErrWrongPass)
-				return
+			if len(s.n.tokens) > 0 {
+				if ok, act := s.login(wr, sess, rest[i+2]); !ok {
+					return act
+				}
 			}
 			authed = true
 			i += 2
@@ -646,17 +692,17 @@ func (s *respServer) hello(wr *redcon.Writer, sess *respSession, args [][]byte) 
 			i++
 		default:
 			wr.WriteError("ERR Syntax error in HELLO option '" + respPrintable(rest[i], 64) + "'")
-			return
+			return actionContinue
 		}
 	}
 	if !authed {
 		wr.WriteError("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
-		return
+		return actionContinue
 	}
 	if setName {
 		if msg := checkClientName(name); msg != "" {
 			wr.WriteError(msg)
-			return
+			return actionContinue
 		}
 		sess.name = string(name)
 	}
@@ -676,6 +722,7 @@ func (s *respServer) hello(wr *redcon.Writer, sess *respSession, args [][]byte) 
 	wr.WriteBulkString("master")
 	wr.WriteBulkString("modules")
 	wr.WriteArray(0)
+	return actionContinue
 }
 
 // respCompatVersion is the Redis version whose commands dynkv's subset

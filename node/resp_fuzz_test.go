@@ -27,6 +27,9 @@ func FuzzRESPCommand(f *testing.F) {
 		"\"unbalanced\r\n",
 		"QUIT\r\nPING\r\n",
 		"foo 'bar' \"baz\\x00\"\r\n",
+		// Redis's inline quoting (sdssplitargs).
+		"SET \"a b\" \"c\\x41d\"\r\nGET \"a b\"\r\nGET 'a b'\r\n",
+		"SET 'it\\'s' \"\\n\\t\\\\\\\"\"\r\nSET \"a\"b c\r\n",
 	} {
 		f.Add([]byte(seed))
 	}

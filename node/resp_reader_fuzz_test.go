@@ -37,23 +37,37 @@ func FuzzRESPReader(f *testing.F) {
 		"SET k \"a\\x00b\" 'c d'\r\n",
 		"\"unbalanced\r\n",
 		"*2\r\n$3\r\nGET\r\n",
+		// Redis's inline quoting (sdssplitargs).
+		"SET \"a b\" \"c\\x41d\"\r\nGET \"a b\"\r\n",
+		"SET 'it\\'s' \"\\n\\r\\t\\b\\a\\\\\\\"\\q\"\r\n",
+		"SET a\"b c\" ''\r\n",
+		"SET \"a\"b c\r\n",
+		"SET 'a'b c\r\n",
+		"SET \"\\x4\" \"\\xZZ\" \"\\\r\n",
+		"SET 'unbalanced\r\n",
+		"SET a\x00\"b\r\n",
+		"\t\v\fPING\v\f\r\n",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		all := readAllCommands(t, bytes.NewReader(in), len(in))
-		slow := readAllCommands(t, iotest.OneByteReader(bytes.NewReader(in)), len(in))
+		all := readAllCommands(t, bytes.NewReader(in), len(in), false)
+		slow := readAllCommands(t, iotest.OneByteReader(bytes.NewReader(in)), len(in), false)
 		if all != slow {
 			t.Fatalf("commands differ by how the bytes arrive:\n at once: %s\nbytewise: %s", all, slow)
 		}
+		// Before AUTH the same stream is read within the smaller bounds.
+		readAllCommands(t, bytes.NewReader(in), len(in), true)
 	})
 }
 
 // readAllCommands reads commands until the stream ends or breaks and
-// returns a transcript of what was read.
-func readAllCommands(t *testing.T, r io.Reader, inputLen int) string {
+// returns a transcript of what was read; unauth reads them as a connection
+// that has not authenticated.
+func readAllCommands(t *testing.T, r io.Reader, inputLen int, unauth bool) string {
 	t.Helper()
 	rd := newRESPReader(r, fuzzMaxBulk, fuzzMaxCommand)
+	rd.unauth = unauth
 	var out bytes.Buffer
 	// Every command consumes at least one byte.
 	for range inputLen + 1 {
@@ -81,8 +95,11 @@ func readAllCommands(t *testing.T, r io.Reader, inputLen int) string {
 		for _, a := range args {
 			total += len(a)
 		}
-		if total > max(fuzzMaxCommand, respMaxInline) {
-			t.Fatalf("command of %d bytes passed both the multibulk limit %d and the inline line bound %d", total, fuzzMaxCommand, respMaxInline)
+		if total+len(args)*respArgOverhead > fuzzMaxCommand {
+			t.Fatalf("command of %d bytes in %d arguments passed the limit %d", total, len(args), fuzzMaxCommand)
+		}
+		if unauth && len(args) > respUnauthMaxArgs {
+			t.Fatalf("before AUTH, a command of %d arguments was read (at most %d)", len(args), respUnauthMaxArgs)
 		}
 		fmt.Fprintf(&out, "%q; ", args)
 	}
@@ -111,7 +128,7 @@ func FuzzRESPReaderRoundTrip(f *testing.F) {
 		got, err := rd.readCommand()
 		var tooLarge *argTooLargeError
 		switch {
-		case total > fuzzMaxCommand:
+		case total+len(args)*respArgOverhead > fuzzMaxCommand:
 			var perr protocolError
 			if !errors.As(err, &perr) {
 				t.Fatalf("command of %d bytes: err %v, want a protocol error", total, err)

@@ -91,7 +91,9 @@ func TestCoordinateRunsTheCallbackWithTheRequest(t *testing.T) {
 	var got WriteRequest
 	srv := &Server{Store: st, Coordinate: func(_ context.Context, req WriteRequest) (WriteResult, error) {
 		got = req
-		_, ctx, err := st.Put(req.DB, req.Key, "node-b", req.Context, req.Sibling)
+		// As if the coordinator had learnt the request's dots from the
+		// other replicas: a context is clamped to what replicas hold.
+		_, ctx, err := st.Write(req.DB, req.Key, "node-b", store.Supersede{Context: req.Context, Known: req.Context}, req.Sibling)
 		return WriteResult{Context: ctx}, err
 	}}
 	p := startPeer(t, srv.Handler())

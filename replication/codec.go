@@ -49,6 +49,9 @@ const (
 
 const flagTombstone byte = 1
 
+// flagBlind marks a coordinate request whose client sent no context.
+const flagBlind byte = 1
+
 // Layouts (integers are uvarints unless marked; bytes are a uvarint length
 // then the bytes; set and context are the vclock encodings as bytes):
 //
@@ -57,7 +60,7 @@ const flagTombstone byte = 1
 //	merge request       = version kind db key set
 //	ack                 = version kind
 //	merge-batch request = version kind count {db key set}
-//	coordinate request  = version kind db key context sibling w
+//	coordinate request  = version kind db key context sibling w [flags(1 byte)]
 //	sibling             = flags(1 byte) actor counter lastModified(zigzag)
 //	                      expires(zigzag) contentType value
 //	coordinate result   = version kind context
@@ -278,13 +281,18 @@ func appendSibling(b []byte, s vclock.Sibling) []byte {
 func encodeCoordinateRequest(r WriteRequest) []byte {
 	ctx := r.Context.Encode()
 	b := make([]byte, 0, 2+uvarintLen(uint64(r.DB))+bytesLen(len(r.Key))+bytesLen(len(ctx))+
-		siblingLen(r.Sibling)+uvarintLen(uint64(r.W)))
+		siblingLen(r.Sibling)+uvarintLen(uint64(r.W))+1)
 	b = header(b, kindCoordinateRequest)
 	b = binary.AppendUvarint(b, uint64(r.DB))
 	b = appendBytes(b, r.Key)
 	b = appendBytes(b, ctx)
 	b = appendSibling(b, r.Sibling)
-	return binary.AppendUvarint(b, uint64(r.W))
+	b = binary.AppendUvarint(b, uint64(r.W))
+	var flags byte
+	if r.Blind {
+		flags |= flagBlind
+	}
+	return append(b, flags)
 }
 
 // decodeCoordinateRequest parses a coordinate request. Key and value alias b.
@@ -316,6 +324,21 @@ func decodeCoordinateRequest(b []byte) (WriteRequest, error) {
 		return WriteRequest{}, d.ErrorfAt(at, "write quorum %d exceeds %d", w, maxW)
 	}
 	r.W = int(w)
+	if d.Len() == 0 {
+		// A sender from before the flags byte: it had no empty context,
+		// so a zero one meant no context at all.
+		r.Blind = r.Context.IsZero()
+		return r, nil
+	}
+	at = d.Offset()
+	flags, err := d.Byte("coordinate flags")
+	if err != nil {
+		return WriteRequest{}, err
+	}
+	if flags&^flagBlind != 0 {
+		return WriteRequest{}, d.ErrorfAt(at, "unknown coordinate flags %#x", flags)
+	}
+	r.Blind = flags&flagBlind != 0
 	return r, d.End("coordinate request")
 }
 

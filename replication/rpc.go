@@ -21,14 +21,16 @@ const (
 
 // WriteRequest is a client write handed to a replica of the key's
 // preference list, which coordinates it: the replica applies it locally with
-// itself as the actor, then replicates it. A zero Context is a blind write
-// that supersedes what that replica holds. Sibling.Dot is ignored: the
-// coordinating replica mints it. W is the write quorum the client asked for
-// (0: the node default).
+// itself as the actor, then replicates it. Blind is a write without a
+// client context, which supersedes what the replicas hold; otherwise the
+// write supersedes exactly what Context covers, nothing when it is empty
+// (SPEC section 5). Sibling.Dot is ignored: the coordinating replica mints
+// it. W is the write quorum the client asked for (0: the node default).
 type WriteRequest struct {
 	DB      int
 	Key     []byte
 	Context vclock.Context
+	Blind   bool
 	Sibling vclock.Sibling
 	W       int
 }

@@ -55,6 +55,7 @@ func TestEveryServerFlagMapsOntoConfig(t *testing.T) {
 		"--partitions", "64", "--request-timeout", "7s", "--rpc-timeout", "900ms", "--handoff-rate", "1MiB",
 		"--gossip-probe-interval", "300ms", "--gossip-probe-timeout", "100ms", "--gossip-interval", "50ms",
 		"--gossip-suspicion-mult", "2", "--pprof", "--resp-max-conns", "9", "--hint-interval", "3s",
+		"--http-linger-timeout", "2s", "--http-linger-bytes", "8MiB", "--resp-max-buffer-bytes", "300MiB",
 	}
 	cfg, err := parseServerConfig(args, envOf(nil), &bytes.Buffer{})
 	if err != nil {
@@ -75,6 +76,8 @@ func TestEveryServerFlagMapsOntoConfig(t *testing.T) {
 	want.Pprof = true
 	want.RESPMaxConns = 9
 	want.HintInterval = 3 * time.Second
+	want.HTTPLingerTimeout, want.HTTPLingerBytes = 2*time.Second, 8<<20
+	want.RESPMaxBufferBytes = 300 << 20
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got\n%+v\nwant\n%+v", cfg, want)
 	}

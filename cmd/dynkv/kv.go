@@ -215,7 +215,9 @@ context resolves them. Exits 1 when the key is absent.`)
 		if cf.output == "json" {
 			writeJSON(stdout, map[string]any{"key": key, "found": false, "context": res.Context})
 		}
-		fmt.Fprintf(stderr, "dynkv: get %q: not found\n", key)
+		// The 404's context goes with it: a put --context with it
+		// creates the key without overwriting a concurrent create.
+		fmt.Fprintf(stderr, "dynkv: get %q: not found (context %s)\n", key, res.Context)
 		return exitNotFound
 	}
 	if err != nil {

@@ -35,7 +35,7 @@ type WorkloadOptions struct {
 	Seed        uint64
 	Writers     int      // distinct-writes clients
 	Appenders   int      // set-append clients
-	SetKeys     []string // keys of the set-append workload, created beforehand
+	SetKeys     []string // keys of the set-append workload, which start absent
 	KeyPrefix   string   // prefix of distinct keys, so phases do not collide
 	DeleteRatio float64  // share of acknowledged writes a writer then deletes
 	ReadRatio   float64  // share of operations that read back an earlier write
@@ -146,11 +146,15 @@ func distinctWriter(ctx context.Context, o WorkloadOptions, id int, rng *rand.Ra
 
 // setAppender adds unique elements to the set keys the way a client must:
 // read (siblings and context), union, add, write back with the context.
+// The keys do not exist when the run starts, so the first writes of
+// racing appenders are creates with a 404's context (issue 10: a create
+// must supersede nothing, or a concurrent create's element is lost).
 func setAppender(ctx context.Context, o WorkloadOptions, id int, rng *rand.Rand) {
 	h := o.History
 	for seq := 0; sleepCtx(ctx, opPause); seq++ {
 		key := o.SetKeys[rng.IntN(len(o.SetKeys))]
 		nd := o.Nodes[rng.IntN(len(o.Nodes))]
+		existed := len(h.AckedElements(key)) > 0
 		h.Ops.Add(1)
 		r, err := request(func(c context.Context) (testnode.Response, error) {
 			return nd.GetContext(c, key, testnode.KV{})
@@ -160,11 +164,17 @@ func setAppender(ctx context.Context, o WorkloadOptions, id int, rng *rand.Rand)
 			continue
 		}
 		h.Reads.Add(1)
-		if r.Status == http.StatusNotFound || r.Context == "" {
-			// The key was created before the run: a 404 missed it. Writing
-			// blind would supersede what the coordinator holds, so skip.
-			h.StaleReads.Add(1)
+		if r.Context == "" {
+			// Every GET answers with a context, a 404 included (SPEC
+			// section 3); without one the write back would be blind.
+			h.Failed.Add(1)
 			continue
+		}
+		if r.Status == http.StatusNotFound && existed {
+			// A 404 missed an acknowledged element. The write back is
+			// still safe: the 404's context supersedes only what it
+			// covers, so it becomes a sibling of what it missed.
+			h.StaleReads.Add(1)
 		}
 		vals, err := r.Values()
 		if err != nil {

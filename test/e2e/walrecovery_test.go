@@ -114,6 +114,9 @@ func TestCorruptWALStopsTheNodeUnlessRepaired(t *testing.T) {
 		t.Fatalf("start on a corrupt WAL: exit %d, output names no file %q and offset; got:\n%s", code, filepath.Base(seg), out)
 	}
 	t.Logf("exit %d: %s", code, strings.TrimSpace(line))
+	if !strings.Contains(line, "--wal-repair") {
+		t.Errorf("the corruption message does not name --wal-repair, the way to start anyway: %s", line)
+	}
 	if m := regexp.MustCompile(`offset (\d+)`).FindStringSubmatch(line); m != nil {
 		off, _ := strconv.Atoi(m[1])
 		if off > pos || pos-off > 4096 {
