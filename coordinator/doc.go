@@ -42,11 +42,12 @@
 // A write with a client context (WriteRequest.Blind false) supersedes
 // exactly what the context covers; the empty context of a 404 covers
 // nothing, so two clients that create a key from a 404 leave two siblings.
-// A client context is not trusted to claim more than the replicas hold:
+// A client context is not trusted to claim writes that were never made:
 // when it covers writes the coordinating replica has not seen, the
-// coordinator reads R replicas' contexts and the store clamps the client's
-// to what they hold (writeLocal, store.Supersede), so a forged context
-// cannot supersede writes that have not happened yet.
+// coordinator asks the nodes that would have minted them, and the store
+// cuts the claims of those that answered to what exists (writeLocal, vouch,
+// store.Supersede), so a forged context cannot supersede writes that have
+// not happened yet; the claims of a node that cannot answer are kept.
 //
 // # Sloppy quorum
 //

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -121,5 +122,62 @@ func TestAForgedContextCannotSwallowLaterWrites(t *testing.T) {
 		if got, want := values(s), []string{"after-blind", "blind"}; !slices.Equal(got, want) {
 			t.Fatalf("read through %s: %v, want %v", id, got, want)
 		}
+	}
+}
+
+// The chaos suite's case: a write acknowledged by its coordinator b, then a
+// delete with the write's context through a, while the write has reached
+// no other replica and b cannot answer. The delete must still
+// supersede the write: b's claim cannot be checked, so it is kept, not cut
+// away (that would bring an acknowledged delete's value back).
+func TestAnUnverifiableClaimIsKeptSoADeleteStillSupersedes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		down func(h *harness)
+	}{
+		{"minting replica reported dead", func(h *harness) {
+			for _, fc := range h.clusters {
+				fc.mu.Lock()
+				fc.dead["b"] = true
+				fc.mu.Unlock()
+			}
+			h.fail("b", errors.New("b is down"))
+		}},
+		{"minting replica alive but failing", func(h *harness) { h.fail("b", errors.New("b is unreachable")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{}, abc, nil, "a", "b", "c")
+			// Neither a nor c receives the write until the end: it was
+			// acknowledged by b alone (W=1), so no replica but its minter
+			// can vouch for it.
+			g := make(chan struct{})
+			h.setMergeGate("a", g)
+			h.setMergeGate("c", g)
+			res0, err := h.coord("b").Put(bg, WriteRequest{Key: key, Context: vclock.Context{}, Sibling: sib("value"), W: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wctx := res0.Context
+			tc.down(h)
+			res, err := h.coord("a").Put(bg, WriteRequest{Key: key, Context: wctx, Sibling: vclock.Sibling{Tombstone: true}, W: 1})
+			if err != nil {
+				t.Fatalf("delete with the write's context through a: %v", err)
+			}
+			if d := (vclock.Dot{Actor: wctx.VV[0].Actor, Counter: wctx.VV[0].Counter}); !res.Context.Covers(d) {
+				t.Fatalf("the delete's context %s does not cover the write %s it was sent with", res.Context, wctx)
+			}
+			close(g)
+			h.quiesce()
+			for _, id := range []string{"a", "c"} {
+				if got := h.net.node(id).set(0, key); len(got.Live(1<<62)) != 0 {
+					t.Fatalf("replica %s holds %v after the acknowledged delete, want nothing live", id, values(got))
+				}
+			}
+			// b missed the delete; anti-entropy's merge with a replica that
+			// has it must not bring the value back.
+			if got := vclock.Merge(h.net.node("b").set(0, key), h.net.node("a").set(0, key)); len(got.Live(1<<62)) != 0 {
+				t.Fatalf("b's state merged with a's holds %v, want the write superseded", values(got))
+			}
+		})
 	}
 }

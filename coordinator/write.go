@@ -140,13 +140,9 @@ func (c *Coordinator) writeLocal(ctx, rctx context.Context, plan *writePlan, req
 		}
 	}
 	set, clientCtx, err := c.local.Write(req.DB, req.Key, self, sup, req.Sibling)
-	if errors.Is(err, store.ErrContextAhead) {
+	if ahead, ok := errors.AsType[*store.ContextAheadError](err); ok {
 		c.stats.contextsAhead.Add(1)
-		known, gerr := c.gatherContext(rctx, plan.lists[0], req.DB, req.Key)
-		if gerr != nil {
-			return vclock.Set{}, vclock.Context{}, c.gatherFailed(ctx, plan, gerr)
-		}
-		sup.Known, sup.Strict = known, false
+		sup.Known, sup.Strict = c.vouch(rctx, plan.lists[0], req, ahead.Held), false
 		set, clientCtx, err = c.local.Write(req.DB, req.Key, self, sup, req.Sibling)
 	}
 	if err != nil {
@@ -154,6 +150,69 @@ func (c *Coordinator) writeLocal(ctx, rctx context.Context, plan *writePlan, req
 	}
 	return set, clientCtx, nil
 }
+
+// vouch decides how much of a client context that covers writes this
+// replica does not hold (held) to believe, and returns it as the
+// Supersede.Known of the write.
+//
+// Only the actor that minted a dot knows for sure whether it exists: a
+// replica's store holds every write it coordinated, before it answered the
+// client. So vouch asks each actor the context claims too much of, and the
+// key's other replicas, for their state of the key. The claims of an actor
+// that answered are cut to what the answers hold: that is how a forged
+// counter (2^64-1 for every node) is dropped before it can supersede writes
+// that have not happened yet. The claims of an actor that did not answer
+// (down, partitioned, slow, or not a member at all) are kept as the client
+// sent them: they may be real writes still replicating, and dropping them
+// would undo an acknowledged write or delete the client saw, which is worse
+// than trusting an unverifiable claim. Actors the failure detector reports
+// down are not asked, and the wait is bounded by a few hedges, so a write
+// stalls for no peer.
+func (c *Coordinator) vouch(ctx context.Context, list []string, req WriteRequest, held vclock.Context) vclock.Context {
+	self := c.cluster.Self()
+	excess := req.Context.ActorsBeyond(held)
+	ask := slices.DeleteFunc(slices.Clone(list), func(id string) bool { return id == self || !c.cluster.Alive(id) })
+	for _, a := range excess {
+		if a != self && !slices.Contains(ask, a) && c.cluster.Alive(a) {
+			ask = append(ask, a)
+		}
+	}
+	vctx, cancel := context.WithTimeout(ctx, vouchHedges*c.cfg.GatherHedge)
+	defer cancel()
+	answers := make(chan readAnswer, len(ask))
+	c.fanOutGetsTo(answers, ask, req.DB, req.Key)
+	known := held
+	answered := map[string]bool{self: true}
+	pendingActors := 0
+	for _, a := range excess {
+		if slices.Contains(ask, a) {
+			pendingActors++
+		}
+	}
+	for outstanding := len(ask); outstanding > 0 && pendingActors > 0; outstanding-- {
+		select {
+		case a := <-answers:
+			if a.err != nil {
+				continue
+			}
+			answered[a.id] = true
+			known = known.Merge(a.set.Context)
+			if slices.Contains(excess, a.id) {
+				pendingActors--
+			}
+		case <-vctx.Done():
+			outstanding = 0
+		}
+	}
+	unverified := req.Context.Prune(func(actor string) bool { return answered[actor] })
+	return known.Merge(unverified)
+}
+
+// vouchHedges bounds vouch's wait in GatherHedges: long enough for a loaded
+// peer's answer, short enough that a peer the failure detector has not yet
+// declared dead delays the write by a fraction of a second, not an RPC
+// timeout. A late answer only means a claim is kept unverified.
+const vouchHedges = 10
 
 // gatherFailed is the error of a write whose context read failed. Nothing
 // is written yet: fail cleanly rather than leave a write that can no longer

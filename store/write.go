@@ -7,10 +7,23 @@ import (
 	"github.com/dynkv/dynkv/vclock"
 )
 
-// ErrContextAhead is returned by a Strict Write whose client context covers
-// writes that neither this replica nor Supersede.Known holds: the
-// coordinator should learn what the other replicas hold and write again.
+// ErrContextAhead is matched by the *ContextAheadError of a Strict Write
+// whose client context covers writes that neither this replica nor
+// Supersede.Known holds: the coordinator should learn what the other
+// replicas hold and write again.
 var ErrContextAhead = errors.New("store: the client context covers writes this replica has not seen")
+
+// ContextAheadError is ErrContextAhead with what the replica held.
+type ContextAheadError struct {
+	Context vclock.Context // the client's
+	Held    vclock.Context // this replica's context for the key, merged with Known
+}
+
+func (e *ContextAheadError) Error() string {
+	return fmt.Sprintf("context %s, replicas hold %s: %v", e.Context, e.Held, ErrContextAhead)
+}
+
+func (e *ContextAheadError) Unwrap() error { return ErrContextAhead }
 
 // Supersede says which versions a coordinated write replaces (SPEC section
 // 5: a write with a context supersedes exactly what the context covers; an
@@ -46,7 +59,7 @@ func (sup Supersede) Resolve(held vclock.Context) (vclock.Context, error) {
 	known := held.Merge(sup.Known)
 	clamped := sup.Context.Intersect(known)
 	if !clamped.Equal(sup.Context) && sup.Strict {
-		return vclock.Context{}, fmt.Errorf("context %s, replicas hold %s: %w", sup.Context, known, ErrContextAhead)
+		return vclock.Context{}, &ContextAheadError{Context: sup.Context, Held: known}
 	}
 	return clamped, nil
 }

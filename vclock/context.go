@@ -481,3 +481,39 @@ func (c Context) Intersect(o Context) Context {
 	}
 	return out.clip()
 }
+
+// ActorsBeyond returns, sorted, the actors of which c covers a dot that o
+// does not.
+func (c Context) ActorsBeyond(o Context) []string {
+	var out []string
+	add := func(a string) {
+		if len(out) == 0 || out[len(out)-1] != a {
+			out = append(out, a)
+		}
+	}
+	i := 0
+	for _, e := range c.VV {
+		// Dots of actors before e.Actor, in order.
+		for ; i < len(c.Dots) && c.Dots[i].Actor < e.Actor; i++ {
+			if !o.Covers(c.Dots[i]) {
+				add(c.Dots[i].Actor)
+			}
+		}
+		// o is normalised: when its vector stops below e.Counter, the
+		// next dot is not among its exceptions.
+		if o.vv(e.Actor) < e.Counter {
+			add(e.Actor)
+		}
+		for ; i < len(c.Dots) && c.Dots[i].Actor == e.Actor; i++ {
+			if !o.Covers(c.Dots[i]) {
+				add(e.Actor)
+			}
+		}
+	}
+	for ; i < len(c.Dots); i++ {
+		if !o.Covers(c.Dots[i]) {
+			add(c.Dots[i].Actor)
+		}
+	}
+	return out
+}

@@ -361,6 +361,17 @@ func TestContextAlgebraMatchesSetModel(t *testing.T) {
 			t.Fatalf("case %d: three-way merge = %s, want %s", i, got, want)
 		}
 
+		var wantBeyond []string
+		for d := range ma {
+			if !mb[d] && !slices.Contains(wantBeyond, d.Actor) {
+				wantBeyond = append(wantBeyond, d.Actor)
+			}
+		}
+		slices.Sort(wantBeyond)
+		if got := a.ActorsBeyond(b); !slices.Equal(got, wantBeyond) {
+			t.Fatalf("case %d: %s.ActorsBeyond(%s) = %v, want %v", i, a, b, got, wantBeyond)
+		}
+
 		inter := a.Intersect(b)
 		checkNormal(t, inter)
 		if want := fromModel(intersectModel(ma, mb)); !inter.Equal(want) {
