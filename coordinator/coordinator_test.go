@@ -266,14 +266,16 @@ func TestReadRepairTargetsExactlyTheStaleReplicasAfterTheResponse(t *testing.T) 
 	h.net.node("a").store(0, key, v2)
 	h.net.node("b").store(0, key, v2)
 	h.net.node("c").store(0, key, v1)
+	// b, the peer asked first, stalls: the hedge asks c, whose stale
+	// answer makes the quorum with a's.
 	release := make(chan struct{})
-	h.setGetGate("c", release)
+	h.setGetGate("b", release)
 
 	s, _ := mustGet(t, h.coord("a"), 2)
 	if got := values(s); !slices.Equal(got, []string{"v2"}) {
 		t.Fatalf("read %v, want [v2]", got)
 	}
-	// The client has its answer while c has not even answered: no repair yet.
+	// The client has its answer while b has not even answered: no repair yet.
 	for _, id := range abc {
 		if m := h.net.node(id).mergeLog(); len(m) != 0 {
 			t.Fatalf("replica %s repaired before the slow replica answered: %v", id, m)

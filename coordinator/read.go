@@ -3,13 +3,16 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/dynkv/dynkv/vclock"
 	"go.uber.org/zap"
 )
 
-// Get runs a client read: every replica of the committed list is asked,
-// and the read succeeds once r of them answered (0: the default R; a
+// Get runs a client read: replicas of the committed list are asked as far
+// as the quorum needs them (lazyReads), and the read succeeds once r of
+// them answered (0: the default R; a
 // not-found is an answer). It returns the merge of the answers: dominated
 // versions dropped, concurrent siblings kept, tombstones and expired values
 // included (the caller applies Live). found is false when no replica knows
@@ -32,9 +35,15 @@ func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vcloc
 	defer cancel()
 
 	tally := newReadTally(r, len(committed))
-	answers := c.fanOutGets(committed, db, key)
+	reads := c.startReads(committed, tally.need, db, key)
 	// Whatever the outcome, the answers still on their way feed read repair.
-	defer c.spawn(func(bctx context.Context) { c.readRepair(bctx, tally, answers, db, key) })
+	defer c.spawn(func(bctx context.Context) { c.readRepair(bctx, tally, reads, db, key) })
+	var hedge <-chan time.Time
+	if len(reads.pending) > 0 {
+		t := time.NewTimer(c.cfg.GatherHedge)
+		defer t.Stop()
+		hedge = t.C
+	}
 	for {
 		if done, qerr := tally.outcome(); done {
 			if qerr != nil {
@@ -43,11 +52,16 @@ func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vcloc
 			return tally.merged, found(tally.merged), nil
 		}
 		select {
-		case a := <-answers:
+		case a := <-reads.answers:
+			reads.outstanding--
 			if a.err != nil {
 				c.log.Debug("replica read failed", zap.String("peer", a.id), zap.Error(a.err))
+				reads.more(1)
 			}
 			tally.record(a)
+		case <-hedge:
+			hedge = nil
+			reads.more(len(reads.pending))
 		case <-rctx.Done():
 			if err := ctx.Err(); err != nil {
 				return vclock.Set{}, false, fmt.Errorf("coordinator: read abandoned by the client: %w", err)
@@ -55,6 +69,44 @@ func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vcloc
 			return vclock.Set{}, false, c.quorumFailed(tally.timedOut())
 		}
 	}
+}
+
+// lazyReads asks a key's replicas for a read only as far as the quorum
+// needs them, as Cassandra does rather than Dynamo: first R of them (this
+// node first, then live peers in preference order), one more at once for
+// each that fails, and all the rest once GatherHedge passes without a
+// quorum. With N=3 and R=2 a read then costs one round trip to a peer, not
+// two; the replica not asked is left to anti-entropy, and read repair fixes
+// the stale replicas among those that answered.
+type lazyReads struct {
+	c           *Coordinator
+	db          int
+	key         []byte
+	answers     chan readAnswer
+	pending     []string // replicas not asked yet, in the order to ask them
+	outstanding int      // asked and not answered yet
+}
+
+func (c *Coordinator) startReads(list []string, need, db int, key []byte) *lazyReads {
+	self := c.cluster.Self()
+	order := make([]string, 0, len(list))
+	if inList(list, self) {
+		order = append(order, self)
+	}
+	order = append(order, forwardOrder(slices.DeleteFunc(slices.Clone(list), func(id string) bool { return id == self }), c.cluster.Alive)...)
+	l := &lazyReads{c: c, db: db, key: key, answers: make(chan readAnswer, len(order)), pending: order}
+	l.more(need)
+	return l
+}
+
+// more asks the next n replicas not asked yet.
+func (l *lazyReads) more(n int) {
+	n = min(n, len(l.pending))
+	if n <= 0 {
+		return
+	}
+	l.c.fanOutGetsTo(l.answers, l.pending[:n], l.db, l.key)
+	l.pending, l.outstanding = l.pending[n:], l.outstanding+n
 }
 
 // fanOutGets asks every node of list for the key; each sends exactly one
@@ -76,12 +128,12 @@ func (c *Coordinator) fanOutGetsTo(answers chan<- readAnswer, list []string, db 
 }
 
 // readRepair takes over a read's tally once the client has its answer,
-// waits for the remaining replicas, and merges the full result into every
-// replica that answered with something else.
-func (c *Coordinator) readRepair(ctx context.Context, tally *readTally, answers <-chan readAnswer, db int, key []byte) {
-	for !tally.complete() {
+// waits for the replicas asked and not answered yet, and merges the full
+// result into every replica that answered with something else.
+func (c *Coordinator) readRepair(ctx context.Context, tally *readTally, reads *lazyReads, db int, key []byte) {
+	for ; reads.outstanding > 0; reads.outstanding-- {
 		select {
-		case a := <-answers:
+		case a := <-reads.answers:
 			tally.record(a)
 		case <-ctx.Done():
 			return

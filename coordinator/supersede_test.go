@@ -181,3 +181,37 @@ func TestAnUnverifiableClaimIsKeptSoADeleteStillSupersedes(t *testing.T) {
 		})
 	}
 }
+
+// A read at R=2 of N=3 asks this node and one peer, not every replica
+// (lazyReads): one round trip per read. A peer that fails is replaced at
+// once, and a quorum read still sees the last acknowledged write.
+func TestAQuorumReadAsksOnlyTheReplicasItNeeds(t *testing.T) {
+	h := newHarness(t, Config{}, abc, nil, "a", "b", "c")
+	mustPut(t, h.coord("a"), "v", vclock.Context{})
+	h.quiesce()
+	served := make(chan string, 16)
+	for _, id := range abc {
+		h.net.node(id).mu.Lock()
+		h.net.node(id).served = served
+		h.net.node(id).mu.Unlock()
+	}
+	s, _ := mustGet(t, h.coord("a"), 2)
+	if got := values(s); !slices.Equal(got, []string{"v"}) {
+		t.Fatalf("read %v, want [v]", got)
+	}
+	h.quiesce()
+	var asked []string
+	for len(served) > 0 {
+		asked = append(asked, <-served)
+	}
+	slices.Sort(asked)
+	// The fake serves a's own read like the others'.
+	if len(asked) != 2 || asked[0] != "a" {
+		t.Fatalf("a quorum read through a asked %v, want a and exactly one peer", asked)
+	}
+	h.fail(asked[1], errors.New("down"))
+	s, _ = mustGet(t, h.coord("a"), 2)
+	if got := values(s); !slices.Equal(got, []string{"v"}) {
+		t.Fatalf("read with %s failing: %v, want [v]", asked[1], got)
+	}
+}
