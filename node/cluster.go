@@ -9,6 +9,7 @@ import (
 	"github.com/dynkv/dynkv/coordinator"
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/transport"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -20,10 +21,14 @@ import (
 type cluster struct {
 	members    *membership.Membership
 	rpc        *replication.Client
-	rpcHandler http.Handler
-	coord      *coordinator.Coordinator
-	handoff    *replication.Handoff
-	hints      *replication.HintDelivery // hints.go
+	rpcServer  *replication.Server // its Stats, for metrics
+	rpcHandler http.Handler        // the HTTP/2 RPC, for peers of older versions
+	// transport serves the node-to-node transport, upgraded from
+	// HTTP/1.1 at transport.DefaultPath (handleInternal).
+	transport *transport.Server
+	coord     *coordinator.Coordinator
+	handoff   *replication.Handoff
+	hints     *replication.HintDelivery // hints.go
 }
 
 // startCluster starts gossip, RPC, the coordinator and handoff. httpAddr is
@@ -59,7 +64,7 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: starting membership on --gossip-addr %s: %w", n.cfg.GossipAddr, err)
 	}
-	authorize, peerKeys, err := n.peerAuth(keys) // peerauth.go
+	authorize, ring, peerKeys, err := n.peerAuth(keys) // peerauth.go
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -67,11 +72,17 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		Timeout:   n.cfg.RPCTimeout,
 		TLS:       n.peerTLS,
 		AuthToken: n.peerToken(),
+		Keys:      ring,
 		PeerKeys:  peerKeys,
-		// Peers run with the same --http2-max-streams: a call beyond
-		// their stream limit waits for a slot here instead of in Go's
-		// HTTP/2 client (see replication.ClientConfig.MaxCallsPerPeer).
+		// Only for peers of older versions, called over HTTP/2: they
+		// ran with this node's --http2-max-streams before the rolling
+		// upgrade, and a call beyond their stream limit waits for a
+		// slot here instead of in Go's HTTP/2 client (see
+		// replication.ClientConfig.MaxCallsPerPeer). The transport
+		// keeps to each peer's own announced --rpc-max-calls.
 		MaxCallsPerPeer: n.cfg.HTTP2MaxStreams,
+		HTTP2Only:       n.olderRPC,
+		Logger:          n.log.Named("rpc"),
 	})
 	ccfg := coordinator.Config{
 		N:              n.cfg.Replicas,
@@ -97,7 +108,18 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		Logger:    n.log.Named("rpc"),
 		Trees:     n.aae.trees,
 	}
+	c.rpcServer = srv
 	c.rpcHandler = srv.Handler()
+	c.transport = &transport.Server{
+		Handler: srv.ServeCall,
+		// Mutual TLS or the bearer token, on the upgrade request;
+		// the gossip keys in the handshake and on every frame.
+		Keys:               ring,
+		Authorize:          authorize,
+		MaxConcurrentCalls: n.cfg.RPCMaxCalls,
+		MaxFrameBytes:      replication.MaxFrameBytes,
+		Logger:             n.log.Named("rpc"),
+	}
 	c.handoff, err = replication.NewHandoff(replication.HandoffConfig{
 		Self:       n.cfg.ID,
 		Store:      n.store,
@@ -130,6 +152,11 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 // It tolerates parts that never started.
 func (c *cluster) stop() error {
 	var errs []error
+	if c.transport != nil {
+		// Node.Shutdown drained it already (shutdownRPC); this ends what
+		// is left, before the handlers' coordinator and store go.
+		_ = c.transport.Close()
+	}
 	if c.coord != nil {
 		if err := c.coord.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: closing coordinator: %w", err))
@@ -150,6 +177,17 @@ func (c *cluster) stop() error {
 		c.rpc.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// shutdownRPC stops the transport taking peers' calls (new ones are
+// refused unrun, so the peers send them elsewhere or hint them) and waits
+// for those running, as http.Server.Shutdown does for the HTTP/2 RPC:
+// net/http no longer tracks a connection it handed over.
+func (c *cluster) shutdownRPC(ctx context.Context) error {
+	if c.transport == nil {
+		return nil
+	}
+	return c.transport.Shutdown(ctx)
 }
 
 // clusterView is membership as the coordinator sees it: one consistent

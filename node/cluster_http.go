@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/replication/transport"
 	"github.com/dynkv/dynkv/store"
 )
 
@@ -340,11 +341,22 @@ func (n *Node) debugLocal(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// handleInternal hands node-to-node RPC to replication's server.
+// handleInternal hands node-to-node RPC to replication: the transport's
+// upgrade to the transport server, which takes the connection over (the
+// observe and measure middlewares' writers pass the hijack through; the
+// server clears the deadlines --http-read-timeout and --http-write-timeout
+// armed, and the connection keeps its --http-max-conns place until it
+// closes), every other call to the HTTP/2 RPC, which peers of older
+// versions call. A node playing such a peer (olderRPC) answers the
+// upgrade with the HTTP/2 RPC's 404, as they do.
 func (n *Node) handleInternal(w http.ResponseWriter, r *http.Request) {
 	c, err := n.clusterOrErr()
 	if err != nil {
 		n.writeError(w, r, err)
+		return
+	}
+	if r.URL.Path == transport.DefaultPath && !n.olderRPC {
+		c.transport.ServeHTTP(w, r)
 		return
 	}
 	c.rpcHandler.ServeHTTP(w, r)

@@ -105,6 +105,11 @@ type Config struct {
 	BlindWriteHedge time.Duration
 	// RPCTimeout bounds one node-to-node call (--rpc-timeout).
 	RPCTimeout time.Duration
+	// RPCMaxCalls bounds the node-to-node calls this node runs at once
+	// for one peer connection of the transport (--rpc-max-calls). It is
+	// announced to the peer, whose calls beyond it wait on the peer's side,
+	// so members need not agree on it.
+	RPCMaxCalls int
 	// HandoffRate caps the bytes per second that ownership handoff sends
 	// when the ring changes (--handoff-rate), so that moving data never
 	// starves client requests.
@@ -230,9 +235,11 @@ type Config struct {
 	// and closed.
 	HTTPMaxConns int
 	// HTTP2MaxStreams bounds the concurrent requests (streams) of one
-	// HTTP/2 connection (--http2-max-streams), peers' RPC included. It is
-	// also the most calls this node has in flight to one peer, so every
-	// member should use the same value.
+	// HTTP/2 connection (--http2-max-streams): clients', and the HTTP/2
+	// RPC of peers of older versions during a rolling upgrade. It also
+	// bounds the calls this node has in flight to such a peer, which ran
+	// with the same value before the upgrade; between current nodes the
+	// transport needs no agreement (--rpc-max-calls).
 	HTTP2MaxStreams int
 	// RESPIdleTimeout closes a Redis-protocol connection idle this long
 	// (--resp-idle-timeout); 0 never does, as Redis's "timeout 0".
@@ -289,6 +296,7 @@ func DefaultConfig() Config {
 		RequestTimeout:        5 * time.Second,
 		BlindWriteHedge:       50 * time.Millisecond,
 		RPCTimeout:            2 * time.Second,
+		RPCMaxCalls:           256,
 		HandoffRate:           8 << 20,
 		HintInterval:          time.Second,
 		AAEInterval:           10 * time.Second,
@@ -480,6 +488,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPMaxConns < 1 {
 		bad("--http-max-conns is %d: want at least 1", c.HTTPMaxConns)
+	}
+	if c.RPCMaxCalls < 1 || c.RPCMaxCalls > 1<<16 {
+		bad("--rpc-max-calls is %d: want 1 to 65536", c.RPCMaxCalls)
 	}
 	if c.HTTP2MaxStreams < 1 || c.HTTP2MaxStreams > 1<<16 {
 		bad("--http2-max-streams is %d: want 1 to 65536", c.HTTP2MaxStreams)

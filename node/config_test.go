@@ -78,6 +78,7 @@ func TestValidateNamesTheFlagToFix(t *testing.T) {
 		{"request timeout", func(c *Config) { c.RequestTimeout = 0 }, "--request-timeout"},
 		{"join timeout", func(c *Config) { c.JoinTimeout = 0 }, "--join-timeout"},
 		{"rpc timeout", func(c *Config) { c.RPCTimeout = -time.Second }, "--rpc-timeout"},
+		{"rpc max calls", func(c *Config) { c.RPCMaxCalls = 0 }, "--rpc-max-calls"},
 		{"handoff rate", func(c *Config) { c.HandoffRate = 0 }, "--handoff-rate"},
 		{"gossip interval negative", func(c *Config) { c.GossipInterval = -time.Second }, "--gossip-interval"},
 		{"probe timeout past interval", func(c *Config) {

@@ -59,10 +59,12 @@ const (
 // malformed server preface and fails the connection, which is what it
 // should do.
 //
-// Node-to-node RPC shares the HTTP port: every peer holds (at least) one
-// HTTP/2 connection to this node, so --http-max-conns must allow one per
-// peer on top of the clients, or peers' replica calls are refused with the
-// clients'.
+// Node-to-node RPC shares the HTTP port: every peer holds one transport
+// connection to this node (taken over from net/http, it keeps its place
+// here until it closes; an older peer holds an HTTP/2 connection instead),
+// so --http-max-conns must allow one per peer on top of the clients, or
+// peers' replica calls are refused with the clients' (an upgrade refused
+// with 429 reaches the peer as ErrBusy: unavailable, retried).
 type connLimiter struct {
 	net.Listener
 	max      int64

@@ -5,27 +5,35 @@
 // told is the one actually bound (port 0 in tests), then starts gossip
 // membership (joining --join), the node-to-node RPC client, the coordinator
 // and the ownership-handoff worker, and serves. Shutdown reverses it: HTTP
-// drains the client requests in flight, then the coordinator, handoff and
-// gossip stop, and the store closes last so the WAL ends cleanly.
+// drains the client requests in flight and the node-to-node transport its
+// peers' calls, then the coordinator, handoff and gossip stop, and the
+// store closes last so the WAL ends cleanly.
 //
 // Client reads and writes go through the coordinator, which routes them to
 // the key's preference list; a node started without --join founds a
 // one-node cluster and serves exactly as a single node would. Node-to-node
-// RPC shares the HTTP port: the server speaks HTTP/1.1 and HTTP/2 (h2c
-// with prior knowledge on a plain listener, h2 by ALPN under TLS), and the
-// RPC paths under /internal/v1/ sit outside the client in-flight limit so
-// that an overloaded node still answers its peers' replica writes.
+// RPC shares the HTTP port: peers upgrade an HTTP/1.1 connection to the
+// node-to-node transport at /internal/v1/rpc (replication/transport); the
+// server also speaks HTTP/2 (h2c with prior knowledge on a plain listener,
+// h2 by ALPN under TLS), for clients and for the HTTP/2 RPC of nodes of
+// older versions. The RPC paths under /internal/v1/ sit outside the client
+// in-flight limit so that an overloaded node still answers its peers'
+// replica writes.
 //
 // Node-to-node authentication (peerauth.go) admits only members to the RPC
 // (replica reads and writes, hints, anti-entropy, handoff); every check
 // the flags turn on must pass:
 //
 //   - --tls-ca: mutual TLS; the caller presents a certificate the CA
-//     issued.
-//   - --gossip-key: every call is signed with HMAC-SHA256 under a key
-//     derived from the gossip keys (replication.PeerKeys); the header is
-//     checked before the body is read. The first key signs, every key
-//     verifies, so it rotates with the gossip keyring.
+//     issued (checked on the transport's upgrade request, and on every
+//     HTTP/2 call).
+//   - --gossip-key: the caller holds a key derived from the gossip keys:
+//     over the transport both sides prove theirs in a keyed handshake and
+//     every frame carries an HMAC-SHA256 tag (transport.Keyring); over the
+//     HTTP/2 RPC every call is signed with HMAC-SHA256
+//     (replication.PeerKeys), the header checked before the body is read.
+//     The first key proves, every key is accepted, so it rotates with the
+//     gossip keyring.
 //   - neither, but --auth-token: the bearer-token fallback; a node presents
 //     the first of its --auth-token list to its peers (members share the
 //     list) and any client holding a token is trusted as a peer. Weaker:
@@ -33,7 +41,8 @@
 //   - none: the RPC is open to anyone who reaches the HTTP port; the node
 //     logs one warning at start unless --http-addr is a loopback address.
 //
-// A refused call gets 401 as an RPC error frame. The debug routes under
+// A refused upgrade gets 401, a refused handshake a refusal frame, a
+// refused HTTP/2 call 401 as an RPC error frame. The debug routes under
 // /internal/v1/debug/ are client endpoints behind the client tokens.
 //
 // The Redis protocol (SPEC section 4, docs/redis.md) listens on its own

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/transport"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -125,7 +126,13 @@ func (n *Node) measure(next http.Handler) http.Handler {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		defer func() {
 			code := ww.Status()
-			if code == 0 {
+			switch {
+			case code == 0 && r.URL.Path == transport.DefaultPath:
+				// Nothing written through ww: the transport took the
+				// connection over and answered 101 itself (its
+				// refusals are written here, so they show).
+				code = http.StatusSwitchingProtocols
+			case code == 0:
 				// The handler wrote nothing: net/http sends 200.
 				code = http.StatusOK
 			}

@@ -76,6 +76,16 @@ var (
 	descHandoffBytes    = desc("dynkv_handoff_bytes_sent_total", "Encoded bytes of those copies.")
 	descHandoffDropped  = desc("dynkv_handoff_keys_dropped_total", "Stray keys dropped after every owner acknowledged them.")
 
+	// Node-to-node RPC (replication/transport and the HTTP/2 RPC).
+	descRPCCalls             = desc("dynkv_rpc_calls_total", "Node-to-node calls by call (get, merge, merge-batch, coordinate, hint, aae-tree, aae-keys, aae-roots), side (sent: attempts this node made, retries included; served: calls its handlers ran) and way (transport, or http2 to and from nodes of older versions).", "call", "side", "via")
+	descRPCConns             = desc("dynkv_rpc_connections", "Open node-to-node transport connections: to peers (side client) and from peers (side server).", "side")
+	descRPCDials             = desc("dynkv_rpc_dials_total", "Node-to-node transport connections opened to peers (upgrade and handshake done).")
+	descRPCDialFailures      = desc("dynkv_rpc_dial_failures_total", "Node-to-node transport dials, upgrades or handshakes that failed.")
+	descRPCHTTP2Peers        = desc("dynkv_rpc_http2_peers", "Peers this node calls over HTTP/2 because they answered the transport's upgrade with 404 (nodes of older versions).")
+	descRPCUpgradesRefused   = desc("dynkv_rpc_upgrades_refused_total", "Transport upgrade requests refused: no client certificate from --tls-ca or no valid bearer token.")
+	descRPCHandshakeFailures = desc("dynkv_rpc_handshake_failures_total", "Upgraded transport connections whose handshake failed or was refused (another --gossip-key, or none).")
+	descRPCCallsRefused      = desc("dynkv_rpc_calls_refused_total", "Node-to-node calls refused unrun: beyond --rpc-max-calls on a connection, or while shutting down.")
+
 	// Ring and membership.
 	descReady      = desc("dynkv_ready", "1 when the node answers 200 on /ready.")
 	descRingShare  = desc("dynkv_ring_share", "Fraction of the committed ring's partitions this node owns (primary).")
@@ -184,6 +194,22 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descAAELastExchange, float64(as.LastExchange.UnixNano())/1e9)
 		}
 	}
+
+	rs, ss, ts := cl.rpc.Stats(), cl.rpcServer.Stats(), cl.transport.Stats()
+	for _, cc := range rs.Calls {
+		counter(descRPCCalls, cc.Count, cc.Call, "sent", cc.Via)
+	}
+	for _, cc := range ss.Calls {
+		counter(descRPCCalls, cc.Count, cc.Call, "served", cc.Via)
+	}
+	gauge(descRPCConns, float64(rs.Transport.Conns), "client")
+	gauge(descRPCConns, float64(ts.Conns), "server")
+	counter(descRPCDials, rs.Transport.Dials)
+	counter(descRPCDialFailures, rs.Transport.DialFailures)
+	gauge(descRPCHTTP2Peers, float64(rs.HTTP2Peers))
+	counter(descRPCUpgradesRefused, ts.UpgradesRefused)
+	counter(descRPCHandshakeFailures, ts.HandshakeFailures)
+	counter(descRPCCallsRefused, ts.CallsRefused)
 
 	hs := cl.handoff.Stats()
 	counter(descHandoffPasses, hs.Passes)

@@ -75,6 +75,10 @@ type Node struct {
 	// request while it holds its in-flight slot, so tests can hold
 	// requests open deterministically.
 	testHook func(*http.Request)
+	// olderRPC, when set before Start, makes the node speak node-to-node
+	// RPC as a node of an older version does: HTTP/2 only, its transport
+	// path answered with 404. For tests of a rolling upgrade.
+	olderRPC bool
 }
 
 // New validates cfg, opens (and so recovers) the store and prepares the
@@ -175,8 +179,10 @@ func (n *Node) Start() error {
 		ln.Close()
 		return err
 	}
-	// Peers' RPC shares the client port: HTTP/2 with prior knowledge
-	// (h2c) on a plain listener, h2 negotiated by ALPN under TLS.
+	// Peers' RPC shares the client port: HTTP/1.1 upgraded to the
+	// node-to-node transport; for peers of older versions HTTP/2 with
+	// prior knowledge (h2c) on a plain listener, h2 negotiated by ALPN
+	// under TLS.
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -189,9 +195,14 @@ func (n *Node) Start() error {
 		// its headers and --http-read-timeout for the whole request.
 		ReadHeaderTimeout: n.cfg.HTTPReadHeaderTimeout,
 		ReadTimeout:       n.cfg.HTTPReadTimeout,
+		// Peers' connections upgraded to the node-to-node transport
+		// leave net/http's hands: the transport clears the deadlines
+		// armed here and keeps its own (replication/transport), so
+		// none of these timeouts cuts them.
+		//
 		// Under HTTP/1.1 WriteTimeout is a deadline on the connection
 		// from the end of a request's headers to the end of its
-		// response. Under HTTP/2 (peers' h2c or h2, and HTTP/2
+		// response. Under HTTP/2 (older peers' h2c or h2, and HTTP/2
 		// clients) net/http disarms the connection's write deadline
 		// and applies WriteTimeout (and ReadTimeout) to each stream
 		// instead (h2_bundle.go, serverConn.serve and newStream): a
@@ -352,12 +363,24 @@ func (n *Node) Shutdown(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+		// Peers' calls on the transport drain alongside HTTP (which
+		// no longer tracks those connections).
+		rpcDone := make(chan error, 1)
+		if c := n.cluster.Load(); c != nil {
+			go func() { rpcDone <- c.shutdownRPC(ctx) }()
+		} else {
+			rpcDone <- nil
+		}
 		if err := n.srv.Shutdown(ctx); err != nil {
 			n.log.Warn("in-flight requests did not finish in time; closing their connections", zap.Error(err))
 			errs = append(errs, fmt.Errorf("node: draining HTTP: %w", err))
 			_ = n.srv.Close()
 		}
 		<-n.serveDone
+		if err := <-rpcDone; err != nil {
+			n.log.Warn("node-to-node calls did not finish in time; closed their connections", zap.Error(err))
+			errs = append(errs, fmt.Errorf("node: draining node-to-node calls: %w", err))
+		}
 	}
 	n.aae.stop()
 	if c := n.cluster.Load(); c != nil {

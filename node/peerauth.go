@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/transport"
 )
 
 // peerPolicy is how node-to-node RPC (/internal/v1/ except debug/) tells a
@@ -16,8 +17,11 @@ type peerPolicy struct {
 	// mutualTLS (--tls-ca): the caller presents a certificate the CA
 	// issued.
 	mutualTLS bool
-	// signed (--gossip-key): the request carries an HMAC over a key
-	// derived from the gossip keys (replication.PeerKeys).
+	// signed (--gossip-key): the caller holds a key derived from the
+	// gossip keys: over the transport it proves so in the keyed handshake
+	// and every frame carries a MAC (transport.Keyring); over the HTTP/2
+	// RPC of older nodes every request carries an HMAC signature
+	// (replication.PeerKeys).
 	signed bool
 	// bearer (--auth-token, and neither of the above): the caller carries
 	// a client token. Weaker: every client holding a token is trusted as a
@@ -33,9 +37,12 @@ func (n *Node) peerPolicy() peerPolicy {
 
 func (p peerPolicy) open() bool { return !p.mutualTLS && !p.signed && !p.bearer }
 
-// authorizePeer is replication.Server.Authorize: the mutual-TLS and
-// bearer-token checks. The signature is checked by the server itself
-// (Server.PeerKeys), before and after the body.
+// authorizePeer is transport.Server.Authorize (checked on the upgrade
+// request) and replication.Server.Authorize (the HTTP/2 RPC, on every
+// request): the mutual-TLS and bearer-token checks. The keys are checked
+// by the servers themselves: the transport's in its handshake and on every
+// frame, the HTTP/2 RPC's signature before and after the body
+// (replication.Server.PeerKeys).
 func (n *Node) authorizePeer(r *http.Request) bool {
 	p := n.peerPolicy()
 	if p.mutualTLS && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
@@ -58,18 +65,22 @@ func (n *Node) peerToken() string {
 	return n.cfg.AuthTokens[0]
 }
 
-// peerAuth is the policy as the replication server and client take it:
-// the Authorize check (nil when there is none), and the keys that demand
-// and make signatures (nil when unsigned). It warns once when the RPC is
-// open to anyone who reaches a non-loopback HTTP address.
-func (n *Node) peerAuth(gossipKeys [][]byte) (authorize func(*http.Request) bool, keys *replication.PeerKeys, err error) {
+// peerAuth is the policy as the transport, the replication server and
+// the client take it: the Authorize check (nil when there is none), the
+// keyring of the transport's keyed handshake and the keys that demand and
+// make the HTTP/2 RPC's signatures (both nil when unsigned). It warns once
+// when the RPC is open to anyone who reaches a non-loopback HTTP address.
+func (n *Node) peerAuth(gossipKeys [][]byte) (authorize func(*http.Request) bool, ring *transport.Keyring, keys *replication.PeerKeys, err error) {
 	p := n.peerPolicy()
 	if p.mutualTLS || p.bearer {
 		authorize = n.authorizePeer
 	}
 	if p.signed {
+		if ring, err = transport.NewKeyring(gossipKeys); err != nil {
+			return nil, nil, nil, err
+		}
 		if keys, err = replication.NewPeerKeys(gossipKeys); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if p.open() && !loopbackAddr(n.cfg.HTTPAddr) {
@@ -77,7 +88,7 @@ func (n *Node) peerAuth(gossipKeys [][]byte) (authorize func(*http.Request) bool
 			"set --gossip-key (signed RPC) or --tls-cert, --tls-key and --tls-ca (mutual TLS)",
 			zap.String("http_addr", n.cfg.HTTPAddr))
 	}
-	return authorize, keys, nil
+	return authorize, ring, keys, nil
 }
 
 // loopbackAddr reports whether host:port listens on loopback only.

@@ -279,7 +279,7 @@ func (d *decoder) partition() (int, error) {
 
 // AAETree fetches partition's hash tree from the node at addr.
 func (c *Client) AAETree(ctx context.Context, addr string, partition int) (*TreeSummary, error) {
-	resp, err := c.callNamed(ctx, addr, callAAETree, encodeAAETreeRequest(partition))
+	resp, err := c.call(ctx, addr, idAAETree, encodeAAETreeRequest(partition))
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +294,7 @@ func (c *Client) AAETree(ctx context.Context, addr string, partition int) (*Tree
 // in the given leaf buckets of partition; buckets must be strictly
 // increasing.
 func (c *Client) AAEKeys(ctx context.Context, addr string, partition int, buckets []int) ([]KeyHash, error) {
-	resp, err := c.callNamed(ctx, addr, callAAEKeys, encodeAAEKeysRequest(aaeKeysRequest{Partition: partition, Buckets: buckets}))
+	resp, err := c.call(ctx, addr, idAAEKeys, encodeAAEKeysRequest(aaeKeysRequest{Partition: partition, Buckets: buckets}))
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +308,7 @@ func (c *Client) AAEKeys(ctx context.Context, addr string, partition int, bucket
 // AAERoots fetches the root of every partition's hash tree from the node
 // at addr.
 func (c *Client) AAERoots(ctx context.Context, addr string) (TreeRoots, error) {
-	resp, err := c.callNamed(ctx, addr, callAAERoots, encodeAAERootsRequest())
+	resp, err := c.call(ctx, addr, idAAERoots, encodeAAERootsRequest())
 	if err != nil {
 		return TreeRoots{}, err
 	}
@@ -317,27 +317,6 @@ func (c *Client) AAERoots(ctx context.Context, addr string) (TreeRoots, error) {
 		return TreeRoots{}, fmt.Errorf("replication: %s at %s: response: %w", callAAERoots, addr, err)
 	}
 	return r, nil
-}
-
-// callNamed is Client.call for calls outside the core four (whose URLs
-// the client caches by index); the anti-entropy calls are all reads, so
-// idempotent and retried.
-func (c *Client) callNamed(ctx context.Context, addr, name string, body []byte) ([]byte, error) {
-	url := c.scheme + "://" + addr + PathPrefix + name
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	for attempt := 0; ; attempt++ {
-		resp, retry, err := c.attempt(ctx, addr, name, url, body)
-		if err == nil {
-			return resp, nil
-		}
-		if !retry || attempt >= c.cfg.Retries {
-			return nil, err
-		}
-		if werr := c.wait(ctx, attempt); werr != nil {
-			return nil, err
-		}
-	}
 }
 
 // aaeHandler serves the anti-entropy calls from s.Trees; without trees

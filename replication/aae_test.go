@@ -77,7 +77,7 @@ func newAAERig(t *testing.T, tweak func(*AntiEntropyConfig)) *aaeRig {
 	r := &aaeRig{}
 	r.a, r.ta = openTreeStore(t, t.TempDir())
 	r.b, r.tb = openTreeStore(t, t.TempDir())
-	p := startPeer(t, (&Server{Store: r.b, Trees: r.tb}).Handler())
+	p := startServer(t, &Server{Store: r.b, Trees: r.tb}, serverConfig{})
 	client := newTestClient(t, ClientConfig{})
 	r.peers = &countingPeers{AAEPeers: &Replicas{Self: "a", Store: r.a, Client: client, Members: func(id string) (membership.Member, bool) {
 		return membership.Member{ID: id, HTTPAddr: p.addr}, id == "b"
@@ -365,8 +365,8 @@ func TestAntiEntropyExchangesAPartitionOnlyWithItsOtherReplicas(t *testing.T) {
 	b, tb := openTreeStore(t, t.TempDir())
 	c, tc := openTreeStore(t, t.TempDir())
 	addrs := map[string]string{
-		"b": startPeer(t, (&Server{Store: b, Trees: tb}).Handler()).addr,
-		"c": startPeer(t, (&Server{Store: c, Trees: tc}).Handler()).addr,
+		"b": startServer(t, &Server{Store: b, Trees: tb}, serverConfig{}).addr,
+		"c": startServer(t, &Server{Store: c, Trees: tc}, serverConfig{}).addr,
 	}
 	peers := &countingPeers{AAEPeers: &Replicas{Self: "a", Store: a, Client: newTestClient(t, ClientConfig{}), Members: func(id string) (membership.Member, bool) {
 		addr, ok := addrs[id]

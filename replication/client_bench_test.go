@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/replication/transport"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 	"github.com/dynkv/dynkv/wal"
@@ -29,7 +30,8 @@ func benchStore(b testing.TB, sync wal.SyncPolicy) *store.Store {
 }
 
 // BenchmarkMergeRoundTrip: a replica write as the coordinator makes it, over
-// loopback h2c, from many goroutines sharing one connection. fsync=always
+// loopback (the transport, and h2c as before it), from many goroutines
+// sharing one connection. fsync=always
 // is the default durability (each ack is in the peer's WAL on disk);
 // fsync=10ms shows what the RPC itself costs.
 func BenchmarkMergeRoundTrip(b *testing.B) {
@@ -39,28 +41,46 @@ func BenchmarkMergeRoundTrip(b *testing.B) {
 	}{{"fsync=always", wal.SyncPolicy{}}, {"fsync=10ms", wal.SyncPolicy{Interval: 10 * time.Millisecond}}} {
 		b.Run(sync.name, func(b *testing.B) {
 			st := benchStore(b, sync.policy)
-			p := startPeer(b, (&Server{Store: st}).Handler())
-			c := newTestClient(b, ClientConfig{})
-			set := benchSet(b)
-			var n atomic.Int64
-			b.SetParallelism(32) // 64 callers on 2 cores, as dynkv bench runs
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					key := fmt.Appendf(nil, "key-%d", n.Add(1)%10000)
-					if err := c.Merge(context.Background(), p.addr, 0, key, set); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			p := startServer(b, &Server{Store: st}, serverConfig{})
+			for _, http2 := range []bool{false, true} {
+				b.Run(viaName(http2), func(b *testing.B) {
+					c := newTestClient(b, ClientConfig{HTTP2Only: http2})
+					set := benchSet(b)
+					var n atomic.Int64
+					b.SetParallelism(32) // 64 callers on 2 cores, as dynkv bench runs
+					b.ReportAllocs()
+					b.ResetTimer()
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							key := fmt.Appendf(nil, "key-%d", n.Add(1)%10000)
+							if err := c.Merge(context.Background(), p.addr, 0, key, set); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				})
+			}
 		})
 	}
 }
 
+// BenchmarkGetRoundTrip: replica reads over loopback, via=transport (the
+// node-to-node transport, as between current nodes) and via=http2 (the
+// HTTP/2 RPC, as before it and to nodes of older versions) in one run, so
+// that their ratio is what the transport saves a small call.
 func BenchmarkGetRoundTrip(b *testing.B) {
-	benchGets(b, getBenchStore(b), nil)
+	st := getBenchStore(b)
+	for _, http2 := range []bool{false, true} {
+		b.Run(viaName(http2), func(b *testing.B) { benchGets(b, st, nil, nil, http2) })
+	}
+}
+
+func viaName(http2 bool) string {
+	if http2 {
+		return "via=" + ViaHTTP2
+	}
+	return "via=" + ViaTransport
 }
 
 // getBenchStore holds keys key-0 to key-999, for benchGets.
@@ -75,11 +95,15 @@ func getBenchStore(b *testing.B) *store.Store {
 	return st
 }
 
-// benchGets measures replica reads of st over loopback h2c from 64
-// goroutines sharing one connection, signed with keys when not nil.
-func benchGets(b *testing.B, st *store.Store, keys *PeerKeys) {
-	p := startPeer(b, (&Server{Store: st, PeerKeys: keys}).Handler())
-	c := newTestClient(b, ClientConfig{PeerKeys: keys})
+// benchGets measures replica reads of st over loopback from 64 goroutines
+// sharing one connection: over HTTP/2 (h2c, signed with peerKeys when not
+// nil) or over the transport (keyed with ring when not nil).
+func benchGets(b *testing.B, st *store.Store, peerKeys *PeerKeys, ring *transport.Keyring, http2 bool) {
+	p := startServer(b, &Server{Store: st, PeerKeys: peerKeys}, serverConfig{keys: ring})
+	c := newTestClient(b, ClientConfig{PeerKeys: peerKeys, Keys: ring, HTTP2Only: http2})
+	if _, _, err := c.Get(context.Background(), p.addr, 0, []byte("key-0")); err != nil {
+		b.Fatal(err) // dial outside the timing
+	}
 	var n atomic.Int64
 	b.SetParallelism(32)
 	b.ReportAllocs()

@@ -7,17 +7,23 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/replication/transport"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
 
 func TestGetAndMergeReachTheRemoteStore(t *testing.T) {
 	checkLeaks(t)
+	eachWay(t, testGetAndMergeReachTheRemoteStore)
+}
+
+func testGetAndMergeReachTheRemoteStore(t *testing.T, w via) {
 	st := openStore(t)
-	p := startPeer(t, (&Server{Store: st}).Handler())
+	p := w.start(t, &Server{Store: st})
 	c := newTestClient(t, ClientConfig{})
 	ctx := ctxTimeout(t)
 
@@ -47,8 +53,12 @@ func TestGetAndMergeReachTheRemoteStore(t *testing.T) {
 
 func TestMergeBatchAppliesItemsUpToTheFirstFailure(t *testing.T) {
 	checkLeaks(t)
+	eachWay(t, testMergeBatchAppliesItemsUpToTheFirstFailure)
+}
+
+func testMergeBatchAppliesItemsUpToTheFirstFailure(t *testing.T, w via) {
 	st := openStore(t)
-	p := startPeer(t, (&Server{Store: st}).Handler())
+	p := w.start(t, &Server{Store: st})
 	c := newTestClient(t, ClientConfig{})
 	ctx := ctxTimeout(t)
 
@@ -86,6 +96,10 @@ func TestMergeBatchAppliesItemsUpToTheFirstFailure(t *testing.T) {
 
 func TestCoordinateRunsTheCallbackWithTheRequest(t *testing.T) {
 	checkLeaks(t)
+	eachWay(t, testCoordinateRunsTheCallbackWithTheRequest)
+}
+
+func testCoordinateRunsTheCallbackWithTheRequest(t *testing.T, w via) {
 	st := openStore(t)
 	want := sampleWrite()
 	var got WriteRequest
@@ -96,7 +110,7 @@ func TestCoordinateRunsTheCallbackWithTheRequest(t *testing.T) {
 		_, ctx, err := st.Write(req.DB, req.Key, "node-b", store.Supersede{Context: req.Context, Known: req.Context}, req.Sibling)
 		return WriteResult{Context: ctx}, err
 	}}
-	p := startPeer(t, srv.Handler())
+	p := w.start(t, srv)
 	c := newTestClient(t, ClientConfig{})
 
 	res, err := c.Coordinate(ctxTimeout(t), p.addr, want)
@@ -118,23 +132,29 @@ func TestCoordinateRunsTheCallbackWithTheRequest(t *testing.T) {
 
 func TestCoordinateWithoutACoordinatorIsUnavailable(t *testing.T) {
 	checkLeaks(t)
-	p := startPeer(t, (&Server{Store: openStore(t)}).Handler())
-	c := newTestClient(t, ClientConfig{})
-	_, err := c.Coordinate(ctxTimeout(t), p.addr, sampleWrite())
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("Coordinate with no callback: %v, want ErrUnavailable", err)
-	}
+	eachWay(t, func(t *testing.T, w via) {
+		p := w.start(t, &Server{Store: openStore(t)})
+		c := newTestClient(t, ClientConfig{})
+		_, err := c.Coordinate(ctxTimeout(t), p.addr, sampleWrite())
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Coordinate with no callback: %v, want ErrUnavailable", err)
+		}
+	})
 }
 
 // TestErrorsCrossTheWireAsTheSameSentinels: what the peer's store or
 // coordinator returned is what the caller can test for.
 func TestErrorsCrossTheWireAsTheSameSentinels(t *testing.T) {
 	checkLeaks(t)
+	eachWay(t, testErrorsCrossTheWireAsTheSameSentinels)
+}
+
+func testErrorsCrossTheWireAsTheSameSentinels(t *testing.T, w via) {
 	var next error
 	srv := &Server{Store: openStore(t), Coordinate: func(context.Context, WriteRequest) (WriteResult, error) {
 		return WriteResult{}, next
 	}}
-	p := startPeer(t, srv.Handler())
+	p := w.start(t, srv)
 	c := newTestClient(t, ClientConfig{Retries: -1})
 	for _, want := range []error{
 		store.ErrDiskFull, store.ErrClosed, store.ErrNotFound, store.ErrBadDatabase, store.ErrBadKey,
@@ -163,29 +183,42 @@ func TestErrorsCrossTheWireAsTheSameSentinels(t *testing.T) {
 
 func TestClosedStoreErrorsReachTheCaller(t *testing.T) {
 	checkLeaks(t)
-	st := openStore(t)
-	p := startPeer(t, (&Server{Store: st}).Handler())
-	c := newTestClient(t, ClientConfig{})
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := c.Get(ctxTimeout(t), p.addr, 0, []byte("k")); !errors.Is(err, store.ErrClosed) {
-		t.Fatalf("Get on a closed store: %v, want store.ErrClosed", err)
-	}
-	if err := c.Merge(ctxTimeout(t), p.addr, 0, []byte("k"), sampleSet("v")); !errors.Is(err, store.ErrClosed) {
-		t.Fatalf("Merge on a closed store: %v, want store.ErrClosed", err)
-	}
+	eachWay(t, func(t *testing.T, w via) {
+		st := openStore(t)
+		p := w.start(t, &Server{Store: st})
+		c := newTestClient(t, ClientConfig{})
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Get(ctxTimeout(t), p.addr, 0, []byte("k")); !errors.Is(err, store.ErrClosed) {
+			t.Fatalf("Get on a closed store: %v, want store.ErrClosed", err)
+		}
+		if err := c.Merge(ctxTimeout(t), p.addr, 0, []byte("k"), sampleSet("v")); !errors.Is(err, store.ErrClosed) {
+			t.Fatalf("Merge on a closed store: %v, want store.ErrClosed", err)
+		}
+	})
 }
 
 func TestConcurrentCallsShareOneConnection(t *testing.T) {
 	checkLeaks(t)
+	eachWay(t, testConcurrentCallsShareOneConnection)
+}
+
+func testConcurrentCallsShareOneConnection(t *testing.T, w via) {
 	st := openStore(t)
-	var http2 sync.Map
-	srv := (&Server{Store: st}).Handler()
-	p := startPeer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http2.Store(r.Proto, true)
-		srv.ServeHTTP(w, r)
-	}))
+	var protos, remotes sync.Map // of the HTTP/2 RPC's requests
+	srv := &Server{Store: st}
+	var p *peer
+	if w.name == ViaTransport {
+		p = startServer(t, srv, serverConfig{})
+	} else {
+		h := srv.Handler()
+		p = startPeer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			protos.Store(r.Proto, true)
+			remotes.Store(r.RemoteAddr, true)
+			h.ServeHTTP(w, r)
+		}))
+	}
 	c := newTestClient(t, ClientConfig{})
 	ctx := ctxTimeout(t)
 
@@ -212,20 +245,43 @@ func TestConcurrentCallsShareOneConnection(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if n := p.listener.accepted.Load(); n != 1 {
-		t.Fatalf("%d goroutines x %d calls opened %d connections, want 1", goroutines, calls, n)
+	served := map[string]uint64{}
+	for _, cc := range srv.Stats().Calls {
+		served[cc.Via] += cc.Count
 	}
-	var protos []any
-	http2.Range(func(k, _ any) bool { protos = append(protos, k); return true })
-	if len(protos) != 1 || protos[0] != "HTTP/2.0" {
-		t.Fatalf("calls used protocols %v, want only HTTP/2.0", protos)
+	if served[w.name] != 2*goroutines*calls || served[ViaTransport]+served[ViaHTTP2] != 2*goroutines*calls {
+		t.Fatalf("calls served by way: %v, want all %d %s", served, 2*goroutines*calls, w.name)
+	}
+	if w.name == ViaTransport {
+		if n, u := p.listener.accepted.Load(), p.upgrades.Load(); n != 1 || u != 1 {
+			t.Fatalf("%d goroutines x %d calls opened %d connections with %d upgrades, want 1 upgraded connection", goroutines, calls, n, u)
+		}
+		return
+	}
+	var protoList, remoteList []any
+	protos.Range(func(k, _ any) bool { protoList = append(protoList, k); return true })
+	remotes.Range(func(k, _ any) bool { remoteList = append(remoteList, k); return true })
+	if len(remoteList) != 1 {
+		t.Fatalf("%d goroutines x %d calls came over %d connections %v, want 1", goroutines, calls, len(remoteList), remoteList)
+	}
+	if len(protoList) != 1 || protoList[0] != "HTTP/2.0" {
+		t.Fatalf("calls used protocols %v, want only HTTP/2.0", protoList)
 	}
 }
 
 func TestCallFailsWhenThePeerDoesNotAnswerWithinTheTimeout(t *testing.T) {
 	checkLeaks(t)
+	eachWay(t, testCallFailsWhenThePeerDoesNotAnswerWithinTheTimeout)
+}
+
+func testCallFailsWhenThePeerDoesNotAnswerWithinTheTimeout(t *testing.T, w via) {
 	b := &blocking{release: make(chan struct{})}
-	p := startPeer(t, b)
+	var p *peer
+	if w.name == ViaTransport {
+		p = startServer(t, &Server{Store: openStore(t)}, serverConfig{wrap: b.wrap})
+	} else {
+		p = startPeer(t, b)
+	}
 	t.Cleanup(b.open) // before the server's own cleanup, which waits for handlers
 	c := newTestClient(t, ClientConfig{Timeout: 200 * time.Millisecond})
 
@@ -257,18 +313,21 @@ func TestIdempotentCallsAreRetriedAfterServerErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		failures int64
-		fail     func(http.ResponseWriter)
-		wantErr  error // nil: the call succeeds
+		fail     func(http.ResponseWriter) // over HTTP/2; nil: a failure only the transport has
+		code     ErrorCode                 // over the transport: the error frame's code, 0 a handler panic; -1: none
+		wantErr  error                     // nil: the call succeeds
 		attempts int64
 	}{
-		{"two internal errors then success", 2, failWith(CodeInternal), nil, 3},
-		{"three internal errors exhaust the retries", 3, failWith(CodeInternal), ErrInternal, 3},
-		{"a bare 502 from a proxy is retried", 1, func(w http.ResponseWriter) { w.WriteHeader(http.StatusBadGateway) }, nil, 2},
-		{"a bare 429 from load shedding is retried", 3, func(w http.ResponseWriter) { w.WriteHeader(http.StatusTooManyRequests) }, ErrUnavailable, 3},
-		{"a bare 401 from an auth middleware is not retried", 1, func(w http.ResponseWriter) { w.WriteHeader(http.StatusUnauthorized) }, ErrUnauthorized, 1},
-		{"disk full is not retried", 1, failWith(CodeDiskFull), store.ErrDiskFull, 1},
-		{"a closed store is not retried", 1, failWith(CodeClosed), store.ErrClosed, 1},
-		{"a bad request is not retried", 1, failWith(CodeBadRequest), ErrBadRequest, 1},
+		{"two internal errors then success", 2, failWith(CodeInternal), CodeInternal, nil, 3},
+		{"three internal errors exhaust the retries", 3, failWith(CodeInternal), CodeInternal, ErrInternal, 3},
+		{"a bare 502 from a proxy is retried", 1, func(w http.ResponseWriter) { w.WriteHeader(http.StatusBadGateway) }, noCode, nil, 2},
+		{"a bare 429 from load shedding is retried", 3, func(w http.ResponseWriter) { w.WriteHeader(http.StatusTooManyRequests) }, noCode, ErrUnavailable, 3},
+		{"a bare 401 from an auth middleware is not retried", 1, func(w http.ResponseWriter) { w.WriteHeader(http.StatusUnauthorized) }, noCode, ErrUnauthorized, 1},
+		{"disk full is not retried", 1, failWith(CodeDiskFull), CodeDiskFull, store.ErrDiskFull, 1},
+		{"a closed store is not retried", 1, failWith(CodeClosed), CodeClosed, store.ErrClosed, 1},
+		{"a bad request is not retried", 1, failWith(CodeBadRequest), CodeBadRequest, ErrBadRequest, 1},
+		{"an unavailable peer is retried", 1, failWith(CodeUnavailable), CodeUnavailable, nil, 2},
+		{"a handler that panicked is retried as an internal error", 3, nil, 0, ErrInternal, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := map[string]func(c *Client, addr string) error{
@@ -282,39 +341,66 @@ func TestIdempotentCallsAreRetriedAfterServerErrors(t *testing.T) {
 				"merge-batch": func(c *Client, addr string) error {
 					return c.MergeBatch(ctxTimeout(t), addr, []Item{{Key: []byte("k"), Set: sampleSet("v")}})
 				},
+				"hint": func(c *Client, addr string) error {
+					return c.Hint(ctxTimeout(t), addr, "n2", 0, []byte("k"), sampleSet("v"))
+				},
 			}
 			for name, call := range calls {
-				f := &flaky{h: (&Server{Store: st}).Handler(), n: tc.failures, fail: tc.fail}
-				p := startPeer(t, f)
-				c := newTestClient(t, fast)
-				err := call(c, p.addr)
-				if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
-					t.Errorf("%s: %v, want %v", name, err, tc.wantErr)
+				if tc.fail != nil {
+					f := &flaky{h: (&Server{Store: st}).Handler(), n: tc.failures, fail: tc.fail}
+					p := startPeer(t, f)
+					err := call(newTestClient(t, fast), p.addr)
+					if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+						t.Errorf("%s over HTTP/2: %v, want %v", name, err, tc.wantErr)
+					}
+					if got := f.calls.Load(); got != tc.attempts {
+						t.Errorf("%s over HTTP/2: %d attempts, want %d", name, got, tc.attempts)
+					}
 				}
-				if got := f.calls.Load(); got != tc.attempts {
-					t.Errorf("%s: %d attempts, want %d", name, got, tc.attempts)
+				if tc.code != noCode {
+					f := &flakyCalls{n: tc.failures, fail: tc.code}
+					p := startServer(t, &Server{Store: st}, serverConfig{wrap: f.wrap})
+					err := call(newTestClient(t, fast), p.addr)
+					if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+						t.Errorf("%s over the transport: %v, want %v", name, err, tc.wantErr)
+					}
+					if got := f.calls.Load(); got != tc.attempts {
+						t.Errorf("%s over the transport: %d attempts, want %d", name, got, tc.attempts)
+					}
 				}
 			}
 		})
 	}
 }
 
+// noCode marks a failure the transport has no counterpart of.
+const noCode ErrorCode = 255
+
 func TestCoordinateIsNeverRetried(t *testing.T) {
 	checkLeaks(t)
-	var applied int
-	srv := &Server{Store: openStore(t), Coordinate: func(context.Context, WriteRequest) (WriteResult, error) {
-		applied++
-		return WriteResult{}, nil
-	}}
-	f := &flaky{h: srv.Handler(), n: 1, fail: failWith(CodeInternal)}
-	p := startPeer(t, f)
-	c := newTestClient(t, ClientConfig{Retries: 5, Backoff: time.Millisecond})
-	if _, err := c.Coordinate(ctxTimeout(t), p.addr, sampleWrite()); !errors.Is(err, ErrInternal) {
-		t.Fatalf("Coordinate failing once: %v, want ErrInternal", err)
-	}
-	if n := f.calls.Load(); n != 1 || applied != 0 {
-		t.Fatalf("Coordinate made %d attempts (%d applied), want exactly 1", n, applied)
-	}
+	eachWay(t, func(t *testing.T, w via) {
+		var applied int
+		srv := &Server{Store: openStore(t), Coordinate: func(context.Context, WriteRequest) (WriteResult, error) {
+			applied++
+			return WriteResult{}, nil
+		}}
+		var attempts func() int64
+		var p *peer
+		if w.name == ViaTransport {
+			f := &flakyCalls{n: 1, fail: CodeInternal}
+			p, attempts = startServer(t, srv, serverConfig{wrap: f.wrap}), f.calls.Load
+		} else {
+			f := &flaky{h: srv.Handler(), n: 1, fail: failWith(CodeInternal)}
+			p, attempts = startPeer(t, f), f.calls.Load
+		}
+		c := newTestClient(t, ClientConfig{Retries: 5, Backoff: time.Millisecond})
+		if _, err := c.Coordinate(ctxTimeout(t), p.addr, sampleWrite()); !errors.Is(err, ErrInternal) {
+			t.Fatalf("Coordinate failing once: %v, want ErrInternal", err)
+		}
+		if n := attempts(); n != 1 || applied != 0 {
+			t.Fatalf("Coordinate made %d attempts (%d applied), want exactly 1", n, applied)
+		}
+	})
 }
 
 func TestUnreachablePeerIsReportedAsUndelivered(t *testing.T) {
@@ -332,13 +418,23 @@ func TestUnreachablePeerIsReportedAsUndelivered(t *testing.T) {
 }
 
 // TestClientReconnectsAfterThePeerRestarts: a node killed and restarted on
-// the same address is reachable again without restarting its peers.
+// the same address is reachable again without restarting its peers, by
+// the first call after the restart (the transport's redial backoff ends
+// within the call's retries).
 func TestClientReconnectsAfterThePeerRestarts(t *testing.T) {
 	checkLeaks(t)
+	eachWay(t, func(t *testing.T, w via) {
+		for _, backoff := range []time.Duration{time.Millisecond, DefaultBackoff} {
+			t.Run(backoff.String(), func(t *testing.T) { testClientReconnectsAfterThePeerRestarts(t, w, backoff) })
+		}
+	})
+}
+
+func testClientReconnectsAfterThePeerRestarts(t *testing.T, w via, backoff time.Duration) {
 	st := openStore(t)
-	h := (&Server{Store: st}).Handler()
-	p := startPeer(t, h)
-	c := newTestClient(t, ClientConfig{Backoff: time.Millisecond})
+	srv := &Server{Store: st}
+	p := w.start(t, srv)
+	c := newTestClient(t, ClientConfig{Backoff: backoff})
 	if err := c.Merge(ctxTimeout(t), p.addr, 0, []byte("k"), sampleSet("v")); err != nil {
 		t.Fatalf("Merge before the restart: %v", err)
 	}
@@ -346,7 +442,12 @@ func TestClientReconnectsAfterThePeerRestarts(t *testing.T) {
 	if err := c.Merge(ctxTimeout(t), p.addr, 0, []byte("k"), sampleSet("v")); err == nil {
 		t.Fatal("Merge while the peer is down succeeded")
 	}
-	again := startPeerAt(t, p.addr, h)
+	var again *peer
+	if w.name == ViaTransport {
+		again = startServer(t, srv, serverConfig{addr: p.addr})
+	} else {
+		again = startPeerAt(t, p.addr, srv.Handler())
+	}
 	if err := c.Merge(ctxTimeout(t), again.addr, 0, []byte("k"), sampleSet("v")); err != nil {
 		t.Fatalf("Merge after the restart: %v", err)
 	}
@@ -354,17 +455,28 @@ func TestClientReconnectsAfterThePeerRestarts(t *testing.T) {
 
 func TestBearerTokenIsCheckedWhenConfigured(t *testing.T) {
 	checkLeaks(t)
+	eachWay(t, testBearerTokenIsCheckedWhenConfigured)
+}
+
+func testBearerTokenIsCheckedWhenConfigured(t *testing.T, w via) {
 	srv := &Server{Store: openStore(t), Authorize: func(r *http.Request) bool {
 		return r.Header.Get("Authorization") == "Bearer s3cret"
 	}}
-	f := &flaky{h: srv.Handler()}
-	p := startPeer(t, f)
+	var p *peer
+	var attempts func() int64
+	if w.name == ViaTransport {
+		p = startServer(t, srv, serverConfig{})
+		attempts = p.upgrades.Load
+	} else {
+		f := &flaky{h: srv.Handler()}
+		p, attempts = startPeer(t, f), f.calls.Load
+	}
 
 	anonymous := newTestClient(t, ClientConfig{})
 	if _, _, err := anonymous.Get(ctxTimeout(t), p.addr, 0, []byte("k")); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("Get without a token: %v, want ErrUnauthorized", err)
 	}
-	if n := f.calls.Load(); n != 1 {
+	if n := attempts(); n != 1 {
 		t.Fatalf("a refused token was tried %d times, want once", n)
 	}
 	wrong := newTestClient(t, ClientConfig{AuthToken: "guess"})
@@ -379,17 +491,94 @@ func TestBearerTokenIsCheckedWhenConfigured(t *testing.T) {
 
 func TestResponsesLargerThanTheLimitAreRefused(t *testing.T) {
 	checkLeaks(t)
+	eachWay(t, func(t *testing.T, w via) {
+		st := openStore(t)
+		big, _ := vclock.Set{}.Update("a", vclock.Context{}, vclock.Sibling{Value: make([]byte, 64<<10)})
+		if _, err := st.Merge(0, []byte("big"), big); err != nil {
+			t.Fatal(err)
+		}
+		p := w.start(t, &Server{Store: st})
+		c := newTestClient(t, ClientConfig{MaxResponseBytes: 4 << 10, Retries: -1})
+		if _, _, err := c.Get(ctxTimeout(t), p.addr, 0, []byte("big")); err == nil {
+			t.Fatal("a 64 KiB response passed a 4 KiB limit")
+		}
+		if _, found, err := c.Get(ctxTimeout(t), p.addr, 0, []byte("small")); err != nil || found {
+			t.Fatalf("a small response after a refused one: found=%v err=%v", found, err)
+		}
+	})
+}
+
+// TestPeerOfAnOlderVersionIsCalledOverHTTP2: a peer whose RPC knows no
+// transport (a node of an older version during a rolling upgrade: it
+// answers the upgrade with 404) is called over the HTTP/2 RPC, signed as
+// such a node demands; the refused upgrade is remembered, so the peer sees
+// one upgrade attempt and not one per call; once the peer is upgraded and
+// the memory runs out, calls take the transport.
+func TestPeerOfAnOlderVersionIsCalledOverHTTP2(t *testing.T) {
+	checkLeaks(t)
 	st := openStore(t)
-	big, _ := vclock.Set{}.Update("a", vclock.Context{}, vclock.Sibling{Value: make([]byte, 64<<10)})
-	if _, err := st.Merge(0, []byte("big"), big); err != nil {
-		t.Fatal(err)
+	srv := &Server{Store: st, PeerKeys: peerKeys(t, secretOld)}
+	var upgrades, rpcs atomic.Int64
+	h := srv.Handler()
+	count := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == transport.DefaultPath {
+			upgrades.Add(1)
+		}
+		rpcs.Add(1)
+		h.ServeHTTP(w, r)
+	})
+	// The upgrade goes to the old handler too, as an older node routes
+	// it: its own 404 ("no RPC call") is what the upgrade meets.
+	old := listenPeer(t, "127.0.0.1:0", count, nil, count)
+	c := newTestClient(t, ClientConfig{Keys: transportKeys(t, secretOld), PeerKeys: peerKeys(t, secretOld)})
+	ctx := ctxTimeout(t)
+	const n = 20
+	for i := range n {
+		key := fmt.Appendf(nil, "k%d", i)
+		if err := c.Merge(ctx, old.addr, 0, key, sampleSet("v")); err != nil {
+			t.Fatalf("Merge %d to an older peer: %v", i, err)
+		}
+		if _, found, err := c.Get(ctx, old.addr, 0, key); err != nil || !found {
+			t.Fatalf("Get %d from an older peer: found=%v err=%v", i, found, err)
+		}
 	}
-	p := startPeer(t, (&Server{Store: st}).Handler())
-	c := newTestClient(t, ClientConfig{MaxResponseBytes: 4 << 10, Retries: -1})
-	if _, _, err := c.Get(ctxTimeout(t), p.addr, 0, []byte("big")); err == nil {
-		t.Fatal("a 64 KiB response passed a 4 KiB limit")
+	if u, r := upgrades.Load(), rpcs.Load(); u != 1 || r != 2*n+1 {
+		t.Fatalf("%d calls reached the older peer as %d requests with %d upgrades, want one refused upgrade and %d HTTP/2 calls", 2*n, r, u, 2*n)
 	}
-	if _, found, err := c.Get(ctxTimeout(t), p.addr, 0, []byte("small")); err != nil || found {
-		t.Fatalf("a small response after a refused one: found=%v err=%v", found, err)
+	st1 := c.Stats()
+	sent := map[string]uint64{}
+	for _, cc := range st1.Calls {
+		sent[cc.Via] += cc.Count
+	}
+	if st1.HTTP2Peers != 1 || sent[ViaHTTP2] != 2*n || sent[ViaTransport] != 0 {
+		t.Fatalf("client stats %+v (sent by way %v), want one peer on HTTP/2 and every call sent that way", st1, sent)
+	}
+
+	// The peer is upgraded: restarted on its address with the transport.
+	addr := old.addr
+	old.stop()
+	srv2 := &Server{Store: st}
+	startServer(t, srv2, serverConfig{addr: addr, keys: transportKeys(t, secretOld)})
+	// The memory runs out; the transport redials once the backoff from
+	// the refused upgrade ends.
+	servedOverTransport := func() bool {
+		for _, cc := range srv2.Stats().Calls {
+			if cc.Via == ViaTransport && cc.Count > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(5 * time.Second); !servedOverTransport(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the upgraded peer served %+v, want calls over the transport", srv2.Stats().Calls)
+		}
+		c.peer(addr).http2Until.Store(time.Now().Add(-time.Second).UnixNano())
+		if _, found, err := c.Get(ctx, addr, 0, []byte("k0")); err != nil || !found {
+			t.Fatalf("Get from the upgraded peer: found=%v err=%v", found, err)
+		}
+	}
+	if c.Stats().HTTP2Peers != 0 {
+		t.Fatalf("client stats %+v, want no peer on HTTP/2 any more", c.Stats())
 	}
 }

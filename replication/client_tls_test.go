@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/replication/transport"
 )
 
 // testPKI is a CA with one server certificate for 127.0.0.1 and one client
@@ -67,8 +69,87 @@ func newTestPKI(t *testing.T) testPKI {
 	return testPKI{pool: pool, server: issue(2, x509.ExtKeyUsageServerAuth), client: issue(3, x509.ExtKeyUsageClientAuth)}
 }
 
-// TestCallsUseHTTP2OverMutualTLS: with TLS configured, calls negotiate h2
-// and present the node's client certificate, which the peer verifies.
+// TestCallsUseTheTransportOverMutualTLS: with TLS configured, calls take
+// the transport over TLS (ALPN http/1.1, then the upgrade) and present the
+// node's client certificate, which the peer demands on the upgrade as node
+// does (a port shared with clients verifies a certificate if given, and the
+// RPC's Authorize requires one). A caller without one is refused with 401
+// and writes nothing.
+func TestCallsUseTheTransportOverMutualTLS(t *testing.T) {
+	checkLeaks(t)
+	pki := newTestPKI(t)
+	st := openStore(t)
+	srv := &Server{Store: st, Authorize: func(r *http.Request) bool {
+		return r.TLS != nil && len(r.TLS.VerifiedChains) > 0
+	}}
+	ts := &transport.Server{Handler: srv.ServeCall, Authorize: srv.Authorize}
+	var upgrades, http2Calls atomic.Int64
+	var sawALPN atomic.Value
+	mux := http.NewServeMux()
+	h := srv.Handler()
+	mux.Handle(PathPrefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http2Calls.Add(1)
+		h.ServeHTTP(w, r)
+	}))
+	mux.HandleFunc(transport.DefaultPath, func(w http.ResponseWriter, r *http.Request) {
+		upgrades.Add(1)
+		if r.TLS != nil {
+			sawALPN.Store(r.TLS.NegotiatedProtocol)
+		}
+		ts.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	hs := &http.Server{
+		Protocols: &protocols,
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{pki.server},
+			ClientCAs:    pki.pool,
+			ClientAuth:   tls.VerifyClientCertIfGiven,
+			MinVersion:   tls.VersionTLS12,
+		},
+		Handler:  mux,
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = hs.ServeTLS(ln, "", "")
+	}()
+	t.Cleanup(func() { _ = hs.Close(); <-done; _ = ts.Close() })
+	addr := ln.Addr().String()
+
+	c := newTestClient(t, ClientConfig{TLS: &tls.Config{
+		RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}, MinVersion: tls.VersionTLS12,
+	}})
+	for range 3 {
+		if err := c.Merge(ctxTimeout(t), addr, 0, []byte("k"), sampleSet("v")); err != nil {
+			t.Fatalf("Merge over TLS: %v", err)
+		}
+	}
+	if u, n, alpn := upgrades.Load(), http2Calls.Load(), sawALPN.Load(); u != 1 || n != 0 || alpn != "http/1.1" {
+		t.Fatalf("3 merges made %d upgrades (ALPN %v) and %d HTTP/2 calls, want one upgrade over http/1.1 and no HTTP/2", u, alpn, n)
+	}
+
+	anonymous := newTestClient(t, ClientConfig{Retries: -1, TLS: &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12}})
+	err = anonymous.Merge(ctxTimeout(t), addr, 0, []byte("anonymous"), sampleSet("v"))
+	if !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("Merge over TLS without a client certificate: %v, want ErrUnauthorized", err)
+	}
+	if _, err := st.Get(0, []byte("anonymous")); err == nil {
+		t.Fatal("a merge without a client certificate was written")
+	}
+}
+
+// TestCallsUseHTTP2OverMutualTLS: with TLS configured, calls to a peer of
+// an older version (no transport: its RPC answers the upgrade with 404)
+// negotiate h2 and present the node's client certificate, which the peer
+// verifies.
 func TestCallsUseHTTP2OverMutualTLS(t *testing.T) {
 	checkLeaks(t)
 	pki := newTestPKI(t)
@@ -91,6 +172,10 @@ func TestCallsUseHTTP2OverMutualTLS(t *testing.T) {
 			MinVersion:   tls.VersionTLS12,
 		},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == transport.DefaultPath {
+				h.ServeHTTP(w, r) // 404, as an older node answers the upgrade
+				return
+			}
 			sawH2.Store(r.ProtoMajor == 2)
 			sawClientCert.Store(r.TLS != nil && len(r.TLS.PeerCertificates) == 1)
 			h.ServeHTTP(w, r)

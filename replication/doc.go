@@ -4,14 +4,19 @@
 //
 // # RPC
 //
-// Node-to-node calls are HTTP/2 requests on the node's HTTP port, under
-// PathPrefix: get, merge, merge-batch (idempotent replica reads and writes)
-// and coordinate (hand a client write to a replica of its preference list,
-// which mints the new version). HTTP/2 multiplexes every concurrent call to
-// a peer over one TCP connection, so a node keeps one connection per peer
-// instead of a pool that grows with load; without TLS the client speaks
-// h2c with prior knowledge, with TLS it negotiates h2 and presents the
-// node's certificate.
+// Node-to-node calls are get, merge, merge-batch (idempotent replica reads
+// and writes), coordinate (hand a client write to a replica of its
+// preference list, which mints the new version), hint and the anti-entropy
+// reads (calls.go lists them). They travel on the node-to-node transport
+// (replication/transport): one persistent connection per peer, reached by
+// an HTTP/1.1 upgrade on the node's HTTP port (TLS with the node's
+// certificate when configured), on which every concurrent call is a pair
+// of binary frames; Server.ServeCall serves them. A peer that answers the
+// upgrade with 404 is a node of an older version, which speaks only the
+// HTTP/2 RPC: HTTP/2 requests under PathPrefix, one multiplexed connection
+// per peer (h2c with prior knowledge, or h2 over TLS). The client calls
+// such a peer that way for a minute at a time, and Server.Handler serves
+// that RPC to such peers, so a cluster upgrades by rolling restarts.
 //
 // Bodies are small binary frames (codec.go), never JSON: a format version
 // byte, a frame kind byte, then uvarints, length-prefixed byte strings and
@@ -22,9 +27,9 @@
 //
 // # Errors
 //
-// A failed call answers a non-200 status with an error frame {code, message,
-// needed, acked, index}. The client turns it back into the sentinel the
-// server saw (store.ErrDiskFull, store.ErrClosed, store.ErrBadKey, a
+// A failed call answers an error frame {code, message, needed, acked,
+// index}: in a transport error frame's detail, or with a non-200 HTTP/2
+// status. The client turns it back into the sentinel the server saw (store.ErrDiskFull, store.ErrClosed, store.ErrBadKey, a
 // *QuorumError, ...) wrapped in a *RemoteError, so callers branch with
 // errors.Is and errors.As exactly as they would on a local call.
 //
@@ -35,10 +40,12 @@
 // errors and on internal server errors, with jittered exponential backoff:
 // a replica merge applied twice is the same as once (vclock.Merge is
 // idempotent). Coordinate is never retried: each delivery mints a new dot,
-// so a retried write could become a sibling of itself. A call that could not
-// even open a connection fails with an error wrapping ErrUnreachable; the
-// request was then certainly not delivered, and a coordinator may try
-// another replica.
+// so a retried write could become a sibling of itself. A call that was
+// certainly not delivered (no connection, not even the upgrade) fails with
+// an error wrapping ErrUnreachable, one the peer refused unrun (busy at its
+// cap, or shutting down) with ErrUnavailable, and a coordinator may try
+// another replica; a call whose outcome is unknown (the connection broke
+// after the request was sent) wraps neither.
 //
 // # Hinted handoff
 //

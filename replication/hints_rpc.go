@@ -82,25 +82,14 @@ func (s *Server) hint(_ context.Context, body []byte) ([]byte, error) {
 // Hint asks the node at addr to hold s for owner, durably, until owner can
 // take it. Retried like Merge: storing a hint twice merges to the same hint.
 func (c *Client) Hint(ctx context.Context, addr, owner string, db int, key []byte, s vclock.Set) error {
-	body := encodeHintRequest(hintRequest{Owner: owner, DB: db, Key: key, Set: s})
-	url := c.scheme + "://" + addr + PathPrefix + callHint
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	for attempt := 0; ; attempt++ {
-		resp, retry, err := c.attempt(ctx, addr, callHint, url, body)
-		if err == nil {
-			if err := decodeAck(resp); err != nil {
-				return fmt.Errorf("replication: hint at %s: response: %w", addr, err)
-			}
-			return nil
-		}
-		if !retry || attempt >= c.cfg.Retries {
-			return err
-		}
-		if werr := c.wait(ctx, attempt); werr != nil {
-			return err
-		}
+	resp, err := c.call(ctx, addr, idHint, encodeHintRequest(hintRequest{Owner: owner, DB: db, Key: key, Set: s}))
+	if err != nil {
+		return err
 	}
+	if err := decodeAck(resp); err != nil {
+		return fmt.Errorf("replication: hint at %s: response: %w", addr, err)
+	}
+	return nil
 }
 
 // Hint stores s as a hint for owner on node id: in the local store when id

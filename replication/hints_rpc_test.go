@@ -12,7 +12,7 @@ import (
 func TestHintCallStoresAHintNotData(t *testing.T) {
 	checkLeaks(t)
 	st := openStore(t)
-	p := startPeer(t, (&Server{Store: st}).Handler())
+	p := startServer(t, &Server{Store: st}, serverConfig{})
 	c := newTestClient(t, ClientConfig{})
 	ctx := ctxTimeout(t)
 

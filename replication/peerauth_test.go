@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/replication/transport"
 )
 
 var (
@@ -331,14 +333,82 @@ func BenchmarkPeerAuth(b *testing.B) {
 
 // BenchmarkSignedGetRoundTrip is BenchmarkGetRoundTrip with signing on
 // both sides, sign=off and sign=on in one run so their ratio is what
-// signing costs a replica read.
+// signing costs a replica read: over HTTP/2 the signature of each request
+// (PeerKeys), over the transport the keyed handshake and a MAC on every
+// frame both ways (transport.Keyring).
 func BenchmarkSignedGetRoundTrip(b *testing.B) {
 	st := getBenchStore(b)
-	for _, keys := range []*PeerKeys{nil, peerKeys(b, secretOld)} {
+	for _, sign := range []bool{false, true} {
 		name := "sign=off"
-		if keys != nil {
+		var keys *PeerKeys
+		var ring *transport.Keyring
+		if sign {
 			name = "sign=on"
+			keys, ring = peerKeys(b, secretOld), transportKeys(b, secretOld)
 		}
-		b.Run(name, func(b *testing.B) { benchGets(b, st, keys) })
+		for _, http2 := range []bool{false, true} {
+			b.Run(name+"/"+viaName(http2), func(b *testing.B) { benchGets(b, st, keys, ring, http2) })
+		}
+	}
+}
+
+func transportKeys(t testing.TB, secrets ...[]byte) *transport.Keyring {
+	t.Helper()
+	k, err := transport.NewKeyring(secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestKeyedCallsRoundTripAndStrangersAreRefused is the transport's
+// counterpart of TestSignedCallsRoundTripAndStrangersAreRefused: members
+// holding a key of the peer's ring (mid-rotation) get through, a caller
+// without the keyed handshake or with another key is refused, once, with
+// an error that names --gossip-key, and writes nothing; with a bearer
+// check on top, both must pass.
+func TestKeyedCallsRoundTripAndStrangersAreRefused(t *testing.T) {
+	checkLeaks(t)
+	st := openStore(t)
+	p := startServer(t, &Server{Store: st}, serverConfig{keys: transportKeys(t, secretOld, secretNew)})
+	member := newTestClient(t, ClientConfig{Keys: transportKeys(t, secretNew, secretOld)})
+	if err := member.Merge(ctxTimeout(t), p.addr, 0, []byte("k"), sampleSet("v")); err != nil {
+		t.Fatalf("Merge by a member: %v", err)
+	}
+	if _, found, err := member.Get(ctxTimeout(t), p.addr, 0, []byte("k")); err != nil || !found {
+		t.Fatalf("Get by a member: found=%v err=%v", found, err)
+	}
+	for name, cfg := range map[string]ClientConfig{
+		"unkeyed":   {},
+		"wrong key": {Keys: transportKeys(t, []byte("not this cluster's secret"))},
+	} {
+		before := p.upgrades.Load()
+		err := newTestClient(t, cfg).Merge(ctxTimeout(t), p.addr, 0, []byte("forged"), sampleSet("x"))
+		if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "--gossip-key") {
+			t.Errorf("%s: Merge: %v, want ErrUnauthorized naming the cause", name, err)
+		}
+		if n := p.upgrades.Load() - before; n != 1 {
+			t.Errorf("%s: a refused handshake was tried %d times, want once", name, n)
+		}
+	}
+	if _, err := st.Get(0, []byte("forged")); err == nil {
+		t.Fatal("a stranger's merge was written")
+	}
+	both := &Server{Store: st, Authorize: func(r *http.Request) bool {
+		return r.Header.Get("Authorization") == "Bearer tok"
+	}}
+	p2 := startServer(t, both, serverConfig{keys: transportKeys(t, secretOld)})
+	for name, tc := range map[string]struct {
+		cfg ClientConfig
+		ok  bool
+	}{
+		"key only":   {ClientConfig{Keys: transportKeys(t, secretOld)}, false},
+		"token only": {ClientConfig{AuthToken: "tok"}, false},
+		"both":       {ClientConfig{AuthToken: "tok", Keys: transportKeys(t, secretOld)}, true},
+	} {
+		_, _, err := newTestClient(t, tc.cfg).Get(ctxTimeout(t), p2.addr, 0, []byte("k"))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Get: %v, want ok=%v", name, err, tc.ok)
+		}
 	}
 }

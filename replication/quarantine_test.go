@@ -108,7 +108,7 @@ func TestTreeBuildAndExchangeGoOnPastADamagedRecord(t *testing.T) {
 				t.Fatalf("the tree build moved records aside (%+v); it hashes them as stored", q)
 			}
 
-			p := startPeer(t, (&Server{Store: stores["b"], Trees: trees["b"]}).Handler())
+			p := startServer(t, &Server{Store: stores["b"], Trees: trees["b"]}, serverConfig{})
 			client := newTestClient(t, ClientConfig{})
 			peers := &countingPeers{AAEPeers: &Replicas{Self: "a", Store: stores["a"], Client: client, Members: func(id string) (membership.Member, bool) {
 				return membership.Member{ID: id, HTTPAddr: p.addr}, id == "b"

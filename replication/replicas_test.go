@@ -13,10 +13,10 @@ import (
 func TestReplicasServeSelfLocallyAndOthersOverRPC(t *testing.T) {
 	checkLeaks(t)
 	local, remote := openStore(t), openStore(t)
-	p := startPeer(t, (&Server{Store: remote, Coordinate: func(_ context.Context, req WriteRequest) (WriteResult, error) {
+	p := startServer(t, &Server{Store: remote, Coordinate: func(_ context.Context, req WriteRequest) (WriteResult, error) {
 		_, ctx, err := remote.Put(req.DB, req.Key, "b", req.Context, req.Sibling)
 		return WriteResult{Context: ctx}, err
-	}}).Handler())
+	}}, serverConfig{})
 	members := map[string]membership.Member{
 		"a":      {ID: "a", HTTPAddr: "127.0.0.1:1"}, // never dialled: a is Self
 		"b":      {ID: "b", HTTPAddr: p.addr},

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/dynkv/dynkv/replication/transport"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/wal"
 )
@@ -67,20 +68,57 @@ func (l *countingListener) Accept() (net.Conn, error) {
 }
 
 // peer is a node's HTTP server as node runs it: HTTP/1 and h2c on one
-// port, the RPC handler under PathPrefix.
+// port, the RPC handler under PathPrefix and, unless the peer plays a node
+// of an older version, the transport at transport.DefaultPath.
 type peer struct {
 	addr     string
 	listener *countingListener
 	srv      *http.Server
+	rpc      *transport.Server // nil: the upgrade answers 404, as an older node's
+	upgrades atomic.Int64      // upgrade requests that reached the transport
 	done     chan struct{}
+	stopOnce sync.Once
 }
 
+// startPeer serves h as a node of an older version does: the HTTP/2 RPC
+// only, the transport's upgrade answered with 404, so that the client
+// reaches h through its fallback.
 func startPeer(t testing.TB, h http.Handler) *peer {
 	t.Helper()
 	return startPeerAt(t, "127.0.0.1:0", h)
 }
 
 func startPeerAt(t testing.TB, addr string, h http.Handler) *peer {
+	t.Helper()
+	return listenPeer(t, addr, h, nil, http.NotFoundHandler())
+}
+
+// serverConfig is how a test serves a Server as node does.
+type serverConfig struct {
+	keys     *transport.Keyring                        // the keyed handshake (node: from --gossip-key)
+	maxCalls int                                       // transport.Server.MaxConcurrentCalls
+	wrap     func(transport.Handler) transport.Handler // around ServeCall (injected failures)
+	addr     string                                    // default 127.0.0.1:0
+}
+
+// startServer serves srv as node does: ServeCall behind a transport.Server
+// (with srv.Authorize on the upgrade) and srv.Handler for the HTTP/2 RPC.
+func startServer(t testing.TB, srv *Server, sc serverConfig) *peer {
+	t.Helper()
+	h := transport.Handler(srv.ServeCall)
+	if sc.wrap != nil {
+		h = sc.wrap(h)
+	}
+	ts := &transport.Server{Handler: h, Keys: sc.keys, Authorize: srv.Authorize, MaxConcurrentCalls: sc.maxCalls}
+	if sc.addr == "" {
+		sc.addr = "127.0.0.1:0"
+	}
+	return listenPeer(t, sc.addr, srv.Handler(), ts, nil)
+}
+
+// listenPeer serves h under PathPrefix and, at transport.DefaultPath, ts
+// or, without one, old (what a node of an older version answers there).
+func listenPeer(t testing.TB, addr string, h http.Handler, ts *transport.Server, old http.Handler) *peer {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -89,14 +127,23 @@ func startPeerAt(t testing.TB, addr string, h http.Handler) *peer {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
-	mux := http.NewServeMux()
-	mux.Handle(PathPrefix, h)
 	p := &peer{
 		addr:     ln.Addr().String(),
 		listener: &countingListener{Listener: ln},
-		srv:      &http.Server{Handler: mux, Protocols: &protocols},
+		rpc:      ts,
 		done:     make(chan struct{}),
 	}
+	mux := http.NewServeMux()
+	mux.Handle(PathPrefix, h)
+	mux.HandleFunc(transport.DefaultPath, func(w http.ResponseWriter, r *http.Request) {
+		if ts == nil {
+			old.ServeHTTP(w, r)
+			return
+		}
+		p.upgrades.Add(1)
+		ts.ServeHTTP(w, r)
+	})
+	p.srv = &http.Server{Handler: mux, Protocols: &protocols}
 	go func() {
 		defer close(p.done)
 		_ = p.srv.Serve(p.listener)
@@ -105,10 +152,38 @@ func startPeerAt(t testing.TB, addr string, h http.Handler) *peer {
 	return p
 }
 
-// stop closes the server and its connections and waits for Serve to end.
+// stop closes the server and its connections, the transport's (which
+// net/http no longer tracks once upgraded) included, and waits for Serve
+// to end.
 func (p *peer) stop() {
-	_ = p.srv.Close()
-	<-p.done
+	p.stopOnce.Do(func() {
+		_ = p.srv.Close()
+		<-p.done
+		if p.rpc != nil {
+			_ = p.rpc.Close()
+		}
+	})
+}
+
+// via is how a test reaches its peer.
+type via struct {
+	name  string
+	start func(t testing.TB, srv *Server) *peer
+}
+
+// bothWays are the transport (current nodes) and the HTTP/2 RPC through
+// the client's fallback (a peer of an older version).
+var bothWays = []via{
+	{ViaTransport, func(t testing.TB, srv *Server) *peer { return startServer(t, srv, serverConfig{}) }},
+	{ViaHTTP2, func(t testing.TB, srv *Server) *peer { return startPeer(t, srv.Handler()) }},
+}
+
+// eachWay runs f once per way in (bothWays), as subtests.
+func eachWay(t *testing.T, f func(t *testing.T, w via)) {
+	t.Helper()
+	for _, w := range bothWays {
+		t.Run(w.name, func(t *testing.T) { f(t, w) })
+	}
 }
 
 func newTestClient(t testing.TB, cfg ClientConfig) *Client {
@@ -135,6 +210,27 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.h.ServeHTTP(w, r)
 }
 
+// flakyCalls is flaky for the transport: it fails the first n calls with
+// an error frame of code fail (as the handler would), or, when fail is 0,
+// with a handler panic.
+type flakyCalls struct {
+	n     int64
+	fail  ErrorCode
+	calls atomic.Int64
+}
+
+func (f *flakyCalls) wrap(h transport.Handler) transport.Handler {
+	return func(ctx context.Context, call byte, payload []byte) ([]byte, error) {
+		if f.calls.Add(1) <= f.n {
+			if f.fail == 0 {
+				panic("injected panic")
+			}
+			return nil, callError(errorFrame{Code: f.fail, Message: fmt.Sprintf("injected %s", f.fail), Index: -1})
+		}
+		return h(ctx, call, payload)
+	}
+}
+
 func failWith(code ErrorCode) func(http.ResponseWriter) {
 	return func(w http.ResponseWriter) {
 		w.WriteHeader(code.status())
@@ -158,6 +254,17 @@ func (b *blocking) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b *blocking) open() { b.once.Do(func() { close(b.release) }) }
+
+// wrap is blocking for the transport: every call waits likewise.
+func (b *blocking) wrap(transport.Handler) transport.Handler {
+	return func(ctx context.Context, _ byte, _ []byte) ([]byte, error) {
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+		}
+		return nil, errors.New("blocked")
+	}
+}
 
 func ctxTimeout(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/replication/transport"
 	"github.com/dynkv/dynkv/store"
 )
 
@@ -18,63 +19,62 @@ import (
 // mistaken for one.
 const contentType = "application/x-dynkv-rpc"
 
-// Server answers the node-to-node calls of one node. Node mounts Handler
-// at PathPrefix on its HTTP server, whose Protocols include unencrypted
-// HTTP/2 (or HTTP/2 over TLS).
+// Server answers the node-to-node calls of one node, two ways in with one
+// set of handlers: ServeCall is the handler of the node's transport.Server
+// (the node-to-node transport, reached by an HTTP/1.1 upgrade at
+// transport.DefaultPath), and Handler serves the HTTP/2 RPC, which nodes
+// of older versions still call: node mounts it at PathPrefix on its HTTP
+// server, whose Protocols include unencrypted HTTP/2 (or HTTP/2 over TLS).
 //
-// A request body is read in full as soon as the call arrives, never left
-// waiting for a slot: on a shared HTTP/2 connection an unread body holds
-// the connection's flow-control window and stalls every other call to this
-// node (measured: a queued 2 MiB write held up small reads for seconds).
-// Memory per connection is therefore bounded by the server's HTTP/2 stream
-// limit times MaxFrameBytes; senders keep it far lower by sizing merge
-// batches (handoff) and values (--max-value-bytes).
+// On the HTTP/2 RPC a request body is read in full as soon as the call
+// arrives, never left waiting for a slot: on a shared HTTP/2 connection an
+// unread body holds the connection's flow-control window and stalls every
+// other call to this node (measured: a queued 2 MiB write held up small
+// reads for seconds). The transport reads each request frame whole too.
+// Memory per connection is therefore bounded by the calls it runs at once
+// (the HTTP/2 stream limit, the transport's MaxConcurrentCalls) times
+// MaxFrameBytes; senders keep it far lower by sizing merge batches
+// (handoff) and values (--max-value-bytes).
 type Server struct {
 	// Store is the node's local store.
 	Store *store.Store
 	// Coordinate coordinates a write handed over by another node; node sets
 	// it to the coordinator. Nil answers CodeUnavailable.
 	Coordinate func(context.Context, WriteRequest) (WriteResult, error)
-	// Authorize, when set, admits a request (node checks the peer's client
-	// certificate or bearer token); a refused request gets 401.
+	// Authorize, when set, admits an HTTP/2 request (node checks the
+	// peer's client certificate or bearer token); a refused request gets
+	// 401. The transport.Server applies the same check to its upgrade.
 	Authorize func(*http.Request) bool
-	// PeerKeys, when set, demands a signature (peerauth.go) on every call:
-	// the header's before the body is read, the body's after. A refused
-	// request gets 401. Both it and Authorize must pass when both are set.
+	// PeerKeys, when set, demands a signature (peerauth.go) on every
+	// HTTP/2 call: the header's before the body is read, the body's after.
+	// A refused request gets 401. Both it and Authorize must pass when
+	// both are set. The transport's counterpart is its Keyring.
 	PeerKeys *PeerKeys
 	// Logger receives unexpected failures at debug level; nil is a no-op.
 	Logger *zap.Logger
 	// Trees, when set, serves the anti-entropy calls (aae_rpc.go).
 	Trees *HashTrees
+
+	served callCounters
 }
 
-// Handler serves POST PathPrefix + {get, merge, merge-batch, coordinate}.
-// It accepts the full path or the call name alone, so it works whether the
-// router strips the prefix or not.
+// Handler serves the HTTP/2 RPC: POST PathPrefix + a call's name (get,
+// merge, merge-batch, coordinate, hint, aae-*). It accepts the full path or
+// the call name alone, so it works whether the router strips the prefix or
+// not. Any other name, the transport's upgrade path included, is a 404:
+// what a node of an older version answers the upgrade with.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(s.serve)
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	call := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, PathPrefix), "/")
-	var handle func(context.Context, []byte) ([]byte, error)
-	switch call {
-	case callGet:
-		handle = s.get
-	case callMerge:
-		handle = s.merge
-	case callMergeBatch:
-		handle = s.mergeBatch
-	case callCoordinate:
-		handle = s.coordinate
-	case callHint:
-		handle = s.hint // hints_rpc.go
-	case callAAETree, callAAEKeys, callAAERoots:
-		handle = s.aaeHandler(call)
-	default:
+	id, ok := callByName(call)
+	if !ok {
 		s.fail(w, call, http.StatusNotFound, errorFrame{Code: CodeBadRequest, Message: fmt.Sprintf("no RPC call %q", r.URL.Path), Index: -1})
 		return
 	}
+	handle := s.handler(id)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		s.fail(w, call, http.StatusMethodNotAllowed, errorFrame{Code: CodeBadRequest, Message: r.Method + " not allowed, want POST", Index: -1})
@@ -103,14 +103,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	s.served.add(id, true)
 	resp, err := handle(r.Context(), body)
 	if err != nil {
-		index := -1
-		var be *batchItemError
-		if errors.As(err, &be) {
-			index = be.index
-		}
-		s.fail(w, call, 0, classify(err, index))
+		s.fail(w, call, 0, s.failure(err))
 		return
 	}
 	w.Header().Set("Content-Type", contentType)
@@ -128,13 +124,64 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, call string, err
 	s.fail(w, call, 0, errorFrame{Code: CodeUnauthorized, Message: err.Error(), Index: -1})
 }
 
+// ServeCall is the transport.Handler of the node-to-node transport
+// (replication/transport): it serves call with the same handlers as the
+// HTTP/2 RPC. Who may call was settled before, by the transport.Server
+// (its Authorize on the upgrade request, its Keys in the handshake and on
+// every frame), so Authorize and PeerKeys, the HTTP/2 RPC's checks, play
+// no part here. A failure is a *transport.Error whose Detail is the error
+// frame the HTTP/2 RPC would answer, and whose Code is that frame's code.
+func (s *Server) ServeCall(ctx context.Context, call byte, payload []byte) ([]byte, error) {
+	id := callID(call)
+	if !id.valid() {
+		return nil, callError(errorFrame{Code: CodeBadRequest, Message: fmt.Sprintf("no RPC call %d", call), Index: -1})
+	}
+	s.served.add(id, false)
+	resp, err := s.handler(id)(ctx, payload)
+	if err != nil {
+		f := s.failure(err)
+		s.logFailure(calls[id].name, f)
+		return nil, callError(f)
+	}
+	return resp, nil
+}
+
+// callError carries an error frame back over the transport.
+func callError(f errorFrame) *transport.Error {
+	return &transport.Error{Code: byte(f.Code), Detail: encodeError(f)}
+}
+
+// failure is the error frame of a handler's error.
+func (s *Server) failure(err error) errorFrame {
+	index := -1
+	var be *batchItemError
+	if errors.As(err, &be) {
+		index = be.index
+	}
+	return classify(err, index)
+}
+
+// ServerStats are a Server's counters, for metrics.
+type ServerStats struct {
+	// Calls counts the calls served (authenticated and routed to their
+	// handler, whatever the outcome), by call and path.
+	Calls []CallCount
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() ServerStats { return ServerStats{Calls: s.served.counts()} }
+
+func (s *Server) logFailure(call string, f errorFrame) {
+	if f.Code == CodeInternal && s.Logger != nil {
+		s.Logger.Debug("rpc call failed", zap.String("call", call), zap.String("err", f.Message))
+	}
+}
+
 func (s *Server) fail(w http.ResponseWriter, call string, status int, f errorFrame) {
 	if status == 0 {
 		status = f.Code.status()
 	}
-	if f.Code == CodeInternal && s.Logger != nil {
-		s.Logger.Debug("rpc call failed", zap.String("call", call), zap.String("err", f.Message))
-	}
+	s.logFailure(call, f)
 	b := encodeError(f)
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Content-Length", fmt.Sprint(len(b)))

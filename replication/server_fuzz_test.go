@@ -3,12 +3,15 @@ package replication
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"testing/iotest"
+
+	"github.com/dynkv/dynkv/replication/transport"
 )
 
 // rpcCalls are the calls Server.serve routes, in the order the fuzz
@@ -83,6 +86,84 @@ func FuzzServeRPC(f *testing.F) {
 		}
 		if err := responseDecodes(call, out); err != nil {
 			t.Fatalf("%s: 200 with a body that is not its response frame: %v", call, err)
+		}
+	})
+}
+
+// FuzzServeCall sends arbitrary call bytes and frames to ServeCall, the
+// transport's way in, over the same kind of server as FuzzServeRPC. It
+// must not panic; a failure is a *transport.Error carrying an error frame
+// of the same code; an unknown call byte is a bad request; and every frame
+// gets the answer the HTTP/2 RPC gives it (the same response, or an error
+// of the same code): one set of handlers serves both.
+func FuzzServeCall(f *testing.F) {
+	batch, _ := encodeMergeBatchRequest([]Item{{DB: 1, Key: []byte("a"), Set: sampleSet("v")}})
+	for id := callID(1); id <= maxCallID; id++ {
+		f.Add(byte(id), []byte{})
+	}
+	f.Add(byte(idGet), encodeGetRequest(getRequest{DB: 1, Key: []byte("a")}))
+	f.Add(byte(idMerge), encodeMergeRequest(mergeRequest{DB: 1, Key: []byte("a"), Set: sampleSet("v")}))
+	f.Add(byte(idMergeBatch), batch)
+	f.Add(byte(idCoordinate), encodeCoordinateRequest(sampleWrite()))
+	f.Add(byte(idAAERoots), encodeAAERootsRequest())
+	f.Add(byte(0), []byte{frameVersion})
+	f.Add(byte(maxCallID+1), []byte{frameVersion})
+
+	s, trees := openTreeStore(f, f.TempDir())
+	srv := &Server{
+		Store: s,
+		Trees: trees,
+		Coordinate: func(_ context.Context, w WriteRequest) (WriteResult, error) {
+			if w.W > 3 {
+				return WriteResult{}, &QuorumError{Needed: w.W, Acked: 3}
+			}
+			return WriteResult{Context: w.Context}, nil
+		},
+	}
+	h := srv.Handler()
+	f.Fuzz(func(t *testing.T, call byte, body []byte) {
+		resp, err := srv.ServeCall(context.Background(), call, bytes.Clone(body))
+		id := callID(call)
+		var code ErrorCode
+		if err != nil {
+			var te *transport.Error
+			if !errors.As(err, &te) {
+				t.Fatalf("call %d: error %v is no *transport.Error", call, err)
+			}
+			e, derr := decodeError(te.Detail)
+			if derr != nil || byte(e.Code) != te.Code {
+				t.Fatalf("call %d: transport error code %d with detail %x: %+v, %v; want the error frame of that code", call, te.Code, te.Detail, e, derr)
+			}
+			code = e.Code
+		}
+		if !id.valid() {
+			if code != CodeBadRequest {
+				t.Fatalf("unknown call %d: %v, want a bad request", call, err)
+			}
+			return
+		}
+		if code == CodeInternal {
+			t.Fatalf("%s: internal error for a %d-byte frame: %v", id, len(body), err)
+		}
+		if err == nil {
+			if derr := responseDecodes(id.String(), resp); derr != nil {
+				t.Fatalf("%s: a response that is not its response frame: %v", id, derr)
+			}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, PathPrefix+id.String(), bytes.NewReader(body)))
+		if rec.Code == http.StatusOK {
+			if err != nil {
+				t.Fatalf("%s: the transport answered %v, HTTP/2 200", id, err)
+			}
+			if id != idCoordinate && id != idMerge && id != idMergeBatch && id != idHint && !bytes.Equal(rec.Body.Bytes(), resp) {
+				t.Fatalf("%s: the transport answered %x, HTTP/2 %x", id, resp, rec.Body.Bytes())
+			}
+			return
+		}
+		e, derr := decodeError(rec.Body.Bytes())
+		if derr != nil || e.Code != code {
+			t.Fatalf("%s: HTTP/2 answered %d %+v (%v), the transport %v", id, rec.Code, e, derr, err)
 		}
 	})
 }

@@ -34,7 +34,10 @@
 # directories; $TMPDIR or /tmp: it must be a real disk, not tmpfs),
 # KEEP=1 keeps data, logs and results.tsv, DYNKV_BIN a dynkv binary to use
 # instead of building the working tree, RPC_METRIC
-# ('dynkv_requests_total{op="internal"}': name{label="value",...}).
+# ('dynkv_rpc_calls_total{side="served"}': name{label="value",...}; the
+# node-to-node calls served over the transport and over HTTP/2 alike; for
+# a dynkv binary older than the transport, whose calls were all HTTP/2,
+# 'dynkv_requests_total{op="internal"}').
 #
 # As root it installs what is missing from Debian's packages (etcd-server,
 # etcd-client, redis-server, redis-tools, wrk). Progress goes to stderr,
@@ -64,7 +67,7 @@ PORT_BASE=${PORT_BASE:-21000}
 BENCH_TMP=${BENCH_TMP:-${TMPDIR:-/tmp}}
 KEEP=${KEEP:-0}
 DYNKV_BIN=${DYNKV_BIN:-}
-default_rpc_metric='dynkv_requests_total{op="internal"}'
+default_rpc_metric='dynkv_rpc_calls_total{side="served"}'
 RPC_METRIC=${RPC_METRIC:-$default_rpc_metric}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -717,8 +720,8 @@ if out:
     print("Targets from issue 11. They count only on a quiet machine, twice in a row.")
 rs = rows.get(("dynkv-3", "put"))
 if rs and sum(r["rpcs"] or 0 for r in rs) == 0:
-    print("note: dynkv-3 served no node-to-node calls by %s: if they no longer pass" % rpc_metric)
-    print("through HTTP, name their counter with RPC_METRIC." )
+    print("note: dynkv-3 served no node-to-node calls by %s: for a DYNKV_BIN older" % rpc_metric)
+    print("than the transport, set RPC_METRIC='dynkv_requests_total{op=\"internal\"}'.")
 PY
 if ((KEEP)); then
 	log "results: $results"

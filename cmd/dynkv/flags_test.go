@@ -56,6 +56,7 @@ func TestEveryServerFlagMapsOntoConfig(t *testing.T) {
 		"--gossip-probe-interval", "300ms", "--gossip-probe-timeout", "100ms", "--gossip-interval", "50ms",
 		"--gossip-suspicion-mult", "2", "--pprof", "--resp-max-conns", "9", "--hint-interval", "3s",
 		"--http-linger-timeout", "2s", "--http-linger-bytes", "8MiB", "--resp-max-buffer-bytes", "300MiB",
+		"--rpc-max-calls", "64",
 	}
 	cfg, err := parseServerConfig(args, envOf(nil), &bytes.Buffer{})
 	if err != nil {
@@ -78,6 +79,7 @@ func TestEveryServerFlagMapsOntoConfig(t *testing.T) {
 	want.HintInterval = 3 * time.Second
 	want.HTTPLingerTimeout, want.HTTPLingerBytes = 2*time.Second, 8<<20
 	want.RESPMaxBufferBytes = 300 << 20
+	want.RPCMaxCalls = 64
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got\n%+v\nwant\n%+v", cfg, want)
 	}
@@ -93,7 +95,7 @@ func TestServerHelpListsEverySpecFlagWithDefaults(t *testing.T) {
 		"replicas", "read-quorum", "write-quorum", "log-level", "log-format", "fsync", "max-value-bytes",
 		"databases", "tombstone-grace", "gossip-key", "tls-cert", "tls-key", "tls-ca", "auth-token",
 		"min-free-bytes", "segment-size", "wal-repair", "max-inflight", "shutdown-timeout", "reclaim-interval", "checkpoint-interval",
-		"partitions", "request-timeout", "rpc-timeout", "handoff-rate", "gossip-probe-interval", "gossip-probe-timeout",
+		"partitions", "request-timeout", "rpc-timeout", "rpc-max-calls", "handoff-rate", "gossip-probe-interval", "gossip-probe-timeout",
 		"gossip-interval", "gossip-suspicion-mult", "pprof", "resp-max-conns"} {
 		if !strings.Contains(stdout.String(), "--"+f+" ") && !strings.Contains(stdout.String(), "--"+f+"\n") {
 			t.Errorf("--help does not list --%s", f)

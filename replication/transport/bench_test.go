@@ -53,26 +53,7 @@ func BenchmarkCall(b *testing.B) {
 			if err := call(); err != nil { // dial outside the timing
 				b.Fatal(err)
 			}
-			b.Run("sequential", func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					if err := call(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.Run("parallel", func(b *testing.B) {
-				b.SetParallelism(32)
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if err := call(); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			})
+			benchCalls(b, call)
 		})
 	}
 }
@@ -120,6 +101,12 @@ func BenchmarkHTTP2Call(b *testing.B) {
 	if err := call(); err != nil {
 		b.Fatal(err)
 	}
+	benchCalls(b, call)
+}
+
+// benchCalls times call one at a time and from 32 × GOMAXPROCS callers at
+// once, so the transport and HTTP/2 figures come from the same loops.
+func benchCalls(b *testing.B, call func() error) {
 	b.Run("sequential", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

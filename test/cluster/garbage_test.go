@@ -1,8 +1,12 @@
 package cluster
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -22,8 +26,10 @@ var rpcCalls = []string{"get", "merge", "merge-batch", "coordinate", "hint", "aa
 
 // TestGarbageOnEverySocketLeavesTheClusterWhole sends random and
 // half-valid bytes to every port of a live two-node cluster: gossip over
-// UDP and TCP, the HTTP port as raw TCP, as an HTTP/2 connection and as
-// node-to-node RPC calls with junk frames, and the Redis port. Afterwards
+// UDP and TCP, the HTTP port as raw TCP, as an HTTP/2 connection, as
+// HTTP/2 RPC calls with junk frames and as the node-to-node transport
+// (junk right after the upgrade, after a valid hello, as call payloads and
+// as frames), and the Redis port. Afterwards
 // both nodes must still be up, still one cluster, hold every acknowledged
 // write, and have logged no panic (SPEC section 3: no request can crash a
 // node or corrupt its data). The cluster runs without a gossip key, so the
@@ -57,7 +63,7 @@ func TestGarbageOnEverySocketLeavesTheClusterWhole(t *testing.T) {
 		}
 		return b
 	}
-	var sent struct{ udp, tcp, http, h2, rpc, resp int }
+	var sent struct{ udp, tcp, http, h2, rpc, upgraded, frames, resp int }
 	for _, nd := range c.Nodes {
 		// Gossip over UDP: random packets and every message type with
 		// junk behind it.
@@ -125,6 +131,75 @@ func TestGarbageOnEverySocketLeavesTheClusterWhole(t *testing.T) {
 				sent.rpc++
 			}
 		}
+		// The transport: junk right after the upgrade, and after a
+		// valid hello; then, on a connection whose handshake is done,
+		// every call with junk payloads, each of which must be answered
+		// with an error frame of a 4xx kind, and last junk frames, which
+		// must close that connection (after a refusal saying why).
+		for i := range 10 {
+			nc, _ := rpcUpgrade(t, nd.Addr())
+			p := junk(4096)
+			if i%2 == 1 {
+				p = append(rpcHello(), p...)
+			}
+			_, _ = nc.Write(p)
+			time.Sleep(20 * time.Millisecond)
+			nc.Close()
+			sent.upgraded++
+		}
+		nc, br := rpcUpgrade(t, nd.Addr())
+		if _, err := nc.Write(rpcHello()); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := readRPCFrame(br); err != nil || f.typ != rpcWelcome {
+			t.Fatalf("transport handshake with %s: %+v, %v; want a welcome", nd.ID(), f, err)
+		}
+		id := uint64(0)
+		for call := byte(1); call <= 8; call++ {
+			for i := range 6 {
+				body := junk(2048)
+				if i == 0 {
+					body = body[:1]
+				}
+				if i == 1 {
+					body[0] = 1 // a plausible version byte
+				}
+				id++
+				if _, err := nc.Write(rpcFrame(rpcRequest, call, id, 5_000_000, body)); err != nil {
+					t.Fatal(err)
+				}
+				f, err := readRPCFrame(br)
+				if err != nil {
+					t.Fatalf("transport call %d to %s with %d junk bytes: %v (want an error frame)", call, nd.ID(), len(body), err)
+				}
+				if f.typ != rpcError || f.id != id || !junkRefusal[f.code] {
+					t.Errorf("transport call %d to %s with %d junk bytes: frame %+v, want an error frame for ID %d with a bad-request kind of code", call, nd.ID(), len(body), f, id)
+				}
+				sent.frames++
+			}
+		}
+		for _, p := range [][]byte{
+			junk(4096),
+			rpcFrame(rpcRequest, 1, id+1, 0, nil)[:16],                                           // a torn header
+			append(rpcFrame(rpcRequest, 1, 0, 0, nil), junk(64)...),                              // request ID 0
+			{0xD1, rpcRequest, 1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0}, // announces 4 GiB
+		} {
+			if _, err := nc.Write(p); err != nil {
+				break // already closed by an earlier one
+			}
+			sent.frames++
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			if _, err := readRPCFrame(br); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Errorf("%s kept a transport connection open after junk frames, want it closed", nd.ID())
+				}
+				break
+			}
+		}
+		nc.Close()
 	}
 	// The Redis port: random bytes, and protocol headers with absurd lengths.
 	for i := range 20 {
@@ -140,8 +215,8 @@ func TestGarbageOnEverySocketLeavesTheClusterWhole(t *testing.T) {
 		testnode.SendAndClose(t, respAddr, p, 200*time.Millisecond)
 		sent.resp++
 	}
-	t.Logf("garbage sent: %d UDP gossip packets, %d TCP gossip streams, %d raw HTTP, %d HTTP/2, %d RPC calls, %d Redis streams",
-		sent.udp, sent.tcp, sent.http, sent.h2, sent.rpc, sent.resp)
+	t.Logf("garbage sent: %d UDP gossip packets, %d TCP gossip streams, %d raw HTTP, %d HTTP/2, %d RPC calls, %d upgraded streams, %d transport frames, %d Redis streams",
+		sent.udp, sent.tcp, sent.http, sent.h2, sent.rpc, sent.upgraded, sent.frames, sent.resp)
 
 	// Still one cluster, still serving, nothing lost.
 	c.WaitConverged(testnode.ConvergeTimeout, c.IDs()...)
@@ -179,4 +254,83 @@ func TestGarbageOnEverySocketLeavesTheClusterWhole(t *testing.T) {
 			t.Errorf("node %s exited after the garbage", nd.ID())
 		}
 	}
+}
+
+// The node-to-node transport's wire format as far as this test speaks it
+// (replication/transport/frame.go and handshake.go; the cluster runs
+// without a gossip key, so frames carry no MAC).
+const (
+	rpcHelloType byte = 1
+	rpcWelcome   byte = 2
+	rpcRequest   byte = 5
+	rpcError     byte = 7
+)
+
+// junkRefusal are the error codes (replication's, in the error frame's
+// code byte) a call with a junk payload may get: kinds of bad request,
+// and not found; never internal or unavailable.
+var junkRefusal = map[byte]bool{2: true, 3: true, 7: true, 8: true}
+
+type rpcFrameHeader struct {
+	typ, code byte
+	id        uint64
+	payload   []byte
+}
+
+func rpcFrame(typ, code byte, id uint64, timeoutMicros uint32, payload []byte) []byte {
+	b := make([]byte, 20, 20+len(payload))
+	b[0], b[1], b[2] = 0xD1, typ, code
+	binary.BigEndian.PutUint32(b[4:], uint32(len(payload)))
+	binary.BigEndian.PutUint64(b[8:], id)
+	binary.BigEndian.PutUint32(b[16:], timeoutMicros)
+	return append(b, payload...)
+}
+
+// rpcHello is an unkeyed client hello: version 1, no flags, a nonce, and a
+// largest response of 1 MiB.
+func rpcHello() []byte {
+	p := make([]byte, 38)
+	p[0] = 1
+	for i := 2; i < 34; i++ {
+		p[i] = byte(i)
+	}
+	binary.BigEndian.PutUint32(p[34:], 1<<20)
+	return rpcFrame(rpcHelloType, 0, 0, 0, p)
+}
+
+func readRPCFrame(br *bufio.Reader) (rpcFrameHeader, error) {
+	var h [20]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		return rpcFrameHeader{}, err
+	}
+	f := rpcFrameHeader{typ: h[1], code: h[2], id: binary.BigEndian.Uint64(h[8:])}
+	n := binary.BigEndian.Uint32(h[4:])
+	if h[0] != 0xD1 || n > 1<<20 {
+		return f, fmt.Errorf("not a transport frame: % x", h)
+	}
+	f.payload = make([]byte, n)
+	_, err := io.ReadFull(br, f.payload)
+	return f, err
+}
+
+// rpcUpgrade dials addr and upgrades the connection to the node-to-node
+// transport, returning it with the reader past the 101.
+func rpcUpgrade(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(nc, "GET /internal/v1/rpc HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: dynkv-rpc/1\r\n\r\n", addr)
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("upgrade at %s: %v", addr, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade at %s: %s, want 101", addr, resp.Status)
+	}
+	return nc, br
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/transport"
 	"github.com/dynkv/dynkv/test/testnode"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -24,9 +26,11 @@ import (
 // HMAC over node-to-node calls are all that keeps strangers out:
 //   - a fourth node with another key is never admitted (it cannot read
 //     the gossip);
-//   - a stranger that reaches the HTTP port cannot write through the RPC,
-//     over HTTP/2 or HTTP/1.1, unsigned, signed with another key or with a
-//     stale time;
+//   - a stranger that reaches the HTTP port cannot write through the RPC:
+//     not over the HTTP/2 RPC (kept for nodes of older versions), over
+//     HTTP/2 or HTTP/1.1, unsigned, signed with another key or with a
+//     stale time; nor over the transport, without the keyed handshake or
+//     with another key;
 //   - replication (W=3), hinted handoff and anti-entropy work with the
 //     signatures on.
 func TestGossipKeyAdmitsOnlyMembers(t *testing.T) {
@@ -46,6 +50,10 @@ func TestGossipKeyAdmitsOnlyMembers(t *testing.T) {
 	t.Run("replication at W=3", func(t *testing.T) { checkW3(t, c) })
 	t.Run("stranger with another key is not admitted", func(t *testing.T) { checkStrangerNotAdmitted(t, c) })
 	t.Run("forged RPC is refused", func(t *testing.T) { checkForgedRPC(t, c.Nodes[1], key, otherKey) })
+	t.Run("stranger on the transport is refused", func(t *testing.T) {
+		checkTransportStranger(t, c.Nodes[1], "", "hmac/transport/unkeyed")
+		checkTransportStranger(t, c.Nodes[1], otherKey, "hmac/transport/another-key")
+	})
 	t.Run("hints and anti-entropy", func(t *testing.T) { checkHintsAndAAE(t, c) })
 }
 
@@ -103,9 +111,9 @@ type capturedCall struct {
 	body []byte
 }
 
-// captureMerge has a replication.Client send a merge of key to a server
-// that only records it, so the test holds a well-formed frame to forge
-// with.
+// captureMerge has a replication.Client send a merge of key over the
+// HTTP/2 RPC to a server that only records it, so the test holds a
+// well-formed frame to forge with.
 func captureMerge(t *testing.T, key string) capturedCall {
 	t.Helper()
 	var (
@@ -131,7 +139,7 @@ func captureMerge(t *testing.T, key string) capturedCall {
 	set, _ := vclock.Set{}.Update("intruder", vclock.Context{}, vclock.Sibling{
 		Value: []byte("forged"), ContentType: "text/plain", LastModified: time.Now().UnixNano(),
 	})
-	rc := replication.NewClient(replication.ClientConfig{Retries: -1, Timeout: 10 * time.Second})
+	rc := replication.NewClient(replication.ClientConfig{Retries: -1, Timeout: 10 * time.Second, HTTP2Only: true})
 	defer rc.Close()
 	_ = rc.Merge(context.Background(), ln.Addr().String(), 0, []byte(key), set)
 	mu.Lock()
@@ -215,6 +223,36 @@ func checkForgedRPC(t *testing.T, nd *testnode.Node, key, otherKey string) {
 	}
 }
 
+// checkTransportStranger has a replication.Client call nd's transport as
+// a stranger: keyed with the gossip key b64 (none when empty), which is
+// not the cluster's. The merge of key must be refused as unauthorized,
+// saying why, and not written.
+func checkTransportStranger(t *testing.T, nd *testnode.Node, b64, key string) {
+	t.Helper()
+	var ring *transport.Keyring
+	if b64 != "" {
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ring, err = transport.NewKeyring([][]byte{raw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, _ := vclock.Set{}.Update("intruder", vclock.Context{}, vclock.Sibling{
+		Value: []byte("forged"), ContentType: "text/plain", LastModified: time.Now().UnixNano(),
+	})
+	rc := replication.NewClient(replication.ClientConfig{Keys: ring, Retries: -1, Timeout: 10 * time.Second})
+	err := rc.Merge(context.Background(), nd.Addr(), 0, []byte(key), set)
+	rc.Close()
+	if !errors.Is(err, replication.ErrUnauthorized) || !strings.Contains(err.Error(), "--gossip-key") {
+		t.Errorf("transport merge of %q by a stranger (key %q): %v, want ErrUnauthorized naming --gossip-key", key, b64, err)
+	}
+	if l, err := nd.LocalGet(0, key); err != nil || l.Found {
+		t.Errorf("local copy of %q on %s after a stranger's transport merge: %+v, %v; want none", key, nd.ID(), l, err)
+	}
+}
+
 // checkHintsAndAAE kills node 2 and writes 20 keys at W=2: the hints for
 // the first 10 are wiped, so only anti-entropy can bring those; the last
 // 10 go by hinted handoff. Both run over signed RPC only.
@@ -275,8 +313,9 @@ func checkHintsAndAAE(t *testing.T, c *testnode.Cluster) {
 // running three-node cluster from A to B by the three rolling restarts of
 // docs/operations.md ("A,B", "B,A", "B" on every node in turn). After each
 // restart every node sees every other alive on one ring, and a write at
-// W=3 coordinated by the next node succeeds, so signed RPC crosses the
-// mixed keys too. At the end a call signed with A alone is refused.
+// W=3 coordinated by the next node succeeds, so the keyed transport
+// crosses the mixed keys too. At the end a call signed with A alone is
+// refused, over the HTTP/2 RPC and over the transport.
 func TestGossipKeyRotatesAcrossARunningCluster(t *testing.T) {
 	keyA, keyB := randomSecret(t, 32), randomSecret(t, 32)
 	c := testnode.Start(t, 3, testnode.Options{Args: []string{
@@ -333,6 +372,7 @@ func TestGossipKeyRotatesAcrossARunningCluster(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("a merge signed with the rotated-out key = %d %q, want 401", resp.StatusCode, body)
 	}
+	checkTransportStranger(t, nd, keyA, "rotate/old-key-transport")
 }
 
 // withFlag returns args with flag's value set to value (appended when

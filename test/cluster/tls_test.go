@@ -153,6 +153,37 @@ func (sc *secureCluster) testRoundTrip(t *testing.T) {
 	} else {
 		t.Logf("every write on all 3 local stores after %v: %s", took.Round(time.Millisecond), fmtHist(hist))
 	}
+	// Every node-to-node call took the transport (mutual TLS and the
+	// keyed handshake), none the HTTP/2 RPC kept for older nodes.
+	for _, nd := range sc.Nodes {
+		served := rpcServedByWay(t, nd)
+		if served["transport"] == 0 || served["http2"] != 0 {
+			t.Errorf("%s served node-to-node calls by way %v, want all over the transport", nd.ID(), served)
+		}
+	}
+}
+
+// rpcServedByWay sums a node's dynkv_rpc_calls_total{side="served"} by
+// its via label.
+func rpcServedByWay(t *testing.T, nd *testnode.Node) map[string]float64 {
+	t.Helper()
+	r, err := nd.Do(testnode.Request{Method: http.MethodGet, Path: "/metrics"})
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("GET /metrics on %s: %v %s", nd.ID(), err, r)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(r.Body), "\n") {
+		if !strings.HasPrefix(line, "dynkv_rpc_calls_total{") || !strings.Contains(line, `side="served"`) {
+			continue
+		}
+		_, via, _ := strings.Cut(line, `via="`)
+		via, _, _ = strings.Cut(via, `"`)
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+			out[via] += v
+		}
+	}
+	return out
 }
 
 // testCLI: `dynkv put` and `get` reach an https node with --tls-ca and
@@ -307,8 +338,8 @@ func (sc *secureCluster) testTransportRefusals(t *testing.T) {
 	}
 }
 
-// testStrangerRPC: a valid merge frame, sent over HTTP/2 and TLS by the
-// replication client exactly as a member sends it, is refused when it
+// testStrangerRPC: a valid merge frame, sent over TLS by the replication
+// client exactly as a member sends it (the transport), is refused when it
 // comes with a certificate from another CA or with no client certificate
 // but a valid client token; the node does not store it.
 func (sc *secureCluster) testStrangerRPC(t *testing.T) {
