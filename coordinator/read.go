@@ -109,15 +109,6 @@ func (l *lazyReads) more(n int) {
 	l.pending, l.outstanding = l.pending[n:], l.outstanding+n
 }
 
-// fanOutGets asks every node of list for the key; each sends exactly one
-// answer on the returned channel, which is buffered so that nobody has to
-// receive the late ones.
-func (c *Coordinator) fanOutGets(list []string, db int, key []byte) chan readAnswer {
-	answers := make(chan readAnswer, len(list))
-	c.fanOutGetsTo(answers, list, db, key)
-	return answers
-}
-
 // fanOutGetsTo asks every node of list for the key and sends one answer
 // each on answers, which must have room for all of them.
 func (c *Coordinator) fanOutGetsTo(answers chan<- readAnswer, list []string, db int, key []byte) {

@@ -73,11 +73,18 @@ func startNode(t testing.TB, cfg *Config, hook func(*http.Request)) *testNode {
 	if cfg != nil {
 		c = *cfg
 	}
-	n, err := New(c, zaptest.NewLogger(t))
+	return startNodeWith(t, c, func(n *Node) { n.testHook = hook })
+}
+
+// startNodeWith starts a node on cfg after prepare has set its test
+// switches, and stops it when the test ends.
+func startNodeWith(t testing.TB, cfg Config, prepare func(*Node)) *testNode {
+	t.Helper()
+	n, err := New(cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	n.testHook = hook
+	prepare(n)
 	if err := n.Start(); err != nil {
 		_ = n.Shutdown(context.Background())
 		t.Fatalf("Start: %v", err)

@@ -1,14 +1,11 @@
 package node
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"go.uber.org/zap/zaptest"
 
 	"github.com/dynkv/dynkv/replication"
 	"github.com/dynkv/dynkv/replication/transport"
@@ -128,24 +125,7 @@ func TestNodeCallsAPeerOfAnOlderVersionOverHTTP2(t *testing.T) {
 // (olderRPC) and stops it when the test ends.
 func startOlderNode(t *testing.T, cfg Config) *testNode {
 	t.Helper()
-	n, err := New(cfg, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n.olderRPC = true
-	if err := n.Start(); err != nil {
-		_ = n.Shutdown(context.Background())
-		t.Fatalf("Start: %v", err)
-	}
-	tr := &http.Transport{}
-	tn := &testNode{Node: n, t: t, base: "http://" + n.Addr(), client: &http.Client{Transport: tr}}
-	t.Cleanup(func() {
-		if err := n.Shutdown(context.Background()); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		tr.CloseIdleConnections()
-	})
-	return tn
+	return startNodeWith(t, cfg, func(n *Node) { n.olderRPC = true })
 }
 
 // TestTransportConnectionKeepsItsPlaceUntilItCloses: a connection upgraded
