@@ -23,6 +23,12 @@ type Config struct {
 	// only what the coordinating replica holds, saving the round trip that
 	// gathers the key's context from R replicas first (see the package doc).
 	LocalBlindWrites bool
+	// GatherBlindWrites, when set, makes every blind write read the key's
+	// context from R replicas first, the way writes the covering merge
+	// cannot serve go (cover.go); by default a replica coordinating a blind
+	// write skips that read when it can prove it unnecessary. For tests of
+	// the gather path and for measuring what the covering merge saves.
+	GatherBlindWrites bool
 	// GatherHedge is how long a blind write's context read waits for the
 	// R-1 peers it asked first before it asks the key's other replicas
 	// too; default DefaultGatherHedge. A failed answer asks the next

@@ -46,6 +46,7 @@ type Coordinator struct {
 		reads, writes, forwards, quorumFailures, readRepairs, readRepairFailures atomic.Uint64
 		hinted, hintFailures                                                     atomic.Uint64
 		contextsAhead                                                            atomic.Uint64
+		coveredBlindWrites, coverFallbacks                                       atomic.Uint64
 	}
 }
 
@@ -61,6 +62,12 @@ type Stats struct {
 	// ContextsAhead counts writes whose client context covered writes this
 	// replica had not seen, so the replicas' contexts were read to clamp it.
 	ContextsAhead uint64
+	// CoveredBlindWrites counts blind writes acknowledged on covering
+	// merges, without reading the key's context first (cover.go).
+	CoveredBlindWrites uint64
+	// CoverFallbacks counts blind writes that fewer than W replicas took
+	// covering, so they read the key's context and were written again.
+	CoverFallbacks uint64
 }
 
 // New returns a coordinator for this node. cfg is completed with defaults;
@@ -97,6 +104,8 @@ func (c *Coordinator) Stats() Stats {
 		Hinted:             c.stats.hinted.Load(),
 		HintFailures:       c.stats.hintFailures.Load(),
 		ContextsAhead:      c.stats.contextsAhead.Load(),
+		CoveredBlindWrites: c.stats.coveredBlindWrites.Load(),
+		CoverFallbacks:     c.stats.coverFallbacks.Load(),
 	}
 }
 

@@ -312,7 +312,16 @@ func TestReadRepairWritesToAReplicaThatAnsweredNotFound(t *testing.T) {
 }
 
 func TestSequentialBlindWritesThroughDifferentCoordinatorsLeaveTheLastValue(t *testing.T) {
-	h := newHarness(t, Config{}, abc, nil, "a", "b", "c")
+	// Both ways a blind write goes: covering merges (the default) and the
+	// context read first.
+	for _, gather := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gather=%v", gather), func(t *testing.T) {
+			sequentialBlindWrites(t, newHarness(t, Config{GatherBlindWrites: gather}, abc, nil, "a", "b", "c"))
+		})
+	}
+}
+
+func sequentialBlindWrites(t *testing.T, h *harness) {
 	// Every write reaches only its W=2 acks before the next one starts: the
 	// third replica's merges are held back until the end, the worst case for
 	// a blind write at a replica that missed the previous write.
@@ -350,7 +359,7 @@ func TestSequentialBlindWritesThroughDifferentCoordinatorsLeaveTheLastValue(t *t
 }
 
 func TestBlindWriteSupersedesWhatItsCoordinatorHoldsEvenWhenPeersAnswerFirst(t *testing.T) {
-	h := newHarness(t, Config{}, abc, nil, "a", "b", "c")
+	h := newHarness(t, Config{GatherBlindWrites: true}, abc, nil, "a", "b", "c")
 	v0, _ := vclock.Set{}.Update("a", vclock.Context{}, sib("v0"))
 	unacked, _ := v0.Update("a", vclock.Context{}, sib("unacked")) // a's write that never replicated
 	h.net.node("a").store(0, key, unacked)
@@ -496,7 +505,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestBlindWriteThatTimesOutGatheringItsContextWritesNothing(t *testing.T) {
-	h := newHarness(t, Config{RequestTimeout: 20 * time.Millisecond}, abc, nil, "a", "b", "c")
+	h := newHarness(t, Config{RequestTimeout: 20 * time.Millisecond, GatherBlindWrites: true}, abc, nil, "a", "b", "c")
 	never := make(chan struct{})
 	h.setGetGate("a", never) // the coordinator's own answer never comes
 	_, err := put(t, h.coord("a"), "v1", vclock.Context{}, 0)

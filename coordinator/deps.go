@@ -27,6 +27,10 @@ type Cluster interface {
 type Replicas interface {
 	Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error)
 	Merge(ctx context.Context, id string, db int, key []byte, s vclock.Set) error
+	// MergeCovering merges s into id's state of the key only if s's
+	// context covers every write id holds for it (store.MergeCovering);
+	// otherwise it writes nothing and returns id's context.
+	MergeCovering(ctx context.Context, id string, db int, key []byte, s vclock.Set) (covered bool, held vclock.Context, err error)
 	Coordinate(ctx context.Context, id string, req WriteRequest) (WriteResult, error)
 	// Hint stores s on node id as a hint for owner, an unreachable replica
 	// (sloppy quorum).

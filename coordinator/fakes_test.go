@@ -34,6 +34,7 @@ type fakeNode struct {
 	getGate  chan struct{}
 	mrgGate  chan struct{}
 	merges   []string              // keys merged into this replica, in order
+	covering int                   // covering merges asked of this replica
 	served   chan string           // when set, receives the id after every Get served
 	coords   int                   // writes this node coordinated for another node
 	hints    map[string]vclock.Set // owner + "|" + storageKey -> hint held for owner
@@ -135,20 +136,38 @@ func (r fakeReplicas) Get(ctx context.Context, id string, db int, key []byte) (v
 }
 
 func (r fakeReplicas) Merge(ctx context.Context, id string, db int, key []byte, in vclock.Set) error {
+	_, _, err := r.merge(ctx, id, db, key, in, false)
+	return err
+}
+
+// MergeCovering is store.MergeCovering's contract: merge only when in's
+// context covers what the node holds. It passes the same gate and fails
+// with the same injected error as Merge.
+func (r fakeReplicas) MergeCovering(ctx context.Context, id string, db int, key []byte, in vclock.Set) (bool, vclock.Context, error) {
+	return r.merge(ctx, id, db, key, in, true)
+}
+
+func (r fakeReplicas) merge(ctx context.Context, id string, db int, key []byte, in vclock.Set, covering bool) (bool, vclock.Context, error) {
 	n := r.net.node(id)
 	_, mergeErr, _, g := n.snapshotSwitches()
 	if err := gate(ctx, g); err != nil {
-		return err
+		return false, vclock.Context{}, err
 	}
 	if mergeErr != nil {
-		return mergeErr
+		return false, vclock.Context{}, mergeErr
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	k := storageKey(db, key)
+	if covering {
+		n.covering++
+		if !n.data[k].Context.CoveredBy(in.Context) {
+			return false, n.data[k].Context, nil
+		}
+	}
 	n.data[k] = vclock.Merge(n.data[k], in)
 	n.merges = append(n.merges, k)
-	return nil
+	return true, vclock.Context{}, nil
 }
 
 func (r fakeReplicas) Hint(ctx context.Context, id, owner string, db int, key []byte, in vclock.Set) error {

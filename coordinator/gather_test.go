@@ -35,7 +35,7 @@ func drain(c chan string) []string {
 }
 
 func TestBlindWriteReadsItsContextFromOnlyRReplicasWhenTheyAnswer(t *testing.T) {
-	h := newHarness(t, Config{GatherHedge: time.Hour}, abc, nil, "a", "b", "c")
+	h := newHarness(t, Config{GatherHedge: time.Hour, GatherBlindWrites: true}, abc, nil, "a", "b", "c")
 	served := servedGets(h, "b", "c")
 	mustPut(t, h.coord("a"), "v1", vclock.Context{})
 	h.quiesce()
@@ -47,7 +47,7 @@ func TestBlindWriteReadsItsContextFromOnlyRReplicasWhenTheyAnswer(t *testing.T) 
 func TestFailedContextReadAsksTheNextReplicaAtOnce(t *testing.T) {
 	// The hedge is an hour: the write finishes only if the failure itself
 	// makes the coordinator ask c.
-	h := newHarness(t, Config{GatherHedge: time.Hour}, abc, nil, "a", "b", "c")
+	h := newHarness(t, Config{GatherHedge: time.Hour, GatherBlindWrites: true}, abc, nil, "a", "b", "c")
 	mustPut(t, h.coord("b"), "v0", vclock.Context{}) // a, b and c hold v0
 	h.quiesce()
 	b := h.net.node("b")
@@ -70,7 +70,7 @@ func TestFailedContextReadAsksTheNextReplicaAtOnce(t *testing.T) {
 }
 
 func TestStalledPeerIsBackedUpByTheOtherReplicasAfterTheHedge(t *testing.T) {
-	h := newHarness(t, Config{GatherHedge: time.Millisecond}, abc, nil, "a", "b", "c")
+	h := newHarness(t, Config{GatherHedge: time.Millisecond, GatherBlindWrites: true}, abc, nil, "a", "b", "c")
 	// c holds a write that b and a missed: only c's answer lets the blind
 	// write supersede it.
 	old, _ := vclock.Set{}.Update("c", vclock.Context{}, sib("old"))
@@ -91,7 +91,7 @@ func TestStalledPeerIsBackedUpByTheOtherReplicasAfterTheHedge(t *testing.T) {
 }
 
 func TestContextReadAsksLivePeersFirst(t *testing.T) {
-	h := newHarness(t, Config{GatherHedge: time.Hour}, abc, nil, "a", "b", "c")
+	h := newHarness(t, Config{GatherHedge: time.Hour, GatherBlindWrites: true}, abc, nil, "a", "b", "c")
 	fc := h.clusters["a"]
 	fc.mu.Lock()
 	fc.dead["b"] = true

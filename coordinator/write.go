@@ -77,7 +77,15 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 
-	set, clientCtx, err := c.writeLocal(ctx, rctx, plan, req)
+	var learned vclock.Context
+	if c.canCover(plan, req) {
+		res, fallBack, held, err := c.coverBlindWrite(ctx, rctx, plan, req)
+		if !fallBack {
+			return res, err
+		}
+		learned = held
+	}
+	set, clientCtx, err := c.writeLocal(ctx, rctx, plan, req, learned)
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -119,13 +127,14 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 // durable step of coordinating it.
 //
 // A blind write first gathers the key's context from R replicas, so that it
-// supersedes what a quorum holds. A write with a client context supersedes
+// supersedes what a quorum holds, and what the replicas that refused a
+// covering merge of it (coverBlindWrite) held: learned. A write with a client context supersedes
 // exactly what the context covers, clamped to what the replicas hold: when
 // the context covers writes this replica has not seen (it missed them, or
 // the context is forged), the replica learns the others' contexts and
 // writes again, and what no replica answering holds is dropped from the
 // context (store.Supersede).
-func (c *Coordinator) writeLocal(ctx, rctx context.Context, plan *writePlan, req WriteRequest) (vclock.Set, vclock.Context, error) {
+func (c *Coordinator) writeLocal(ctx, rctx context.Context, plan *writePlan, req WriteRequest, learned vclock.Context) (vclock.Set, vclock.Context, error) {
 	self := c.cluster.Self()
 	peers := len(plan.lists[0]) > 1
 	sup := store.Supersede{Blind: req.Blind, Context: req.Context, Strict: peers}
@@ -136,7 +145,7 @@ func (c *Coordinator) writeLocal(ctx, rctx context.Context, plan *writePlan, req
 			if err != nil {
 				return vclock.Set{}, vclock.Context{}, c.gatherFailed(ctx, plan, err)
 			}
-			sup.Context = gathered
+			sup.Context = gathered.Merge(learned)
 		}
 	}
 	set, clientCtx, err := c.local.Write(req.DB, req.Key, self, sup, req.Sibling)

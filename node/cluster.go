@@ -253,6 +253,18 @@ func (s replicaSet) Merge(ctx context.Context, id string, db int, key []byte, se
 	return s.c.rpc.Merge(ctx, addr, db, key, set)
 }
 
+func (s replicaSet) MergeCovering(ctx context.Context, id string, db int, key []byte, set vclock.Set) (bool, vclock.Context, error) {
+	if id == s.n.cfg.ID {
+		cur, covered, err := s.n.store.MergeCovering(db, key, set)
+		return covered, cur.Context, err
+	}
+	addr, err := s.addr(id)
+	if err != nil {
+		return false, vclock.Context{}, err
+	}
+	return s.c.rpc.MergeCovering(ctx, addr, db, key, set)
+}
+
 func (s replicaSet) Coordinate(ctx context.Context, id string, req coordinator.WriteRequest) (coordinator.WriteResult, error) {
 	if id == s.n.cfg.ID {
 		return s.c.coord.CoordinateLocal(ctx, req)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/vclock"
 )
 
 // convergeWithin bounds every wait for gossip in these tests. It is a
@@ -212,6 +214,48 @@ func TestSequentialBlindWritesThroughDifferentNodesLeaveTheLast(t *testing.T) {
 	}
 	for _, n := range nodes {
 		n.mustGet(keyPath("seq"), "v8")
+	}
+}
+
+func TestABlindWriteSupersedesAWriteItsCoordinatorMissed(t *testing.T) {
+	// n2 and n3 hold a version of the key that n1 never received (merged
+	// into their stores directly: a write n1 missed). A blind write through
+	// n1 skips the context read (coordinator/cover.go), so it is n2's and
+	// n3's stores refusing its covering merges that make it supersede the
+	// missed version; were they to merge without checking, the key would
+	// keep both as siblings.
+	t.Parallel() // gossip waits, not CPU: the clusters overlap well
+	nodes := startCluster(t, 3)
+	missed, _ := vclock.Set{}.Update("n2", vclock.Context{}, vclock.Sibling{Value: []byte("missed"), LastModified: 1})
+	for _, n := range nodes[1:] {
+		if _, err := n.store.Merge(0, []byte("k"), missed); err != nil {
+			t.Fatalf("merging the missed version into %s: %v", n.cfg.ID, err)
+		}
+	}
+	nodes[0].mustPut(keyPath("k"), "last", "")
+	eventually(t, func() string {
+		for _, n := range nodes {
+			var vals []string
+			for _, s := range n.localCopy("k").Siblings {
+				vals = append(vals, string(s.Value))
+			}
+			if len(vals) != 1 || vals[0] != "last" {
+				return fmt.Sprintf("%s holds %q, want only \"last\"", n.cfg.ID, vals)
+			}
+		}
+		return ""
+	})
+	for _, n := range nodes {
+		n.mustGet(keyPath("k"), "last")
+	}
+	st := nodes[0].cluster.Load().coord.Stats()
+	if st.CoverFallbacks != 1 {
+		t.Errorf("n1 counted %d cover fallbacks, want 1 (the refused covering merges)", st.CoverFallbacks)
+	}
+	// With every replica in step, the next blind write covers at once.
+	nodes[0].mustPut(keyPath("k"), "again", "")
+	if st := nodes[0].cluster.Load().coord.Stats(); st.CoveredBlindWrites < 1 {
+		t.Errorf("n1 counted %d covered blind writes, want at least 1", st.CoveredBlindWrites)
 	}
 }
 

@@ -27,6 +27,8 @@ var (
 	descReadRepairFailures = desc("dynkv_read_repair_failures_total", "Read-repair merges that failed.")
 	descHinted             = desc("dynkv_hints_stored_total", "Replica writes this node's coordinator had stored as hints on a fallback (sloppy quorum).")
 	descHintFailures       = desc("dynkv_hint_store_failures_total", "Hints a fallback failed to store.")
+	descCoveredBlind       = desc("dynkv_coordinator_covered_blind_writes_total", "Blind writes acknowledged on covering merges, without reading the key's context from the replicas first.")
+	descCoverFallbacks     = desc("dynkv_coordinator_cover_fallbacks_total", "Blind writes fewer than W replicas took covering (one had seen a write this coordinator had not), so they read the key's context and were written again.")
 	descContextsAhead      = desc("dynkv_coordinator_contexts_ahead_total", "Writes whose client context covered writes this coordinator had not seen, so it read the replicas' contexts to clamp it.")
 
 	// Hinted handoff: hints this node holds for other owners.
@@ -164,6 +166,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descHinted, cs.Hinted)
 	counter(descHintFailures, cs.HintFailures)
 	counter(descContextsAhead, cs.ContextsAhead)
+	counter(descCoveredBlind, cs.CoveredBlindWrites)
+	counter(descCoverFallbacks, cs.CoverFallbacks)
 
 	now := n.cfg.now()
 	for owner, h := range n.store.HintStats() {

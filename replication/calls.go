@@ -18,7 +18,8 @@ const (
 	idAAETree    callID = 6
 	idAAEKeys    callID = 7
 	idAAERoots   callID = 8
-	maxCallID           = idAAERoots
+	idCover      callID = 9
+	maxCallID           = idCover
 )
 
 // callSpec is what both ends know of a call. The table is the one place
@@ -42,6 +43,10 @@ var calls = [maxCallID + 1]callSpec{
 	idAAETree:    {name: callAAETree, idempotent: true},
 	idAAEKeys:    {name: callAAEKeys, idempotent: true},
 	idAAERoots:   {name: callAAERoots, idempotent: true},
+	// A merge-covering delivered twice finds its own set there the second
+	// time, which it covers; if another write landed in between, the repeat
+	// answers not covered, which only sends the coordinator the safe way.
+	idCover: {name: callCover, idempotent: true},
 }
 
 // valid reports whether id names a call.
@@ -76,6 +81,8 @@ func (s *Server) handler(id callID) func(context.Context, []byte) ([]byte, error
 		return s.mergeBatch
 	case idCoordinate:
 		return s.coordinate
+	case idCover:
+		return s.mergeCovering
 	case idHint:
 		return s.hint // hints_rpc.go
 	case idAAETree, idAAEKeys, idAAERoots:
@@ -105,7 +112,7 @@ func (c *callCounters) add(id callID, http2 bool) {
 
 // CallCount is how many node-to-node calls of one kind went one way.
 type CallCount struct {
-	Call  string // get, merge, merge-batch, coordinate, hint, aae-tree, aae-keys, aae-roots
+	Call  string // get, merge, merge-batch, coordinate, hint, aae-tree, aae-keys, aae-roots, merge-covering
 	Via   string // ViaTransport or ViaHTTP2
 	Count uint64
 }

@@ -313,6 +313,22 @@ func (c *Client) Merge(ctx context.Context, addr string, db int, key []byte, s v
 	return nil
 }
 
+// MergeCovering merges s into a replica's state of a key, durably, only if
+// s's context covers every write the replica holds for it; covered says
+// whether it did. When it did not, nothing was written and held is the
+// replica's context for the key.
+func (c *Client) MergeCovering(ctx context.Context, addr string, db int, key []byte, s vclock.Set) (covered bool, held vclock.Context, err error) {
+	resp, err := c.call(ctx, addr, idCover, encodeCoverRequest(mergeRequest{DB: db, Key: key, Set: s}))
+	if err != nil {
+		return false, vclock.Context{}, err
+	}
+	r, err := decodeCoverResult(resp)
+	if err != nil {
+		return false, vclock.Context{}, fmt.Errorf("replication: merge-covering at %s: response: %w", addr, err)
+	}
+	return r.Covered, r.Held, nil
+}
+
 // MergeBatch merges items into a replica, in order. On failure at the peer
 // the *RemoteError's Index names the first item that failed; every item
 // before it is applied. At most MaxBatchItems items and MaxFrameBytes.

@@ -45,6 +45,8 @@ const (
 	kindCoordinateRequest byte = 6
 	kindCoordinateResult  byte = 7
 	kindError             byte = 8
+	kindCoverRequest      byte = 9
+	kindCoverResult       byte = 10
 )
 
 const flagTombstone byte = 1
@@ -60,6 +62,8 @@ const flagBlind byte = 1
 //	merge request       = version kind db key set
 //	ack                 = version kind
 //	merge-batch request = version kind count {db key set}
+//	merge-covering req. = version kind db key set (the merge request's layout)
+//	merge-covering res. = version kind covered(1 byte: 0 or 1) [context, when 0]
 //	coordinate request  = version kind db key context sibling w [flags(1 byte)]
 //	sibling             = flags(1 byte) actor counter lastModified(zigzag)
 //	                      expires(zigzag) contentType value
@@ -155,10 +159,16 @@ func decodeGetResponse(b []byte) (getResponse, error) {
 	return r, d.End("get response")
 }
 
-func encodeMergeRequest(r mergeRequest) []byte {
+func encodeMergeRequest(r mergeRequest) []byte { return encodeMergeAs(r, kindMergeRequest) }
+
+// encodeCoverRequest is a merge-covering request: a merge request's layout
+// under its own kind, so that neither call reads the other's frame.
+func encodeCoverRequest(r mergeRequest) []byte { return encodeMergeAs(r, kindCoverRequest) }
+
+func encodeMergeAs(r mergeRequest, kind byte) []byte {
 	set := r.Set.Encode()
 	b := make([]byte, 0, 2+uvarintLen(uint64(r.DB))+bytesLen(len(r.Key))+bytesLen(len(set)))
-	b = header(b, kindMergeRequest)
+	b = header(b, kind)
 	b = binary.AppendUvarint(b, uint64(r.DB))
 	b = appendBytes(b, r.Key)
 	return appendBytes(b, set)
@@ -166,10 +176,19 @@ func encodeMergeRequest(r mergeRequest) []byte {
 
 // decodeMergeRequest parses a merge request. The key aliases b.
 func decodeMergeRequest(b []byte) (mergeRequest, error) {
+	return decodeMergeAs(b, "merge request", kindMergeRequest)
+}
+
+// decodeCoverRequest parses a merge-covering request. The key aliases b.
+func decodeCoverRequest(b []byte) (mergeRequest, error) {
+	return decodeMergeAs(b, "merge-covering request", kindCoverRequest)
+}
+
+func decodeMergeAs(b []byte, what string, kind byte) (mergeRequest, error) {
 	d := newDecoder(b)
 	var r mergeRequest
 	var err error
-	if err = d.header("merge request", kindMergeRequest); err != nil {
+	if err = d.header(what, kind); err != nil {
 		return mergeRequest{}, err
 	}
 	if r.DB, err = d.db(); err != nil {
@@ -181,7 +200,48 @@ func decodeMergeRequest(b []byte) (mergeRequest, error) {
 	if r.Set, err = d.set(); err != nil {
 		return mergeRequest{}, err
 	}
-	return r, d.End("merge request")
+	return r, d.End(what)
+}
+
+// coverResult is a replica's answer to merge-covering: Covered when the
+// set covered everything it held and is merged; otherwise nothing was
+// written and Held is the replica's context for the key.
+type coverResult struct {
+	Covered bool
+	Held    vclock.Context
+}
+
+func encodeCoverResult(r coverResult) []byte {
+	if r.Covered {
+		return []byte{frameVersion, kindCoverResult, 1}
+	}
+	held := r.Held.Encode()
+	b := make([]byte, 0, 3+bytesLen(len(held)))
+	b = append(header(b, kindCoverResult), 0)
+	return appendBytes(b, held)
+}
+
+func decodeCoverResult(b []byte) (coverResult, error) {
+	d := newDecoder(b)
+	if err := d.header("merge-covering result", kindCoverResult); err != nil {
+		return coverResult{}, err
+	}
+	covered, err := d.Byte("covered flag")
+	if err != nil {
+		return coverResult{}, err
+	}
+	var r coverResult
+	switch covered {
+	case 1:
+		r.Covered = true
+	case 0:
+		if r.Held, err = d.context(); err != nil {
+			return coverResult{}, err
+		}
+	default:
+		return coverResult{}, d.ErrorfAt(d.Offset()-1, "covered flag %d, want 0 or 1", covered)
+	}
+	return r, d.End("merge-covering result")
 }
 
 var ackFrame = []byte{frameVersion, kindAck}

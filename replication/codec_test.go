@@ -61,6 +61,15 @@ func TestFramesRoundTrip(t *testing.T) {
 		!bytes.Equal(got.Key, m.Key) || !got.Set.Equal(m.Set) {
 		t.Fatalf("merge request: decoded %+v, %v", got, err)
 	}
+	if got, err := decodeCoverRequest(encodeCoverRequest(m)); err != nil || got.DB != m.DB ||
+		!bytes.Equal(got.Key, m.Key) || !got.Set.Equal(m.Set) {
+		t.Fatalf("merge-covering request: decoded %+v, %v", got, err)
+	}
+	for _, r := range []coverResult{{Covered: true}, {Held: set.Context}, {}} {
+		if got, err := decodeCoverResult(encodeCoverResult(r)); err != nil || got.Covered != r.Covered || !got.Held.Equal(r.Held) {
+			t.Fatalf("merge-covering result %+v: decoded %+v, %v", r, got, err)
+		}
+	}
 	if err := decodeAck(ackFrame); err != nil {
 		t.Fatalf("ack: %v", err)
 	}
@@ -140,6 +149,13 @@ func TestDecodersRejectMalformedFrames(t *testing.T) {
 		{"empty get request", decodeGet, nil},
 		{"get request of another version", decodeGet, append([]byte{2}, get[1:]...)},
 		{"merge request sent to get", decodeGet, encodeMergeRequest(mergeRequest{DB: 1, Key: []byte("k")})},
+		{"merge request sent to merge-covering", func(b []byte) error { _, err := decodeCoverRequest(b); return err },
+			encodeMergeRequest(mergeRequest{DB: 1, Key: []byte("k")})},
+		{"merge-covering request sent to merge", func(b []byte) error { _, err := decodeMergeRequest(b); return err },
+			encodeCoverRequest(mergeRequest{DB: 1, Key: []byte("k")})},
+		{"covered flag 2", func(b []byte) error { _, err := decodeCoverResult(b); return err }, []byte{frameVersion, kindCoverResult, 2}},
+		{"covered result with a context", func(b []byte) error { _, err := decodeCoverResult(b); return err }, []byte{frameVersion, kindCoverResult, 1, 0}},
+		{"refused result without its context", func(b []byte) error { _, err := decodeCoverResult(b); return err }, []byte{frameVersion, kindCoverResult, 0}},
 		{"get request with trailing byte", decodeGet, append(append([]byte{}, get...), 0)},
 		{"get request truncated", decodeGet, get[:len(get)-1]},
 		{"empty key", decodeGet, []byte{frameVersion, kindGetRequest, 1, 0}},

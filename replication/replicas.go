@@ -66,6 +66,21 @@ func (r *Replicas) Merge(ctx context.Context, id string, db int, key []byte, s v
 	return r.Client.Merge(ctx, addr, db, key, s)
 }
 
+// MergeCovering merges s into node id's state of a key only if s's context
+// covers everything id holds for it (store.MergeCovering); otherwise it
+// writes nothing and returns id's context.
+func (r *Replicas) MergeCovering(ctx context.Context, id string, db int, key []byte, s vclock.Set) (bool, vclock.Context, error) {
+	if id == r.Self {
+		cur, covered, err := r.Store.MergeCovering(db, key, s)
+		return covered, cur.Context, err
+	}
+	addr, err := r.addr(id)
+	if err != nil {
+		return false, vclock.Context{}, err
+	}
+	return r.Client.MergeCovering(ctx, addr, db, key, s)
+}
+
 // MergeBatch merges items into node id, in order, stopping at the first
 // failure (every earlier item is applied).
 func (r *Replicas) MergeBatch(ctx context.Context, id string, items []Item) error {

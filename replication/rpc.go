@@ -17,6 +17,7 @@ const (
 	callMerge      = "merge"
 	callMergeBatch = "merge-batch"
 	callCoordinate = "coordinate"
+	callCover      = "merge-covering"
 )
 
 // WriteRequest is a client write handed to a replica of the key's

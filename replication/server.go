@@ -244,6 +244,21 @@ func (s *Server) merge(_ context.Context, body []byte) ([]byte, error) {
 	return ackFrame, nil
 }
 
+// mergeCovering merges the request's set only when it covers what the
+// replica holds (store.MergeCovering), and otherwise answers with the
+// replica's context.
+func (s *Server) mergeCovering(_ context.Context, body []byte) ([]byte, error) {
+	req, err := decodeCoverRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	cur, covered, err := s.Store.MergeCovering(req.DB, req.Key, req.Set)
+	if err != nil {
+		return nil, err
+	}
+	return encodeCoverResult(coverResult{Covered: covered, Held: cur.Context}), nil
+}
+
 // batchItemError names the item of a merge batch that failed.
 type batchItemError struct {
 	index int

@@ -16,7 +16,7 @@ import (
 
 // rpcCalls are the calls Server.serve routes, in the order the fuzz
 // targets below pick them by a byte.
-var rpcCalls = []string{callGet, callMerge, callMergeBatch, callCoordinate, callHint, callAAETree, callAAEKeys, callAAERoots}
+var rpcCalls = []string{callGet, callMerge, callMergeBatch, callCoordinate, callHint, callAAETree, callAAEKeys, callAAERoots, callCover}
 
 // FuzzServeRPC posts arbitrary frames to every node-to-node call of a
 // server over a real store and hash trees, as a peer (or a stranger that
@@ -36,6 +36,7 @@ func FuzzServeRPC(f *testing.F) {
 		callAAETree:    {encodeAAETreeRequest(3), encodeAAETreeRequest(testPartitions)},
 		callAAEKeys:    {keys},
 		callAAERoots:   {encodeAAERootsRequest()},
+		callCover:      {encodeCoverRequest(mergeRequest{DB: 1, Key: []byte("a"), Set: sampleSet("v")})},
 	}
 	for i, call := range rpcCalls {
 		for _, b := range seeds[call] {
@@ -106,6 +107,7 @@ func FuzzServeCall(f *testing.F) {
 	f.Add(byte(idMergeBatch), batch)
 	f.Add(byte(idCoordinate), encodeCoordinateRequest(sampleWrite()))
 	f.Add(byte(idAAERoots), encodeAAERootsRequest())
+	f.Add(byte(idCover), encodeCoverRequest(mergeRequest{DB: 1, Key: []byte("a"), Set: sampleSet("v")}))
 	f.Add(byte(0), []byte{frameVersion})
 	f.Add(byte(maxCallID+1), []byte{frameVersion})
 
@@ -156,7 +158,7 @@ func FuzzServeCall(f *testing.F) {
 			if err != nil {
 				t.Fatalf("%s: the transport answered %v, HTTP/2 200", id, err)
 			}
-			if id != idCoordinate && id != idMerge && id != idMergeBatch && id != idHint && !bytes.Equal(rec.Body.Bytes(), resp) {
+			if id != idCoordinate && id != idMerge && id != idMergeBatch && id != idHint && id != idCover && !bytes.Equal(rec.Body.Bytes(), resp) {
 				t.Fatalf("%s: the transport answered %x, HTTP/2 %x", id, resp, rec.Body.Bytes())
 			}
 			return
@@ -188,6 +190,8 @@ func requestDecodes(call string, b []byte) error {
 		_, err = decodeAAEKeysRequest(b)
 	case callAAERoots:
 		err = decodeAAERootsRequest(b)
+	case callCover:
+		_, err = decodeCoverRequest(b)
 	default:
 		err = fmt.Errorf("no call %q", call)
 	}
@@ -210,6 +214,8 @@ func responseDecodes(call string, b []byte) error {
 		_, err = decodeAAEKeysResponse(b)
 	case callAAERoots:
 		_, err = decodeAAERootsResponse(b)
+	case callCover:
+		_, err = decodeCoverResult(b)
 	default:
 		err = fmt.Errorf("no call %q", call)
 	}

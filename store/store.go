@@ -351,16 +351,42 @@ func (s *Store) Put(db int, key []byte, actor string, ctx vclock.Context, sib vc
 // repair, handoff). It writes nothing when the result equals what the store
 // holds, so repeating it is cheap; the outcome is independent of order.
 func (s *Store) Merge(db int, key []byte, in vclock.Set) (vclock.Set, error) {
+	merged, _, err := s.merge(db, key, in, false)
+	return merged, err
+}
+
+// MergeCovering is Merge on one condition: in's context covers every write
+// this replica holds for the key (its context, siblings and the versions
+// they superseded). Then the merge leaves exactly in's siblings, and it
+// reports covered. Otherwise it writes nothing and returns the replica's
+// current state, covered false: the writer has not seen some version here.
+// It is how a coordinator proves, replica by replica, that a blind write
+// supersedes everything a quorum held (coordinator.coverBlindWrite).
+func (s *Store) MergeCovering(db int, key []byte, in vclock.Set) (vclock.Set, bool, error) {
+	return s.merge(db, key, in, true)
+}
+
+// merge is Merge, or MergeCovering when covering is set.
+func (s *Store) merge(db int, key []byte, in vclock.Set, covering bool) (vclock.Set, bool, error) {
 	if err := s.checkKey(db, key); err != nil {
-		return vclock.Set{}, err
+		return vclock.Set{}, false, err
 	}
 	mu := s.lockFor(db, key)
 	mu.Lock()
 	defer mu.Unlock()
 	cur, found, err := s.read(db, key)
 	if err != nil {
-		return vclock.Set{}, err
+		return vclock.Set{}, false, err
 	}
+	if covering && !cur.Context.CoveredBy(in.Context) {
+		return cur, false, nil
+	}
+	merged, err := s.mergeLocked(db, key, cur, found, in)
+	return merged, true, err
+}
+
+// mergeLocked folds in into cur, the key's state read under its lock.
+func (s *Store) mergeLocked(db int, key []byte, cur vclock.Set, found bool, in vclock.Set) (vclock.Set, error) {
 	merged := vclock.Merge(cur, in)
 	if found && merged.Equal(cur) {
 		return cur, nil

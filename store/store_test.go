@@ -95,6 +95,48 @@ func remoteSet(actor, v string, lm int64) vclock.Set {
 	return set
 }
 
+func TestMergeCoveringMergesOnlyASetThatCoversWhatTheReplicaHolds(t *testing.T) {
+	clk := newTestClock()
+	s := mustOpen(t, testOptions(t.TempDir(), clk))
+	defer closeStore(t, s)
+	k := []byte("k")
+
+	// An absent key: anything covers it.
+	v1 := remoteSet("n2", "v1", clk.After(0))
+	if _, covered, err := s.MergeCovering(0, k, v1); err != nil || !covered {
+		t.Fatalf("covering merge into an absent key: covered %v, %v", covered, err)
+	}
+	// A set that has seen v1 covers it, and replaces it.
+	v2, _ := v1.Update("n3", v1.Context, value("v2"))
+	if _, covered, err := s.MergeCovering(0, k, v2); err != nil || !covered {
+		t.Fatalf("covering merge of a successor: covered %v, %v", covered, err)
+	}
+	if got := values(mustGet(t, s, 0, "k").Siblings); !sameStrings(got, []string{"v2"}) {
+		t.Fatalf("after the successor: %v, want [v2]", got)
+	}
+	// A blind write that never saw v2 does not cover it: nothing written,
+	// and the answer is what the replica holds.
+	lsn := s.wal.LastLSN()
+	other := remoteSet("n4", "unseen", clk.After(2))
+	cur, covered, err := s.MergeCovering(0, k, other)
+	if err != nil || covered {
+		t.Fatalf("covering merge of a set that missed v2: covered %v, %v", covered, err)
+	}
+	if !cur.Context.Equal(v2.Context) {
+		t.Fatalf("refusal answered context %v, want the replica's %v", cur.Context, v2.Context)
+	}
+	if s.wal.LastLSN() != lsn {
+		t.Fatal("a refused covering merge wrote to the WAL")
+	}
+	if got := values(mustGet(t, s, 0, "k").Siblings); !sameStrings(got, []string{"v2"}) {
+		t.Fatalf("after the refusal: %v, want [v2] untouched", got)
+	}
+	// Delivered twice: the repeat finds its own set and covers it.
+	if _, covered, err := s.MergeCovering(0, k, v2); err != nil || !covered {
+		t.Fatalf("repeated covering merge: covered %v, %v", covered, err)
+	}
+}
+
 func TestMergeIsIdempotentAndOrderFree(t *testing.T) {
 	clk := newTestClock()
 	a := remoteSet("n2", "from-n2", clk.After(0))

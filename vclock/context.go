@@ -299,6 +299,10 @@ func (c Context) lessEq(o Context) bool {
 	return true
 }
 
+// CoveredBy reports whether o covers every dot c covers (c is Before or
+// Equal to o).
+func (c Context) CoveredBy(o Context) bool { return c.lessEq(o) }
+
 // Compare reports how c relates causally to o.
 func (c Context) Compare(o Context) Ordering {
 	le, ge := c.lessEq(o), o.lessEq(c)
