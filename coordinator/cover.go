@@ -120,7 +120,7 @@ func (c *Coordinator) coverBlindWrite(ctx, rctx context.Context, plan *writePlan
 		covered, held, err := c.replicas.MergeCovering(ctx, id, req.DB, req.Key, set)
 		answers <- coverAnswer{id, covered, held, err}
 		if !covered {
-			c.deliverUncovered(ctx, follow, plan, req, id, set)
+			c.deliverUncovered(ctx, follow, plan, req, id, set, err != nil)
 		}
 	}, func(id string) { answers <- coverAnswer{id: id, err: ErrClosed} })
 	for {
@@ -170,8 +170,10 @@ func (c *Coordinator) coverBlindWrite(ctx, rctx context.Context, plan *writePlan
 
 // deliverUncovered waits for the write's outcome and, if it stands, hands
 // set to replica id, which refused it or failed, as the gather path's
-// fan-out would: a plain merge, or a hint on a fallback node.
-func (c *Coordinator) deliverUncovered(ctx context.Context, f *coverFollowUp, plan *writePlan, req WriteRequest, id string, set vclock.Set) {
+// fan-out would: a plain merge to a replica that refused, a hint on a
+// fallback node for one whose covering merge failed (it was just tried,
+// with its retries: trying again would only hold the hint back).
+func (c *Coordinator) deliverUncovered(ctx context.Context, f *coverFollowUp, plan *writePlan, req WriteRequest, id string, set vclock.Set, failed bool) {
 	select {
 	case <-f.decided:
 	case <-ctx.Done():
@@ -184,7 +186,11 @@ func (c *Coordinator) deliverUncovered(ctx context.Context, f *coverFollowUp, pl
 		ring, _ := c.cluster.PreferenceLists(req.DB, req.Key, ringWalkLen)
 		f.picker = newFallbackPicker(fallbackCandidates(ring, plan, c.cluster.Alive))
 	})
-	if err := c.replicateOrHint(ctx, f.picker, nil, id, req.DB, req.Key, set); err != nil {
+	var hintNow map[string]string
+	if failed {
+		hintNow = map[string]string{id: f.picker.pick(id)}
+	}
+	if err := c.replicateOrHint(ctx, f.picker, hintNow, id, req.DB, req.Key, set); err != nil {
 		c.log.Debug("replica missed a covered blind write", zap.String("peer", id), zap.Error(err))
 	}
 }

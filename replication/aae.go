@@ -27,6 +27,10 @@ const (
 	// aaeTreeBytes is what one tree exchange costs on the wire, charged to
 	// the rate limit.
 	aaeTreeBytes = 8 * (1 + TreeInner + TreeLeaves)
+	// DefaultAAESettle is well above a write's usual time from its first
+	// replica to its last under load (a few ms to tens), so that a leaf
+	// that differs only because a write is on its way is left alone.
+	DefaultAAESettle = 200 * time.Millisecond
 )
 
 // AAEMembership is what anti-entropy needs of membership.Membership.
@@ -72,8 +76,12 @@ type AntiEntropyConfig struct {
 	// TombstoneGrace is --tombstone-grace: a Set of nothing but tombstones
 	// older than this is about to be reaped everywhere, and is never pushed.
 	TombstoneGrace time.Duration
-	Now            func() time.Time
-	Logger         *zap.Logger
+	// Settle is how long an exchange whose trees differ waits before it
+	// compares them again and lists the keys of only the leaves that still
+	// differ (DefaultAAESettle; negative: list at once).
+	Settle time.Duration
+	Now    func() time.Time
+	Logger *zap.Logger
 }
 
 func (c AntiEntropyConfig) withDefaults() AntiEntropyConfig {
@@ -94,6 +102,9 @@ func (c AntiEntropyConfig) withDefaults() AntiEntropyConfig {
 	}
 	if c.TombstoneGrace <= 0 {
 		c.TombstoneGrace = store.DefaultTombstoneGrace
+	}
+	if c.Settle == 0 {
+		c.Settle = DefaultAAESettle
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -287,26 +298,49 @@ func (a *AntiEntropy) Round(ctx context.Context) error {
 	}
 	budget := a.cfg.ExchangesPerRound
 	start := a.next % parts
-	for i := range parts {
-		p := (start + i) % parts
-		for _, peer := range shared[p] {
-			roots, ok := remote[peer]
-			if !ok || roots[p] == local.Roots[p] {
-				continue
-			}
-			if budget == 0 {
-				// Resume here next round: p and those after it still
-				// wait, those before it were exchanged this round.
-				a.next = p
-				return errors.Join(errs...)
-			}
-			budget--
-			if err := a.Exchange(ctx, p, peer); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+	var differ []leafDiff
+	func() {
+		for i := range parts {
+			p := (start + i) % parts
+			for _, peer := range shared[p] {
+				roots, ok := remote[peer]
+				if !ok || roots[p] == local.Roots[p] {
+					continue
 				}
-				errs = append(errs, err)
+				if budget == 0 {
+					// Resume here next round: p and those after it still
+					// wait, those before it were exchanged this round.
+					a.next = p
+					return
+				}
+				budget--
+				d, err := a.compare(ctx, p, peer)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					errs = append(errs, err)
+				}
+				if d != nil {
+					differ = append(differ, *d)
+				}
 			}
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// One settle for the whole round: the exchanges' trees were compared
+	// one after another above, so waiting here gives each at least Settle.
+	if err := a.settleWait(ctx, len(differ)); err != nil {
+		return err
+	}
+	for _, d := range differ {
+		if err := a.reconcile(ctx, d); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -345,35 +379,101 @@ func (a *AntiEntropy) fetchRoots(ctx context.Context, peer string, parts int) (r
 	return r.Roots, nil
 }
 
-// Exchange brings partition p of this node and of peer together.
-func (a *AntiEntropy) Exchange(ctx context.Context, p int, peer string) (err error) {
+// Exchange brings partition p of this node and of peer together: it
+// compares their trees, waits Settle, and lists and repairs the keys of the
+// leaves that still differ.
+func (a *AntiEntropy) Exchange(ctx context.Context, p int, peer string) error {
+	d, err := a.compare(ctx, p, peer)
+	if err != nil || d == nil {
+		return err
+	}
+	if err := a.settleWait(ctx, 1); err != nil {
+		return err
+	}
+	return a.reconcile(ctx, *d)
+}
+
+// leafDiff is a partition whose tree differs from a peer's in Leaves.
+type leafDiff struct {
+	p      int
+	peer   string
+	leaves []int
+}
+
+// compare fetches peer's tree of partition p and returns the leaves that
+// differ from this node's, nil when none do. It counts as the exchange.
+func (a *AntiEntropy) compare(ctx context.Context, p int, peer string) (d *leafDiff, err error) {
 	defer func() {
 		a.mu.Lock()
 		a.stats.Exchanges++
 		a.stats.LastExchange = a.cfg.Now()
-		if err != nil {
-			a.stats.Errors++
-			a.stats.LastError = err.Error()
-		}
 		a.mu.Unlock()
+		a.failed(err)
 	}()
+	leaves, err := a.diffWith(ctx, p, peer)
+	if err != nil || len(leaves) == 0 {
+		return nil, err
+	}
+	return &leafDiff{p: p, peer: peer, leaves: leaves}, nil
+}
+
+// diffWith returns the leaves of partition p that differ between this
+// node's tree and peer's.
+func (a *AntiEntropy) diffWith(ctx context.Context, p int, peer string) ([]int, error) {
 	local, err := a.cfg.Trees.Summary(p)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := a.bucket.wait(ctx, aaeTreeBytes); err != nil {
-		return err
+		return nil, err
 	}
 	remote, err := a.cfg.Peers.AAETree(ctx, peer, p)
 	if err != nil {
-		return fmt.Errorf("replication: anti-entropy partition %d with %s: %w", p, peer, err)
+		return nil, fmt.Errorf("replication: anti-entropy partition %d with %s: %w", p, peer, err)
 	}
 	if !remote.Ready {
-		return nil // the peer is still building its trees
+		return nil, nil // the peer is still building its trees
 	}
-	leaves := DiffLeaves(&local, remote)
-	if len(leaves) == 0 {
+	return DiffLeaves(&local, remote), nil
+}
+
+// settleWait waits Settle before the second look at n differing
+// partitions; no wait when there are none or Settle is negative.
+func (a *AntiEntropy) settleWait(ctx context.Context, n int) error {
+	if n == 0 || a.cfg.Settle < 0 {
 		return nil
+	}
+	t := time.NewTimer(a.cfg.Settle)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// reconcile looks at d's partition again and lists and repairs the keys of
+// the leaves that still differ.
+//
+// Under writes a leaf differs for a moment on every write, between its
+// first replica's write and its last one's merge, and listing a leaf's
+// keys reads the whole store on both sides (bucketKeys): it was a tenth of
+// a node's CPU under a write load, for differences that were gone a moment
+// later. A real difference (a replica that missed a write) is still there
+// after Settle, and is repaired now.
+func (a *AntiEntropy) reconcile(ctx context.Context, d leafDiff) (err error) {
+	defer func() { a.failed(err) }()
+	p, peer, leaves := d.p, d.peer, d.leaves
+	if a.cfg.Settle >= 0 {
+		still, err := a.diffWith(ctx, p, peer)
+		if err != nil {
+			return err
+		}
+		leaves = slices.DeleteFunc(leaves, func(l int) bool { _, found := slices.BinarySearch(still, l); return !found })
+		if len(leaves) == 0 {
+			return nil
+		}
 	}
 	a.count(func(s *AAEStats) { s.PartitionsDiffering++ })
 	if len(leaves) > aaeBucketsPerExchange {
@@ -402,6 +502,17 @@ func (a *AntiEntropy) Exchange(ctx context.Context, p int, peer string) (err err
 	a.log.Debug("anti-entropy exchange repaired keys", zap.String("peer", peer), zap.Int("partition", p),
 		zap.Int("leaves", len(leaves)), zap.Int("keys", len(diffs)))
 	return nil
+}
+
+// failed counts an exchange's error.
+func (a *AntiEntropy) failed(err error) {
+	if err == nil {
+		return
+	}
+	a.mu.Lock()
+	a.stats.Errors++
+	a.stats.LastError = err.Error()
+	a.mu.Unlock()
 }
 
 // repair makes one key's state equal on both replicas: the union (vclock

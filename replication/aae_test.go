@@ -44,13 +44,36 @@ func (c *countingPeers) AAETree(ctx context.Context, id string, p int) (*TreeSum
 }
 
 // treesFetched returns the partitions whose trees were fetched since the
-// last call.
+// last call, in order, each once: an exchange's second look after Settle is
+// folded into its first.
 func (c *countingPeers) treesFetched() []int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := c.trees
+	var out []int
+	for _, p := range c.trees {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
 	c.trees = nil
 	return out
+}
+
+// healingPeers lands the writes of heal on the peer's store right after
+// the first tree fetch of an exchange: a difference that is only a write on
+// its way.
+type healingPeers struct {
+	*countingPeers
+	heal    func()
+	fetches atomic.Int64
+}
+
+func (h *healingPeers) AAETree(ctx context.Context, id string, p int) (*TreeSummary, error) {
+	s, err := h.countingPeers.AAETree(ctx, id, p)
+	if h.fetches.Add(1) == 1 {
+		h.heal()
+	}
+	return s, err
 }
 
 func (c *countingPeers) Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error) {
@@ -88,6 +111,7 @@ func newAAERig(t *testing.T, tweak func(*AntiEntropyConfig)) *aaeRig {
 		ExchangesPerRound: 2 * testPartitions,
 		Rate:              -1,
 		TombstoneGrace:    time.Hour,
+		Settle:            5 * time.Millisecond,
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -290,6 +314,29 @@ func TestAntiEntropyRoundExchangesExactlyThePartitionsWhoseRootsDiffer(t *testin
 		t.Errorf("stats %+v: want the %d keys b lacked pushed", st, want)
 	}
 	sameRoots(t, "after one round with the differences within budget", r.ta, r.tb)
+}
+
+func TestAntiEntropyLeavesADifferenceThatSettlesAlone(t *testing.T) {
+	checkLeaks(t)
+	r := newAAERig(t, nil)
+	r.divergeIn(t, 3)
+	healing := &healingPeers{countingPeers: r.peers, heal: func() {
+		for _, k := range keysIn(3, 3, "only-a") {
+			mustMerge(t, r.b, k, write("a", "v", vclock.Context{}, vclock.Set{}))
+		}
+	}}
+	r.ae.cfg.Peers = healing
+	if err := r.ae.Exchange(ctxTimeout(t), 3, "b"); err != nil {
+		t.Fatalf("Exchange: %v", err)
+	}
+	if n := healing.fetches.Load(); n != 2 {
+		t.Fatalf("fetched b's tree %d times, want 2 (a second look after Settle)", n)
+	}
+	st := r.ae.Stats()
+	if st.PartitionsDiffering != 0 || st.KeysPushed != 0 || st.KeysPulled != 0 || r.peers.gets.Load() != 0 {
+		t.Fatalf("stats %+v, %d gets: a difference gone after Settle was listed or repaired", st, r.peers.gets.Load())
+	}
+	sameRoots(t, "after the write on its way landed", r.ta, r.tb)
 }
 
 func TestAntiEntropyRoundBetweenEqualReplicasFetchesOnlyRoots(t *testing.T) {

@@ -50,10 +50,19 @@ func TestReplicaWhoseHintsWereWipedConvergesThroughAntiEntropyAlone(t *testing.T
 	for i := range keys {
 		mustPut(t, n0, fmt.Sprintf("aae-%03d", i), []byte(fmt.Sprintf("value-%d", i)), testnode.KV{W: 2})
 	}
-	for _, nd := range []*testnode.Node{n0, n1} {
-		if err := nd.WipeHints(); err != nil {
-			t.Fatalf("wiping hints: %v", err)
+	// A hint is stored after its write was acknowledged, once the merge to
+	// the dead node has failed (with its retries): wipe until a pass a
+	// moment after the last finds none.
+	for wiped := -1; wiped != 0; {
+		wiped = 0
+		for _, nd := range []*testnode.Node{n0, n1} {
+			n, err := nd.WipeHintsCount()
+			if err != nil {
+				t.Fatalf("wiping hints: %v", err)
+			}
+			wiped += n
 		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	n2.Restart()
 	start := time.Now()
