@@ -2,10 +2,12 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/dynkv/dynkv/replication"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 	"go.uber.org/zap"
@@ -120,7 +122,7 @@ func (c *Coordinator) coverBlindWrite(ctx, rctx context.Context, plan *writePlan
 		covered, held, err := c.replicas.MergeCovering(ctx, id, req.DB, req.Key, set)
 		answers <- coverAnswer{id, covered, held, err}
 		if !covered {
-			c.deliverUncovered(ctx, follow, plan, req, id, set, err != nil)
+			c.deliverUncovered(ctx, follow, plan, req, id, set, err != nil && !olderPeer(err))
 		}
 	}, func(id string) { answers <- coverAnswer{id: id, err: ErrClosed} })
 	for {
@@ -146,6 +148,11 @@ func (c *Coordinator) coverBlindWrite(ctx, rctx context.Context, plan *writePlan
 		select {
 		case a := <-answers:
 			switch {
+			case olderPeer(a.err):
+				// A node of a version before merge-covering, during a
+				// rolling upgrade: it cannot check, so it counts as a
+				// refusal (and gets a plain merge if the write stands).
+				refused = true
 			case a.err != nil:
 				c.log.Debug("covering merge failed", zap.String("peer", a.id), zap.Error(a.err))
 			case !a.covered:
@@ -205,3 +212,9 @@ func pastDeadline(ctx context.Context) bool {
 	dl, ok := ctx.Deadline()
 	return ok && !time.Now().Before(dl)
 }
+
+// olderPeer reports whether a covering merge failed because the peer does
+// not know the call: a node of an older version answers an unknown call as
+// a bad request. A real bad request (a key or database out of range) fails
+// the plain merge the same way, which is the answer it deserves.
+func olderPeer(err error) bool { return err != nil && errors.Is(err, replication.ErrBadRequest) }

@@ -1,9 +1,12 @@
 package coordinator
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"testing"
 
+	"github.com/dynkv/dynkv/replication"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -136,5 +139,43 @@ func TestCanCoverOnlyWhereTwoWriteQuorumsMeet(t *testing.T) {
 				t.Fatalf("canCover = %v, want %v", got, tc.wantCov)
 			}
 		})
+	}
+}
+
+// olderReplicas answers merge-covering as a node of a version before it
+// does: a bad request. Everything else passes through.
+type olderReplicas struct {
+	Replicas
+	older map[string]bool
+}
+
+func (o olderReplicas) MergeCovering(ctx context.Context, id string, db int, key []byte, s vclock.Set) (bool, vclock.Context, error) {
+	if o.older[id] {
+		return false, vclock.Context{}, fmt.Errorf("replication: merge-covering at %s: %w: no RPC call 9", id, replication.ErrBadRequest)
+	}
+	return o.Replicas.MergeCovering(ctx, id, db, key, s)
+}
+
+func TestABlindWriteAmongNodesOfAnOlderVersionReadsItsContextAndMergesPlainly(t *testing.T) {
+	// During a rolling upgrade b does not know merge-covering. Its answer
+	// counts as a refusal: b gets the write as a plain merge (whether c's
+	// covering answer or b's comes first), never a hint as if it were down.
+	h := newHarness(t, Config{}, abc, nil, "a", "b", "c")
+	a := h.net.node("a")
+	a.coord.replicas = olderReplicas{Replicas: a.coord.replicas, older: map[string]bool{"b": true}}
+	v1, _ := vclock.Set{}.Update("c", vclock.Context{}, sib("v1"))
+	for _, id := range abc {
+		h.net.node(id).store(0, key, v1)
+	}
+	mustPut(t, a.coord, "v2", vclock.Context{})
+	h.quiesce()
+	for _, id := range abc {
+		if got := values(h.net.node(id).set(0, key)); !slices.Equal(got, []string{"v2"}) {
+			t.Errorf("replica %s holds %v, want [v2]", id, got)
+		}
+	}
+	st := a.coord.Stats()
+	if st.Hinted != 0 || st.CoverFallbacks+st.CoveredBlindWrites != 1 {
+		t.Fatalf("a's stats: %+v; want no hint and one blind write, covered or fallen back", st)
 	}
 }

@@ -554,7 +554,20 @@ func TestCallerDoesNotWaitBehindAPeerThatStopsReading(t *testing.T) {
 		_, err := c.Call(context.Background(), addr, 1, make([]byte, 32<<20))
 		big <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // let the writer block on the big frame
+	// Wait until the writer is inside the big frame's write (not merely
+	// until it was queued): only then is the small call certain to queue
+	// behind it, and certain not to be delivered.
+	cc := c.peer(addr).pick().cur.Load()
+	eventually(t, 10*time.Second, "the writer blocked on the big frame", func() bool {
+		cc.l.mu.Lock()
+		defer cc.l.mu.Unlock()
+		for _, pc := range cc.pending {
+			if pc.large && pc.state == callEncoded {
+				return true
+			}
+		}
+		return false
+	})
 	start := time.Now()
 	_, err = c.Call(ctxTimeout(t, 200*time.Millisecond), addr, 2, []byte("small"))
 	if took := time.Since(start); took > time.Second {
