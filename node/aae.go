@@ -31,15 +31,10 @@ func (a *aaeState) init(partitions int) func(db int, key, before, after []byte) 
 // c's peers every --aae-interval.
 func (a *aaeState) start(n *Node, c *cluster) error {
 	ae, err := replication.NewAntiEntropy(replication.AntiEntropyConfig{
-		Self:  n.cfg.ID,
-		Store: n.store,
-		Trees: a.trees,
-		Peers: &replication.Replicas{
-			Self:    n.cfg.ID,
-			Store:   n.store,
-			Client:  c.rpc,
-			Members: c.members.Member,
-		},
+		Self:           n.cfg.ID,
+		Store:          n.store,
+		Trees:          a.trees,
+		Peers:          c.replicas,
 		Membership:     c.members,
 		N:              n.cfg.Replicas,
 		Interval:       n.cfg.AAEInterval,

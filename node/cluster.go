@@ -10,7 +10,6 @@ import (
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/replication"
 	"github.com/dynkv/dynkv/replication/transport"
-	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -26,9 +25,14 @@ type cluster struct {
 	// transport serves the node-to-node transport, upgraded from
 	// HTTP/1.1 at transport.DefaultPath (handleInternal).
 	transport *transport.Server
-	coord     *coordinator.Coordinator
-	handoff   *replication.Handoff
-	hints     *replication.HintDelivery // hints.go
+	// replicas reaches a node's copy of a key by node id: this node's
+	// store for itself, the RPC client for the others. The coordinator,
+	// hinted handoff, anti-entropy, ownership handoff and tombstone GC all
+	// call replicas through it.
+	replicas *replication.Replicas
+	coord    *coordinator.Coordinator
+	handoff  *replication.Handoff
+	hints    *replication.HintDelivery // hints.go
 }
 
 // startCluster starts gossip, RPC, the coordinator and handoff. httpAddr is
@@ -96,17 +100,15 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 	if err := ccfg.Validate(); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	c.coord = coordinator.New(ccfg, clusterView{c.members}, replicaSet{n: n, c: c}, n.store)
+	c.replicas = &replication.Replicas{Self: n.cfg.ID, Store: n.store, Client: c.rpc, Members: c.members.Member}
+	c.coord = coordinator.New(ccfg, clusterView{c.members}, c.replicas, n.store)
 	srv := &replication.Server{
-		Store: n.store,
-		Coordinate: func(ctx context.Context, req replication.WriteRequest) (replication.WriteResult, error) {
-			res, err := c.coord.CoordinateLocal(ctx, coordinator.WriteRequest(req))
-			return replication.WriteResult(res), err
-		},
-		Authorize: authorize,
-		PeerKeys:  peerKeys,
-		Logger:    n.log.Named("rpc"),
-		Trees:     n.aae.trees,
+		Store:      n.store,
+		Coordinate: c.coord.CoordinateLocal,
+		Authorize:  authorize,
+		PeerKeys:   peerKeys,
+		Logger:     n.log.Named("rpc"),
+		Trees:      n.aae.trees,
 	}
 	c.rpcServer = srv
 	c.rpcHandler = srv.Handler()
@@ -124,16 +126,10 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		Self:       n.cfg.ID,
 		Store:      n.store,
 		Membership: c.members,
-		Send: func(ctx context.Context, id string, items []replication.Item) error {
-			m, ok := c.members.Member(id)
-			if !ok || m.HTTPAddr == "" {
-				return fmt.Errorf("node: handoff to %s: %w", id, replication.ErrUnknownNode)
-			}
-			return c.rpc.MergeBatch(ctx, m.HTTPAddr, items)
-		},
-		N:      n.cfg.Replicas,
-		Rate:   n.cfg.HandoffRate,
-		Logger: n.log.Named("handoff"),
+		Send:       c.replicas.MergeBatch,
+		N:          n.cfg.Replicas,
+		Rate:       n.cfg.HandoffRate,
+		Logger:     n.log.Named("handoff"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: ownership handoff: %w", err)
@@ -210,72 +206,6 @@ func (v clusterView) PreferenceLists(db int, key []byte, n int) (committed, targ
 }
 
 func (v clusterView) Alive(id string) bool { return v.m.Liveness(id) == membership.Alive }
-
-// replicaSet reaches a key's replicas by node id for the coordinator: this
-// node's own store for itself, RPC to the member's HTTP address otherwise.
-type replicaSet struct {
-	n *Node
-	c *cluster
-}
-
-func (s replicaSet) addr(id string) (string, error) {
-	m, ok := s.c.members.Member(id)
-	if !ok || m.HTTPAddr == "" {
-		return "", fmt.Errorf("node: replica %s: %w", id, replication.ErrUnknownNode)
-	}
-	return m.HTTPAddr, nil
-}
-
-func (s replicaSet) Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error) {
-	if id == s.n.cfg.ID {
-		set, err := s.n.store.Get(db, key)
-		if errors.Is(err, store.ErrNotFound) {
-			return vclock.Set{}, false, nil
-		}
-		return set, err == nil, err
-	}
-	addr, err := s.addr(id)
-	if err != nil {
-		return vclock.Set{}, false, err
-	}
-	return s.c.rpc.Get(ctx, addr, db, key)
-}
-
-func (s replicaSet) Merge(ctx context.Context, id string, db int, key []byte, set vclock.Set) error {
-	if id == s.n.cfg.ID {
-		_, err := s.n.store.Merge(db, key, set)
-		return err
-	}
-	addr, err := s.addr(id)
-	if err != nil {
-		return err
-	}
-	return s.c.rpc.Merge(ctx, addr, db, key, set)
-}
-
-func (s replicaSet) MergeCovering(ctx context.Context, id string, db int, key []byte, set vclock.Set) (bool, vclock.Context, error) {
-	if id == s.n.cfg.ID {
-		cur, covered, err := s.n.store.MergeCovering(db, key, set)
-		return covered, cur.Context, err
-	}
-	addr, err := s.addr(id)
-	if err != nil {
-		return false, vclock.Context{}, err
-	}
-	return s.c.rpc.MergeCovering(ctx, addr, db, key, set)
-}
-
-func (s replicaSet) Coordinate(ctx context.Context, id string, req coordinator.WriteRequest) (coordinator.WriteResult, error) {
-	if id == s.n.cfg.ID {
-		return s.c.coord.CoordinateLocal(ctx, req)
-	}
-	addr, err := s.addr(id)
-	if err != nil {
-		return coordinator.WriteResult{}, err
-	}
-	res, err := s.c.rpc.Coordinate(ctx, addr, replication.WriteRequest(req))
-	return coordinator.WriteResult(res), err
-}
 
 // errNotStarted answers requests that need the cluster before Start.
 var errNotStarted = &statusError{http.StatusServiceUnavailable, "node is starting: not yet part of a cluster"}

@@ -34,7 +34,7 @@ func (n *Node) canDropTombstone(db int, key []byte) bool {
 			N:         n.cfg.Replicas,
 			Placement: c.members.Placement,
 			Alive:     clusterView{c.members}.Alive,
-			Replicas:  replicaSet{n: n, c: c},
+			Replicas:  c.replicas,
 			Timeout:   n.cfg.RPCTimeout,
 			Now:       n.cfg.now,
 			Logger:    n.log.Named("tombstone-gc"),

@@ -1,8 +1,6 @@
 package node
 
 import (
-	"context"
-	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -10,48 +8,19 @@ import (
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/replication"
 	"github.com/dynkv/dynkv/store"
-	"github.com/dynkv/dynkv/vclock"
 )
 
-// Hinted handoff wiring: the coordinator stores hints through replicaSet.Hint,
+// Hinted handoff wiring: the coordinator stores hints through replication.Replicas.Hint,
 // the delivery worker (replication.HintDelivery) hands them to their owners,
 // /cluster/status shows what this node holds, and DELETE
 // /internal/v1/debug/hints wipes them (the chaos suite uses it to force
 // convergence through anti-entropy alone).
 
-// Hint stores set on node id as a hint for owner: this node's store for
-// itself, the hint RPC otherwise.
-func (s replicaSet) Hint(ctx context.Context, id, owner string, db int, key []byte, set vclock.Set) error {
-	if id == s.n.cfg.ID {
-		return s.n.store.PutHint(owner, db, key, set)
-	}
-	addr, err := s.addr(id)
-	if err != nil {
-		return err
-	}
-	return s.c.rpc.Hint(ctx, addr, owner, db, key, set)
-}
-
 // startHints starts the delivery worker; cluster.stop closes it.
 func (n *Node) startHints(c *cluster) *replication.HintDelivery {
-	rs := replicaSet{n: n, c: c}
 	d := replication.NewHintDelivery(replication.HintDeliveryConfig{
-		Store: n.store,
-		Send: func(ctx context.Context, id string, items []replication.Item) error {
-			if id == n.cfg.ID {
-				for i, it := range items {
-					if _, err := n.store.Merge(it.DB, it.Key, it.Set); err != nil {
-						return fmt.Errorf("node: local merge of hint %d: %w", i, err)
-					}
-				}
-				return nil
-			}
-			addr, err := rs.addr(id)
-			if err != nil {
-				return err
-			}
-			return c.rpc.MergeBatch(ctx, addr, items)
-		},
+		Store:  n.store,
+		Send:   c.replicas.MergeBatch,
 		Alive:  func(id string) bool { return c.members.Liveness(id) == membership.Alive },
 		InRing: func(id string) bool { return inRing(c.members.Placement(), id) },
 		PreferenceList: func(db int, key []byte) []string {
