@@ -51,11 +51,173 @@ const (
 // flight at once.
 const respFanOut = 16
 
+// respCommand is one command the listener serves: the one place that says
+// which commands exist, how many arguments each takes and what runs it.
+// execute, COMMAND and the metrics' op label all read it.
+type respCommand struct {
+	name string
+	// arity counts the arguments with the command name, as Redis's
+	// COMMAND does: n > 0 is exactly n, n < 0 at least -n.
+	arity int
+	// preAuth commands run before AUTH succeeds.
+	preAuth bool
+	// write commands change data (COMMAND INFO's "write" flag, else
+	// "readonly" for the commands that take keys).
+	write bool
+	// firstKey, lastKey and keyStep are COMMAND INFO's key positions
+	// (lastKey -1: the last argument); 0 for commands without keys.
+	firstKey, lastKey, keyStep int
+	run                        func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction
+}
+
+// respCommandTable lists the commands in name order. init fills it:
+// COMMAND's handler, in the table, reads the table.
+var respCommandTable []respCommand
+
+// respCommandsByName indexes respCommandTable.
+var respCommandsByName map[string]*respCommand
+
+func init() {
+	respCommandTable = respCommandList()
+	respCommandsByName = make(map[string]*respCommand, len(respCommandTable))
+	for i := range respCommandTable {
+		respCommandsByName[respCommandTable[i].name] = &respCommandTable[i]
+	}
+}
+
+func respCommandList() []respCommand {
+	return []respCommand{
+		{name: "auth", arity: -2, preAuth: true, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			return s.auth(wr, sess, args)
+		}},
+		{name: "client", arity: -2, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			s.client(wr, sess, args)
+			return actionContinue
+		}},
+		{name: "command", arity: -1, run: func(s *respServer, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
+			s.command(wr, args)
+			return actionContinue
+		}},
+		{name: "config", arity: -2, run: func(s *respServer, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
+			s.config(wr, args)
+			return actionContinue
+		}},
+		{name: "del", arity: -2, write: true, firstKey: 1, lastKey: -1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			s.del(wr, sess, args[1:])
+			return actionContinue
+		}},
+		{name: "echo", arity: 2, run: func(_ *respServer, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
+			wr.WriteBulk(args[1])
+			return actionContinue
+		}},
+		{name: "exists", arity: -2, firstKey: 1, lastKey: -1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			s.exists(wr, sess, args[1:])
+			return actionContinue
+		}},
+		{name: "expire", arity: 3, write: true, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			s.expire(wr, sess, "expire", args[1], args[2])
+			return actionContinue
+		}},
+		{name: "get", arity: 2, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			s.get(wr, sess, args[1])
+			return actionContinue
+		}},
+		{name: "hello", arity: -1, preAuth: true, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			return s.hello(wr, sess, args)
+		}},
+		{name: "info", arity: -1, run: func(s *respServer, wr *redcon.Writer, _ *respSession, _ [][]byte) respAction {
+			wr.WriteBulkString(s.info())
+			return actionContinue
+		}},
+		{name: "mget", arity: -2, firstKey: 1, lastKey: -1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			s.mget(wr, sess, args[1:])
+			return actionContinue
+		}},
+		{name: "mset", arity: -3, write: true, firstKey: 1, lastKey: -1, keyStep: 2, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			if len(args)%2 != 1 {
+				wr.WriteError(respErrArity("mset"))
+				return actionContinue
+			}
+			s.mset(wr, sess, args[1:])
+			return actionContinue
+		}},
+		{name: "pexpire", arity: 3, write: true, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			s.expire(wr, sess, "pexpire", args[1], args[2])
+			return actionContinue
+		}},
+		{name: "ping", arity: -1, run: func(_ *respServer, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
+			switch len(args) {
+			case 1:
+				wr.WriteString("PONG")
+			case 2:
+				wr.WriteBulk(args[1])
+			default:
+				wr.WriteError(respErrArity("ping"))
+			}
+			return actionContinue
+		}},
+		{name: "pttl", arity: 2, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			s.ttl(wr, sess, args[1], time.Millisecond)
+			return actionContinue
+		}},
+		{name: "quit", arity: -1, preAuth: true, run: func(_ *respServer, wr *redcon.Writer, _ *respSession, _ [][]byte) respAction {
+			wr.WriteString("OK")
+			return actionClose
+		}},
+		{name: "select", arity: 2, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			db, ok := respInt(args[1])
+			switch {
+			case !ok:
+				wr.WriteError(respErrNotInt)
+			case db < 0 || db >= int64(s.n.cfg.Databases):
+				wr.WriteError(respErrDBRange)
+			default:
+				sess.db = int(db)
+				wr.WriteString("OK")
+			}
+			return actionContinue
+		}},
+		{name: "set", arity: -3, write: true, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			s.set(wr, sess, args[1], args[2], args[3:])
+			return actionContinue
+		}},
+		{name: "ttl", arity: 2, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+			s.ttl(wr, sess, args[1], time.Second)
+			return actionContinue
+		}},
+	}
+}
+
+// lookupRespCommand finds a command by name in any case, without
+// allocating for a known one.
+func lookupRespCommand(name []byte) *respCommand {
+	var buf [16]byte
+	if len(name) > len(buf) {
+		return nil // longer than every command
+	}
+	lower := buf[:len(name)]
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	return respCommandsByName[string(lower)] // no allocation: a map index by converted bytes
+}
+
+// arityOK reports whether n arguments (the name included) fit arity.
+func arityOK(arity, n int) bool {
+	if arity < 0 {
+		return n >= -arity
+	}
+	return n == arity
+}
+
 // execute runs one command and writes its reply. A panic answers the
 // command with an error instead of taking the node down.
 func (s *respServer) execute(wr *redcon.Writer, sess *respSession, args [][]byte) (act respAction) {
 	start, mark := time.Now(), len(wr.Buffer())
-	name := strings.ToLower(string(args[0]))
+	cmd := lookupRespCommand(args[0])
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("panic in Redis-protocol command", zap.Any("panic", p), zap.Stack("stack"),
@@ -69,118 +231,21 @@ func (s *respServer) execute(wr *redcon.Writer, sess *respSession, args [][]byte
 		if b := wr.Buffer(); len(b) > mark && b[mark] == '-' {
 			status = "error"
 		}
-		op := name
-		if !respKnownCommands[name] {
-			// Unknown names would be unbounded label values.
-			op = "other"
+		op := "other" // unknown names would be unbounded label values
+		if cmd != nil {
+			op = cmd.name
 		}
 		s.n.metrics.observeRequest("resp", op, status, time.Since(start))
 	}()
-	if !sess.authed && name != "auth" && name != "hello" && name != "quit" {
+	switch {
+	case !sess.authed && (cmd == nil || !cmd.preAuth):
 		wr.WriteError(respErrNoAuth)
-		return actionContinue
-	}
-	switch name {
-	case "ping":
-		switch len(args) {
-		case 1:
-			wr.WriteString("PONG")
-		case 2:
-			wr.WriteBulk(args[1])
-		default:
-			wr.WriteError(respErrArity(name))
-		}
-	case "echo":
-		if len(args) != 2 {
-			wr.WriteError(respErrArity(name))
-			return actionContinue
-		}
-		wr.WriteBulk(args[1])
-	case "quit":
-		wr.WriteString("OK")
-		return actionClose
-	case "auth":
-		return s.auth(wr, sess, args)
-	case "hello":
-		return s.hello(wr, sess, args)
-	case "select":
-		if len(args) != 2 {
-			wr.WriteError(respErrArity(name))
-			return actionContinue
-		}
-		db, ok := respInt(args[1])
-		if !ok {
-			wr.WriteError(respErrNotInt)
-			return actionContinue
-		}
-		if db < 0 || db >= int64(s.n.cfg.Databases) {
-			wr.WriteError(respErrDBRange)
-			return actionContinue
-		}
-		sess.db = int(db)
-		wr.WriteString("OK")
-	case "get":
-		if len(args) != 2 {
-			wr.WriteError(respErrArity(name))
-			return actionContinue
-		}
-		s.get(wr, sess, args[1])
-	case "set":
-		if len(args) < 3 {
-			wr.WriteError(respErrArity(name))
-			return actionContinue
-		}
-		s.set(wr, sess, args[1], args[2], args[3:])
-	case "del":
-		if len(args) < 2 {
-			wr.WriteError(respErrArity(name))
-			return actionContinue
-		}
-		s.del(wr, sess, args[1:])
-	case "exists":
-		if len(args) < 2 {
-			wr.WriteError(respErrArity(name))
-			return actionContinue
-		}
-		s.exists(wr, sess, args[1:])
-	case "expire", "pexpire":
-		if len(args) != 3 {
-			wr.WriteError(respErrArity(name))
-			return actionContinue
-		}
-		s.expire(wr, sess, name, args[1], args[2])
-	case "ttl", "pttl":
-		if len(args) != 2 {
-			wr.WriteError(respErrArity(name))
-			return actionContinue
-		}
-		unit := time.Second
-		if name == "pttl" {
-			unit = time.Millisecond
-		}
-		s.ttl(wr, sess, args[1], unit)
-	case "mget":
-		if len(args) < 2 {
-			wr.WriteError(respErrArity(name))
-			return actionContinue
-		}
-		s.mget(wr, sess, args[1:])
-	case "mset":
-		if len(args) < 3 || len(args)%2 != 1 {
-			wr.WriteError(respErrArity(name))
-			return actionContinue
-		}
-		s.mset(wr, sess, args[1:])
-	case "info":
-		wr.WriteBulkString(s.info())
-	case "command":
-		s.command(wr, args)
-	case "config":
-		s.config(wr, args)
-	case "client":
-		s.client(wr, sess, args)
-	default:
+	case cmd == nil:
 		wr.WriteError(respErrUnknown(args))
+	case !arityOK(cmd.arity, len(args)):
+		wr.WriteError(respErrArity(cmd.name))
+	default:
+		return cmd.run(s, wr, sess, args)
 	}
 	return actionContinue
 }
@@ -729,39 +794,69 @@ func (s *respServer) hello(wr *redcon.Writer, sess *respSession, args [][]byte) 
 // behaves like; clients that gate features on INFO's redis_version read it.
 const respCompatVersion = "7.0.0"
 
-// respCommands are the commands this listener serves, for COMMAND COUNT.
-var respCommands = []string{"auth", "client", "command", "config", "del", "echo", "exists", "expire", "get",
-	"hello", "info", "mget", "mset", "pexpire", "ping", "pttl", "quit", "select", "set", "ttl"}
-
-// respKnownCommands is respCommands as a set.
-var respKnownCommands = func() map[string]bool {
-	m := make(map[string]bool, len(respCommands))
-	for _, c := range respCommands {
-		m[c] = true
-	}
-	return m
-}()
-
-// command answers just enough of COMMAND for redis-cli, which asks for
-// COMMAND DOCS at start for its hints and does without them.
+// command answers COMMAND from respCommandTable: every command's name,
+// arity, flags and key positions (COMMAND, COMMAND INFO name...), their
+// count and their names (COMMAND COUNT, COMMAND LIST). COMMAND DOCS, which
+// redis-cli asks for at start for its hints, is empty: it does without.
 func (s *respServer) command(wr *redcon.Writer, args [][]byte) {
 	if len(args) == 1 {
-		wr.WriteArray(0)
+		wr.WriteArray(len(respCommandTable))
+		for i := range respCommandTable {
+			writeCommandInfo(wr, &respCommandTable[i])
+		}
 		return
 	}
 	switch strings.ToLower(string(args[1])) {
 	case "count":
-		wr.WriteInt(len(respCommands))
-	case "docs", "list":
+		wr.WriteInt(len(respCommandTable))
+	case "list":
+		wr.WriteArray(len(respCommandTable))
+		for i := range respCommandTable {
+			wr.WriteBulkString(respCommandTable[i].name)
+		}
+	case "docs":
 		wr.WriteArray(0)
 	case "info":
-		// One nil per named command: no details are published.
+		// A nil for a name that is not a command, as Redis answers.
 		wr.WriteArray(len(args) - 2)
-		for range args[2:] {
-			wr.WriteNull()
+		for _, name := range args[2:] {
+			if c := lookupRespCommand(name); c != nil {
+				writeCommandInfo(wr, c)
+			} else {
+				wr.WriteNull()
+			}
 		}
 	default:
 		wr.WriteError("ERR unknown subcommand '" + respPrintable(args[1], 64) + "'. Try COMMAND HELP.")
+	}
+}
+
+// writeCommandInfo writes one command as COMMAND INFO's reply does in Redis
+// 7: name, arity, flags, first key, last key, key step, ACL categories,
+// tips, key specs, subcommands.
+func writeCommandInfo(wr *redcon.Writer, c *respCommand) {
+	var flags []string
+	switch {
+	case c.write:
+		flags = append(flags, "write")
+	case c.firstKey > 0:
+		flags = append(flags, "readonly")
+	}
+	if c.preAuth {
+		flags = append(flags, "no-auth")
+	}
+	wr.WriteArray(10)
+	wr.WriteBulkString(c.name)
+	wr.WriteInt(c.arity)
+	wr.WriteArray(len(flags))
+	for _, f := range flags {
+		wr.WriteString(f)
+	}
+	wr.WriteInt(c.firstKey)
+	wr.WriteInt(c.lastKey)
+	wr.WriteInt(c.keyStep)
+	for range 4 { // ACL categories, tips, key specs, subcommands
+		wr.WriteArray(0)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -466,11 +467,26 @@ func TestRESPAdministrativeCommandsAnswerAsClientsExpect(t *testing.T) {
 	if err != nil || cfg["appendonly"] != "no" || cfg["databases"] != "16" {
 		t.Fatalf("CONFIG GET * = %v, %v", cfg, err)
 	}
-	if n, err := rc.Do(ctx, "COMMAND", "COUNT").Int(); err != nil || n != len(respCommands) {
+	if n, err := rc.Do(ctx, "COMMAND", "COUNT").Int(); err != nil || n != len(respCommandTable) {
 		t.Fatalf("COMMAND COUNT = %d, %v", n, err)
 	}
 	if v, err := rc.Do(ctx, "COMMAND", "DOCS").Slice(); err != nil || len(v) != 0 {
 		t.Fatalf("COMMAND DOCS = %v, %v; want an empty array", v, err)
+	}
+	cinfo, err := rc.Do(ctx, "COMMAND", "INFO", "GET", "mset", "nope").Slice()
+	if err != nil || len(cinfo) != 3 || cinfo[2] != nil {
+		t.Fatalf("COMMAND INFO GET mset nope = %v, %v; want two entries and a nil", cinfo, err)
+	}
+	for i, want := range []string{"[get 2 [readonly] 1 1 1 [] [] [] []]", "[mset -3 [write] 1 -1 2 [] [] [] []]"} {
+		if got := fmt.Sprint(cinfo[i]); got != want {
+			t.Errorf("COMMAND INFO entry %d = %s, want %s", i, got, want)
+		}
+	}
+	if all, err := rc.Do(ctx, "COMMAND").Slice(); err != nil || len(all) != len(respCommandTable) {
+		t.Fatalf("COMMAND = %d entries, %v; want %d", len(all), err, len(respCommandTable))
+	}
+	if names, err := rc.Do(ctx, "COMMAND", "LIST").StringSlice(); err != nil || !slices.Contains(names, "set") || len(names) != len(respCommandTable) {
+		t.Fatalf("COMMAND LIST = %v, %v", names, err)
 	}
 	if err := rc.Do(ctx, "CLIENT", "SETNAME", "worker-1").Err(); err != nil {
 		t.Fatal(err)
@@ -770,6 +786,31 @@ func TestRESPErrorTextMapsEveryRequestError(t *testing.T) {
 	} {
 		if got := s.respErrorText(c.err); got != c.want {
 			t.Errorf("respErrorText(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}
+
+func TestRESPCommandLookupIgnoresCaseAndDoesNotAllocate(t *testing.T) {
+	for _, name := range []string{"set", "SET", "SeT"} {
+		if c := lookupRespCommand([]byte(name)); c == nil || c.name != "set" {
+			t.Fatalf("lookup %q = %+v, want set", name, c)
+		}
+	}
+	for _, name := range []string{"", "nope", "setx", "a-command-name-longer-than-sixteen"} {
+		if c := lookupRespCommand([]byte(name)); c != nil {
+			t.Fatalf("lookup %q = %s, want none", name, c.name)
+		}
+	}
+	name := []byte("GET")
+	if n := testing.AllocsPerRun(100, func() { lookupRespCommand(name) }); n != 0 {
+		t.Fatalf("a lookup allocates %v times, want 0", n)
+	}
+	for i, c := range respCommandTable {
+		if i > 0 && respCommandTable[i-1].name >= c.name {
+			t.Fatalf("respCommandTable is not in name order at %s", c.name)
+		}
+		if c.arity == 0 || c.run == nil {
+			t.Fatalf("command %s: arity %d, run %v", c.name, c.arity, c.run != nil)
 		}
 	}
 }
