@@ -190,12 +190,16 @@ func (h *memHandle) WriteAt(p []byte, off int64) (int, error) {
 	}
 	n := int64(len(p))
 	var err error
-	if h.fs.writeBudget >= 0 && n > h.fs.writeBudget {
-		n = h.fs.writeBudget
+	// The budget is free space: only bytes that grow the file take it, as
+	// on a disk, where overwriting allocated blocks (the zeros the log
+	// preallocates) needs none.
+	size := int64(len(h.f.data))
+	if grow := off + n - size; h.fs.writeBudget >= 0 && grow > h.fs.writeBudget {
+		n = max(0, size+h.fs.writeBudget-off)
 		err = &fs.PathError{Op: "write", Path: h.name, Err: syscall.ENOSPC}
 	}
-	if h.fs.writeBudget >= 0 {
-		h.fs.writeBudget -= n
+	if grow := off + n - size; h.fs.writeBudget >= 0 && grow > 0 {
+		h.fs.writeBudget -= grow
 	}
 	if end := off + n; end > int64(len(h.f.data)) {
 		h.f.data = append(h.f.data, make([]byte, end-int64(len(h.f.data)))...)

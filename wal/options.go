@@ -49,6 +49,10 @@ type Options struct {
 	Sync        SyncPolicy
 	// Repair cuts the log at the first corruption instead of failing Open.
 	Repair bool
+	// NoPreallocate makes records grow the active segment as they are
+	// written, instead of landing on zeros written ahead of them
+	// (WAL.preallocate). For tests of a write that fails part-way.
+	NoPreallocate bool
 	// StartLSN is the first LSN of an empty log (default 1). It is also a
 	// floor for every LSN assigned, so a caller that knows LSNs up to some
 	// checkpoint were handed out can keep them from being reused even if

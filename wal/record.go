@@ -145,16 +145,36 @@ func (rr *recordReader) skipHeader() (string, error) {
 // next returns the next record. At the clean end of the segment err is
 // io.EOF; a non-empty reason means the record at rr.off is damaged and rr
 // does not advance. The payload is valid until the next call.
+//
+// Zeros from rr.off to the end are a clean end too: the log fills a
+// segment with zeros ahead of its records (WAL.preallocate). Zeros
+// followed by anything else are damage, as any other bad header is.
 func (rr *recordReader) next() (lsn uint64, payload []byte, reason string, err error) {
 	remaining := rr.size - rr.off
 	if remaining == 0 {
 		return 0, nil, "", io.EOF
 	}
 	if remaining < frameHeaderSize {
+		zero, err := rr.restIsZero(nil)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		if zero {
+			return 0, nil, "", io.EOF
+		}
 		return 0, nil, fmt.Sprintf("truncated record header (%d of %d bytes)", remaining, frameHeaderSize), nil
 	}
 	if _, err := io.ReadFull(rr.r, rr.hdr[:]); err != nil {
 		return 0, nil, "", err
+	}
+	if allZero(rr.hdr[:]) {
+		zero, err := rr.restIsZero(rr.hdr[:])
+		if err != nil {
+			return 0, nil, "", err
+		}
+		if zero {
+			return 0, nil, "", io.EOF
+		}
 	}
 	fh, reason := decodeHeader(rr.hdr[:])
 	if reason != "" {
@@ -182,6 +202,37 @@ func (rr *recordReader) next() (lsn uint64, payload []byte, reason string, err e
 	rr.off += frameHeaderSize + int64(fh.length)
 	rr.prevLSN = fh.lsn
 	return fh.lsn, payload, "", nil
+}
+
+// restIsZero reports whether every byte from rr.off to the end of the
+// segment is zero, read is what of it was already read. It consumes the
+// reader: after it, only a clean end or damage at rr.off is reported.
+func (rr *recordReader) restIsZero(read []byte) (bool, error) {
+	if !allZero(read) {
+		return false, nil
+	}
+	left := rr.size - rr.off - int64(len(read))
+	buf := make([]byte, min(left, 64<<10))
+	for left > 0 {
+		n := min(left, int64(len(buf)))
+		if _, err := io.ReadFull(rr.r, buf[:n]); err != nil {
+			return false, err
+		}
+		if !allZero(buf[:n]) {
+			return false, nil
+		}
+		left -= n
+	}
+	return true, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // scanHeaders looks at every offset in [from, size) for a record header

@@ -138,6 +138,9 @@ func frames(t testing.TB, b []byte) []frame {
 	var fs []frame
 	off := segmentHeaderSize
 	for off < len(b) {
+		if allZero(b[off:]) {
+			break // the preallocated tail
+		}
 		_, _, n, reason := decodeRecord(b[off:])
 		if reason != "" {
 			t.Fatalf("test log unreadable at offset %d: %s", off, reason)
@@ -146,6 +149,17 @@ func frames(t testing.TB, b []byte) []frame {
 		off += n
 	}
 	return fs
+}
+
+// recordsEnd is where the records of a segment's bytes end: its size but
+// for the preallocated zeros.
+func recordsEnd(t testing.TB, b []byte) int {
+	t.Helper()
+	fr := frames(t, b)
+	if len(fr) == 0 {
+		return segmentHeaderSize
+	}
+	return int(fr[len(fr)-1].end)
 }
 
 // recordsIn returns the records of recs stored in the segment at path.
@@ -318,8 +332,13 @@ func TestBitFlipIsCutOrReportedWithFileAndOffset(t *testing.T) {
 				}
 				intact := before + max(idx, 0)
 				// Only the last record of the last segment may pass for a
-				// torn tail; anything else has valid records after it.
+				// torn tail; anything else has valid records after it. So
+				// may garbage in the last segment's preallocated zeros: a
+				// write that never completed.
 				torn := target.last && idx == len(fr)-1
+				if target.last && off >= fr[len(fr)-1].end {
+					torn, intact = true, before+len(fr)
+				}
 
 				opts := Options{Dir: memDir, FS: fsys, SegmentSize: 1024}
 				w, err := Open(opts)
@@ -447,7 +466,7 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 	for _, budget := range []int64{0, 7, 25, 70} {
 		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
 			fsys := newMemFS()
-			w := mustOpen(t, Options{Dir: memDir, FS: fsys})
+			w := mustOpen(t, Options{Dir: memDir, FS: fsys, NoPreallocate: true})
 			var acked []rec
 			for i := 1; i <= 5; i++ {
 				acked = append(acked, mustAppend(t, w, payloadFor(i)))
@@ -476,7 +495,7 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 			for w.LastLSN() < 6+uint64(len(errs)) {
 				time.Sleep(100 * time.Microsecond)
 			}
-			sizeBefore := len(fsys.bytes(active)) // the blocker's record is written, only its sync waits
+			sizeBefore := recordsEnd(t, fsys.bytes(active)) // the blocker's record is written, only its sync waits
 			fsys.setWriteBudget(budget)
 			release()
 			acked = append(acked, <-blocker)
@@ -488,8 +507,9 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 			}
 			// Whatever part of the batch landed is cut: a crash now must not
 			// bring back records nobody was told were written.
-			if got := len(fsys.bytes(active)); got != sizeBefore {
-				t.Fatalf("after the failed write the active segment is %d bytes, want %d as before it", got, sizeBefore)
+			if got := fsys.bytes(active); recordsEnd(t, got) != sizeBefore || !allZero(got[sizeBefore:]) {
+				t.Fatalf("after the failed write the active segment's records end at %d (then %d bytes, zero: %v), want %d as before it",
+					recordsEnd(t, got), len(got)-sizeBefore, allZero(got[sizeBefore:]), sizeBefore)
 			}
 			fsys.setWriteBudget(-1)
 			for i := 6; i <= 10; i++ {
@@ -996,4 +1016,77 @@ func TestReplayWhileAppending(t *testing.T) {
 	if got != n {
 		t.Fatalf("after the appenders finished: replayed %d, want %d", got, n)
 	}
+}
+
+// TestPreallocatedZerosAreACleanEndAndAppendsGoOnOverThem: the active
+// segment is filled with zeros ahead of its records; a reopen reads them
+// as the end, and later records land on them, where the first would go.
+func TestPreallocatedZerosAreACleanEndAndAppendsGoOnOverThem(t *testing.T) {
+	fsys := newMemFS()
+	opts := Options{Dir: memDir, FS: fsys, SegmentSize: 1 << 20}
+	recs := writeLog(t, opts, 20)
+	paths := segPaths(fsys)
+	b := fsys.bytes(paths[len(paths)-1])
+	end := recordsEnd(t, b)
+	if len(b) <= end || !allZero(b[end:]) {
+		t.Fatalf("active segment: %d bytes, records end at %d; want zeros after them", len(b), end)
+	}
+	w := mustOpen(t, opts)
+	checkRecords(t, "after a reopen over the zeros", replayAll(t, w, 0), recs)
+	for i := 20; i < 30; i++ {
+		recs = append(recs, mustAppend(t, w, payloadFor(i)))
+	}
+	mustClose(t, w)
+	w = mustOpen(t, opts)
+	defer mustClose(t, w)
+	checkRecords(t, "after appends over the zeros and a second reopen", replayAll(t, w, 0), recs)
+	if got := recordsEnd(t, fsys.bytes(paths[len(paths)-1])); got <= end {
+		t.Fatalf("records end at %d after ten more, want past %d", got, end)
+	}
+}
+
+// TestARecordAfterZerosIsCorruptionNotAnEnd: zeros are an end only when
+// nothing but zeros follows them.
+func TestARecordAfterZerosIsCorruptionNotAnEnd(t *testing.T) {
+	fsys := newMemFS()
+	opts := Options{Dir: memDir, FS: fsys, SegmentSize: 1 << 20}
+	writeLog(t, opts, 5)
+	path := segPaths(fsys)[0]
+	b := fsys.bytes(path)
+	end := recordsEnd(t, b)
+	fr := frames(t, b)
+	// A hole of zeros where the last record was, the record itself later.
+	last := fr[len(fr)-1]
+	damaged := append([]byte(nil), b...)
+	rec := append([]byte(nil), b[last.start:last.end]...)
+	clear(damaged[last.start:last.end])
+	copy(damaged[end+100:], rec)
+	fsys.setBytes(path, damaged)
+	_, err := Open(opts)
+	var cerr *CorruptionError
+	if !errors.As(err, &cerr) || cerr.Offset != last.start {
+		t.Fatalf("Open over zeros followed by a record: %v, want a *CorruptionError at offset %d", err, last.start)
+	}
+}
+
+// TestPreallocationThatHitsAFullDiskFallsBackToGrowing: zeros that do not
+// fit are no error; records still go in while there is room.
+func TestPreallocationThatHitsAFullDiskFallsBackToGrowing(t *testing.T) {
+	fsys := newMemFS()
+	core, logs := observer.New(zapcore.WarnLevel)
+	opts := Options{Dir: memDir, FS: fsys, SegmentSize: 1 << 20, Logger: zap.New(core)}
+	w := mustOpen(t, opts)
+	fsys.setWriteBudget(4096) // room for records, not for 1 MiB of zeros
+	var recs []rec
+	for i := range 10 {
+		recs = append(recs, mustAppend(t, w, payloadFor(i)))
+	}
+	fsys.setWriteBudget(-1)
+	mustClose(t, w)
+	if n := logs.FilterMessage("wal: cannot preallocate the active segment; records grow it as they go").Len(); n != 1 {
+		t.Fatalf("%d preallocation warnings, want 1 (then no more tries in that segment)", n)
+	}
+	w = mustOpen(t, opts)
+	defer mustClose(t, w)
+	checkRecords(t, "after a reopen", replayAll(t, w, 0), recs)
 }
