@@ -943,6 +943,7 @@ func TestSecondOpenOfTheSameDirectoryIsRefused(t *testing.T) {
 func TestFailedFsyncInIntervalModeRefusesLaterAppends(t *testing.T) {
 	fsys := newMemFS()
 	w := mustOpen(t, Options{Dir: memDir, FS: fsys, Sync: SyncPolicy{Interval: time.Millisecond}})
+	mustAppend(t, w, []byte("preallocates the segment, with its own fsync"))
 	fsys.setSyncErr(syscall.EIO)
 	mustAppend(t, w, []byte("acknowledged before the ticker's fsync"))
 	var err error
@@ -1089,4 +1090,23 @@ func TestPreallocationThatHitsAFullDiskFallsBackToGrowing(t *testing.T) {
 	w = mustOpen(t, opts)
 	defer mustClose(t, w)
 	checkRecords(t, "after a reopen", replayAll(t, w, 0), recs)
+}
+
+// TestAFailedFsyncOfThePreallocatedZerosFailsTheLog: that fsync may drop
+// the pages of records written before it, like any other. In interval
+// mode no other fsync follows the write to report it.
+func TestAFailedFsyncOfThePreallocatedZerosFailsTheLog(t *testing.T) {
+	fsys := newMemFS()
+	w := mustOpen(t, Options{Dir: memDir, FS: fsys, SegmentSize: 1 << 20, Sync: SyncPolicy{Interval: time.Hour}})
+	fsys.setSyncErr(syscall.EIO) // the first append preallocates, then fsyncs
+	if _, err := w.Append([]byte("first")); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("append whose preallocation fsync failed: %v, want an error wrapping EIO", err)
+	}
+	fsys.setSyncErr(nil)
+	if _, err := w.Append([]byte("second")); !errors.Is(err, ErrFailed) {
+		t.Fatalf("append after it: %v, want ErrFailed until reopened", err)
+	}
+	if err := w.Close(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Close: %v, want ErrFailed", err)
+	}
 }
