@@ -245,3 +245,32 @@ func TestStuckLevelDBIsReopenedAndPendingRecordsApplied(t *testing.T) {
 		t.Fatalf("after reopen and restart: %v, want [v3]", got)
 	}
 }
+
+// A hint's LevelDB key is made of bytes a client may also use as a key.
+// While the hint waits in the pending queue, reads of that data key must
+// not see it: the queue tells hints and data apart.
+func TestPendingHintDoesNotShadowADataKeyOfTheSameBytes(t *testing.T) {
+	clk := newTestClock()
+	fault := &failingApply{}
+	opts := testOptions(t.TempDir(), clk)
+	opts.wrapApply = fault.wrap
+	s := mustOpen(t, opts)
+	defer closeStore(t, s)
+
+	hinted, _ := mustPut(t, s, 0, "k", "n1", vclock.Context{}, value("hinted"))
+	fault.set(fmt.Errorf("write journal: %w", syscall.ENOSPC))
+	if err := s.PutHint("n2", 0, []byte("k"), hinted); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("PutHint whose LevelDB apply hit ENOSPC: %v, want ErrDiskFull", err)
+	}
+	if got := s.Stats().PendingRecords; got != 1 {
+		t.Fatalf("pending records %d, want 1 (the hint)", got)
+	}
+	lookalike := string(hintKey("n2", 0, []byte("k")))
+	if set, err := s.Get(0, []byte(lookalike)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("data key with the pending hint's bytes: %v %v, want absent", values(set.Siblings), err)
+	}
+	fault.set(nil)
+	waitFor(t, "the background retry to apply the pending hint", func() bool {
+		return s.Stats().PendingRecords == 0
+	})
+}

@@ -263,8 +263,8 @@ func (s *Store) readHint(lkey []byte) (int64, vclock.Set, bool, error) {
 	return created, set, true, nil
 }
 
-// commitHint writes a hint record through the WAL. Hints use db -1 in the
-// pending queue so a pending hint never shadows a data key of the same name.
+// commitHint writes a hint record through the WAL; pendingApply.hint keeps
+// it apart from data.
 func (s *Store) commitHint(r record, lkey []byte) error {
 	var payload []byte
 	if r.op == opHintDrop {
@@ -272,7 +272,7 @@ func (s *Store) commitHint(r record, lkey []byte) error {
 	} else {
 		payload = encodeRecord(opHint, r.db, r.key, encodeHintBody(r.owner, r.created, r.body))
 	}
-	return s.commit(-1, lkey, payload, hintBatch(r), pendingApply{dropped: r.op == opHintDrop})
+	return s.commit(r.db, lkey, payload, hintBatch(r), pendingApply{hint: true, dropped: r.op == opHintDrop})
 }
 
 // PutHint stores s for owner, merging with a hint already held for the same

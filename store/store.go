@@ -1,10 +1,8 @@
 package store
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -103,18 +101,6 @@ type Store struct {
 	closeErr  error
 }
 
-type pendingApply struct {
-	lsn     uint64
-	db      int
-	key     []byte
-	set     vclock.Set
-	dropped bool
-	batch   *leveldb.Batch
-	// before and after are the encoded states replaced and written (nil:
-	// absent), for Options.OnChange; left nil when it is not set.
-	before, after []byte
-}
-
 // Open opens (or creates) the store under opts.Dir, replays the WAL past the
 // last checkpoint into LevelDB, checkpoints, and starts the background
 // checkpointer and reclaimer. Close stops them.
@@ -205,105 +191,6 @@ func Open(opts Options) (*Store, error) {
 	go s.maintain()
 	go s.reclaimLoop()
 	return s, nil
-}
-
-// readCheckpoint returns the LSN the last checkpoint covers. A damaged
-// checkpoint record does not stop the store: it is copied aside
-// (quarantine.go) and Open replays every WAL record it still has, which
-// ends in the same state, since records carry full states and the log kept
-// is contiguous from its first record on. The replay is only longer.
-func (s *Store) readCheckpoint() (uint64, error) {
-	v, err := s.db().Get(checkpointKey, nil)
-	if errors.Is(err, leveldb.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("store: read checkpoint: %w", err)
-	}
-	var reason error
-	ckpt := uint64(0)
-	if len(v) != 8 {
-		reason = fmt.Errorf("checkpoint record is %d bytes, want 8", len(v))
-	} else if ckpt = binary.BigEndian.Uint64(v); ckpt == math.MaxUint64 {
-		// The WAL would resume at ckpt+1, which wraps to its first LSN:
-		// new records would number below the checkpoint and never be
-		// replayed. No log reaches this LSN; the record is damaged.
-		reason = fmt.Errorf("checkpoint record holds LSN %d, which no WAL reaches", ckpt)
-	}
-	if reason == nil {
-		return ckpt, nil
-	}
-	d := &damagedError{kind: QuarantineCheckpoint, db: -1, lkey: checkpointKey, raw: v, reason: reason}
-	if err := s.preserveAtOpen(d, "replaying every record the WAL holds instead of those after the checkpoint"); err != nil {
-		// Eight damaged bytes are not worth refusing to start over; the
-		// checkpoint after the replay overwrites them.
-		s.log.Warn("could not keep a copy of the damaged checkpoint record", zap.Error(err))
-	}
-	return 0, nil
-}
-
-// replay applies every WAL record after the checkpoint. Records carry full
-// states, so records LevelDB already absorbed before a crash apply again
-// harmlessly.
-func (s *Store) replay(after uint64) error {
-	err := s.wal.Replay(after, func(lsn uint64, payload []byte) error {
-		r, err := decodeRecord(payload)
-		if err != nil && errors.Is(err, errBadRecordBody) && r.db < s.opts.Databases {
-			// The record is intact (its checksums passed) and names its
-			// key, but the Set it carries does not decode: keep a copy,
-			// skip it, and let the key keep the state LevelDB holds.
-			d := &damagedError{kind: QuarantineWAL, db: r.db, key: append([]byte(nil), r.key...), owner: r.owner, lsn: lsn,
-				raw: append([]byte(nil), payload...), reason: err}
-			if r.op == opHint {
-				d.lkey = hintKey(r.owner, r.db, r.key)
-			}
-			if err := s.preserveAtOpen(d, "WAL replay skipped it; the key keeps its earlier state here until repaired from another replica"); err != nil {
-				return fmt.Errorf("WAL record %d: %w", lsn, err)
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("WAL record %d: %w", lsn, err)
-		}
-		if r.db >= s.opts.Databases {
-			return fmt.Errorf("WAL record %d: database %d, but the store has %d: %w", lsn, r.db, s.opts.Databases, ErrBadDatabase)
-		}
-		var old vclock.Set
-		found := false
-		if r.op == opPut || r.op == opDrop {
-			var d *damagedError
-			old, found, err = s.readLevelDB(r.db, r.key)
-			if errors.As(err, &d) {
-				// This record replaces the damaged state: keep a copy
-				// first, then apply it as if the key were absent.
-				err = s.preserveAtOpen(d, "a WAL record replayed over it")
-			}
-			if err != nil {
-				return fmt.Errorf("WAL record %d: %w", lsn, err)
-			}
-		}
-		var b *leveldb.Batch
-		switch r.op {
-		case opPut:
-			b = s.putBatch(r.db, r.key, old, found, r.set, r.body)
-		case opDrop:
-			b = s.dropBatch(r.db, r.key, old, found)
-		case opHint, opHintDrop:
-			b = hintBatch(r)
-		}
-		if err := s.db().Write(b, writeNoSync); err != nil {
-			return fmt.Errorf("WAL record %d: apply to LevelDB: %w", lsn, err)
-		}
-		if s.opts.OnChange != nil && r.op != opHint && r.op != opHintDrop {
-			s.opts.OnChange(r.db, r.key, s.encodeForHook(old, found), r.body)
-		}
-		s.replayed.Add(1)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("store: replay WAL after checkpoint %d: %w", after, err)
-	}
-	return nil
 }
 
 // Get returns the key's raw Set, tombstones and expired values included;
@@ -507,14 +394,14 @@ func (s *Store) commit(db int, key []byte, payload []byte, batch *leveldb.Batch,
 	if err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
 			s.space.invalidate()
-			return fmt.Errorf("store: WAL append (db %d): %w: %w", db, ErrDiskFull, err)
+			return fmt.Errorf("store: WAL append (%s): %w: %w", p.subject(db), ErrDiskFull, err)
 		}
 		if errors.Is(err, wal.ErrClosed) {
-			return fmt.Errorf("store: WAL append (db %d): %w: %w", db, ErrClosed, err)
+			return fmt.Errorf("store: WAL append (%s): %w: %w", p.subject(db), ErrClosed, err)
 		}
-		return fmt.Errorf("store: WAL append (db %d): %w", db, err)
+		return fmt.Errorf("store: WAL append (%s): %w", p.subject(db), err)
 	}
-	if s.opts.OnChange != nil && db >= 0 { // db -1: a hint (hints.go), not data
+	if s.opts.OnChange != nil && !p.hint {
 		// Durable now, so reported even if the apply below fails: reads
 		// return the queued state. Deferred to run before the gate's
 		// RUnlock, which ScanMarked relies on.
@@ -530,7 +417,7 @@ func (s *Store) commit(db int, key []byte, payload []byte, batch *leveldb.Batch,
 		s.pendingMu.Unlock()
 		s.log.Error("LevelDB apply failed after WAL append; refusing writes until a retry applies it",
 			zap.Uint64("lsn", lsn), zap.Int("db", db), zap.Error(err))
-		return fmt.Errorf("store: apply WAL record %d (db %d) to LevelDB; it is durable and will be applied by a retry or on the next open: %w", lsn, db, aerr)
+		return fmt.Errorf("store: apply WAL record %d (%s) to LevelDB; it is durable and will be applied by a retry or on the next open: %w", lsn, p.subject(db), aerr)
 	}
 	if s.sinceCheckpoint.Add(int64(len(payload))) >= s.segmentBytes {
 		select {
@@ -548,85 +435,6 @@ func (s *Store) encodeForHook(set vclock.Set, found bool) []byte {
 		return nil
 	}
 	return set.Encode()
-}
-
-func classifyApplyError(err error) error {
-	if errors.Is(err, syscall.ENOSPC) {
-		return fmt.Errorf("%w: %w", ErrDiskFull, err)
-	}
-	return err
-}
-
-func (s *Store) refuseWhilePending() error {
-	if s.pendingN.Load() == 0 {
-		return nil
-	}
-	s.pendingMu.Lock()
-	defer s.pendingMu.Unlock()
-	if len(s.pending) == 0 {
-		return nil
-	}
-	return fmt.Errorf("store: write refused: %d WAL records await LevelDB apply: %w", len(s.pending), s.pendingErr)
-}
-
-func (s *Store) pendingState(db int, key []byte) (pendingApply, bool) {
-	s.pendingMu.Lock()
-	defer s.pendingMu.Unlock()
-	for i := len(s.pending) - 1; i >= 0; i-- {
-		p := s.pending[i]
-		if p.db == db && string(p.key) == string(key) {
-			return p, true
-		}
-	}
-	return pendingApply{}, false
-}
-
-// retryPending re-applies the pending queue in order; records carry full
-// states and no write to their keys happened since, so order within the
-// queue is all that matters. goleveldb keeps failing after a journal write
-// error (its journal writer's error is sticky until the next memtable
-// rotation, which never comes), so once the disk has room again the retry
-// reopens LevelDB, which recovers its journal, and tries again.
-func (s *Store) retryPending() {
-	if s.pendingN.Load() == 0 || s.applyPending() {
-		return
-	}
-	if time.Since(s.lastReopen) < levelDBReopenInterval {
-		return
-	}
-	s.space.invalidate()
-	if err := s.space.check(); err != nil {
-		return
-	}
-	s.lastReopen = time.Now()
-	if err := s.reopenLevelDB(); err != nil {
-		s.log.Error("reopen LevelDB to apply pending WAL records", zap.Error(err))
-		return
-	}
-	s.applyPending()
-}
-
-// applyPending reports whether the queue is now empty.
-func (s *Store) applyPending() bool {
-	s.gate.RLock()
-	defer s.gate.RUnlock()
-	s.pendingMu.Lock()
-	defer s.pendingMu.Unlock()
-	n := len(s.pending)
-	for len(s.pending) > 0 {
-		if err := s.apply(s.pending[0].batch); err != nil {
-			s.pendingErr = classifyApplyError(err)
-			s.log.Debug("pending LevelDB apply still failing", zap.Int("pending", len(s.pending)), zap.Error(err))
-			return false
-		}
-		s.pending = s.pending[1:]
-		s.pendingN.Add(-1)
-	}
-	s.pending, s.pendingErr = nil, nil
-	if n > 0 {
-		s.log.Info("pending WAL records applied to LevelDB; accepting writes again", zap.Int("records", n))
-	}
-	return true
 }
 
 // putBatch writes the new state and moves the key's reclaim index entry.

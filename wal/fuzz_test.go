@@ -5,6 +5,8 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+
+	"github.com/dynkv/dynkv/wal/waltest"
 )
 
 func validSegment(payloads ...string) []byte {
@@ -54,17 +56,17 @@ func FuzzRecovery(f *testing.F) {
 	f.Add(flipped, false, false)
 	f.Add(flipped, false, true)
 	f.Fuzz(func(t *testing.T, data []byte, afterValid, repair bool) {
-		fsys := newMemFS()
+		fsys := waltest.NewMemFS()
 		var want []rec
 		base := uint64(1)
 		if afterValid {
 			first := validSegment("earlier")
-			fsys.setBytes(filepath.Join(memDir, segmentName(1)), first)
+			fsys.SetBytes(filepath.Join(memDir, segmentName(1)), first)
 			want = append(want, rec{1, []byte("earlier")})
 			base = 2
 		}
 		path := filepath.Join(memDir, segmentName(base))
-		fsys.setBytes(path, data)
+		fsys.SetBytes(path, data)
 
 		opts := Options{Dir: memDir, FS: fsys, Repair: repair}
 		w, err := Open(opts)

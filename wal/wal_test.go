@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/wal/waltest"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -36,7 +37,7 @@ func payloadFor(i int) []byte {
 	return append([]byte(fmt.Sprintf("r%d-", i)), bytes.Repeat([]byte{byte('a' + i%26)}, i%37)...)
 }
 
-func memOptions(fsys *memFS) Options {
+func memOptions(fsys *waltest.MemFS) Options {
 	return Options{Dir: memDir, FS: fsys, SegmentSize: 512}
 }
 
@@ -111,19 +112,19 @@ func writeLog(t testing.TB, opts Options, n int) []rec {
 
 // buildLog writes a multi-segment log on fsys whose last segment holds at
 // least five records (rotation leaves it empty when a batch fills it).
-func buildLog(t testing.TB, fsys *memFS, segmentSize int64, n int) []rec {
+func buildLog(t testing.TB, fsys *waltest.MemFS, segmentSize int64, n int) []rec {
 	t.Helper()
 	opts := Options{Dir: memDir, FS: fsys, SegmentSize: segmentSize}
 	recs := writeLog(t, opts, n)
 	paths := segPaths(fsys)
-	if len(frames(t, fsys.bytes(paths[len(paths)-1]))) < 5 {
+	if len(frames(t, fsys.Bytes(paths[len(paths)-1]))) < 5 {
 		w := mustOpen(t, opts)
 		for i := n + 1; i <= n+5; i++ {
 			recs = append(recs, mustAppend(t, w, payloadFor(i)))
 		}
 		mustClose(t, w)
 		paths = segPaths(fsys)
-		if k := len(frames(t, fsys.bytes(paths[len(paths)-1]))); k < 5 {
+		if k := len(frames(t, fsys.Bytes(paths[len(paths)-1]))); k < 5 {
 			t.Fatalf("last segment holds %d records, want >= 5", k)
 		}
 	}
@@ -163,13 +164,13 @@ func recordsEnd(t testing.TB, b []byte) int {
 }
 
 // recordsIn returns the records of recs stored in the segment at path.
-func recordsIn(t testing.TB, fsys *memFS, path string, recs []rec) []rec {
+func recordsIn(t testing.TB, fsys *waltest.MemFS, path string, recs []rec) []rec {
 	t.Helper()
 	base, ok := parseSegmentName(filepath.Base(path))
 	if !ok {
 		t.Fatalf("bad segment name %s", path)
 	}
-	n := len(frames(t, fsys.bytes(path)))
+	n := len(frames(t, fsys.Bytes(path)))
 	for i, r := range recs {
 		if r.lsn >= base {
 			return recs[i : i+n]
@@ -178,9 +179,9 @@ func recordsIn(t testing.TB, fsys *memFS, path string, recs []rec) []rec {
 	return nil
 }
 
-func segPaths(fsys *memFS) []string {
+func segPaths(fsys *waltest.MemFS) []string {
 	var ps []string
-	for _, n := range fsys.names() {
+	for _, n := range fsys.Names(memDir) {
 		ps = append(ps, filepath.Join(memDir, n))
 	}
 	return ps
@@ -211,7 +212,7 @@ func TestAppendReplayCloseReopenOnDisk(t *testing.T) {
 }
 
 func TestReplayStopsAtCallbackError(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	writeLog(t, memOptions(fsys), 30)
 	w := mustOpen(t, memOptions(fsys))
 	defer mustClose(t, w)
@@ -232,14 +233,14 @@ func TestReplayStopsAtCallbackError(t *testing.T) {
 // TestTornTailAtEveryOffsetIsCutAndLogStaysUsable cuts the last segment at
 // every byte offset inside its last three records.
 func TestTornTailAtEveryOffsetIsCutAndLogStaysUsable(t *testing.T) {
-	base := newMemFS()
+	base := waltest.NewMemFS()
 	recs := buildLog(t, base, 2048, 120)
 	paths := segPaths(base)
 	if len(paths) < 2 {
 		t.Fatalf("want several segments, got %v", paths)
 	}
 	last := paths[len(paths)-1]
-	lastBytes := base.bytes(last)
+	lastBytes := base.Bytes(last)
 	fr := frames(t, lastBytes)
 	if len(fr) < 3 {
 		t.Fatalf("last segment holds %d records, want >= 3", len(fr))
@@ -248,8 +249,8 @@ func TestTornTailAtEveryOffsetIsCutAndLogStaysUsable(t *testing.T) {
 	firstInLast := len(recs) - len(inLast)
 
 	for cut := fr[len(fr)-3].start; cut < int64(len(lastBytes)); cut++ {
-		fsys := base.clone()
-		fsys.setBytes(last, lastBytes[:cut])
+		fsys := base.Clone()
+		fsys.SetBytes(last, lastBytes[:cut])
 		core, logs := observer.New(zapcore.WarnLevel)
 		opts := Options{Dir: memDir, FS: fsys, SegmentSize: 2048, Logger: zap.New(core)}
 		w, err := Open(opts)
@@ -298,7 +299,7 @@ func damagedRecord(fr []frame, off int64) int {
 // TestBitFlipIsCutOrReportedWithFileAndOffset flips one bit at every byte
 // of the last segment and of an earlier one.
 func TestBitFlipIsCutOrReportedWithFileAndOffset(t *testing.T) {
-	base := newMemFS()
+	base := waltest.NewMemFS()
 	recs := buildLog(t, base, 1024, 80)
 	paths := segPaths(base)
 	if len(paths) < 3 {
@@ -313,7 +314,7 @@ func TestBitFlipIsCutOrReportedWithFileAndOffset(t *testing.T) {
 		{"earlier segment", paths[1], false},
 	} {
 		t.Run(target.name, func(t *testing.T) {
-			orig := base.bytes(target.path)
+			orig := base.Bytes(target.path)
 			fr := frames(t, orig)
 			inSeg := recordsIn(t, base, target.path, recs)
 			before := 0
@@ -323,8 +324,8 @@ func TestBitFlipIsCutOrReportedWithFileAndOffset(t *testing.T) {
 			for off := int64(0); off < int64(len(orig)); off++ {
 				damaged := append([]byte(nil), orig...)
 				damaged[off] ^= 1 << (off % 8)
-				fsys := base.clone()
-				fsys.setBytes(target.path, damaged)
+				fsys := base.Clone()
+				fsys.SetBytes(target.path, damaged)
 				idx := damagedRecord(fr, off)
 				wantOff := int64(0)
 				if idx >= 0 {
@@ -384,12 +385,12 @@ func TestBitFlipIsCutOrReportedWithFileAndOffset(t *testing.T) {
 }
 
 func TestDamagedSegmentHeaderVersionIsCorruption(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	writeLog(t, memOptions(fsys), 3)
 	path := segPaths(fsys)[0]
-	b := fsys.bytes(path)
+	b := fsys.Bytes(path)
 	b[len(segmentMagic)] = segmentVersion + 1
-	fsys.setBytes(path, b)
+	fsys.SetBytes(path, b)
 	_, err := Open(memOptions(fsys))
 	var cerr *CorruptionError
 	if !errors.As(err, &cerr) || cerr.Offset != 0 {
@@ -399,11 +400,11 @@ func TestDamagedSegmentHeaderVersionIsCorruption(t *testing.T) {
 
 func TestEmptyOrHeaderlessLastSegmentIsTorn(t *testing.T) {
 	for _, size := range []int{0, 4, segmentHeaderSize} {
-		fsys := newMemFS()
+		fsys := waltest.NewMemFS()
 		recs := writeLog(t, Options{Dir: memDir, FS: fsys, SegmentSize: 1}, 5)
 		paths := segPaths(fsys)
 		last := paths[len(paths)-1]
-		fsys.setBytes(last, segmentHeader()[:size])
+		fsys.SetBytes(last, segmentHeader()[:size])
 		w := mustOpen(t, memOptions(fsys))
 		checkRecords(t, fmt.Sprintf("last segment %d bytes", size), replayAll(t, w, 0), recs)
 		r := mustAppend(t, w, []byte("x"))
@@ -427,16 +428,16 @@ func TestNonIncreasingLSNIsDamage(t *testing.T) {
 	}
 	path := filepath.Join(memDir, segmentName(1))
 
-	fsys := newMemFS()
-	fsys.setBytes(path, build(1, 2, 5, 4))
+	fsys := waltest.NewMemFS()
+	fsys.SetBytes(path, build(1, 2, 5, 4))
 	w := mustOpen(t, memOptions(fsys))
 	want := []rec{{1, []byte("lsn1")}, {2, []byte("lsn2")}, {5, []byte("lsn5")}}
 	checkRecords(t, "lsn 4 after 5 at the tail", replayAll(t, w, 0), want)
 	mustClose(t, w)
 
-	fsys = newMemFS()
+	fsys = waltest.NewMemFS()
 	b := build(1, 3, 2, 4)
-	fsys.setBytes(path, b)
+	fsys.SetBytes(path, b)
 	_, err := Open(memOptions(fsys))
 	fr := frames(t, b)
 	var cerr *CorruptionError
@@ -446,11 +447,11 @@ func TestNonIncreasingLSNIsDamage(t *testing.T) {
 }
 
 func TestShortEarlierSegmentIsCorruption(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	writeLog(t, Options{Dir: memDir, FS: fsys, SegmentSize: 100}, 20)
 	p := segPaths(fsys)[1]
-	b := fsys.bytes(p)
-	fsys.setBytes(p, b[:len(b)-3])
+	b := fsys.Bytes(p)
+	fsys.SetBytes(p, b[:len(b)-3])
 	_, err := Open(memOptions(fsys))
 	var cerr *CorruptionError
 	if !errors.As(err, &cerr) || cerr.File != p {
@@ -465,7 +466,7 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 	// Nothing, part of a header, part of a payload, one whole record and more.
 	for _, budget := range []int64{0, 7, 25, 70} {
 		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
-			fsys := newMemFS()
+			fsys := waltest.NewMemFS()
 			w := mustOpen(t, Options{Dir: memDir, FS: fsys, NoPreallocate: true})
 			var acked []rec
 			for i := 1; i <= 5; i++ {
@@ -473,7 +474,7 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 			}
 			active := segPaths(fsys)[0]
 
-			release := fsys.holdSyncs()
+			release := fsys.HoldSyncs()
 			blocker := make(chan rec)
 			go func() {
 				lsn, err := w.Append([]byte("synced while the batch fills"))
@@ -482,7 +483,7 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 				}
 				blocker <- rec{lsn, []byte("synced while the batch fills")}
 			}()
-			for fsys.heldSyncs() == 0 { // its batch is written, the flusher is in fsync
+			for fsys.HeldSyncs() == 0 { // its batch is written, the flusher is in fsync
 				time.Sleep(100 * time.Microsecond)
 			}
 			var wg sync.WaitGroup
@@ -495,8 +496,8 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 			for w.LastLSN() < 6+uint64(len(errs)) {
 				time.Sleep(100 * time.Microsecond)
 			}
-			sizeBefore := recordsEnd(t, fsys.bytes(active)) // the blocker's record is written, only its sync waits
-			fsys.setWriteBudget(budget)
+			sizeBefore := recordsEnd(t, fsys.Bytes(active)) // the blocker's record is written, only its sync waits
+			fsys.SetWriteBudget(budget)
 			release()
 			acked = append(acked, <-blocker)
 			wg.Wait()
@@ -507,11 +508,11 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 			}
 			// Whatever part of the batch landed is cut: a crash now must not
 			// bring back records nobody was told were written.
-			if got := fsys.bytes(active); recordsEnd(t, got) != sizeBefore || !allZero(got[sizeBefore:]) {
+			if got := fsys.Bytes(active); recordsEnd(t, got) != sizeBefore || !allZero(got[sizeBefore:]) {
 				t.Fatalf("after the failed write the active segment's records end at %d (then %d bytes, zero: %v), want %d as before it",
 					recordsEnd(t, got), len(got)-sizeBefore, allZero(got[sizeBefore:]), sizeBefore)
 			}
-			fsys.setWriteBudget(-1)
+			fsys.SetWriteBudget(-1)
 			for i := 6; i <= 10; i++ {
 				acked = append(acked, mustAppend(t, w, payloadFor(i)))
 			}
@@ -531,14 +532,14 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 }
 
 func TestFailedFsyncRefusesEveryLaterAppend(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	w := mustOpen(t, memOptions(fsys))
 	acked := []rec{mustAppend(t, w, []byte("one")), mustAppend(t, w, []byte("two"))}
-	fsys.setSyncErr(syscall.EIO)
+	fsys.SetSyncErr(syscall.EIO)
 	if _, err := w.Append([]byte("three")); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("append with a failing fsync got %v, want EIO", err)
 	}
-	fsys.setSyncErr(nil)
+	fsys.SetSyncErr(nil)
 	for i := 0; i < 3; i++ {
 		_, err := w.Append([]byte("later"))
 		if !errors.Is(err, ErrFailed) || !errors.Is(err, syscall.EIO) {
@@ -616,13 +617,13 @@ func TestConcurrentAppendersAllReplayed(t *testing.T) {
 // TestAppendersWaitingTogetherShareOneWriteAndFsync holds the flusher in
 // an fsync while 16 appenders queue, then checks they needed one more.
 func TestAppendersWaitingTogetherShareOneWriteAndFsync(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	w := mustOpen(t, Options{Dir: memDir, FS: fsys})
 	defer mustClose(t, w)
-	release := fsys.holdSyncs()
+	release := fsys.HoldSyncs()
 	var wg sync.WaitGroup
 	wg.Go(func() { appendOrError(t, w, []byte("first")) })
-	for fsys.heldSyncs() == 0 {
+	for fsys.HeldSyncs() == 0 {
 		time.Sleep(100 * time.Microsecond)
 	}
 	const n = 16
@@ -642,13 +643,13 @@ func TestAppendersWaitingTogetherShareOneWriteAndFsync(t *testing.T) {
 // TestFullBatchBlocksAppenders: while the flusher is stuck, the pending
 // batch stops at maxBatchBytes and further appenders wait for room.
 func TestFullBatchBlocksAppenders(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	w := mustOpen(t, Options{Dir: memDir, FS: fsys})
 	defer mustClose(t, w)
-	release := fsys.holdSyncs()
+	release := fsys.HoldSyncs()
 	var wg sync.WaitGroup
 	wg.Go(func() { appendOrError(t, w, []byte("first")) })
-	for fsys.heldSyncs() == 0 {
+	for fsys.HeldSyncs() == 0 {
 		time.Sleep(100 * time.Microsecond)
 	}
 	const n, size = 10, 1 << 20
@@ -684,7 +685,7 @@ func TestFullBatchBlocksAppenders(t *testing.T) {
 // TestCrashLosesNoAcknowledgedRecord drops everything not fsynced while
 // appenders are running.
 func TestCrashLosesNoAcknowledgedRecord(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	w := mustOpen(t, Options{Dir: memDir, FS: fsys, SegmentSize: 4096})
 	var mu sync.Mutex
 	acked := map[uint64][]byte{}
@@ -726,7 +727,7 @@ func TestCrashLosesNoAcknowledgedRecord(t *testing.T) {
 		ackedBefore[k] = v
 	}
 	mu.Unlock()
-	crashed := fsys.crash()
+	crashed := fsys.Crash()
 	close(stop)
 	wg.Wait()
 	mustClose(t, w)
@@ -749,7 +750,7 @@ func TestCrashLosesNoAcknowledgedRecord(t *testing.T) {
 }
 
 func TestReleaseDeletesOnlyFullyCoveredSegments(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	// SegmentSize 1: every batch fills its segment, so record i lives alone
 	// in segment i and segment 11 is the empty active one.
 	opts := Options{Dir: memDir, FS: fsys, SegmentSize: 1}
@@ -758,20 +759,20 @@ func TestReleaseDeletesOnlyFullyCoveredSegments(t *testing.T) {
 	for i := 1; i <= 10; i++ {
 		recs = append(recs, mustAppend(t, w, payloadFor(i)))
 	}
-	if n := len(fsys.names()); n != 11 {
-		t.Fatalf("after 10 records in 1-byte segments: %d files %v, want 11", n, fsys.names())
+	if n := len(fsys.Names(memDir)); n != 11 {
+		t.Fatalf("after 10 records in 1-byte segments: %d files %v, want 11", n, fsys.Names(memDir))
 	}
 	if err := w.Release(4); err != nil {
 		t.Fatalf("Release(4): %v", err)
 	}
-	if got, want := fsys.names()[0], segmentName(5); got != want || len(fsys.names()) != 7 {
-		t.Fatalf("after Release(4): files %v, want %s.. (7 files)", fsys.names(), want)
+	if got, want := fsys.Names(memDir)[0], segmentName(5); got != want || len(fsys.Names(memDir)) != 7 {
+		t.Fatalf("after Release(4): files %v, want %s.. (7 files)", fsys.Names(memDir), want)
 	}
 	checkRecords(t, "replay after Release(4)", replayAll(t, w, 4), recs[4:])
 	if err := w.Release(1 << 40); err != nil {
 		t.Fatalf("Release(all): %v", err)
 	}
-	if names := fsys.names(); len(names) != 1 || names[0] != segmentName(11) {
+	if names := fsys.Names(memDir); len(names) != 1 || names[0] != segmentName(11) {
 		t.Fatalf("after releasing everything: files %v, want only the active %s", names, segmentName(11))
 	}
 	if s := w.Stats(); s.Segments != 1 {
@@ -790,7 +791,7 @@ func TestReleaseDeletesOnlyFullyCoveredSegments(t *testing.T) {
 }
 
 func TestReleaseNeverDeletesTheActiveSegment(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	w := mustOpen(t, Options{Dir: memDir, FS: fsys, SegmentSize: 1 << 20})
 	defer mustClose(t, w)
 	recs := []rec{mustAppend(t, w, []byte("a")), mustAppend(t, w, []byte("b"))}
@@ -801,7 +802,7 @@ func TestReleaseNeverDeletesTheActiveSegment(t *testing.T) {
 }
 
 func TestStartLSNIsTheFloor(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	opts := memOptions(fsys)
 	opts.StartLSN = 1000
 	w := mustOpen(t, opts)
@@ -818,7 +819,7 @@ func TestStartLSNIsTheFloor(t *testing.T) {
 }
 
 func TestIntervalSyncAcknowledgesBeforeFsyncAndSyncsOnTick(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	opts := Options{Dir: memDir, FS: fsys, Sync: SyncPolicy{Interval: time.Hour}}
 	w := mustOpen(t, opts)
 	var recs []rec
@@ -829,14 +830,14 @@ func TestIntervalSyncAcknowledgesBeforeFsyncAndSyncsOnTick(t *testing.T) {
 		t.Fatalf("interval mode with a 1h interval: stats %+v, want 20 appends and no fsync yet", s)
 	}
 	// A power loss now loses the unsynced suffix, but never leaves a hole.
-	crashed := fsys.crash()
+	crashed := fsys.Crash()
 	mustClose(t, w)
 	cw := mustOpen(t, memOptions(crashed))
 	got := replayAll(t, cw, 0)
 	checkRecords(t, "after power loss in interval mode", got, recs[:len(got)])
 	mustClose(t, cw)
 	// Close syncs: a crash after it loses nothing.
-	w = mustOpen(t, memOptions(fsys.crash()))
+	w = mustOpen(t, memOptions(fsys.Crash()))
 	checkRecords(t, "after Close in interval mode", replayAll(t, w, 0), recs)
 	mustClose(t, w)
 
@@ -847,13 +848,13 @@ func TestIntervalSyncAcknowledgesBeforeFsyncAndSyncsOnTick(t *testing.T) {
 	for w.Stats().Syncs == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	w2 := mustOpen(t, memOptions(fsys.crash()))
+	w2 := mustOpen(t, memOptions(fsys.Crash()))
 	defer mustClose(t, w2)
 	checkRecords(t, "after the ticker's fsync", replayAll(t, w2, 0), recs)
 }
 
 func TestAppendAfterCloseReturnsErrClosed(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	w := mustOpen(t, memOptions(fsys))
 	mustClose(t, w)
 	if _, err := w.Append([]byte("x")); !errors.Is(err, ErrClosed) {
@@ -868,7 +869,7 @@ func TestAppendAfterCloseReturnsErrClosed(t *testing.T) {
 }
 
 func TestPayloadLimit(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	w := mustOpen(t, Options{Dir: memDir, FS: fsys})
 	defer mustClose(t, w)
 	big := make([]byte, MaxPayload+1)
@@ -904,8 +905,8 @@ func TestParseSyncPolicy(t *testing.T) {
 func TestOpenRejectsBadOptions(t *testing.T) {
 	for _, o := range []Options{
 		{},
-		{Dir: memDir, SegmentSize: -1, FS: newMemFS()},
-		{Dir: memDir, Sync: SyncPolicy{Interval: -time.Second}, FS: newMemFS()},
+		{Dir: memDir, SegmentSize: -1, FS: waltest.NewMemFS()},
+		{Dir: memDir, Sync: SyncPolicy{Interval: -time.Second}, FS: waltest.NewMemFS()},
 	} {
 		if w, err := Open(o); err == nil {
 			w.Close()
@@ -941,10 +942,10 @@ func TestSecondOpenOfTheSameDirectoryIsRefused(t *testing.T) {
 }
 
 func TestFailedFsyncInIntervalModeRefusesLaterAppends(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	w := mustOpen(t, Options{Dir: memDir, FS: fsys, Sync: SyncPolicy{Interval: time.Millisecond}})
 	mustAppend(t, w, []byte("preallocates the segment, with its own fsync"))
-	fsys.setSyncErr(syscall.EIO)
+	fsys.SetSyncErr(syscall.EIO)
 	mustAppend(t, w, []byte("acknowledged before the ticker's fsync"))
 	var err error
 	for err == nil {
@@ -962,20 +963,20 @@ func TestFailedFsyncInIntervalModeRefusesLaterAppends(t *testing.T) {
 // TestSegmentThatCannotBeCreatedIsRetried: rotation hitting a full disk
 // is not fatal; records go on into the full segment until it succeeds.
 func TestSegmentThatCannotBeCreatedIsRetried(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	opts := Options{Dir: memDir, FS: fsys, SegmentSize: 64}
 	w := mustOpen(t, opts)
 	p := bytes.Repeat([]byte("p"), 50)
 	// Room for the record, none for the next segment's header.
-	fsys.setWriteBudget(int64(frameHeaderSize + len(p)))
+	fsys.SetWriteBudget(int64(frameHeaderSize + len(p)))
 	recs := []rec{mustAppend(t, w, p)}
-	if n := len(fsys.names()); n != 1 {
-		t.Fatalf("rotation on a full disk left %d files %v, want the 1 full segment", n, fsys.names())
+	if n := len(fsys.Names(memDir)); n != 1 {
+		t.Fatalf("rotation on a full disk left %d files %v, want the 1 full segment", n, fsys.Names(memDir))
 	}
-	fsys.setWriteBudget(-1)
+	fsys.SetWriteBudget(-1)
 	recs = append(recs, mustAppend(t, w, []byte("into the full segment, then rotate")))
 	recs = append(recs, mustAppend(t, w, []byte("in the new segment")))
-	if n := len(fsys.names()); n < 2 {
+	if n := len(fsys.Names(memDir)); n < 2 {
 		t.Fatalf("after the disk has room again: %d files, want rotation to have happened", n)
 	}
 	mustClose(t, w)
@@ -987,7 +988,7 @@ func TestSegmentThatCannotBeCreatedIsRetried(t *testing.T) {
 // TestReplayWhileAppending: a replay sees a gap-free prefix of the log
 // while appenders keep rotating segments.
 func TestReplayWhileAppending(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	w := mustOpen(t, Options{Dir: memDir, FS: fsys, SegmentSize: 256})
 	defer mustClose(t, w)
 	const n = 400
@@ -1023,11 +1024,11 @@ func TestReplayWhileAppending(t *testing.T) {
 // segment is filled with zeros ahead of its records; a reopen reads them
 // as the end, and later records land on them, where the first would go.
 func TestPreallocatedZerosAreACleanEndAndAppendsGoOnOverThem(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	opts := Options{Dir: memDir, FS: fsys, SegmentSize: 1 << 20}
 	recs := writeLog(t, opts, 20)
 	paths := segPaths(fsys)
-	b := fsys.bytes(paths[len(paths)-1])
+	b := fsys.Bytes(paths[len(paths)-1])
 	end := recordsEnd(t, b)
 	if len(b) <= end || !allZero(b[end:]) {
 		t.Fatalf("active segment: %d bytes, records end at %d; want zeros after them", len(b), end)
@@ -1041,7 +1042,7 @@ func TestPreallocatedZerosAreACleanEndAndAppendsGoOnOverThem(t *testing.T) {
 	w = mustOpen(t, opts)
 	defer mustClose(t, w)
 	checkRecords(t, "after appends over the zeros and a second reopen", replayAll(t, w, 0), recs)
-	if got := recordsEnd(t, fsys.bytes(paths[len(paths)-1])); got <= end {
+	if got := recordsEnd(t, fsys.Bytes(paths[len(paths)-1])); got <= end {
 		t.Fatalf("records end at %d after ten more, want past %d", got, end)
 	}
 }
@@ -1049,11 +1050,11 @@ func TestPreallocatedZerosAreACleanEndAndAppendsGoOnOverThem(t *testing.T) {
 // TestARecordAfterZerosIsCorruptionNotAnEnd: zeros are an end only when
 // nothing but zeros follows them.
 func TestARecordAfterZerosIsCorruptionNotAnEnd(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	opts := Options{Dir: memDir, FS: fsys, SegmentSize: 1 << 20}
 	writeLog(t, opts, 5)
 	path := segPaths(fsys)[0]
-	b := fsys.bytes(path)
+	b := fsys.Bytes(path)
 	end := recordsEnd(t, b)
 	fr := frames(t, b)
 	// A hole of zeros where the last record was, the record itself later.
@@ -1062,7 +1063,7 @@ func TestARecordAfterZerosIsCorruptionNotAnEnd(t *testing.T) {
 	rec := append([]byte(nil), b[last.start:last.end]...)
 	clear(damaged[last.start:last.end])
 	copy(damaged[end+100:], rec)
-	fsys.setBytes(path, damaged)
+	fsys.SetBytes(path, damaged)
 	_, err := Open(opts)
 	var cerr *CorruptionError
 	if !errors.As(err, &cerr) || cerr.Offset != last.start {
@@ -1073,16 +1074,16 @@ func TestARecordAfterZerosIsCorruptionNotAnEnd(t *testing.T) {
 // TestPreallocationThatHitsAFullDiskFallsBackToGrowing: zeros that do not
 // fit are no error; records still go in while there is room.
 func TestPreallocationThatHitsAFullDiskFallsBackToGrowing(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	core, logs := observer.New(zapcore.WarnLevel)
 	opts := Options{Dir: memDir, FS: fsys, SegmentSize: 1 << 20, Logger: zap.New(core)}
 	w := mustOpen(t, opts)
-	fsys.setWriteBudget(4096) // room for records, not for 1 MiB of zeros
+	fsys.SetWriteBudget(4096) // room for records, not for 1 MiB of zeros
 	var recs []rec
 	for i := range 10 {
 		recs = append(recs, mustAppend(t, w, payloadFor(i)))
 	}
-	fsys.setWriteBudget(-1)
+	fsys.SetWriteBudget(-1)
 	mustClose(t, w)
 	if n := logs.FilterMessage("wal: cannot preallocate the active segment; records grow it as they go").Len(); n != 1 {
 		t.Fatalf("%d preallocation warnings, want 1 (then no more tries in that segment)", n)
@@ -1096,13 +1097,13 @@ func TestPreallocationThatHitsAFullDiskFallsBackToGrowing(t *testing.T) {
 // the pages of records written before it, like any other. In interval
 // mode no other fsync follows the write to report it.
 func TestAFailedFsyncOfThePreallocatedZerosFailsTheLog(t *testing.T) {
-	fsys := newMemFS()
+	fsys := waltest.NewMemFS()
 	w := mustOpen(t, Options{Dir: memDir, FS: fsys, SegmentSize: 1 << 20, Sync: SyncPolicy{Interval: time.Hour}})
-	fsys.setSyncErr(syscall.EIO) // the first append preallocates, then fsyncs
+	fsys.SetSyncErr(syscall.EIO) // the first append preallocates, then fsyncs
 	if _, err := w.Append([]byte("first")); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("append whose preallocation fsync failed: %v, want an error wrapping EIO", err)
 	}
-	fsys.setSyncErr(nil)
+	fsys.SetSyncErr(nil)
 	if _, err := w.Append([]byte("second")); !errors.Is(err, ErrFailed) {
 		t.Fatalf("append after it: %v, want ErrFailed until reopened", err)
 	}

@@ -1,4 +1,4 @@
-package wal
+package waltest
 
 import (
 	"fmt"
@@ -9,13 +9,18 @@ import (
 	"sort"
 	"sync"
 	"syscall"
+
+	"github.com/dynkv/dynkv/wal/vfs"
 )
 
-// memFS is an in-memory FS that injects faults and simulates crashes, in
-// the spirit of pebble's errorfs and strict MemFS: each file remembers the
-// content it had at its last fsync and the directory remembers the entries
-// it had at its last SyncDir, and crash() keeps only those.
-type memFS struct {
+// MemFS is an in-memory vfs.FS that injects faults and simulates crashes,
+// in the spirit of pebble's errorfs and strict MemFS (vfs.NewCrashableMem):
+// each file remembers the content it had at its last fsync and the
+// directory remembers the entries it had at its last SyncDir, and Crash
+// keeps only those. Directories are implicit: MkdirAll does nothing and a
+// file's directory is its path's filepath.Dir. It is safe for concurrent
+// use.
+type MemFS struct {
 	mu      sync.Mutex
 	files   map[string]*memFile
 	durable map[string]*memFile // directory entries as of the last SyncDir
@@ -39,11 +44,14 @@ type memFile struct {
 	synced []byte
 }
 
-func newMemFS() *memFS {
-	return &memFS{files: map[string]*memFile{}, durable: map[string]*memFile{}, writeBudget: -1}
+var _ vfs.FS = (*MemFS)(nil)
+
+// NewMemFS returns an empty file system with no faults set.
+func NewMemFS() *MemFS {
+	return &MemFS{files: map[string]*memFile{}, durable: map[string]*memFile{}, writeBudget: -1}
 }
 
-func (m *memFS) OpenFile(name string, flag int, _ os.FileMode) (File, error) {
+func (m *MemFS) OpenFile(name string, flag int, _ os.FileMode) (vfs.File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, ok := m.files[name]
@@ -62,7 +70,7 @@ func (m *memFS) OpenFile(name string, flag int, _ os.FileMode) (File, error) {
 	return &memHandle{fs: m, f: f, name: name}, nil
 }
 
-func (m *memFS) Remove(name string) error {
+func (m *MemFS) Remove(name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.files[name]; !ok {
@@ -72,7 +80,7 @@ func (m *memFS) Remove(name string) error {
 	return nil
 }
 
-func (m *memFS) ReadDir(dir string) ([]string, error) {
+func (m *MemFS) ReadDir(dir string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var names []string
@@ -85,9 +93,9 @@ func (m *memFS) ReadDir(dir string) ([]string, error) {
 	return names, nil
 }
 
-func (m *memFS) MkdirAll(string, os.FileMode) error { return nil }
+func (m *MemFS) MkdirAll(string, os.FileMode) error { return nil }
 
-func (m *memFS) SyncDir(string) error {
+func (m *MemFS) SyncDir(string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.syncErr != nil {
@@ -100,13 +108,13 @@ func (m *memFS) SyncDir(string) error {
 	return nil
 }
 
-// crash returns the file system a machine would find after losing power
+// Crash returns the file system a machine would find after losing power
 // now: entries as of the last SyncDir, contents as of each file's last
 // fsync.
-func (m *memFS) crash() *memFS {
+func (m *MemFS) Crash() *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := newMemFS()
+	c := NewMemFS()
 	for p, f := range m.durable {
 		nf := &memFile{data: append([]byte(nil), f.synced...)}
 		nf.synced = append([]byte(nil), nf.data...)
@@ -115,12 +123,12 @@ func (m *memFS) crash() *memFS {
 	return c
 }
 
-// clone copies the current state, unsynced data included (a process
+// Clone copies the current state, unsynced data included (a process
 // crash, or a copy to damage on purpose).
-func (m *memFS) clone() *memFS {
+func (m *MemFS) Clone() *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := newMemFS()
+	c := NewMemFS()
 	for p, f := range m.files {
 		nf := &memFile{data: append([]byte(nil), f.data...)}
 		nf.synced = append([]byte(nil), nf.data...)
@@ -129,14 +137,16 @@ func (m *memFS) clone() *memFS {
 	return c
 }
 
-func (m *memFS) bytes(name string) []byte {
+// Bytes returns a copy of a file's current content (nil if it does not
+// exist).
+func (m *MemFS) Bytes(name string) []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]byte(nil), m.files[name].data...)
 }
 
-// setBytes replaces a file's content as if it had been written and synced.
-func (m *memFS) setBytes(name string, b []byte) {
+// SetBytes replaces a file's content as if it had been written and synced.
+func (m *MemFS) SetBytes(name string, b []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f := &memFile{data: append([]byte(nil), b...)}
@@ -144,18 +154,28 @@ func (m *memFS) setBytes(name string, b []byte) {
 	m.files[name], m.durable[name] = f, f
 }
 
-func (m *memFS) names() []string {
-	names, _ := m.ReadDir("/wal")
+// Names lists the files in dir, sorted.
+func (m *MemFS) Names(dir string) []string {
+	names, _ := m.ReadDir(dir)
 	return names
 }
 
-func (m *memFS) setWriteBudget(n int64) { m.mu.Lock(); m.writeBudget = n; m.mu.Unlock() }
-func (m *memFS) setSyncErr(err error)   { m.mu.Lock(); m.syncErr = err; m.mu.Unlock() }
+// SetWriteBudget lets writes store n more bytes of growth (n < 0: no
+// limit); the write that crosses it stores what fits and fails with ENOSPC,
+// like a disk filling up.
+func (m *MemFS) SetWriteBudget(n int64) { m.mu.Lock(); m.writeBudget = n; m.mu.Unlock() }
 
-func (m *memFS) heldSyncs() int { m.mu.Lock(); defer m.mu.Unlock(); return m.syncsHeld }
+// SetSyncErr makes every File.Sync and SyncDir fail with err (nil: succeed).
+func (m *MemFS) SetSyncErr(err error) { m.mu.Lock(); m.syncErr = err; m.mu.Unlock() }
 
-// holdSyncs makes every File.Sync wait until the returned func is called.
-func (m *memFS) holdSyncs() (release func()) {
+// HeldSyncs is how many File.Syncs wait at the gate HoldSyncs set.
+func (m *MemFS) HeldSyncs() int { m.mu.Lock(); defer m.mu.Unlock(); return m.syncsHeld }
+
+// Syncs is how many File.Sync calls have succeeded.
+func (m *MemFS) Syncs() int { m.mu.Lock(); defer m.mu.Unlock(); return m.syncs }
+
+// HoldSyncs makes every File.Sync wait until the returned func is called.
+func (m *MemFS) HoldSyncs() (release func()) {
 	gate := make(chan struct{})
 	m.mu.Lock()
 	m.syncGate = gate
@@ -169,7 +189,7 @@ func (m *memFS) holdSyncs() (release func()) {
 }
 
 type memHandle struct {
-	fs     *memFS
+	fs     *MemFS
 	f      *memFile
 	name   string
 	closed bool
