@@ -42,6 +42,38 @@ type MemFS struct {
 type memFile struct {
 	data   []byte
 	synced []byte
+	// dirty are the ranges of data written or grown since the last Sync,
+	// which copies only them into synced: a log preallocates megabytes
+	// ahead, and copying the whole file on every fsync would make a test
+	// of many small commits quadratic.
+	dirty [][2]int64
+}
+
+// markDirty records that data[from:to] changed; the caller holds the lock.
+func (f *memFile) markDirty(from, to int64) {
+	if from >= to {
+		return
+	}
+	if n := len(f.dirty); n > 0 && f.dirty[n-1][1] == from {
+		f.dirty[n-1][1] = to
+		return
+	}
+	f.dirty = append(f.dirty, [2]int64{from, to})
+}
+
+// sync makes synced equal data; the caller holds the lock.
+func (f *memFile) sync() {
+	size := int64(len(f.data))
+	if int64(len(f.synced)) > size {
+		f.synced = f.synced[:size]
+	} else if grow := size - int64(len(f.synced)); grow > 0 {
+		f.synced = append(f.synced, make([]byte, grow)...)
+	}
+	for _, r := range f.dirty {
+		from, to := min(r[0], size), min(r[1], size)
+		copy(f.synced[from:to], f.data[from:to])
+	}
+	f.dirty = f.dirty[:0]
 }
 
 var _ vfs.FS = (*MemFS)(nil)
@@ -222,9 +254,11 @@ func (h *memHandle) WriteAt(p []byte, off int64) (int, error) {
 		h.fs.writeBudget -= grow
 	}
 	if end := off + n; end > int64(len(h.f.data)) {
+		h.f.markDirty(int64(len(h.f.data)), end)
 		h.f.data = append(h.f.data, make([]byte, end-int64(len(h.f.data)))...)
 	}
 	copy(h.f.data[off:], p[:n])
+	h.f.markDirty(off, off+n)
 	return int(n), err
 }
 
@@ -260,7 +294,7 @@ func (h *memHandle) Sync() error {
 	if h.fs.syncErr != nil {
 		return &fs.PathError{Op: "sync", Path: h.name, Err: h.fs.syncErr}
 	}
-	h.f.synced = append([]byte(nil), h.f.data...)
+	h.f.sync()
 	h.fs.syncs++
 	return nil
 }
@@ -277,6 +311,7 @@ func (h *memHandle) Truncate(size int64) error {
 	if size <= int64(len(h.f.data)) {
 		h.f.data = h.f.data[:size:size]
 	} else {
+		h.f.markDirty(int64(len(h.f.data)), size)
 		h.f.data = append(h.f.data, make([]byte, size-int64(len(h.f.data)))...)
 	}
 	return nil
