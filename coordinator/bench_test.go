@@ -46,21 +46,31 @@ func BenchmarkPut(b *testing.B) {
 }
 
 func BenchmarkGet(b *testing.B) {
-	h := benchHarness(b, Config{LocalBlindWrites: true})
-	c := h.coord("a")
-	value := make([]byte, 100)
-	if _, err := c.Put(bg, WriteRequest{Key: key, Blind: true, Sibling: vclock.Sibling{Value: value}}); err != nil {
-		b.Fatal(err)
-	}
-	h.quiesce()
-	b.Run("N=3/R=2", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, _, err := c.Get(bg, 0, key, 0); err != nil {
-				b.Fatal(err)
-			}
+	for _, tc := range []struct {
+		name string
+		h    func() *harness
+	}{
+		{"N=3/R=2", func() *harness { return benchHarness(b, Config{LocalBlindWrites: true}) }},
+		{"N=1/R=1", func() *harness {
+			return newHarness(b, Config{N: 1, R: 1, W: 1, LocalBlindWrites: true}, []string{"a"}, nil, "a")
+		}},
+	} {
+		h := tc.h()
+		c := h.coord("a")
+		value := make([]byte, 100)
+		if _, err := c.Put(bg, WriteRequest{Key: key, Blind: true, Sibling: vclock.Sibling{Value: value}}); err != nil {
+			b.Fatal(err)
 		}
-		b.StopTimer()
 		h.quiesce()
-	})
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := c.Get(bg, 0, key, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			h.quiesce()
+		})
+	}
 }

@@ -36,8 +36,15 @@ func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vcloc
 
 	tally := newReadTally(r, len(committed))
 	reads := c.startReads(committed, tally.need, db, key)
-	// Whatever the outcome, the answers still on their way feed read repair.
-	defer c.spawn(func(bctx context.Context) { c.readRepair(bctx, tally, reads, db, key) })
+	// Whatever the outcome, the answers still on their way feed read
+	// repair; when every replica asked has answered and they agree there
+	// is nothing to wait for or repair, and no goroutine is started.
+	defer func() {
+		if reads.outstanding == 0 && len(tally.repairTargets()) == 0 {
+			return
+		}
+		c.spawn(func(bctx context.Context) { c.readRepair(bctx, tally, reads, db, key) })
+	}()
 	var hedge <-chan time.Time
 	if len(reads.pending) > 0 {
 		t := time.NewTimer(c.cfg.GatherHedge)
@@ -103,6 +110,16 @@ func (c *Coordinator) startReads(list []string, need, db int, key []byte) *lazyR
 func (l *lazyReads) more(n int) {
 	n = min(n, len(l.pending))
 	if n <= 0 {
+		return
+	}
+	if n == 1 && len(l.pending) == 1 && l.pending[0] == l.c.cluster.Self() {
+		// This node is the only replica left to ask (one node, or N=1):
+		// read its store on this goroutine. There is no other replica to
+		// hedge to while it reads, so a goroutine would only cost its
+		// start and the growth of a fresh stack.
+		s, ok, err := l.c.replicas.Get(l.c.bg, l.pending[0], l.db, l.key)
+		l.answers <- readAnswer{id: l.pending[0], set: s, found: ok, err: err}
+		l.pending, l.outstanding = nil, l.outstanding+1
 		return
 	}
 	l.c.fanOutGetsTo(l.answers, l.pending[:n], l.db, l.key)
