@@ -78,6 +78,10 @@ type Options struct {
 	// before holds its stored bytes, which are not a valid encoding, and
 	// after is nil.
 	OnChange func(db int, key []byte, before, after []byte)
+	// CacheBytes is the memory budget of the cache of recently written and
+	// read states in front of LevelDB (cache.go); 0 means
+	// DefaultCacheBytes, a negative value turns the cache off.
+	CacheBytes int64
 
 	// Test seams, settable only from this package's tests.
 	wrapApply func(apply func(*leveldb.Batch) error) func(*leveldb.Batch) error
@@ -108,6 +112,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = DefaultCacheBytes
 	}
 	return o
 }

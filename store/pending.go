@@ -26,7 +26,8 @@ type pendingApply struct {
 	dropped bool
 	batch   *leveldb.Batch
 	// before and after are the encoded states replaced and written (nil:
-	// absent), for Options.OnChange; left nil when it is not set.
+	// absent), for Options.OnChange and the state cache; before is left
+	// nil when no hook is set.
 	before, after []byte
 }
 

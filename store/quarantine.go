@@ -368,12 +368,14 @@ func (s *Store) quarantineDataLocked(d *damagedError) error {
 
 // quarantineScanned handles a data record a scan found damaged in its
 // snapshot: under the key's lock, if the key's current state is still
-// damaged it is moved aside; a key rewritten since is left alone.
+// damaged it is moved aside; a key rewritten since is left alone. It reads
+// past the state cache, which may still hold the state the damaged bytes
+// replaced.
 func (s *Store) quarantineScanned(db int, key []byte) {
 	mu := s.lockFor(db, key)
 	mu.Lock()
 	defer mu.Unlock()
-	_, _, err := s.readCurrent(db, key)
+	_, _, err := s.readStored(db, key)
 	var d *damagedError
 	if errors.As(err, &d) {
 		_ = s.quarantineDataLocked(d) // counted and logged

@@ -34,11 +34,16 @@ func observed(t *testing.T, opts Options) (*Store, *observer.ObservedLogs) {
 
 // damage overwrites a LevelDB record of the open store directly, as a
 // damaged disk or an encoder bug would leave it: nothing is reported to
-// OnChange and nothing goes through the WAL.
+// OnChange, nothing goes through the WAL, and the key's cached state is
+// forgotten.
 func damage(t *testing.T, s *Store, lkey, v []byte) {
 	t.Helper()
 	if err := s.db().Put(lkey, v, writeSync); err != nil {
 		t.Fatalf("damaging %q: %v", lkey, err)
+	}	// A damaged disk is seen by the reads that miss the state cache:
+	// damage the record as if its cached copy had been evicted.
+	if s.cache != nil && len(lkey) >= 2 && lkey[0] == prefixData {
+		s.cache.forget(int(lkey[1]), lkey[2:])
 	}
 }
 

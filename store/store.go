@@ -80,6 +80,10 @@ type Store struct {
 	sinceCheckpoint atomic.Int64 // WAL payload bytes appended since the last checkpoint
 	kick            chan struct{}
 
+	// cache holds recent states in front of LevelDB (cache.go); nil when
+	// Options.CacheBytes turns it off.
+	cache *stateCache
+
 	// apply writes a batch to LevelDB; tests replace it to inject faults.
 	apply func(*leveldb.Batch) error
 
@@ -136,6 +140,7 @@ func Open(opts Options) (*Store, error) {
 		s.segmentBytes = wal.DefaultSegmentSize
 	}
 	s.ldb.Store(ldb)
+	s.cache = newStateCache(opts.CacheBytes)
 	s.apply = func(b *leveldb.Batch) error { return s.db().Write(b, writeNoSync) }
 	if opts.wrapApply != nil {
 		s.apply = opts.wrapApply(s.apply)
@@ -325,6 +330,15 @@ func (s *Store) read(db int, key []byte) (vclock.Set, bool, error) {
 // applied) state if there is one, else LevelDB's. A record that does not
 // decode is a *damagedError.
 func (s *Store) readCurrent(db int, key []byte) (vclock.Set, bool, error) {
+	return s.readState(db, key, s.cache != nil)
+}
+
+// readStored is readCurrent past the state cache.
+func (s *Store) readStored(db int, key []byte) (vclock.Set, bool, error) {
+	return s.readState(db, key, false)
+}
+
+func (s *Store) readState(db int, key []byte, cached bool) (vclock.Set, bool, error) {
 	if s.closed.Load() {
 		return vclock.Set{}, false, ErrClosed
 	}
@@ -333,10 +347,51 @@ func (s *Store) readCurrent(db int, key []byte) (vclock.Set, bool, error) {
 			return p.set, !p.dropped, nil
 		}
 	}
+	if cached {
+		return s.readCached(db, key)
+	}
 	return s.readLevelDB(db, key)
 }
 
+// readCached is readLevelDB through the state cache.
+func (s *Store) readCached(db int, key []byte) (vclock.Set, bool, error) {
+	enc, found, hit, seq := s.cache.get(db, key)
+	var err error
+	if !hit {
+		if enc, found, err = s.readLevelDBRaw(db, key); err != nil {
+			return vclock.Set{}, false, err
+		}
+	}
+	if !found {
+		if !hit {
+			s.cache.fill(db, key, nil, false, seq)
+		}
+		return vclock.Set{}, false, nil
+	}
+	set, err := vclock.DecodeSet(enc)
+	if err != nil {
+		return vclock.Set{}, false, damagedData(db, key, enc, err)
+	}
+	if !hit {
+		s.cache.fill(db, key, enc, true, seq)
+	}
+	return set, true, nil
+}
+
 func (s *Store) readLevelDB(db int, key []byte) (vclock.Set, bool, error) {
+	v, found, err := s.readLevelDBRaw(db, key)
+	if err != nil || !found {
+		return vclock.Set{}, false, err
+	}
+	set, err := vclock.DecodeSet(v)
+	if err != nil {
+		return vclock.Set{}, false, damagedData(db, key, v, err)
+	}
+	return set, true, nil
+}
+
+// readLevelDBRaw returns the key's stored bytes.
+func (s *Store) readLevelDBRaw(db int, key []byte) ([]byte, bool, error) {
 	dk := dataKey(db, key)
 	v, err := s.db().Get(dk, nil)
 	if errors.Is(err, leveldb.ErrClosed) && !s.closed.Load() {
@@ -347,26 +402,22 @@ func (s *Store) readLevelDB(db int, key []byte) (vclock.Set, bool, error) {
 	}
 	switch {
 	case errors.Is(err, leveldb.ErrNotFound):
-		return vclock.Set{}, false, nil
+		return nil, false, nil
 	case errors.Is(err, leveldb.ErrClosed):
-		return vclock.Set{}, false, ErrClosed
+		return nil, false, ErrClosed
 	case err != nil:
-		return vclock.Set{}, false, fmt.Errorf("store: read db %d key_hash %016x: %w", db, keyHash(db, key), err)
+		return nil, false, fmt.Errorf("store: read db %d key_hash %016x: %w", db, keyHash(db, key), err)
 	}
-	set, err := vclock.DecodeSet(v)
-	if err != nil {
-		return vclock.Set{}, false, damagedData(db, key, v, err)
-	}
-	return set, true, nil
+	return v, true, nil
 }
 
 // commitPut makes next the key's state: WAL first, then LevelDB.
 func (s *Store) commitPut(db int, key []byte, old vclock.Set, oldFound bool, next vclock.Set) error {
 	body := next.Encode()
 	payload := encodeRecord(opPut, db, key, body)
-	p := pendingApply{set: next}
+	p := pendingApply{set: next, after: body}
 	if s.opts.OnChange != nil {
-		p.before, p.after = s.encodeForHook(old, oldFound), body
+		p.before = s.encodeForHook(old, oldFound)
 	}
 	err := s.commit(db, key, payload, s.putBatch(db, key, old, oldFound, next, body), p)
 	if err == nil {
@@ -415,10 +466,12 @@ func (s *Store) commit(db int, key []byte, payload []byte, batch *leveldb.Batch,
 		s.pendingErr = aerr
 		s.pendingN.Add(1)
 		s.pendingMu.Unlock()
+		s.cacheChange(db, key, p)
 		s.log.Error("LevelDB apply failed after WAL append; refusing writes until a retry applies it",
 			zap.Uint64("lsn", lsn), zap.Int("db", db), zap.Error(err))
 		return fmt.Errorf("store: apply WAL record %d (%s) to LevelDB; it is durable and will be applied by a retry or on the next open: %w", lsn, p.subject(db), aerr)
 	}
+	s.cacheChange(db, key, p)
 	if s.sinceCheckpoint.Add(int64(len(payload))) >= s.segmentBytes {
 		select {
 		case s.kick <- struct{}{}:
@@ -426,6 +479,16 @@ func (s *Store) commit(db int, key []byte, payload []byte, batch *leveldb.Batch,
 		}
 	}
 	return nil
+}
+
+// cacheChange records a committed change in the state cache. It runs once
+// the change is applied, or queued (reads check the queue first): a change
+// cached before LevelDB holds it could be evicted, and a reader that then
+// missed would cache the older state LevelDB still returned.
+func (s *Store) cacheChange(db int, key []byte, p pendingApply) {
+	if s.cache != nil && !p.hint {
+		s.cache.set(db, key, p.after, !p.dropped)
+	}
 }
 
 // encodeForHook is a state as Options.OnChange reports it: nil when absent,
