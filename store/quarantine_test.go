@@ -40,7 +40,8 @@ func damage(t *testing.T, s *Store, lkey, v []byte) {
 	t.Helper()
 	if err := s.db().Put(lkey, v, writeSync); err != nil {
 		t.Fatalf("damaging %q: %v", lkey, err)
-	} // A damaged disk is seen by the reads that miss the state cache:
+	}
+	// A damaged disk is seen by the reads that miss the state cache:
 	// damage the record as if its cached copy had been evicted.
 	if s.cache != nil && len(lkey) >= 2 && lkey[0] == prefixData {
 		s.cache.forget(int(lkey[1]), lkey[2:])
