@@ -7,7 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
-	"time"
+
+	"github.com/dynkv/dynkv/internal/testutil"
 )
 
 // randomState draws a state from a small universe of ids, versions and
@@ -38,8 +39,7 @@ func randomState(r *rand.Rand) State {
 }
 
 func TestMergeIsCommutativeAssociativeIdempotent(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testutil.Seed(t, testutil.SeedEnv)
 	r := rand.New(rand.NewPCG(seed, seed>>1))
 	for i := 0; i < 5000; i++ {
 		a, b, c := randomState(r), randomState(r), randomState(r)
@@ -182,8 +182,7 @@ func TestJoinerAloneNeverCommitsFromEpochZero(t *testing.T) {
 }
 
 func TestStateEncodingRoundTrips(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testutil.Seed(t, testutil.SeedEnv)
 	r := rand.New(rand.NewPCG(seed, 7))
 	for i := 0; i < 1000; i++ {
 		s := randomState(r)

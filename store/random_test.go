@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -13,8 +14,7 @@ import (
 // restarts and crashes (directory copies of a running store) must leave the
 // store holding exactly what the same operations give on in-memory Sets.
 func TestRandomOperationsSurviveCrashesAndRestarts(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testutil.Seed(t, testutil.SeedEnv)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	clk := newTestClock()
 	dir := t.TempDir()

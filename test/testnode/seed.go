@@ -1,10 +1,9 @@
 package testnode
 
 import (
-	"os"
-	"strconv"
 	"testing"
-	"time"
+
+	"github.com/dynkv/dynkv/internal/testutil"
 )
 
 // Seed is the seed of a randomised test: the value of the environment
@@ -12,14 +11,5 @@ import (
 // seed with the variable that replays it and fails tb on a malformed value.
 func Seed(tb testing.TB, env string) uint64 {
 	tb.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv(env); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			tb.Fatalf("%s=%q: %v", env, s, err)
-		}
-		seed = v
-	}
-	tb.Logf("seed %d (replay with %s=%d)", seed, env, seed)
-	return seed
+	return testutil.Seed(tb, env)
 }

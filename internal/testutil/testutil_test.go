@@ -1,0 +1,41 @@
+package testutil
+
+import (
+	"testing"
+	"time"
+)
+
+func TestSeedReplaysTheEnvironmentVariable(t *testing.T) {
+	t.Setenv("DYNKV_TESTUTIL_SEED", "12345")
+	if got := Seed(t, "DYNKV_TESTUTIL_SEED"); got != 12345 {
+		t.Fatalf("Seed with the variable set to 12345: %d", got)
+	}
+	t.Setenv("DYNKV_TESTUTIL_SEED", "")
+	if a, b := Seed(t, "DYNKV_TESTUTIL_SEED"), Seed(t, "DYNKV_TESTUTIL_SEED"); a == 0 || b == 0 {
+		t.Fatalf("clock seeds %d, %d: want non-zero", a, b)
+	}
+}
+
+// fakeTB records a Fatalf instead of stopping the test.
+type fakeTB struct {
+	testing.TB
+	failed string
+}
+
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.failed = format
+}
+
+func TestEventuallyWaitsForTheConditionAndGivesUpAtItsDeadline(t *testing.T) {
+	n := 0
+	Eventually(t, 10*time.Second, time.Millisecond, "three polls", func() bool { n++; return n >= 3 })
+	if n != 3 {
+		t.Fatalf("polled %d times, want 3", n)
+	}
+	f := &fakeTB{TB: t}
+	Eventually(f, 20*time.Millisecond, time.Millisecond, "never", func() bool { return f.failed != "" })
+	if f.failed == "" {
+		t.Fatal("a condition that never holds did not fail the test")
+	}
+}
