@@ -946,11 +946,17 @@ func TestFailedFsyncInIntervalModeRefusesLaterAppends(t *testing.T) {
 	w := mustOpen(t, Options{Dir: memDir, FS: fsys, Sync: SyncPolicy{Interval: time.Millisecond}})
 	mustAppend(t, w, []byte("preallocates the segment, with its own fsync"))
 	fsys.SetSyncErr(syscall.EIO)
-	mustAppend(t, w, []byte("acknowledged before the ticker's fsync"))
+	// Appends are acknowledged after their write; the ticker's fsync, every
+	// millisecond, fails, and from then on appends are refused. (Which
+	// append is the first refused depends on when the ticker runs.)
 	var err error
+	deadline := time.Now().Add(20 * time.Second)
 	for err == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("appends still acknowledged 20s after fsyncs began to fail")
+		}
+		_, err = w.Append([]byte("acknowledged until the ticker's fsync fails"))
 		time.Sleep(time.Millisecond)
-		_, err = w.Append([]byte("more"))
 	}
 	if !errors.Is(err, ErrFailed) || !errors.Is(err, syscall.EIO) {
 		t.Fatalf("append after the ticker's fsync failed: %v, want ErrFailed wrapping EIO", err)

@@ -430,11 +430,7 @@ func TestChaosFiveNodesLoseNoAcknowledgedWrite(t *testing.T) {
 	t.Run("WipedHintsConvergeByAntiEntropy", func(t *testing.T) {
 		victim := ch.rng.IntN(5)
 		keys := ch.outage(victim, "aae/", func() {
-			for _, nd := range ch.others(victim) {
-				if err := nd.WipeHints(); err != nil {
-					t.Errorf("wiping hints: %v", err)
-				}
-			}
+			testnode.WipeAllHints(t, time.Minute, ch.others(victim)...)
 			if n, err := ch.hintsPending(); err != nil || n != 0 {
 				t.Errorf("hints pending after wiping every node's: got %d (%v), want 0", n, err)
 			}

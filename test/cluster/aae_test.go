@@ -53,17 +53,7 @@ func TestReplicaWhoseHintsWereWipedConvergesThroughAntiEntropyAlone(t *testing.T
 	// A hint is stored after its write was acknowledged, once the merge to
 	// the dead node has failed (with its retries): wipe until a pass a
 	// moment after the last finds none.
-	for wiped := -1; wiped != 0; {
-		wiped = 0
-		for _, nd := range []*testnode.Node{n0, n1} {
-			n, err := nd.WipeHintsCount()
-			if err != nil {
-				t.Fatalf("wiping hints: %v", err)
-			}
-			wiped += n
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	testnode.WipeAllHints(t, time.Minute, n0, n1)
 	n2.Restart()
 	start := time.Now()
 	deadline := start.Add(2 * time.Minute)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/replication"
 	"github.com/dynkv/dynkv/replication/transport"
 	"github.com/dynkv/dynkv/test/testnode"
@@ -262,11 +263,19 @@ func checkHintsAndAAE(t *testing.T, c *testnode.Cluster) {
 	const keys = 20
 	for i := range keys {
 		if i == keys/2 {
-			for _, nd := range []*testnode.Node{n0, n1} {
-				if err := nd.WipeHints(); err != nil {
-					t.Fatalf("wiping hints: %v", err)
+			// Each of these writes leaves one hint for n2 on its
+			// coordinator, stored once the merge to n2 has failed, after
+			// the write's acknowledgement: wait for all of them, so that
+			// none is stored after the wipe.
+			testutil.Eventually(t, time.Minute, 50*time.Millisecond, "a hint for each of the first writes", func() bool {
+				held := 0
+				for _, nd := range []*testnode.Node{n0, n1} {
+					n, _ := hintsFor(t, nd, n2.ID())
+					held += n
 				}
-			}
+				return held >= keys/2
+			})
+			testnode.WipeAllHints(t, time.Minute, n0, n1)
 		}
 		mustPut(t, []*testnode.Node{n0, n1}[i%2], fmt.Sprintf("hmac/miss-%02d", i), []byte(fmt.Sprintf("v%d", i)), testnode.KV{W: 2})
 	}

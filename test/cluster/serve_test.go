@@ -16,9 +16,19 @@ func TestThreeAndFiveNodeClustersServeEveryKeyFromEveryNode(t *testing.T) {
 			start := time.Now()
 			c := testnode.Start(t, size, testnode.Options{})
 			t.Logf("%d nodes started and agreed on the ring in %.1fs", size, time.Since(start).Seconds())
-			statuses, err := testnode.Statuses(c.Nodes)
-			if err != nil {
-				t.Fatal(err)
+			// The ring comes by push-pull; each node's failure detector
+			// learns of the others by gossip, which may take a few more
+			// rounds on a loaded machine: poll until every node sees every
+			// member alive, for at most 30s, then check everything.
+			var statuses map[string]testnode.Status
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				var err error
+				if statuses, err = testnode.Statuses(c.Nodes); err != nil {
+					t.Fatal(err)
+				}
+				if allAlive(statuses, c.Nodes) || time.Now().After(deadline) {
+					break
+				}
 			}
 			for id, s := range statuses {
 				if s.Node != id {
@@ -86,4 +96,16 @@ func TestSequentialBlindWritesLeaveLastValue(t *testing.T) {
 			t.Errorf("after %d sequential blind writes, GET via %s: got %d %q, want 200 [%q]", writes, nd.ID(), r.Status, vals, last)
 		}
 	}
+}
+
+// allAlive reports whether every status shows every node alive.
+func allAlive(statuses map[string]testnode.Status, nodes []*testnode.Node) bool {
+	for _, s := range statuses {
+		for _, nd := range nodes {
+			if m, ok := s.Member(nd.ID()); !ok || m.State != testnode.StateAlive {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"testing"
+	"time"
 )
 
 // WipeHints drops every hint the node holds, through DELETE
@@ -36,4 +38,27 @@ func (n *Node) WipeHintsCount() (int, error) {
 		}
 	}
 	return b.Wiped, nil
+}
+
+// WipeAllHints wipes the hints of every node until a pass, a moment after
+// the last, finds none: a coordinator stores a hint after the write's
+// acknowledgement (WipeHintsCount), so one pass can miss hints still on
+// their way. It fails tb after within.
+func WipeAllHints(tb testing.TB, within time.Duration, nodes ...*Node) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for wiped := -1; wiped != 0; {
+		if time.Now().After(deadline) {
+			tb.Fatalf("hints still appearing after %s of wiping", within)
+		}
+		wiped = 0
+		for _, nd := range nodes {
+			n, err := nd.WipeHintsCount()
+			if err != nil {
+				tb.Fatalf("wiping hints: %v", err)
+			}
+			wiped += n
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
