@@ -112,27 +112,30 @@ func (c *stateCache) putLocked(sh *cacheShard, db int, key []byte, enc []byte, f
 	if size > c.perShard/8 {
 		// A value this large would evict much for one key: drop the entry
 		// instead, so that the next read goes to LevelDB.
-		if old, ok := sh.m[string(k)]; ok {
-			sh.bytes -= int64(len(k) + len(old.enc) + cacheEntryOverhead)
-			delete(sh.m, string(k))
-		}
+		sh.removeLocked(k)
 		return
 	}
-	if old, ok := sh.m[string(k)]; ok {
-		sh.bytes -= int64(len(k) + len(old.enc) + cacheEntryOverhead)
-	}
+	sh.removeLocked(k)
 	sh.m[string(k)] = cacheEntry{enc: enc, found: found}
 	sh.bytes += size
 	if sh.bytes > c.perShard {
 		// Evict about a quarter of the shard, in map order (random
 		// enough: the map's iteration starts at a random slot).
 		sh.seq++
-		for ek, e := range sh.m {
+		for ek := range sh.m {
 			if sh.bytes <= c.perShard*3/4 {
 				break
 			}
-			sh.bytes -= int64(len(ek) + len(e.enc) + cacheEntryOverhead)
-			delete(sh.m, ek)
+			sh.removeLocked([]byte(ek))
 		}
+	}
+}
+
+// removeLocked drops the entry of k, if any, from the shard's map and
+// budget; the caller holds sh.mu.
+func (sh *cacheShard) removeLocked(k []byte) {
+	if e, ok := sh.m[string(k)]; ok {
+		sh.bytes -= int64(len(k) + len(e.enc) + cacheEntryOverhead)
+		delete(sh.m, string(k))
 	}
 }

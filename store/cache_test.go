@@ -19,11 +19,8 @@ func (c *stateCache) forget(db int, key []byte) {
 	sh := c.shard(db, key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e, ok := sh.m[string(k)]; ok {
-		sh.bytes -= int64(len(k) + len(e.enc) + cacheEntryOverhead)
-		delete(sh.m, string(k))
-		sh.seq++
-	}
+	sh.removeLocked(k)
+	sh.seq++
 }
 
 // A reader that missed and read LevelDB must not put its state back once

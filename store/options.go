@@ -80,7 +80,8 @@ type Options struct {
 	OnChange func(db int, key []byte, before, after []byte)
 	// CacheBytes is the memory budget of the cache of recently written and
 	// read states in front of LevelDB (cache.go); 0 means
-	// DefaultCacheBytes, a negative value turns the cache off.
+	// DefaultCacheBytes, a negative value (or one under 256 KiB, too small
+	// for its 64 shards) turns the cache off.
 	CacheBytes int64
 
 	// Test seams, settable only from this package's tests.
