@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/wal/waltest"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -20,6 +21,10 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const memDir = "/wal"
+
+// pollWithin bounds a test's wait for the WAL to reach a state; it only
+// stops a broken test and says nothing about speed.
+const pollWithin = 30 * time.Second
 
 type rec struct {
 	lsn     uint64
@@ -483,9 +488,8 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 				}
 				blocker <- rec{lsn, []byte("synced while the batch fills")}
 			}()
-			for fsys.HeldSyncs() == 0 { // its batch is written, the flusher is in fsync
-				time.Sleep(100 * time.Microsecond)
-			}
+			// its batch is written, the flusher is in fsync
+			testutil.Eventually(t, pollWithin, 100*time.Microsecond, "the flusher to hold an fsync", func() bool { return fsys.HeldSyncs() > 0 })
 			var wg sync.WaitGroup
 			errs := make([]error, 8)
 			for g := range errs {
@@ -493,9 +497,7 @@ func TestWriteFailureFailsOnlyThatBatchAndLogStaysUsable(t *testing.T) {
 					_, errs[g] = w.Append([]byte(fmt.Sprintf("doomed-%d-%s", g, bytes.Repeat([]byte("z"), 30))))
 				})
 			}
-			for w.LastLSN() < 6+uint64(len(errs)) {
-				time.Sleep(100 * time.Microsecond)
-			}
+			testutil.Eventually(t, pollWithin, 100*time.Microsecond, "every doomed append to get an LSN", func() bool { return w.LastLSN() >= 6+uint64(len(errs)) })
 			sizeBefore := recordsEnd(t, fsys.Bytes(active)) // the blocker's record is written, only its sync waits
 			fsys.SetWriteBudget(budget)
 			release()
@@ -623,16 +625,12 @@ func TestAppendersWaitingTogetherShareOneWriteAndFsync(t *testing.T) {
 	release := fsys.HoldSyncs()
 	var wg sync.WaitGroup
 	wg.Go(func() { appendOrError(t, w, []byte("first")) })
-	for fsys.HeldSyncs() == 0 {
-		time.Sleep(100 * time.Microsecond)
-	}
+	testutil.Eventually(t, pollWithin, 100*time.Microsecond, "the flusher to hold an fsync", func() bool { return fsys.HeldSyncs() > 0 })
 	const n = 16
 	for g := 0; g < n; g++ {
 		wg.Go(func() { appendOrError(t, w, []byte(fmt.Sprintf("queued-%d", g))) })
 	}
-	for w.LastLSN() < 1+n {
-		time.Sleep(100 * time.Microsecond)
-	}
+	testutil.Eventually(t, pollWithin, 100*time.Microsecond, "every queued append to get an LSN", func() bool { return w.LastLSN() >= 1+n })
 	release()
 	wg.Wait()
 	if s := w.Stats(); s.Appends != 1+n || s.Batches != 2 || s.Syncs != 2 {
@@ -649,9 +647,7 @@ func TestFullBatchBlocksAppenders(t *testing.T) {
 	release := fsys.HoldSyncs()
 	var wg sync.WaitGroup
 	wg.Go(func() { appendOrError(t, w, []byte("first")) })
-	for fsys.HeldSyncs() == 0 {
-		time.Sleep(100 * time.Microsecond)
-	}
+	testutil.Eventually(t, pollWithin, 100*time.Microsecond, "the flusher to hold an fsync", func() bool { return fsys.HeldSyncs() > 0 })
 	const n, size = 10, 1 << 20
 	for range n {
 		wg.Go(func() { appendOrError(t, w, make([]byte, size)) })
@@ -662,16 +658,13 @@ func TestFullBatchBlocksAppenders(t *testing.T) {
 		defer w.mu.Unlock()
 		return w.spaceWaiters, len(w.pending.buf)
 	}
-	for {
+	testutil.Eventually(t, pollWithin, 100*time.Microsecond, fmt.Sprintf("%d appenders to wait for room", n-fit), func() bool {
 		blocked, pending := waiting()
 		if pending > maxBatchBytes {
 			t.Fatalf("pending batch grew to %d bytes, bound is %d", pending, maxBatchBytes)
 		}
-		if blocked == n-fit {
-			break
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+		return blocked == n-fit
+	})
 	if got := w.LastLSN(); got != uint64(1+fit) {
 		t.Fatalf("with the flusher stuck, %d records got an LSN, want %d (1 + %d that fit in a batch)", got, 1+fit, fit)
 	}
@@ -718,9 +711,7 @@ func TestCrashLosesNoAcknowledgedRecord(t *testing.T) {
 			}
 		})
 	}
-	for w.Stats().Appends < 500 {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, pollWithin, time.Millisecond, "500 appends", func() bool { return w.Stats().Appends >= 500 })
 	mu.Lock()
 	ackedBefore := make(map[uint64][]byte, len(acked))
 	for k, v := range acked {
@@ -845,9 +836,7 @@ func TestIntervalSyncAcknowledgesBeforeFsyncAndSyncsOnTick(t *testing.T) {
 	w = mustOpen(t, opts)
 	defer mustClose(t, w)
 	recs = append(recs, mustAppend(t, w, []byte("ticked")))
-	for w.Stats().Syncs == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, pollWithin, time.Millisecond, "the interval ticker's first fsync", func() bool { return w.Stats().Syncs > 0 })
 	w2 := mustOpen(t, memOptions(fsys.Crash()))
 	defer mustClose(t, w2)
 	checkRecords(t, "after the ticker's fsync", replayAll(t, w2, 0), recs)

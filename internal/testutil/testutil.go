@@ -1,6 +1,8 @@
 // Package testutil holds the helpers tests across dynkv share: the seed of
-// a randomised test, which an environment variable replays, and a poll
-// with a deadline. It is imported by tests only.
+// a randomised test, which an environment variable replays, a poll with a
+// deadline and a clock that moves by hand (FakeClock). Its subpackage
+// storetest opens stores for the packages above the store. It is imported
+// by tests only.
 package testutil
 
 import (

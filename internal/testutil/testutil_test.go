@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -37,5 +38,35 @@ func TestEventuallyWaitsForTheConditionAndGivesUpAtItsDeadline(t *testing.T) {
 	Eventually(f, 20*time.Millisecond, time.Millisecond, "never", func() bool { return f.failed != "" })
 	if f.failed == "" {
 		t.Fatal("a condition that never holds did not fail the test")
+	}
+}
+
+func TestFakeClockMovesOnlyByHandOrBySleep(t *testing.T) {
+	c := NewFakeClock()
+	if !c.Now().Equal(FakeEpoch) {
+		t.Fatalf("new clock at %s, want %s", c.Now(), FakeEpoch)
+	}
+	c.Advance(time.Second)
+	var hooked time.Time
+	c.OnSleep(func(time.Duration) { hooked = c.Now() })
+	if err := c.Sleep(context.Background(), time.Minute); err != nil {
+		t.Fatalf("Sleep: %v", err)
+	}
+	if want := FakeEpoch.Add(time.Second); !hooked.Equal(want) {
+		t.Fatalf("the hook saw %s, want the time before the sleep %s", hooked, want)
+	}
+	if want := FakeEpoch.Add(time.Second + time.Minute); !c.Now().Equal(want) {
+		t.Fatalf("after Advance(1s) and Sleep(1m): %s, want %s", c.Now(), want)
+	}
+	if c.Slept() != time.Minute {
+		t.Fatalf("Slept = %s, want 1m (Advance is not a sleep)", c.Slept())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.Sleep(ctx, time.Hour); err != context.Canceled {
+		t.Fatalf("Sleep on a cancelled context: %v, want context.Canceled", err)
+	}
+	if c.Slept() != time.Minute {
+		t.Fatalf("a cancelled Sleep moved the clock: slept %s", c.Slept())
 	}
 }
