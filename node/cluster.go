@@ -9,7 +9,7 @@ import (
 	"github.com/dynkv/dynkv/coordinator"
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/replication"
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/vclock"
 )
 

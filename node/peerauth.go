@@ -7,7 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dynkv/dynkv/replication"
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 )
 
 // peerPolicy is how node-to-node RPC (/internal/v1/ except debug/) tells a

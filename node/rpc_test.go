@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/replication"
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 )
 
 // rpcServed sums the node-to-node calls a node's handlers ran, by way in.

@@ -93,7 +93,7 @@ func (s *Server) handler(id callID) func(context.Context, []byte) ([]byte, error
 
 // Paths a call travels, the "via" of CallCount.
 const (
-	ViaTransport = "transport" // the node-to-node transport (replication/transport)
+	ViaTransport = "transport" // the node-to-node transport (replication/rpc/transport)
 	ViaHTTP2     = "http2"     // the HTTP/2 RPC, kept for peers of older versions
 )
 

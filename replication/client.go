@@ -16,7 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/vclock"
 )
 

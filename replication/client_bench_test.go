@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 	"github.com/dynkv/dynkv/wal"

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/wal"
 )
 

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 )
 
 // testPKI is a CA with one server certificate for 127.0.0.1 and one client

@@ -8,7 +8,7 @@
 // and writes), coordinate (hand a client write to a replica of its
 // preference list, which mints the new version), hint and the anti-entropy
 // reads (calls.go lists them). They travel on the node-to-node transport
-// (replication/transport): one persistent connection per peer, reached by
+// (replication/rpc/transport): one persistent connection per peer, reached by
 // an HTTP/1.1 upgrade on the node's HTTP port (TLS with the node's
 // certificate when configured), on which every concurrent call is a pair
 // of binary frames; Server.ServeCall serves them. A peer that answers the

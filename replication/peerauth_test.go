@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 )
 
 var (

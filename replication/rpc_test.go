@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/wal"
 )

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/store"
 )
 
@@ -125,7 +125,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, call string, err
 }
 
 // ServeCall is the transport.Handler of the node-to-node transport
-// (replication/transport): it serves call with the same handlers as the
+// (replication/rpc/transport): it serves call with the same handlers as the
 // HTTP/2 RPC. Who may call was settled before, by the transport.Server
 // (its Authorize on the upgrade request, its Keys in the handshake and on
 // every frame), so Authorize and PeerKeys, the HTTP/2 RPC's checks, play

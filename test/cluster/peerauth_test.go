@@ -17,7 +17,7 @@ import (
 
 	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/replication"
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/test/testnode"
 	"github.com/dynkv/dynkv/vclock"
 )
