@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/ratelimit"
+
 	"go.uber.org/zap"
 
 	"github.com/dynkv/dynkv/membership"
@@ -152,7 +154,7 @@ type AAEStats struct {
 type AntiEntropy struct {
 	cfg    AntiEntropyConfig
 	log    *zap.Logger
-	bucket *tokenBucket
+	bucket *ratelimit.Bucket
 	// next is the partition the next round exchanges first, so a backlog
 	// larger than ExchangesPerRound is worked through in turn rather than
 	// the low partitions starving the rest (loop goroutine only).
@@ -181,7 +183,7 @@ func NewAntiEntropy(cfg AntiEntropyConfig) (*AntiEntropy, error) {
 	return &AntiEntropy{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		bucket: newTokenBucket(rate, max(rate, 2*aaeTreeBytes), realClock{}),
+		bucket: ratelimit.NewBucket(rate, max(rate, 2*aaeTreeBytes), ratelimit.RealClock{}),
 	}, nil
 }
 
@@ -363,7 +365,7 @@ func (a *AntiEntropy) fetchRoots(ctx context.Context, peer string, parts int) (r
 		}
 		a.mu.Unlock()
 	}()
-	if err := a.bucket.wait(ctx, 8*parts); err != nil {
+	if err := a.bucket.Wait(ctx, 8*parts); err != nil {
 		return nil, err
 	}
 	r, err := a.cfg.Peers.AAERoots(ctx, peer)

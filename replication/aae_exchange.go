@@ -43,7 +43,7 @@ func (a *AntiEntropy) diffWith(ctx context.Context, p int, peer string) ([]int, 
 	if err != nil {
 		return nil, err
 	}
-	if err := a.bucket.wait(ctx, aaeTreeBytes); err != nil {
+	if err := a.bucket.Wait(ctx, aaeTreeBytes); err != nil {
 		return nil, err
 	}
 	remote, err := a.cfg.Peers.AAETree(ctx, peer, p)
@@ -102,7 +102,7 @@ func (a *AntiEntropy) reconcile(ctx context.Context, d leafDiff) (err error) {
 	if err != nil {
 		return fmt.Errorf("replication: anti-entropy partition %d with %s: %w", p, peer, err)
 	}
-	if err := a.bucket.wait(ctx, 16*len(theirs)); err != nil {
+	if err := a.bucket.Wait(ctx, 16*len(theirs)); err != nil {
 		return err
 	}
 	ours, err := bucketKeys(a.cfg.Store, a.cfg.Trees.Partitions(), p, leaves)
@@ -147,7 +147,7 @@ func (a *AntiEntropy) repair(ctx context.Context, peer string, d keyDiff) error 
 		}
 		if found {
 			remoteFound = true
-			if err := a.bucket.wait(ctx, len(d.Key)+len(set.Encode())); err != nil {
+			if err := a.bucket.Wait(ctx, len(d.Key)+len(set.Encode())); err != nil {
 				return err
 			}
 			if merged, err = a.cfg.Store.Merge(d.DB, d.Key, set); err != nil {
@@ -175,7 +175,7 @@ func (a *AntiEntropy) repair(ctx context.Context, peer string, d keyDiff) error 
 		a.count(func(s *AAEStats) { s.TombstonesNotPushed++ })
 		return nil
 	}
-	if err := a.bucket.wait(ctx, len(d.Key)+len(enc)); err != nil {
+	if err := a.bucket.Wait(ctx, len(d.Key)+len(enc)); err != nil {
 		return err
 	}
 	if err := a.cfg.Peers.Merge(ctx, peer, d.DB, d.Key, merged); err != nil {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/ratelimit"
+
 	"go.uber.org/zap"
 
 	"github.com/dynkv/dynkv/membership"
@@ -73,7 +75,7 @@ type HandoffConfig struct {
 	Settle time.Duration
 	Logger *zap.Logger
 
-	clock handoffClock // test seam; default the real clock
+	clock ratelimit.Clock // test seam; default the real clock
 }
 
 func (c HandoffConfig) withDefaults() HandoffConfig {
@@ -102,7 +104,7 @@ func (c HandoffConfig) withDefaults() HandoffConfig {
 		c.Logger = zap.NewNop()
 	}
 	if c.clock == nil {
-		c.clock = realClock{}
+		c.clock = ratelimit.RealClock{}
 	}
 	return c
 }
@@ -153,7 +155,7 @@ func (c HandoffConfig) validate() error {
 type Handoff struct {
 	cfg    HandoffConfig
 	log    *zap.Logger
-	bucket *tokenBucket
+	bucket *ratelimit.Bucket
 
 	startMu sync.Mutex
 	cancel  context.CancelFunc
@@ -200,7 +202,7 @@ func NewHandoff(cfg HandoffConfig) (*Handoff, error) {
 	return &Handoff{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		bucket: newTokenBucket(float64(cfg.Rate), float64(cfg.BatchBytes), cfg.clock),
+		bucket: ratelimit.NewBucket(float64(cfg.Rate), float64(cfg.BatchBytes), cfg.clock),
 	}, nil
 }
 

@@ -183,7 +183,7 @@ func (p *pass) flush(ctx context.Context, name string) error {
 			delivered = false
 			continue
 		}
-		if err := p.h.bucket.wait(ctx, g.bytes); err != nil {
+		if err := p.h.bucket.Wait(ctx, g.bytes); err != nil {
 			return err
 		}
 		if err := p.h.cfg.Send(ctx, d, g.items); err != nil {

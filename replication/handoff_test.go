@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/ratelimit"
+
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
@@ -128,7 +130,7 @@ type fakeNet struct {
 	calls  int
 	acked  int // keys delivered
 	sends  []fakeSend
-	clock  *fakeClock
+	clock  *ratelimit.FakeClock
 }
 
 type fakeSend struct {
@@ -238,13 +240,13 @@ func storeContents(t *testing.T, s *store.Store) map[storedKey]vclock.Set {
 type handoffRig struct {
 	ring  *fakeRing
 	net   *fakeNet
-	clock *fakeClock
+	clock *ratelimit.FakeClock
 	h     *Handoff
 }
 
 func newHandoffRig(t *testing.T, self string, st membership.State, stores map[string]*store.Store, tweak func(*HandoffConfig)) *handoffRig {
 	t.Helper()
-	rig := &handoffRig{ring: &fakeRing{self: self, state: st}, clock: newFakeClock()}
+	rig := &handoffRig{ring: &fakeRing{self: self, state: st}, clock: ratelimit.NewFakeClock()}
 	rig.net = &fakeNet{stores: stores, clock: rig.clock}
 	cfg := HandoffConfig{
 		Self:       self,
@@ -506,7 +508,9 @@ func TestHandoffTrafficKeepsToTheRate(t *testing.T) {
 		t.Fatalf("only %d bytes sent; the test needs many refills", total)
 	}
 	// Sends happen after their admission, so the bound holds at send time.
-	checkPacing(t, start, at, sizes, rate, batch)
+	if err := ratelimit.CheckPacing(start, at, sizes, rate, batch); err != nil {
+		t.Fatal(err)
+	}
 	if elapsed, need := rig.clock.Now().Sub(start), time.Duration(float64(total-batch)/rate*float64(time.Second)); elapsed < need {
 		t.Fatalf("%d bytes sent in %s of handoff clock, the rate needs %s", total, elapsed, need)
 	}
@@ -719,7 +723,7 @@ func TestTransferWaitsForWritesUnderTheOldPlacementToSettle(t *testing.T) {
 	keys := fillStore(t, stores["a"], 20)
 	st := ringState(1, []string{"a"}, map[string]membership.Status{"a": membership.StatusValid, "b": membership.StatusJoining})
 	rig := newHandoffRig(t, "a", st, stores, nil)
-	rig.clock.onSleep = func(time.Duration) {
+	rig.clock.OnSleep = func(time.Duration) {
 		set, _, err := stores["a"].Put(0, []byte("landed-while-settling"), "a", vclock.Context{}, vclock.Sibling{Value: []byte("v")})
 		if err != nil {
 			t.Errorf("Put: %v", err)
