@@ -158,3 +158,15 @@ func (e *RemoteError) Error() string {
 }
 
 func (e *RemoteError) Unwrap() error { return e.cause }
+
+// Status is the HTTP status the HTTP/2 RPC answers an error frame of code
+// c with.
+func (c ErrorCode) Status() int { return c.status() }
+
+// DecodeErrorFrame reads an error frame (the detail of a transport error,
+// or the body of a failed HTTP/2 call): its code and message. The rooms'
+// tests check their calls' failures with it.
+func DecodeErrorFrame(b []byte) (ErrorCode, string, error) {
+	f, err := decodeError(b)
+	return f.Code, f.Message, err
+}

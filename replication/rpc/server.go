@@ -16,8 +16,10 @@ import (
 	"github.com/dynkv/dynkv/store"
 )
 
-// contentType marks RPC frames, so a stray browser or proxy response is not
-// mistaken for one.
+// ContentType marks RPC frames, so a stray browser or proxy response is
+// not mistaken for one.
+const ContentType = contentType
+
 const contentType = "application/x-dynkv-rpc"
 
 // Server answers the node-to-node calls of one node, two ways in with one
