@@ -31,7 +31,7 @@
 //     over the transport both sides prove theirs in a keyed handshake and
 //     every frame carries an HMAC-SHA256 tag (transport.Keyring); over the
 //     HTTP/2 RPC every call is signed with HMAC-SHA256
-//     (replication.PeerKeys), the header checked before the body is read.
+//     (rpc.PeerKeys), the header checked before the body is read.
 //     The first key proves, every key is accepted, so it rotates with the
 //     gossip keyring.
 //   - neither, but --auth-token: the bearer-token fallback; a node presents

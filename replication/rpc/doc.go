@@ -50,5 +50,4 @@
 // cap, or shutting down) with ErrUnavailable, and a coordinator may try
 // another replica; a call whose outcome is unknown (the connection broke
 // after the request was sent) wraps neither.
-//
 package rpc

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/internal/testutil"
 )
 
 func TestCallRoundTripsPayloadsOfEverySize(t *testing.T) {
@@ -587,9 +589,10 @@ func TestCallerDoesNotWaitBehindAPeerThatStopsReading(t *testing.T) {
 func TestCallsGivenUpAtRandomNeverGetAnotherCallsAnswer(t *testing.T) {
 	seed := *seedFlag
 	if seed == 0 {
-		seed = time.Now().UnixNano()
+		seed = int64(testutil.Seed(t, testutil.SeedEnv))
+	} else {
+		t.Logf("seed %d (from -transport.seed)", seed)
 	}
-	t.Logf("seed %d (replay with -transport.seed)", seed)
 	h := func(ctx context.Context, call byte, payload []byte) ([]byte, error) {
 		if d := time.Duration(payload[0]) * 20 * time.Microsecond; d > 0 {
 			select {

@@ -102,7 +102,7 @@
 //
 // A failed Call is an *Error (the handler ran and failed) or wraps exactly
 // one of ErrNotDelivered (the peer certainly did not run it: safe to send
-// elsewhere, like replication.ErrUnreachable) and ErrOutcomeUnknown (the
+// elsewhere, like rpc.ErrUnreachable) and ErrOutcomeUnknown (the
 // request was written, then the connection broke or the caller stopped
 // waiting), along with the reason.
 package transport

@@ -26,7 +26,7 @@ const (
 	magic      = 0xD1
 
 	// DefaultMaxFrameBytes is the largest payload a side accepts unless
-	// configured otherwise, as the HTTP/2 RPC's replication.MaxFrameBytes.
+	// configured otherwise, as the HTTP/2 RPC's rpc.MaxFrameBytes.
 	DefaultMaxFrameBytes = 64 << 20
 	// maxHandshakePayload bounds every frame before the handshake is
 	// done, so that a stranger makes a node allocate next to nothing.

@@ -23,9 +23,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/dynkv/dynkv/internal/testutil"
 )
 
-var seedFlag = flag.Int64("transport.seed", 0, "seed of the randomized tests (0: time-based)")
+var seedFlag = flag.Int64("transport.seed", 0, "seed of the randomized tests (0: "+testutil.SeedEnv+" or time-based, testutil.Seed)")
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -123,13 +125,7 @@ func ctxTimeout(tb testing.TB, d time.Duration) context.Context {
 // deadline passes.
 func eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %s: %s never happened", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(tb, d, 5*time.Millisecond, what, cond)
 }
 
 // rawConn is a hand-driven client: it upgrades a TCP connection and runs

@@ -8,7 +8,7 @@ import (
 
 // keyLabel derives the transport's keys from the cluster secrets (the
 // gossip keys), so that neither an AES gossip key nor the HTTP RPC's
-// signing key (replication.PeerKeys, label "dynkv node-to-node rpc v1")
+// signing key (rpc.PeerKeys, label "dynkv node-to-node rpc v1")
 // is ever used directly here.
 const keyLabel = "dynkv node-to-node transport v1"
 
