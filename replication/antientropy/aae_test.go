@@ -12,7 +12,7 @@ import (
 
 	"github.com/dynkv/dynkv/internal/lifecycle"
 	"github.com/dynkv/dynkv/membership"
-	"github.com/dynkv/dynkv/replication/internal/reptest"
+	"github.com/dynkv/dynkv/replication/internal/rpctest"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
@@ -105,7 +105,7 @@ func newAAERig(t *testing.T, tweak func(*AntiEntropyConfig)) *aaeRig {
 	r.a, r.ta = openTreeStore(t, t.TempDir())
 	r.b, r.tb = openTreeStore(t, t.TempDir())
 	addr := serveTrees(t, r.b, r.tb)
-	client := reptest.NewClient(t, rpc.ClientConfig{})
+	client := rpctest.NewClient(t, rpc.ClientConfig{})
 	r.peers = &countingPeers{AAEPeers: RPCPeers{&rpc.Replicas{Self: "a", Store: r.a, Client: client, Members: func(id string) (membership.Member, bool) {
 		return membership.Member{ID: id, HTTPAddr: addr}, id == "b"
 	}}}}
@@ -421,7 +421,7 @@ func TestAntiEntropyExchangesAPartitionOnlyWithItsOtherReplicas(t *testing.T) {
 		"b": serveTrees(t, b, tb),
 		"c": serveTrees(t, c, tc),
 	}
-	peers := &countingPeers{AAEPeers: RPCPeers{&rpc.Replicas{Self: "a", Store: a, Client: reptest.NewClient(t, rpc.ClientConfig{}), Members: func(id string) (membership.Member, bool) {
+	peers := &countingPeers{AAEPeers: RPCPeers{&rpc.Replicas{Self: "a", Store: a, Client: rpctest.NewClient(t, rpc.ClientConfig{}), Members: func(id string) (membership.Member, bool) {
 		addr, ok := addrs[id]
 		return membership.Member{ID: id, HTTPAddr: addr}, ok
 	}}}}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/dynkv/dynkv/replication/internal/reptest"
+	"github.com/dynkv/dynkv/replication/internal/rpctest"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
@@ -24,7 +25,7 @@ func serveTrees(t *testing.T, st *store.Store, trees *HashTrees) string {
 	t.Helper()
 	srv := &rpc.Server{Store: st}
 	Register(srv, st, trees)
-	return reptest.Serve(t, srv)
+	return rpctest.Serve(t, srv)
 }
 
 type storedKey = reptest.StoredKey

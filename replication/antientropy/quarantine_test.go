@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/membership"
-	"github.com/dynkv/dynkv/replication/internal/reptest"
+	"github.com/dynkv/dynkv/replication/internal/rpctest"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
@@ -51,7 +51,7 @@ func TestTreeBuildAndExchangeGoOnPastADamagedRecord(t *testing.T) {
 			}
 
 			addr := serveTrees(t, stores["b"], trees["b"])
-			client := reptest.NewClient(t, rpc.ClientConfig{})
+			client := rpctest.NewClient(t, rpc.ClientConfig{})
 			peers := &countingPeers{AAEPeers: RPCPeers{&rpc.Replicas{Self: "a", Store: stores["a"], Client: client, Members: func(id string) (membership.Member, bool) {
 				return membership.Member{ID: id, HTTPAddr: addr}, id == "b"
 			}}}}

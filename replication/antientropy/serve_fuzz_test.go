@@ -3,14 +3,14 @@ package antientropy
 import (
 	"testing"
 
-	"github.com/dynkv/dynkv/replication/internal/reptest"
+	"github.com/dynkv/dynkv/replication/internal/rpctest"
 	"github.com/dynkv/dynkv/replication/rpc"
 )
 
-// aaeCalls are the anti-entropy calls as reptest.CheckServe knows them,
+// aaeCalls are the anti-entropy calls as rpctest.CheckServe knows them,
 // in the order FuzzServeAAE picks them by a byte. aae-tree and aae-keys
 // refuse a partition the node does not have, which their decoders accept.
-var aaeCalls = []reptest.CallFrames{
+var aaeCalls = []rpctest.CallFrames{
 	{Call: rpc.CallAAETree, RefusesDecodable: true, SameResponse: true,
 		Request:  func(b []byte) error { _, err := decodeAAETreeRequest(b); return err },
 		Response: func(b []byte) error { _, err := decodeAAETreeResponse(b); return err }},
@@ -26,7 +26,7 @@ var aaeCalls = []reptest.CallFrames{
 // server that registered them (Register) over a real store and hash
 // trees, both ways in, as a peer (or a stranger that got past
 // authentication) would: the checks of replication/rpc's FuzzServeRPC
-// and FuzzServeCall (reptest.CheckServe).
+// and FuzzServeCall (rpctest.CheckServe).
 func FuzzServeAAE(f *testing.F) {
 	seeds := [][][]byte{
 		{encodeAAETreeRequest(3), encodeAAETreeRequest(testPartitions)},
@@ -44,6 +44,6 @@ func FuzzServeAAE(f *testing.F) {
 	srv := &rpc.Server{Store: s}
 	Register(srv, s, trees)
 	f.Fuzz(func(t *testing.T, which byte, body []byte) {
-		reptest.CheckServe(t, srv, aaeCalls[int(which)%len(aaeCalls)], body)
+		rpctest.CheckServe(t, srv, aaeCalls[int(which)%len(aaeCalls)], body)
 	})
 }

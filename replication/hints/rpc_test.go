@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynkv/dynkv/replication/internal/reptest"
+	"github.com/dynkv/dynkv/replication/internal/rpctest"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -16,8 +16,8 @@ func TestHintCallStoresAHintNotData(t *testing.T) {
 	st := openStore(t)
 	srv := &rpc.Server{Store: st}
 	Register(srv, st)
-	p := struct{ addr string }{reptest.Serve(t, srv)}
-	c := reptest.NewClient(t, rpc.ClientConfig{})
+	p := struct{ addr string }{rpctest.Serve(t, srv)}
+	c := rpctest.NewClient(t, rpc.ClientConfig{})
 	ctx := ctxTimeout(t)
 
 	in := sampleSet("v1")

@@ -11,16 +11,6 @@ import (
 
 // sampleSet returns a set with two concurrent siblings (one a tombstone
 // with an expiry), as two replicas writing without seeing each other make.
-func sampleSet(value string) vclock.Set {
-	a, _ := vclock.Set{}.Update("node-a", vclock.Context{}, vclock.Sibling{
-		Value: []byte(value), ContentType: "text/plain", LastModified: 1_700_000_000_000_000_000,
-	})
-	b, _ := vclock.Set{}.Update("node-b", vclock.Context{}, vclock.Sibling{
-		Tombstone: true, LastModified: 1_700_000_000_000_000_001, Expires: -5,
-	})
-	return vclock.Merge(a, b)
-}
-
 func sampleContext() vclock.Context {
 	return sampleSet("x").Context.Add(vclock.Dot{Actor: "node-c", Counter: 7})
 }

@@ -9,49 +9,19 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/dynkv/dynkv/replication/internal/reptest"
 	"github.com/dynkv/dynkv/replication/rpc/transport"
-	"github.com/dynkv/dynkv/store"
-	"github.com/dynkv/dynkv/wal"
 )
 
-// checkLeaks fails t if a goroutine started during the test outlives it.
-// Call it first, so that its cleanup runs after every other one.
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	opts := []goleak.Option{
-		goleak.IgnoreCurrent(),
-		// goleveldb's memdb pool drainer outlives Close by up to a second
-		// by design, then exits.
-		goleak.IgnoreTopFunction("github.com/syndtr/goleveldb/leveldb.(*DB).mpoolDrain"),
-	}
-	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
-}
-
-func openStore(t testing.TB) *store.Store {
-	t.Helper()
-	s, err := store.Open(store.Options{
-		Dir: t.TempDir(),
-		// Durability is not under test here; interval fsync keeps the
-		// tests about the RPC, not the disk.
-		Sync:               wal.SyncPolicy{Interval: 10 * time.Millisecond},
-		MinFreeBytes:       1,
-		CheckpointInterval: time.Hour,
-		ReclaimInterval:    time.Hour,
-	})
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
-			t.Errorf("store.Close: %v", err)
-		}
-	})
-	return s
-}
+// Shared test helpers (replication/internal/reptest), by the names the
+// tests of this package have always used.
+var (
+	checkLeaks = reptest.CheckLeaks
+	openStore  = reptest.OpenStore
+	sampleSet  = reptest.SampleSet
+	ctxTimeout = reptest.Ctx
+)
 
 // countingListener counts the TCP connections a server accepts.
 type countingListener struct {
@@ -264,10 +234,4 @@ func (b *blocking) wrap(transport.Handler) transport.Handler {
 		}
 		return nil, errors.New("blocked")
 	}
-}
-
-func ctxTimeout(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -1,14 +1,14 @@
 // Package reptest holds the helpers the tests of the replication rooms
-// (rpc, hints, handoff, antientropy) share: a store opened for a test, a
-// sample set, a goroutine leak check, a bounded context and a node-to-node
-// server on a real socket. It is imported by tests only.
+// (rpc, hints, handoff, antientropy) share: a store opened for a test (and
+// one damaged on disk), a sample set, a goroutine leak check and a bounded
+// context. It imports no room, so rpc's own tests use it too; the helpers
+// that need rpc are replication/internal/rpctest's. It is imported by
+// tests only.
 package reptest
 
 import (
 	"context"
 	"errors"
-	"net"
-	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,8 +16,6 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 	"go.uber.org/goleak"
 
-	"github.com/dynkv/dynkv/replication/rpc"
-	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 	"github.com/dynkv/dynkv/wal"
@@ -76,44 +74,6 @@ func Ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// Serve serves srv as node does, on a fresh local port: ServeCall behind
-// a transport.Server at transport.DefaultPath and the HTTP/2 RPC under
-// rpc.PathPrefix. It returns the address; the server stops with the test.
-func Serve(t testing.TB, srv *rpc.Server) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	ts := &transport.Server{Handler: srv.ServeCall, Authorize: srv.Authorize}
-	mux := http.NewServeMux()
-	mux.Handle(rpc.PathPrefix, srv.Handler())
-	mux.Handle(transport.DefaultPath, ts)
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	hs := &http.Server{Handler: mux, Protocols: &protocols}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = hs.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = hs.Close()
-		<-done
-		_ = ts.Close()
-	})
-	return ln.Addr().String()
-}
-
-// NewClient returns an RPC client closed when the test ends.
-func NewClient(t testing.TB, cfg rpc.ClientConfig) *rpc.Client {
-	t.Helper()
-	c := rpc.NewClient(cfg)
-	t.Cleanup(c.Close)
-	return c
 }
 
 // StoredKey names a key of a store.

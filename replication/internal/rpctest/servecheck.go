@@ -1,4 +1,4 @@
-package reptest
+package rpctest
 
 import (
 	"bytes"
