@@ -81,15 +81,6 @@ var calls = [maxCall + 1]callSpec{
 	CallCover: {name: "merge-covering", idempotent: true},
 }
 
-// Calls lists every call, in the order of their numbers.
-func Calls() []Call {
-	out := make([]Call, 0, maxCall)
-	for id := Call(1); id <= maxCall; id++ {
-		out = append(out, id)
-	}
-	return out
-}
-
 // Valid reports whether id names a call.
 func (id Call) Valid() bool { return id >= 1 && id <= maxCall }
 
