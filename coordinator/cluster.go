@@ -23,13 +23,16 @@ func (r ringCluster) Self() string         { return r.self }
 func (r ringCluster) Alive(id string) bool { return r.alive(id) }
 
 // PreferenceLists takes one Placement snapshot, so both lists come from the
-// same ring state.
+// same ring state. Without a committed ring there are no lists, not even
+// a target's: the node has no ring yet (membership keeps Committed set, so
+// this only guards a Placement built by hand).
 func (r ringCluster) PreferenceLists(db int, key []byte, n int) (committed, target []string) {
 	p := r.placement()
-	part := p.Partition(db, key)
-	if p.Committed != nil {
-		committed = p.Committed.PreferenceList(part, n)
+	if p.Committed == nil {
+		return nil, nil
 	}
+	part := p.Partition(db, key)
+	committed = p.Committed.PreferenceList(part, n)
 	if p.Target != nil {
 		target = p.Target.PreferenceList(part, n)
 	}

@@ -30,4 +30,10 @@ func TestRingClusterTakesBothListsFromOneSnapshot(t *testing.T) {
 	if tl != nil || len(c) != 3 {
 		t.Fatalf("no transition: committed %v (want 3 members, N capped), target %v (want nil)", c, tl)
 	}
+
+	// No committed ring: no lists at all, even with a target.
+	p = membership.Placement{Target: target}
+	if c, tl = rc.PreferenceLists(3, key, 3); c != nil || tl != nil {
+		t.Fatalf("no committed ring: committed %v, target %v; want both nil", c, tl)
+	}
 }

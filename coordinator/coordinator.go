@@ -7,22 +7,23 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/dynkv/dynkv/replication"
 	"go.uber.org/zap"
+
+	"github.com/dynkv/dynkv/replication/rpc"
 )
 
 var (
 	// ErrClosed: the coordinator was closed (the node is shutting down).
 	ErrClosed = errors.New("coordinator: closed")
 	// ErrNoRing: this node has not joined a ring yet, so no key has a
-	// preference list. It wraps replication.ErrUnavailable so that a node
+	// preference list. It wraps rpc.ErrUnavailable so that a node
 	// forwarding a write here tries another replica.
-	ErrNoRing = fmt.Errorf("coordinator: no committed ring yet: %w", replication.ErrUnavailable)
+	ErrNoRing = fmt.Errorf("coordinator: no committed ring yet: %w", rpc.ErrUnavailable)
 	// ErrNotReplica: a write forwarded here for coordination found this node
 	// in neither preference list of the key (the ring changed in between).
-	// It wraps replication.ErrUnavailable, which crosses the RPC as such, so
+	// It wraps rpc.ErrUnavailable, which crosses the RPC as such, so
 	// the sender tries the next replica.
-	ErrNotReplica = fmt.Errorf("coordinator: this node is not a replica of the key: %w", replication.ErrUnavailable)
+	ErrNotReplica = fmt.Errorf("coordinator: this node is not a replica of the key: %w", rpc.ErrUnavailable)
 )
 
 // Coordinator runs client reads and writes against the replicas of a key.

@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynkv/dynkv/replication"
+	"go.uber.org/goleak"
+
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -79,8 +80,8 @@ func TestWriteReturnsOnceWAcksWhileAThirdReplicaIsStillBlocked(t *testing.T) {
 func TestWriteFailsWithNeededAndAckedAsSoonAsQuorumIsImpossible(t *testing.T) {
 	// The request timeout is a minute: only the early decision can end this test.
 	h := newHarness(t, Config{}, abc, nil, "a", "b", "c")
-	h.fail("b", replication.ErrUnreachable)
-	h.fail("c", replication.ErrUnreachable)
+	h.fail("b", rpc.ErrUnreachable)
+	h.fail("c", rpc.ErrUnreachable)
 	_, err := put(t, h.coord("a"), "v1", vclock.Context{}, 0)
 	if q := asQuorumErr(t, err); q != (QuorumError{Needed: 2, Acked: 1}) {
 		t.Fatalf("got %+v, want needed 2 acked 1", q)
@@ -103,8 +104,8 @@ func TestWriteTimesOutWithQuorumErrorWhenRepliesNeverCome(t *testing.T) {
 
 func TestPerRequestWOverridesAndIsCappedAtN(t *testing.T) {
 	h := newHarness(t, Config{}, abc, nil, "a", "b", "c")
-	h.fail("b", replication.ErrUnreachable)
-	h.fail("c", replication.ErrUnreachable)
+	h.fail("b", rpc.ErrUnreachable)
+	h.fail("c", rpc.ErrUnreachable)
 	if _, err := put(t, h.coord("a"), "v1", vclock.Context{}, 1); err != nil {
 		t.Fatalf("w=1 with only the coordinator up: %v", err)
 	}
@@ -155,7 +156,7 @@ func TestWriteThroughANonReplicaIsForwardedToTheFirstLiveReplica(t *testing.T) {
 
 func TestForwardFailsOverOnConnectionErrorButNotOnQuorumError(t *testing.T) {
 	h := newHarness(t, Config{}, abc, nil, "a", "b", "c", "d")
-	h.net.node("a").coordErr = fmt.Errorf("dial a: %w", replication.ErrUnreachable)
+	h.net.node("a").coordErr = fmt.Errorf("dial a: %w", rpc.ErrUnreachable)
 	h.net.node("b").coordErr = fmt.Errorf("remote: %w", ErrNotReplica)
 	if _, err := put(t, h.coord("d"), "v1", vclock.Context{}, 0); err != nil {
 		t.Fatalf("forwarded write with a unreachable and b not a replica: %v", err)
@@ -178,7 +179,7 @@ func TestForwardFailsOverOnConnectionErrorButNotOnQuorumError(t *testing.T) {
 func TestForwardToNoReachableReplicaIsAQuorumFailure(t *testing.T) {
 	h := newHarness(t, Config{}, abc, nil, "a", "b", "c", "d")
 	for _, id := range abc {
-		h.net.node(id).coordErr = fmt.Errorf("dial %s: %w", id, replication.ErrUnreachable)
+		h.net.node(id).coordErr = fmt.Errorf("dial %s: %w", id, rpc.ErrUnreachable)
 	}
 	_, err := put(t, h.coord("d"), "v1", vclock.Context{}, 0)
 	if q := asQuorumErr(t, err); q != (QuorumError{Needed: 2, Acked: 0}) {
@@ -189,7 +190,7 @@ func TestForwardToNoReachableReplicaIsAQuorumFailure(t *testing.T) {
 func TestCoordinateLocalRefusesAKeyThisNodeDoesNotReplicate(t *testing.T) {
 	h := newHarness(t, Config{}, abc, nil, "a", "b", "c", "d")
 	_, err := h.coord("d").CoordinateLocal(bg, WriteRequest{Key: key, Blind: true, Sibling: sib("v1")})
-	if !errors.Is(err, ErrNotReplica) || !errors.Is(err, replication.ErrUnavailable) {
+	if !errors.Is(err, ErrNotReplica) || !errors.Is(err, rpc.ErrUnavailable) {
 		t.Fatalf("got %v, want ErrNotReplica (an ErrUnavailable)", err)
 	}
 }
@@ -243,8 +244,8 @@ func TestReadOfMissingKeyIsNotFoundAndRepairsNothing(t *testing.T) {
 
 func TestReadFailsWithNeededAndAcked(t *testing.T) {
 	h := newHarness(t, Config{}, abc, nil, "a", "b", "c")
-	h.fail("b", replication.ErrUnreachable)
-	h.fail("c", replication.ErrUnreachable)
+	h.fail("b", rpc.ErrUnreachable)
+	h.fail("c", rpc.ErrUnreachable)
 	// Decided once two replicas failed, whether or not a had answered by then.
 	_, _, err := h.coord("a").Get(bg, 0, key, 0)
 	if q := asQuorumErr(t, err); q.Needed != 2 || q.Acked > 1 {
@@ -469,7 +470,7 @@ func TestCloseStopsBackgroundWorkWithoutLeaks(t *testing.T) {
 func TestNoRingIsUnavailable(t *testing.T) {
 	h := newHarness(t, Config{}, nil, nil, "a")
 	_, err := put(t, h.coord("a"), "v1", vclock.Context{}, 0)
-	if !errors.Is(err, ErrNoRing) || !errors.Is(err, replication.ErrUnavailable) {
+	if !errors.Is(err, ErrNoRing) || !errors.Is(err, rpc.ErrUnavailable) {
 		t.Fatalf("put without a ring: %v, want ErrNoRing", err)
 	}
 	if _, _, err := h.coord("a").Get(bg, 0, key, 0); !errors.Is(err, ErrNoRing) {

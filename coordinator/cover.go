@@ -7,10 +7,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dynkv/dynkv/replication"
+	"go.uber.org/zap"
+
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
-	"go.uber.org/zap"
 )
 
 // A blind write without the context read.
@@ -217,4 +218,4 @@ func pastDeadline(ctx context.Context) bool {
 // not know the call: a node of an older version answers an unknown call as
 // a bad request. A real bad request (a key or database out of range) fails
 // the plain merge the same way, which is the answer it deserves.
-func olderPeer(err error) bool { return err != nil && errors.Is(err, replication.ErrBadRequest) }
+func olderPeer(err error) bool { return err != nil && errors.Is(err, rpc.ErrBadRequest) }

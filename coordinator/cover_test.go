@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -151,7 +151,7 @@ type olderReplicas struct {
 
 func (o olderReplicas) MergeCovering(ctx context.Context, id string, db int, key []byte, s vclock.Set) (bool, vclock.Context, error) {
 	if o.older[id] {
-		return false, vclock.Context{}, fmt.Errorf("replication: merge-covering at %s: %w: no RPC call 9", id, replication.ErrBadRequest)
+		return false, vclock.Context{}, fmt.Errorf("replication: merge-covering at %s: %w: no RPC call 9", id, rpc.ErrBadRequest)
 	}
 	return o.Replicas.MergeCovering(ctx, id, db, key, s)
 }

@@ -23,7 +23,7 @@ type Cluster interface {
 }
 
 // Replicas reaches the replicas of a key by node id: the local store for
-// this node, RPC for the others (replication.Replicas).
+// this node, RPC for the others (rpc.Replicas).
 type Replicas interface {
 	Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error)
 	Merge(ctx context.Context, id string, db int, key []byte, s vclock.Set) error

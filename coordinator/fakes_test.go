@@ -113,7 +113,7 @@ func (f *fakeNode) Write(db int, key []byte, actor string, sup store.Supersede, 
 	return next, clientCtx, nil
 }
 
-// fakeReplicas is one node's view of the others, as replication.Replicas.
+// fakeReplicas is one node's view of the others, as rpc.Replicas.
 type fakeReplicas struct{ net *fakeNet }
 
 func (r fakeReplicas) Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error) {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -210,7 +210,7 @@ func forwardOrder(committed []string, alive func(string) bool) []string {
 // write failed before anything was acknowledged.
 func tryNext(err error) bool {
 	for _, target := range []error{
-		replication.ErrUnreachable, replication.ErrUnavailable, replication.ErrUnknownNode,
+		rpc.ErrUnreachable, rpc.ErrUnavailable, rpc.ErrUnknownNode,
 		store.ErrDiskFull, store.ErrClosed,
 	} {
 		if errors.Is(err, target) {

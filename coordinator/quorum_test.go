@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -205,12 +205,12 @@ func TestTryNextOnlyWhenTheWriteCertainlyDidNotLand(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{fmt.Errorf("dial: %w", replication.ErrUnreachable), true},
-		{fmt.Errorf("remote: %w", replication.ErrUnavailable), true},
+		{fmt.Errorf("dial: %w", rpc.ErrUnreachable), true},
+		{fmt.Errorf("remote: %w", rpc.ErrUnavailable), true},
 		{ErrNotReplica, true},
 		{fmt.Errorf("remote: %w", store.ErrDiskFull), true},
 		{fmt.Errorf("remote: %w", &QuorumError{Needed: 2, Acked: 1}), false},
-		{fmt.Errorf("remote: %w", replication.ErrInternal), false},
+		{fmt.Errorf("remote: %w", rpc.ErrInternal), false},
 		{fmt.Errorf("remote: %w", store.ErrBadKey), false},
 	} {
 		if got := tryNext(tc.err); got != tc.want {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -34,7 +34,7 @@ func TestDeadPrimaryIsReplacedByAFallbackHoldingAHintThatCountsTowardW(t *testin
 	ring := []string{"a", "b", "c", "d", "e"}
 	h := newHarness(t, Config{N: 3, W: 3}, ring, nil, ring...)
 	h.markDead("c")
-	h.fail("c", replication.ErrUnreachable)
+	h.fail("c", rpc.ErrUnreachable)
 
 	if _, err := put(t, h.coord("a"), "v1", vclock.Context{}, 3); err != nil {
 		t.Fatalf("write at W=3 with c dead and d healthy: %v, want success through a hint", err)
@@ -57,7 +57,7 @@ func TestDeadPrimaryIsReplacedByAFallbackHoldingAHintThatCountsTowardW(t *testin
 func TestAFailedMergeFallsBackToAHint(t *testing.T) {
 	ring := []string{"a", "b", "c", "d"}
 	h := newHarness(t, Config{N: 3, W: 3}, ring, nil, ring...)
-	h.fail("b", fmt.Errorf("dial: %w", replication.ErrUnreachable)) // alive per the failure detector
+	h.fail("b", fmt.Errorf("dial: %w", rpc.ErrUnreachable)) // alive per the failure detector
 
 	if _, err := put(t, h.coord("a"), "v1", vclock.Context{}, 3); err != nil {
 		t.Fatalf("write with b unreachable: %v, want success through a hint on d", err)
@@ -72,7 +72,7 @@ func TestWithoutAHealthyFallbackTheSlotFails(t *testing.T) {
 	ring := []string{"a", "b", "c", "d"}
 	h := newHarness(t, Config{N: 3, W: 3}, ring, nil, ring...)
 	h.markDead("c", "d")
-	h.fail("c", replication.ErrUnreachable)
+	h.fail("c", rpc.ErrUnreachable)
 	_, err := put(t, h.coord("a"), "v1", vclock.Context{}, 3)
 	// Acked may be 1 or 2: the write fails as soon as c's slot fails.
 	if q := asQuorumErr(t, err); q.Needed != 3 || q.Acked > 2 {

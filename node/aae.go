@@ -1,40 +1,41 @@
 package node
 
 import (
+	"context"
 	"sync"
 
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/antientropy"
 )
 
 // aaeBody is the "aae" object of GET /cluster/status: anti-entropy's
 // counters on this node.
-type aaeBody = replication.AAEStats
+type aaeBody = antientropy.AAEStats
 
 // aaeState is the node's active anti-entropy: hash trees fed by the store
 // from the moment it opens (so no change is missed), and the exchange
 // worker, which runs while the node is part of a cluster.
 type aaeState struct {
-	trees *replication.HashTrees
+	trees *antientropy.HashTrees
 
 	mu  sync.Mutex
-	run *replication.AntiEntropy // nil until start, and after stop
+	run *antientropy.AntiEntropy // nil until start, and after stop
 }
 
 // init creates the trees; New passes the result to the store as
 // store.Options.OnChange.
 func (a *aaeState) init(partitions int) func(db int, key, before, after []byte) {
-	a.trees = replication.NewHashTrees(partitions)
+	a.trees = antientropy.NewHashTrees(partitions)
 	return a.trees.Observe
 }
 
 // start builds the trees (in the background) and begins exchanging with
 // c's peers every --aae-interval.
 func (a *aaeState) start(n *Node, c *cluster) error {
-	ae, err := replication.NewAntiEntropy(replication.AntiEntropyConfig{
+	ae, err := antientropy.NewAntiEntropy(antientropy.AntiEntropyConfig{
 		Self:           n.cfg.ID,
 		Store:          n.store,
 		Trees:          a.trees,
-		Peers:          c.replicas,
+		Peers:          antientropy.RPCPeers{Replicas: c.replicas},
 		Membership:     c.members,
 		N:              n.cfg.Replicas,
 		Interval:       n.cfg.AAEInterval,
@@ -48,8 +49,10 @@ func (a *aaeState) start(n *Node, c *cluster) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if err := ae.Start(context.Background()); err != nil {
+		return err
+	}
 	a.run = ae
-	ae.Start()
 	return nil
 }
 

@@ -8,8 +8,11 @@ import (
 
 	"github.com/dynkv/dynkv/coordinator"
 	"github.com/dynkv/dynkv/membership"
-	"github.com/dynkv/dynkv/replication"
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/antientropy"
+	"github.com/dynkv/dynkv/replication/handoff"
+	"github.com/dynkv/dynkv/replication/hints"
+	"github.com/dynkv/dynkv/replication/rpc"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -19,21 +22,25 @@ import (
 // builds it once; Shutdown stops it once, after HTTP has drained.
 type cluster struct {
 	members    *membership.Membership
-	rpc        *replication.Client
-	rpcServer  *replication.Server // its Stats, for metrics
-	rpcHandler http.Handler        // the HTTP/2 RPC, for peers of older versions
+	rpc        *rpc.Client
+	rpcServer  *rpc.Server  // its Stats, for metrics
+	rpcHandler http.Handler // the HTTP/2 RPC, for peers of older versions
 	// transport serves the node-to-node transport, upgraded from
 	// HTTP/1.1 at transport.DefaultPath (handleInternal).
 	transport *transport.Server
 	// replicas reaches a node's copy of a key by node id: this node's
 	// store for itself, the RPC client for the others. The coordinator,
 	// hinted handoff, anti-entropy, ownership handoff and tombstone GC all
-	// call replicas through it.
-	replicas *replication.Replicas
+	// call replicas through it (the coordinator and anti-entropy with
+	// their rooms' calls added: hints.Replicas, antientropy.RPCPeers).
+	replicas *rpc.Replicas
 	coord    *coordinator.Coordinator
-	handoff  *replication.Handoff
-	hints    *replication.HintDelivery // hints.go
+	handoff  *handoff.Handoff
+	hints    *hints.HintDelivery // hints.go
 }
+
+// alive reports whether the failure detector considers id alive.
+func (c *cluster) alive(id string) bool { return c.members.Liveness(id) == membership.Alive }
 
 // startCluster starts gossip, RPC, the coordinator and handoff. httpAddr is
 // the address peers dial for RPC, already bound. On error everything it
@@ -72,7 +79,7 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	c.rpc = replication.NewClient(replication.ClientConfig{
+	c.rpc = rpc.NewClient(rpc.ClientConfig{
 		Timeout:   n.cfg.RPCTimeout,
 		TLS:       n.peerTLS,
 		AuthToken: n.peerToken(),
@@ -82,7 +89,7 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		// ran with this node's --http2-max-streams before the rolling
 		// upgrade, and a call beyond their stream limit waits for a
 		// slot here instead of in Go's HTTP/2 client (see
-		// replication.ClientConfig.MaxCallsPerPeer). The transport
+		// rpc.ClientConfig.MaxCallsPerPeer). The transport
 		// keeps to each peer's own announced --rpc-max-calls.
 		MaxCallsPerPeer: n.cfg.HTTP2MaxStreams,
 		HTTP2Only:       n.olderRPC,
@@ -100,16 +107,20 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 	if err := ccfg.Validate(); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	c.replicas = &replication.Replicas{Self: n.cfg.ID, Store: n.store, Client: c.rpc, Members: c.members.Member}
-	c.coord = coordinator.New(ccfg, clusterView{c.members}, c.replicas, n.store)
-	srv := &replication.Server{
+	c.replicas = &rpc.Replicas{Self: n.cfg.ID, Store: n.store, Client: c.rpc, Members: c.members.Member}
+	view := coordinator.RingCluster(c.members.Self(), c.members.Placement, c.alive)
+	c.coord = coordinator.New(ccfg, view, hints.Replicas{Replicas: c.replicas}, n.store)
+	srv := &rpc.Server{
 		Store:      n.store,
 		Coordinate: c.coord.CoordinateLocal,
 		Authorize:  authorize,
 		PeerKeys:   peerKeys,
 		Logger:     n.log.Named("rpc"),
-		Trees:      n.aae.trees,
 	}
+	// The rooms serve their own calls: hints, and anti-entropy from the
+	// trees the store feeds from the moment it opens.
+	hints.Register(srv, n.store)
+	antientropy.Register(srv, n.store, n.aae.trees)
 	c.rpcServer = srv
 	c.rpcHandler = srv.Handler()
 	c.transport = &transport.Server{
@@ -119,10 +130,10 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		Keys:               ring,
 		Authorize:          authorize,
 		MaxConcurrentCalls: n.cfg.RPCMaxCalls,
-		MaxFrameBytes:      replication.MaxFrameBytes,
+		MaxFrameBytes:      rpc.MaxFrameBytes,
 		Logger:             n.log.Named("rpc"),
 	}
-	c.handoff, err = replication.NewHandoff(replication.HandoffConfig{
+	c.handoff, err = handoff.NewHandoff(handoff.HandoffConfig{
 		Self:       n.cfg.ID,
 		Store:      n.store,
 		Membership: c.members,
@@ -139,7 +150,9 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 	if err := c.handoff.Start(context.Background()); err != nil {
 		return nil, fmt.Errorf("node: starting ownership handoff: %w", err)
 	}
-	c.hints = n.startHints(c)
+	if c.hints, err = n.startHints(c); err != nil {
+		return nil, fmt.Errorf("node: starting hinted handoff: %w", err)
+	}
 	return c, nil
 }
 
@@ -185,27 +198,6 @@ func (c *cluster) shutdownRPC(ctx context.Context) error {
 	}
 	return c.transport.Shutdown(ctx)
 }
-
-// clusterView is membership as the coordinator sees it: one consistent
-// placement snapshot per request and liveness for forwarding.
-type clusterView struct{ m *membership.Membership }
-
-func (v clusterView) Self() string { return v.m.Self() }
-
-func (v clusterView) PreferenceLists(db int, key []byte, n int) (committed, target []string) {
-	p := v.m.Placement()
-	if p.Committed == nil {
-		return nil, nil
-	}
-	part := p.Partition(db, key)
-	committed = p.Committed.PreferenceList(part, n)
-	if p.Target != nil {
-		target = p.Target.PreferenceList(part, n)
-	}
-	return committed, target
-}
-
-func (v clusterView) Alive(id string) bool { return v.m.Liveness(id) == membership.Alive }
 
 // errNotStarted answers requests that need the cluster before Start.
 var errNotStarted = &statusError{http.StatusServiceUnavailable, "node is starting: not yet part of a cluster"}

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/dynkv/dynkv/membership"
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/store"
 )
 

@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/replication/antientropy"
+	"github.com/dynkv/dynkv/replication/handoff"
 	"github.com/dynkv/dynkv/wal"
 )
 
@@ -297,10 +299,10 @@ func DefaultConfig() Config {
 		BlindWriteHedge:       50 * time.Millisecond,
 		RPCTimeout:            2 * time.Second,
 		RPCMaxCalls:           256,
-		HandoffRate:           8 << 20,
+		HandoffRate:           handoff.DefaultHandoffRate,
 		HintInterval:          time.Second,
-		AAEInterval:           10 * time.Second,
-		AAERate:               4 << 20,
+		AAEInterval:           antientropy.DefaultAAEInterval,
+		AAERate:               antientropy.DefaultAAERate,
 		LogLevel:              "info",
 		LogFormat:             "console",
 		Fsync:                 "always",

@@ -13,7 +13,7 @@
 // the key's preference list; a node started without --join founds a
 // one-node cluster and serves exactly as a single node would. Node-to-node
 // RPC shares the HTTP port: peers upgrade an HTTP/1.1 connection to the
-// node-to-node transport at /internal/v1/rpc (replication/transport); the
+// node-to-node transport at /internal/v1/rpc (replication/rpc/transport); the
 // server also speaks HTTP/2 (h2c with prior knowledge on a plain listener,
 // h2 by ALPN under TLS), for clients and for the HTTP/2 RPC of nodes of
 // older versions. The RPC paths under /internal/v1/ sit outside the client
@@ -31,7 +31,7 @@
 //     over the transport both sides prove theirs in a keyed handshake and
 //     every frame carries an HMAC-SHA256 tag (transport.Keyring); over the
 //     HTTP/2 RPC every call is signed with HMAC-SHA256
-//     (replication.PeerKeys), the header checked before the body is read.
+//     (rpc.PeerKeys), the header checked before the body is read.
 //     The first key proves, every key is accepted, so it rotates with the
 //     gossip keyring.
 //   - neither, but --auth-token: the bearer-token fallback; a node presents

@@ -9,7 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dynkv/dynkv/coordinator"
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 )
 
@@ -18,7 +18,7 @@ import (
 // indeterminate: some replicas may hold it. The coordinator returns it
 // (also as relayed from a forwarding peer); the HTTP API answers 503 with
 // both numbers.
-type QuorumError = replication.QuorumError
+type QuorumError = rpc.QuorumError
 
 // statusError is a response decided by the HTTP layer itself (413, 429,
 // 404, 405, 401) rather than derived from a store error.

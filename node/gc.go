@@ -5,17 +5,17 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/antientropy"
 )
 
 // tombstoneGC wires the store's reclaimer to the cluster: a key holding
 // only tombstones older than --tombstone-grace is dropped only once every
-// replica of it holds them (replication.TombstoneGC). The store opens
+// replica of it holds them (antientropy.TombstoneGC). The store opens
 // before the cluster exists, so the hook it is given (canDropTombstone)
 // refuses until Start has built the cluster, then builds the decider once.
 type tombstoneGC struct {
 	once sync.Once
-	gc   *replication.TombstoneGC
+	gc   *antientropy.TombstoneGC
 	err  error
 }
 
@@ -29,11 +29,11 @@ func (n *Node) canDropTombstone(db int, key []byte) bool {
 		return false
 	}
 	n.gc.once.Do(func() {
-		n.gc.gc, n.gc.err = replication.NewTombstoneGC(replication.TombstoneGCConfig{
+		n.gc.gc, n.gc.err = antientropy.NewTombstoneGC(antientropy.TombstoneGCConfig{
 			Self:      n.cfg.ID,
 			N:         n.cfg.Replicas,
 			Placement: c.members.Placement,
-			Alive:     clusterView{c.members}.Alive,
+			Alive:     c.alive,
 			Replicas:  c.replicas,
 			Timeout:   n.cfg.RPCTimeout,
 			Now:       n.cfg.now,

@@ -1,27 +1,28 @@
 package node
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/dynkv/dynkv/membership"
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/hints"
 	"github.com/dynkv/dynkv/store"
 )
 
-// Hinted handoff wiring: the coordinator stores hints through replication.Replicas.Hint,
-// the delivery worker (replication.HintDelivery) hands them to their owners,
+// Hinted handoff wiring: the coordinator stores hints through hints.Replicas.Hint,
+// the delivery worker (hints.HintDelivery) hands them to their owners,
 // /cluster/status shows what this node holds, and DELETE
 // /internal/v1/debug/hints wipes them (the chaos suite uses it to force
 // convergence through anti-entropy alone).
 
 // startHints starts the delivery worker; cluster.stop closes it.
-func (n *Node) startHints(c *cluster) *replication.HintDelivery {
-	d := replication.NewHintDelivery(replication.HintDeliveryConfig{
+func (n *Node) startHints(c *cluster) (*hints.HintDelivery, error) {
+	d := hints.NewHintDelivery(hints.HintDeliveryConfig{
 		Store:  n.store,
 		Send:   c.replicas.MergeBatch,
-		Alive:  func(id string) bool { return c.members.Liveness(id) == membership.Alive },
+		Alive:  c.alive,
 		InRing: func(id string) bool { return inRing(c.members.Placement(), id) },
 		PreferenceList: func(db int, key []byte) []string {
 			p := c.members.Placement()
@@ -36,8 +37,10 @@ func (n *Node) startHints(c *cluster) *replication.HintDelivery {
 		HintClock: n.cfg.now,
 		Logger:    n.log.Named("hints"),
 	})
-	d.Start()
-	return d
+	if err := d.Start(context.Background()); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // inRing reports whether id owns partitions in the committed or the

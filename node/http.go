@@ -16,7 +16,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"go.uber.org/zap"
 
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -114,7 +114,7 @@ func (n *Node) observe(next http.Handler) http.Handler {
 // readiness probes (Kubernetes sends no secret) work; they tell nothing
 // beyond up and ready. /metrics is not one of them: it stays behind the
 // token. The RPC calls
-// check the token themselves (replication.Server.Authorize) so that a
+// check the token themselves (rpc.Server.Authorize) so that a
 // refusal reaches the peer as an RPC error frame rather than JSON. A wrong
 // token's 401 is delayed, and failures are logged at most once per source
 // per interval (admitHTTP, authfail.go).
@@ -129,7 +129,7 @@ func (n *Node) authenticate(next http.Handler) http.Handler {
 // isRPCPath tells node-to-node calls from the other /internal/v1 paths
 // (the debug reads), which the router's authentication guards.
 func isRPCPath(p string) bool {
-	rest, ok := strings.CutPrefix(p, replication.PathPrefix)
+	rest, ok := strings.CutPrefix(p, rpc.PathPrefix)
 	return ok && !strings.HasPrefix(rest, "debug/")
 }
 

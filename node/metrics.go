@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/dynkv/dynkv/replication"
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -158,7 +158,7 @@ func httpOp(r *http.Request) string {
 		return opOther
 	case strings.HasPrefix(p, "/cluster/"):
 		return opCluster
-	case strings.HasPrefix(p, replication.PathPrefix):
+	case strings.HasPrefix(p, rpc.PathPrefix):
 		return opInternal
 	}
 	return opOther

@@ -78,7 +78,7 @@ var (
 	descHandoffBytes    = desc("dynkv_handoff_bytes_sent_total", "Encoded bytes of those copies.")
 	descHandoffDropped  = desc("dynkv_handoff_keys_dropped_total", "Stray keys dropped after every owner acknowledged them.")
 
-	// Node-to-node RPC (replication/transport and the HTTP/2 RPC).
+	// Node-to-node RPC (replication/rpc/transport and the HTTP/2 RPC).
 	descRPCCalls             = desc("dynkv_rpc_calls_total", "Node-to-node calls by call (get, merge, merge-batch, coordinate, hint, aae-tree, aae-keys, aae-roots), side (sent: attempts this node made, retries included; served: calls its handlers ran) and way (transport, or http2 to and from nodes of older versions).", "call", "side", "via")
 	descRPCConns             = desc("dynkv_rpc_connections", "Open node-to-node transport connections: to peers (side client) and from peers (side server).", "side")
 	descRPCDials             = desc("dynkv_rpc_dials_total", "Node-to-node transport connections opened to peers (upgrade and handshake done).")

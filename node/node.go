@@ -197,7 +197,7 @@ func (n *Node) Start() error {
 		ReadTimeout:       n.cfg.HTTPReadTimeout,
 		// Peers' connections upgraded to the node-to-node transport
 		// leave net/http's hands: the transport clears the deadlines
-		// armed here and keeps its own (replication/transport), so
+		// armed here and keeps its own (replication/rpc/transport), so
 		// none of these timeouts cuts them.
 		//
 		// Under HTTP/1.1 WriteTimeout is a deadline on the connection

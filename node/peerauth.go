@@ -6,8 +6,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dynkv/dynkv/replication"
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 )
 
 // peerPolicy is how node-to-node RPC (/internal/v1/ except debug/) tells a
@@ -21,7 +21,7 @@ type peerPolicy struct {
 	// gossip keys: over the transport it proves so in the keyed handshake
 	// and every frame carries a MAC (transport.Keyring); over the HTTP/2
 	// RPC of older nodes every request carries an HMAC signature
-	// (replication.PeerKeys).
+	// (rpc.PeerKeys).
 	signed bool
 	// bearer (--auth-token, and neither of the above): the caller carries
 	// a client token. Weaker: every client holding a token is trusted as a
@@ -38,11 +38,11 @@ func (n *Node) peerPolicy() peerPolicy {
 func (p peerPolicy) open() bool { return !p.mutualTLS && !p.signed && !p.bearer }
 
 // authorizePeer is transport.Server.Authorize (checked on the upgrade
-// request) and replication.Server.Authorize (the HTTP/2 RPC, on every
+// request) and rpc.Server.Authorize (the HTTP/2 RPC, on every
 // request): the mutual-TLS and bearer-token checks. The keys are checked
 // by the servers themselves: the transport's in its handshake and on every
 // frame, the HTTP/2 RPC's signature before and after the body
-// (replication.Server.PeerKeys).
+// (rpc.Server.PeerKeys).
 func (n *Node) authorizePeer(r *http.Request) bool {
 	p := n.peerPolicy()
 	if p.mutualTLS && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
@@ -70,7 +70,7 @@ func (n *Node) peerToken() string {
 // keyring of the transport's keyed handshake and the keys that demand and
 // make the HTTP/2 RPC's signatures (both nil when unsigned). It warns once
 // when the RPC is open to anyone who reaches a non-loopback HTTP address.
-func (n *Node) peerAuth(gossipKeys [][]byte) (authorize func(*http.Request) bool, ring *transport.Keyring, keys *replication.PeerKeys, err error) {
+func (n *Node) peerAuth(gossipKeys [][]byte) (authorize func(*http.Request) bool, ring *transport.Keyring, keys *rpc.PeerKeys, err error) {
 	p := n.peerPolicy()
 	if p.mutualTLS || p.bearer {
 		authorize = n.authorizePeer
@@ -79,7 +79,7 @@ func (n *Node) peerAuth(gossipKeys [][]byte) (authorize func(*http.Request) bool
 		if ring, err = transport.NewKeyring(gossipKeys); err != nil {
 			return nil, nil, nil, err
 		}
-		if keys, err = replication.NewPeerKeys(gossipKeys); err != nil {
+		if keys, err = rpc.NewPeerKeys(gossipKeys); err != nil {
 			return nil, nil, nil, err
 		}
 	}

@@ -21,7 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dynkv/dynkv/coordinator"
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -268,7 +268,7 @@ func checkKey(key []byte) string {
 func (s *respServer) respErrorText(err error) string {
 	var (
 		br *badRequest
-		qe *replication.QuorumError
+		qe *rpc.QuorumError
 	)
 	switch {
 	case errors.As(err, &qe):

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynkv/dynkv/replication"
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 )
 
 // rpcServed sums the node-to-node calls a node's handlers ran, by way in.
@@ -64,7 +64,7 @@ func TestNodesCallEachOtherOverTheTransport(t *testing.T) {
 
 	for _, tn := range nodes {
 		served := tn.rpcServed()
-		if served[replication.ViaTransport] == 0 || served[replication.ViaHTTP2] != 0 {
+		if served[rpc.ViaTransport] == 0 || served[rpc.ViaHTTP2] != 0 {
 			t.Errorf("%s served node-to-node calls by way %v, want every one over the transport", tn.cfg.ID, served)
 		}
 		cs := tn.cluster.Load().rpc.Stats()
@@ -104,7 +104,7 @@ func TestNodeCallsAPeerOfAnOlderVersionOverHTTP2(t *testing.T) {
 	writeEverywhere(t, nodes, "rolling")
 
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	if s := n3.rpcServed(); s[replication.ViaTransport] != 0 || s[replication.ViaHTTP2] == 0 {
+	if s := n3.rpcServed(); s[rpc.ViaTransport] != 0 || s[rpc.ViaHTTP2] == 0 {
 		t.Errorf("the older node served calls by way %v, want every one over HTTP/2", s)
 	}
 	if c := n3.cluster.Load().transport.Stats().Conns; c != 0 {
@@ -112,7 +112,7 @@ func TestNodeCallsAPeerOfAnOlderVersionOverHTTP2(t *testing.T) {
 	}
 	for _, tn := range []*testNode{n1, n2} {
 		s := tn.rpcServed()
-		if s[replication.ViaTransport] == 0 || s[replication.ViaHTTP2] == 0 {
+		if s[rpc.ViaTransport] == 0 || s[rpc.ViaHTTP2] == 0 {
 			t.Errorf("%s served calls by way %v, want both: the transport from the other current node, HTTP/2 from the older one", tn.cfg.ID, s)
 		}
 		if p := tn.cluster.Load().rpc.Stats().HTTP2Peers; p != 1 {

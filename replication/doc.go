@@ -1,64 +1,15 @@
 // Package replication moves versioned values between the nodes of a dynkv
-// cluster: the node-to-node RPC (this file set) and the ownership handoff
-// that follows a ring change.
+// cluster. It holds no code of its own; each job has its room:
 //
-// # RPC
+//   - replication/rpc: the node-to-node RPC (client, server and its
+//     handler registry, frames, the one table of calls and frame kinds,
+//     errors, peer signatures, the replica adapter), over
+//     replication/rpc/transport, the framing layer.
+//   - replication/hints: hinted handoff, the hint call and its delivery.
+//   - replication/handoff: ownership handoff after a ring change.
+//   - replication/antientropy: Merkle trees, exchange and repair, and
+//     tombstone GC.
 //
-// Node-to-node calls are get, merge, merge-batch (idempotent replica reads
-// and writes), coordinate (hand a client write to a replica of its
-// preference list, which mints the new version), hint and the anti-entropy
-// reads (calls.go lists them). They travel on the node-to-node transport
-// (replication/transport): one persistent connection per peer, reached by
-// an HTTP/1.1 upgrade on the node's HTTP port (TLS with the node's
-// certificate when configured), on which every concurrent call is a pair
-// of binary frames; Server.ServeCall serves them. A peer that answers the
-// upgrade with 404 is a node of an older version, which speaks only the
-// HTTP/2 RPC: HTTP/2 requests under PathPrefix, one multiplexed connection
-// per peer (h2c with prior knowledge, or h2 over TLS). The client calls
-// such a peer that way for a minute at a time, and Server.Handler serves
-// that RPC to such peers, so a cluster upgrades by rolling restarts.
-//
-// Bodies are small binary frames (codec.go), never JSON: a format version
-// byte, a frame kind byte, then uvarints, length-prefixed byte strings and
-// the vclock encodings of contexts and sets. Every decoder checks each length
-// against the bytes left and against a fixed bound before it allocates, and
-// accepts only the canonical encoding, so decode then encode reproduces the
-// input; each has a fuzz target.
-//
-// # Errors
-//
-// A failed call answers an error frame {code, message, needed, acked,
-// index}: in a transport error frame's detail, or with a non-200 HTTP/2
-// status. The client turns it back into the sentinel the server saw (store.ErrDiskFull, store.ErrClosed, store.ErrBadKey, a
-// *QuorumError, ...) wrapped in a *RemoteError, so callers branch with
-// errors.Is and errors.As exactly as they would on a local call.
-//
-// # Timeouts and retries
-//
-// Every call is bounded by ClientConfig.Timeout, retries included. Only the
-// idempotent calls (get, merge, merge-batch) are retried, on transport
-// errors and on internal server errors, with jittered exponential backoff:
-// a replica merge applied twice is the same as once (vclock.Merge is
-// idempotent). Coordinate is never retried: each delivery mints a new dot,
-// so a retried write could become a sibling of itself. A call that was
-// certainly not delivered (no connection, not even the upgrade) fails with
-// an error wrapping ErrUnreachable, one the peer refused unrun (busy at its
-// cap, or shutting down) with ErrUnavailable, and a coordinator may try
-// another replica; a call whose outcome is unknown (the connection broke
-// after the request was sent) wraps neither.
-//
-// # Hinted handoff
-//
-// A coordinator that finds a replica unreachable stores the write on a
-// fallback node as a hint for that owner (the hint call, hints_rpc.go;
-// store.PutHint keeps it durably through the WAL). Each node runs a
-// HintDelivery worker (hints_delivery.go): every --hint-interval, for each
-// owner it holds hints for that the failure detector says is alive, it
-// merges the hints into the owner with merge-batch (batches of at most 1
-// MiB and MaxBatchItems) and drops each acknowledged hint only if it did
-// not change meanwhile (store.DropHint), so a write that landed during the
-// delivery is delivered by the next pass. A failed delivery backs off per
-// owner, exponentially and jittered, up to 30s. Hints for an owner that
-// left or was removed from the ring go to each key's current committed
-// preference list instead, and are dropped once every replica took them.
+// The token bucket that paces handoff and anti-entropy is internal/ratelimit;
+// the three background workers start and stop through internal/lifecycle.
 package replication

@@ -60,7 +60,7 @@ type Options struct {
 	WALObserver wal.Observer
 	// CanDropTombstone is asked before a key holding only tombstones older
 	// than TombstoneGrace is dropped; in a cluster it answers whether every
-	// replica holds them (replication.TombstoneGC). It is called from the
+	// replica holds them (antientropy.TombstoneGC). It is called from the
 	// reclaimer without the key's lock, so it may do network calls, but it
 	// should bound them: the reclaimer waits. Nil means always yes (one
 	// node). SetCanDropTombstone replaces it after Open.

@@ -257,7 +257,7 @@ func TestGarbageOnEverySocketLeavesTheClusterWhole(t *testing.T) {
 }
 
 // The node-to-node transport's wire format as far as this test speaks it
-// (replication/transport/frame.go and handshake.go; the cluster runs
+// (replication/rpc/transport/frame.go and handshake.go; the cluster runs
 // without a gossip key, so frames carry no MAC).
 const (
 	rpcHelloType byte = 1

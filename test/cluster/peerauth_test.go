@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/internal/testutil"
-	"github.com/dynkv/dynkv/replication"
-	"github.com/dynkv/dynkv/replication/transport"
+	"github.com/dynkv/dynkv/replication/rpc"
+	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/test/testnode"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -106,13 +106,13 @@ func checkStrangerNotAdmitted(t *testing.T, c *testnode.Cluster) {
 	}
 }
 
-// capturedCall is a node-to-node request as replication.Client sends it.
+// capturedCall is a node-to-node request as rpc.Client sends it.
 type capturedCall struct {
 	path string
 	body []byte
 }
 
-// captureMerge has a replication.Client send a merge of key over the
+// captureMerge has a rpc.Client send a merge of key over the
 // HTTP/2 RPC to a server that only records it, so the test holds a
 // well-formed frame to forge with.
 func captureMerge(t *testing.T, key string) capturedCall {
@@ -140,7 +140,7 @@ func captureMerge(t *testing.T, key string) capturedCall {
 	set, _ := vclock.Set{}.Update("intruder", vclock.Context{}, vclock.Sibling{
 		Value: []byte("forged"), ContentType: "text/plain", LastModified: time.Now().UnixNano(),
 	})
-	rc := replication.NewClient(replication.ClientConfig{Retries: -1, Timeout: 10 * time.Second, HTTP2Only: true})
+	rc := rpc.NewClient(rpc.ClientConfig{Retries: -1, Timeout: 10 * time.Second, HTTP2Only: true})
 	defer rc.Close()
 	_ = rc.Merge(context.Background(), ln.Addr().String(), 0, []byte(key), set)
 	mu.Lock()
@@ -157,12 +157,12 @@ func captureMerge(t *testing.T, key string) capturedCall {
 // are refused with 401 and not written; the same frame signed properly is
 // written, which shows the frames themselves were good.
 func checkForgedRPC(t *testing.T, nd *testnode.Node, key, otherKey string) {
-	keys := func(b64 string) *replication.PeerKeys {
+	keys := func(b64 string) *rpc.PeerKeys {
 		raw, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil {
 			t.Fatal(err)
 		}
-		k, err := replication.NewPeerKeys([][]byte{raw})
+		k, err := rpc.NewPeerKeys([][]byte{raw})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +188,7 @@ func checkForgedRPC(t *testing.T, nd *testnode.Node, key, otherKey string) {
 			{"another key", func(r *http.Request, b []byte) error { return stranger.Sign(r, b, time.Now()) }, http.StatusUnauthorized, "none of this node's keys"},
 			{"stale", func(r *http.Request, b []byte) error { return member.Sign(r, b, time.Now().Add(-10*time.Minute)) }, http.StatusUnauthorized, "check NTP"},
 			{"garbage header", func(r *http.Request, b []byte) error {
-				r.Header.Set(replication.PeerAuthHeader, "v1 t=0 n=00 h=00 b=00")
+				r.Header.Set(rpc.PeerAuthHeader, "v1 t=0 n=00 h=00 b=00")
 				return nil
 			}, http.StatusUnauthorized, "hex digits"},
 			{"genuine", func(r *http.Request, b []byte) error { return member.Sign(r, b, time.Now()) }, http.StatusOK, ""},
@@ -224,7 +224,7 @@ func checkForgedRPC(t *testing.T, nd *testnode.Node, key, otherKey string) {
 	}
 }
 
-// checkTransportStranger has a replication.Client call nd's transport as
+// checkTransportStranger has a rpc.Client call nd's transport as
 // a stranger: keyed with the gossip key b64 (none when empty), which is
 // not the cluster's. The merge of key must be refused as unauthorized,
 // saying why, and not written.
@@ -243,10 +243,10 @@ func checkTransportStranger(t *testing.T, nd *testnode.Node, b64, key string) {
 	set, _ := vclock.Set{}.Update("intruder", vclock.Context{}, vclock.Sibling{
 		Value: []byte("forged"), ContentType: "text/plain", LastModified: time.Now().UnixNano(),
 	})
-	rc := replication.NewClient(replication.ClientConfig{Keys: ring, Retries: -1, Timeout: 10 * time.Second})
+	rc := rpc.NewClient(rpc.ClientConfig{Keys: ring, Retries: -1, Timeout: 10 * time.Second})
 	err := rc.Merge(context.Background(), nd.Addr(), 0, []byte(key), set)
 	rc.Close()
-	if !errors.Is(err, replication.ErrUnauthorized) || !strings.Contains(err.Error(), "--gossip-key") {
+	if !errors.Is(err, rpc.ErrUnauthorized) || !strings.Contains(err.Error(), "--gossip-key") {
 		t.Errorf("transport merge of %q by a stranger (key %q): %v, want ErrUnauthorized naming --gossip-key", key, b64, err)
 	}
 	if l, err := nd.LocalGet(0, key); err != nil || l.Found {
@@ -363,7 +363,7 @@ func TestGossipKeyRotatesAcrossARunningCluster(t *testing.T) {
 
 	call := captureMerge(t, "rotate/old-key")
 	raw, _ := base64.StdEncoding.DecodeString(keyA)
-	old, err := replication.NewPeerKeys([][]byte{raw})
+	old, err := rpc.NewPeerKeys([][]byte{raw})
 	if err != nil {
 		t.Fatal(err)
 	}

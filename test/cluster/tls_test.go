@@ -19,7 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/dynkv/dynkv/client"
-	"github.com/dynkv/dynkv/replication"
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/test/testnode"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -363,13 +363,13 @@ func (sc *secureCluster) testStrangerRPC(t *testing.T) {
 		set, _ := vclock.Set{}.Update("intruder", vclock.Context{}, vclock.Sibling{
 			Value: []byte("forged"), ContentType: "text/plain", LastModified: time.Now().UnixNano(),
 		})
-		rc := replication.NewClient(replication.ClientConfig{TLS: tc.tls, AuthToken: sc.token, Retries: -1, Timeout: 10 * time.Second})
+		rc := rpc.NewClient(rpc.ClientConfig{TLS: tc.tls, AuthToken: sc.token, Retries: -1, Timeout: 10 * time.Second})
 		err := rc.Merge(context.Background(), nd.Addr(), 0, []byte(key), set)
 		rc.Close()
 		switch {
 		case err == nil:
 			t.Errorf("merge of %q %s and with a valid token: accepted, want refused", key, tc.name)
-		case errors.Is(err, replication.ErrUnauthorized):
+		case errors.Is(err, rpc.ErrUnauthorized):
 			t.Logf("%s: refused with 401: %v", tc.name, err)
 		case tc.handshake:
 			// The transport's words for a refused handshake vary with
