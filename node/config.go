@@ -3,7 +3,6 @@ package node
 import (
 	"crypto/aes"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,10 +13,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/dynkv/dynkv/coordinator"
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/replication/antientropy"
 	"github.com/dynkv/dynkv/replication/handoff"
-	"github.com/dynkv/dynkv/wal"
+	"github.com/dynkv/dynkv/store"
 )
 
 // Limits that Validate enforces. They exist so that a typo in a flag fails at
@@ -273,247 +273,127 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Defaults of the fields whose zero value WithDefaults replaces. Those a
+// component owns are the component's constants (coordinator, store); the
+// ones below are the node's own.
+const (
+	DefaultDataDir               = "./data"
+	DefaultHTTPAddr              = "127.0.0.1:8080"
+	DefaultGossipAddr            = "127.0.0.1:7946"
+	DefaultRESPAddr              = "127.0.0.1:6380"
+	DefaultRESPMaxConns          = 10000
+	DefaultRESPMaxBufferBytes    = 256 << 20
+	DefaultReplicas              = 3
+	DefaultReadQuorum            = 2
+	DefaultWriteQuorum           = 2
+	DefaultPartitions            = 256
+	DefaultJoinTimeout           = 10 * time.Second
+	DefaultRPCTimeout            = 2 * time.Second
+	DefaultRPCMaxCalls           = 256
+	DefaultHintInterval          = time.Second
+	DefaultLogLevel              = "info"
+	DefaultLogFormat             = "console"
+	DefaultFsync                 = "always"
+	DefaultMaxValueBytes         = 1 << 20
+	DefaultSegmentSize           = 64 << 20
+	DefaultMaxInflight           = 1024
+	DefaultHTTPReadHeaderTimeout = 10 * time.Second
+	DefaultHTTPReadTimeout       = time.Minute
+	DefaultHTTPWriteTimeout      = time.Minute
+	DefaultHTTPIdleTimeout       = 2 * time.Minute
+	DefaultHTTPMaxHeaderBytes    = 64 << 10
+	DefaultHTTPLingerTimeout     = 5 * time.Second
+	DefaultHTTPMaxConns          = 4096
+	DefaultHTTP2MaxStreams       = 250
+	DefaultShutdownTimeout       = 10 * time.Second
+)
+
 // DefaultConfig returns the configuration of `dynkv server` with no flags:
-// a one-node cluster with data under ./data.
+// a one-node cluster with data under ./data. It is the zero Config after
+// WithDefaults, with the Redis protocol on DefaultRESPAddr.
 func DefaultConfig() Config {
-	id, err := os.Hostname()
-	if err != nil || id == "" {
-		// Validate rejects an empty ID; "localhost" keeps a default
-		// config usable on the rare host without a name.
-		id = "localhost"
-	}
-	return Config{
-		ID:                    id,
-		DataDir:               "./data",
-		HTTPAddr:              "127.0.0.1:8080",
-		GossipAddr:            "127.0.0.1:7946",
-		RESPAddr:              "127.0.0.1:6380",
-		RESPMaxConns:          10000,
-		RESPMaxBufferBytes:    256 << 20,
-		Replicas:              3,
-		ReadQuorum:            2,
-		WriteQuorum:           2,
-		Partitions:            256,
-		JoinTimeout:           10 * time.Second,
-		RequestTimeout:        5 * time.Second,
-		BlindWriteHedge:       50 * time.Millisecond,
-		RPCTimeout:            2 * time.Second,
-		RPCMaxCalls:           256,
-		HandoffRate:           handoff.DefaultHandoffRate,
-		HintInterval:          time.Second,
-		AAEInterval:           antientropy.DefaultAAEInterval,
-		AAERate:               antientropy.DefaultAAERate,
-		LogLevel:              "info",
-		LogFormat:             "console",
-		Fsync:                 "always",
-		MaxValueBytes:         1 << 20,
-		Databases:             16,
-		TombstoneGrace:        24 * time.Hour,
-		MinFreeBytes:          64 << 20,
-		SegmentSize:           64 << 20,
-		MaxInflight:           1024,
-		HTTPReadHeaderTimeout: 10 * time.Second,
-		HTTPReadTimeout:       time.Minute,
-		HTTPWriteTimeout:      time.Minute,
-		HTTPIdleTimeout:       2 * time.Minute,
-		HTTPMaxHeaderBytes:    64 << 10,
-		HTTPLingerTimeout:     5 * time.Second,
-		HTTPMaxConns:          4096,
-		HTTP2MaxStreams:       250,
-		ShutdownTimeout:       10 * time.Second,
-		ReclaimInterval:       time.Second,
-		CheckpointInterval:    30 * time.Second,
-	}
+	return Config{RESPAddr: DefaultRESPAddr}.WithDefaults()
 }
 
-// Validate reports every problem of c at once, each naming the flag to fix.
-func (c Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf(format, args...))
-	}
-
-	if strings.TrimSpace(c.ID) == "" {
-		bad("--id must not be empty: give this node a name unique in the cluster")
-	}
-	if c.DataDir == "" {
-		bad("--data-dir must not be empty")
-	}
-	if err := checkHostPort(c.HTTPAddr); err != nil {
-		bad("--http-addr %q: %w", c.HTTPAddr, err)
-	}
-	if err := checkHostPort(c.GossipAddr); err != nil {
-		bad("--gossip-addr %q: %w", c.GossipAddr, err)
-	}
-	if c.RESPAddr != "" {
-		if err := checkHostPort(c.RESPAddr); err != nil {
-			bad("--resp-addr %q: %w (leave it empty to disable the Redis protocol)", c.RESPAddr, err)
+// WithDefaults is c with every zero field that has a default set to it:
+// the zero Config after WithDefaults, given a data directory, validates and
+// serves a one-node cluster. The fields whose zero value means something
+// stay as they are: RESPAddr (empty disables the Redis protocol), the
+// gossip tunings (memberlist's defaults), HTTPLingerBytes (derived from
+// --max-value-bytes), RESPIdleTimeout (keep idle connections) and the
+// optional ones (AdvertiseAddr, Join, GossipKey, TLS, AuthTokens, ...).
+// The ID defaults to the host name, else "localhost".
+func (c Config) WithDefaults() Config {
+	setString := func(v *string, d string) {
+		if *v == "" {
+			*v = d
 		}
 	}
-	if c.RESPMaxConns < 1 {
-		bad("--resp-max-conns is %d: want at least 1", c.RESPMaxConns)
-	}
-	if largest := 4*c.MaxValueBytes + respCommandOverhead; c.RESPMaxBufferBytes < largest {
-		bad("--resp-max-buffer-bytes is %d: want at least %d, the largest Redis command (4 × --max-value-bytes + 1MiB)",
-			c.RESPMaxBufferBytes, largest)
-	}
-	if strings.ContainsAny(c.AdvertiseAddr, " /") {
-		bad("--advertise-addr %q: want a host name or IP address", c.AdvertiseAddr)
-	}
-	for _, j := range c.Join {
-		if err := checkHostPort(j); err != nil {
-			bad("--join %q: %w", j, err)
+	setDuration := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
 		}
 	}
-
-	if c.Replicas < 1 {
-		bad("--replicas is %d: want at least 1", c.Replicas)
-	}
-	if c.ReadQuorum < 1 || c.ReadQuorum > c.Replicas {
-		bad("--read-quorum is %d: want 1 to --replicas (%d)", c.ReadQuorum, c.Replicas)
-	}
-	if c.WriteQuorum < 1 || c.WriteQuorum > c.Replicas {
-		bad("--write-quorum is %d: want 1 to --replicas (%d)", c.WriteQuorum, c.Replicas)
-	}
-
-	if c.Partitions < 1 || c.Partitions > maxPartitions {
-		bad("--partitions is %d: want 1 to %d (the same on every member)", c.Partitions, maxPartitions)
-	} else if c.Partitions < c.Replicas {
-		bad("--partitions is %d: want at least --replicas (%d)", c.Partitions, c.Replicas)
-	}
-	if c.JoinTimeout <= 0 {
-		bad("--join-timeout is %s: want a positive duration such as 10s", c.JoinTimeout)
-	}
-	if c.RequestTimeout <= 0 {
-		bad("--request-timeout is %s: want a positive duration such as 5s", c.RequestTimeout)
-	}
-	if c.BlindWriteHedge <= 0 {
-		bad("--blind-write-hedge is %s: want a positive duration such as 50ms", c.BlindWriteHedge)
-	}
-	if c.RPCTimeout <= 0 {
-		bad("--rpc-timeout is %s: want a positive duration such as 2s", c.RPCTimeout)
-	}
-	if c.HandoffRate < 1 {
-		bad("--handoff-rate is %d bytes/s: want a positive rate such as 8MiB", c.HandoffRate)
-	}
-	if c.HintInterval <= 0 {
-		bad("--hint-interval is %s: want a positive duration such as 1s", c.HintInterval)
-	}
-	if c.AAEInterval <= 0 {
-		bad("--aae-interval is %s: want a positive duration such as 10s", c.AAEInterval)
-	}
-	if c.AAERate < 1 {
-		bad("--aae-rate is %d bytes/s: want a positive rate such as 4MiB", c.AAERate)
-	}
-	for _, d := range []struct {
-		flag string
-		v    time.Duration
-	}{
-		{"--gossip-probe-interval", c.GossipProbeInterval},
-		{"--gossip-probe-timeout", c.GossipProbeTimeout},
-		{"--gossip-interval", c.GossipInterval},
-	} {
-		if d.v < 0 {
-			bad("%s is %s: want a positive duration, or 0 for memberlist's default", d.flag, d.v)
+	setInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
 		}
 	}
-	if c.GossipProbeInterval > 0 && c.GossipProbeTimeout > c.GossipProbeInterval {
-		bad("--gossip-probe-timeout (%s) is longer than --gossip-probe-interval (%s): a probe must end before the next starts",
-			c.GossipProbeTimeout, c.GossipProbeInterval)
-	}
-	if c.GossipSuspicionMult < 0 {
-		bad("--gossip-suspicion-mult is %d: want a positive number, or 0 for memberlist's default", c.GossipSuspicionMult)
-	}
-
-	if _, err := zapcore.ParseLevel(c.LogLevel); err != nil {
-		bad("--log-level %q: want debug, info, warn or error", c.LogLevel)
-	}
-	if c.LogFormat != "json" && c.LogFormat != "console" {
-		bad("--log-format %q: want json or console", c.LogFormat)
-	}
-	if _, err := wal.ParseSyncPolicy(c.Fsync); err != nil {
-		bad("--fsync %q: want \"always\" or a duration such as 10ms: %w", c.Fsync, err)
-	}
-
-	if c.MaxValueBytes < 1 || c.MaxValueBytes > maxValueBytesLimit {
-		bad("--max-value-bytes is %d: want 1 to %d", c.MaxValueBytes, maxValueBytesLimit)
-	}
-	if c.Databases < 1 || c.Databases > maxDatabases {
-		bad("--databases is %d: want 1 to %d", c.Databases, maxDatabases)
-	}
-	if c.TombstoneGrace <= 0 {
-		bad("--tombstone-grace is %s: want a positive duration such as 24h", c.TombstoneGrace)
-	}
-
-	if _, err := c.GossipKeys(); err != nil {
-		bad("%w", err)
-	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		bad("--tls-cert and --tls-key go together: set both or neither")
-	}
-	if c.TLSCA != "" && c.TLSCert == "" {
-		bad("--tls-ca needs --tls-cert and --tls-key: client certificates are only checked over TLS")
-	}
-	for i, t := range c.AuthTokens {
-		if t == "" || strings.ContainsAny(t, " \t\r\n,") {
-			bad("--auth-token: token %d is empty or contains a space or comma", i+1)
+	setInt64 := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
 		}
 	}
-
-	if c.SegmentSize < minSegmentSize {
-		bad("segment size is %d bytes: want at least %d", c.SegmentSize, minSegmentSize)
-	}
-	if c.MaxInflight < 1 {
-		bad("--max-inflight is %d: want at least 1", c.MaxInflight)
-	}
-	for _, d := range []struct {
-		flag string
-		v    time.Duration
-	}{
-		{"--http-read-header-timeout", c.HTTPReadHeaderTimeout},
-		{"--http-read-timeout", c.HTTPReadTimeout},
-		{"--http-write-timeout", c.HTTPWriteTimeout},
-		{"--http-idle-timeout", c.HTTPIdleTimeout},
-	} {
-		if d.v <= 0 {
-			bad("%s is %s: want a positive duration", d.flag, d.v)
+	if c.ID == "" {
+		id, err := os.Hostname()
+		if err != nil || id == "" {
+			// Validate rejects an empty ID; "localhost" keeps a default
+			// config usable on the rare host without a name.
+			id = "localhost"
 		}
+		c.ID = id
 	}
-	if c.HTTPMaxHeaderBytes < 4<<10 || c.HTTPMaxHeaderBytes > 16<<20 {
-		bad("--http-max-header-bytes is %d: want 4KiB to 16MiB (a key alone may take 3KiB percent-encoded)", c.HTTPMaxHeaderBytes)
+	setString(&c.DataDir, DefaultDataDir)
+	setString(&c.HTTPAddr, DefaultHTTPAddr)
+	setString(&c.GossipAddr, DefaultGossipAddr)
+	setInt(&c.RESPMaxConns, DefaultRESPMaxConns)
+	setInt64(&c.RESPMaxBufferBytes, DefaultRESPMaxBufferBytes)
+	setInt(&c.Replicas, DefaultReplicas)
+	setInt(&c.ReadQuorum, DefaultReadQuorum)
+	setInt(&c.WriteQuorum, DefaultWriteQuorum)
+	setInt(&c.Partitions, DefaultPartitions)
+	setDuration(&c.JoinTimeout, DefaultJoinTimeout)
+	setDuration(&c.RequestTimeout, coordinator.DefaultRequestTimeout)
+	setDuration(&c.BlindWriteHedge, coordinator.DefaultGatherHedge)
+	setDuration(&c.RPCTimeout, DefaultRPCTimeout)
+	setInt(&c.RPCMaxCalls, DefaultRPCMaxCalls)
+	setInt64(&c.HandoffRate, handoff.DefaultHandoffRate)
+	setDuration(&c.HintInterval, DefaultHintInterval)
+	setDuration(&c.AAEInterval, antientropy.DefaultAAEInterval)
+	setInt64(&c.AAERate, antientropy.DefaultAAERate)
+	setString(&c.LogLevel, DefaultLogLevel)
+	setString(&c.LogFormat, DefaultLogFormat)
+	setString(&c.Fsync, DefaultFsync)
+	setInt64(&c.MaxValueBytes, DefaultMaxValueBytes)
+	setInt(&c.Databases, store.DefaultDatabases)
+	setDuration(&c.TombstoneGrace, store.DefaultTombstoneGrace)
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = store.DefaultMinFreeBytes
 	}
-	if c.HTTPLingerTimeout < 0 || c.HTTPLingerTimeout > maxLingerTimeout {
-		bad("--http-linger-timeout is %s: want 0 (close at once) to %s", c.HTTPLingerTimeout, maxLingerTimeout)
-	}
-	if c.HTTPLingerBytes < 0 || c.HTTPLingerBytes > maxLingerBytes {
-		bad("--http-linger-bytes is %d: want 0 (4 times --max-value-bytes, at least 4MiB) to %d", c.HTTPLingerBytes, int64(maxLingerBytes))
-	}
-	if c.HTTPMaxConns < 1 {
-		bad("--http-max-conns is %d: want at least 1", c.HTTPMaxConns)
-	}
-	if c.RPCMaxCalls < 1 || c.RPCMaxCalls > 1<<16 {
-		bad("--rpc-max-calls is %d: want 1 to 65536", c.RPCMaxCalls)
-	}
-	if c.HTTP2MaxStreams < 1 || c.HTTP2MaxStreams > 1<<16 {
-		bad("--http2-max-streams is %d: want 1 to 65536", c.HTTP2MaxStreams)
-	}
-	if c.RESPIdleTimeout < 0 {
-		bad("--resp-idle-timeout is %s: want a positive duration, or 0 to keep idle connections", c.RESPIdleTimeout)
-	}
-	if c.ShutdownTimeout <= 0 {
-		bad("shutdown timeout is %s: want a positive duration", c.ShutdownTimeout)
-	}
-	if c.ReclaimInterval <= 0 {
-		bad("reclaim interval is %s: want a positive duration", c.ReclaimInterval)
-	}
-	if c.CheckpointInterval <= 0 {
-		bad("checkpoint interval is %s: want a positive duration", c.CheckpointInterval)
-	}
-
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("node: invalid configuration: %w", errors.Join(errs...))
+	setInt64(&c.SegmentSize, DefaultSegmentSize)
+	setInt(&c.MaxInflight, DefaultMaxInflight)
+	setDuration(&c.HTTPReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
+	setDuration(&c.HTTPReadTimeout, DefaultHTTPReadTimeout)
+	setDuration(&c.HTTPWriteTimeout, DefaultHTTPWriteTimeout)
+	setDuration(&c.HTTPIdleTimeout, DefaultHTTPIdleTimeout)
+	setInt(&c.HTTPMaxHeaderBytes, DefaultHTTPMaxHeaderBytes)
+	setDuration(&c.HTTPLingerTimeout, DefaultHTTPLingerTimeout)
+	setInt(&c.HTTPMaxConns, DefaultHTTPMaxConns)
+	setInt(&c.HTTP2MaxStreams, DefaultHTTP2MaxStreams)
+	setDuration(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	setDuration(&c.ReclaimInterval, store.DefaultReclaimInterval)
+	setDuration(&c.CheckpointInterval, store.DefaultCheckpointInterval)
+	return c
 }
 
 // GossipKeys decodes --gossip-key: nil when it is empty, otherwise every

@@ -56,7 +56,6 @@ func (n *Node) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		br     *badRequest
 		se     *statusError
 		qe     *QuorumError
-		cqe    *coordinator.QuorumError
 	)
 	switch {
 	case errors.As(err, &br):
@@ -66,9 +65,6 @@ func (n *Node) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &qe):
 		status = http.StatusServiceUnavailable
 		body.Needed, body.Acked = &qe.Needed, &qe.Acked
-	case errors.As(err, &cqe):
-		status = http.StatusServiceUnavailable
-		body.Needed, body.Acked = &cqe.Needed, &cqe.Acked
 	case errors.Is(err, store.ErrDiskFull):
 		status = http.StatusInsufficientStorage
 		body.Error = "local disk full: the node refuses writes until space is freed"
