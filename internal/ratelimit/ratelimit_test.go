@@ -21,7 +21,7 @@ func checkPacing(t *testing.T, start time.Time, at []time.Time, sizes []int, rat
 func TestTokenBucketNeverAdmitsMoreThanBurstPlusRate(t *testing.T) {
 	seed := testutil.Seed(t, testutil.SeedEnv)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	clk := NewFakeClock()
+	clk := testutil.NewFakeClock()
 	const rate, burst = 10_000.0, 4_000.0
 	b := NewBucket(rate, burst, clk)
 	start := clk.Now()
@@ -47,7 +47,7 @@ func TestTokenBucketNeverAdmitsMoreThanBurstPlusRate(t *testing.T) {
 }
 
 func TestTokenBucketWithoutARateNeverSleeps(t *testing.T) {
-	clk := NewFakeClock()
+	clk := testutil.NewFakeClock()
 	b := NewBucket(-1, 100, clk)
 	for i := 0; i < 100; i++ {
 		if err := b.Wait(context.Background(), 1<<20); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/internal/testutil"
+	"github.com/dynkv/dynkv/internal/testutil/storetest"
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
@@ -23,14 +24,9 @@ const testPartitions = 8
 func openTreeStore(t testing.TB, dir string) (*store.Store, *HashTrees) {
 	t.Helper()
 	trees := NewHashTrees(testPartitions)
-	s, err := store.Open(store.Options{
-		Dir:                dir,
-		Sync:               wal.SyncPolicy{Interval: 10 * time.Millisecond},
-		MinFreeBytes:       1,
-		CheckpointInterval: time.Hour,
-		ReclaimInterval:    time.Hour,
-		OnChange:           trees.Observe,
-	})
+	opts := storetest.Options(dir)
+	opts.OnChange = trees.Observe
+	s, err := store.Open(opts)
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}

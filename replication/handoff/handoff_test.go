@@ -12,6 +12,8 @@ import (
 
 	"github.com/dynkv/dynkv/internal/lifecycle"
 	"github.com/dynkv/dynkv/internal/ratelimit"
+	"github.com/dynkv/dynkv/internal/testutil"
+	"github.com/dynkv/dynkv/internal/testutil/storetest"
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/replication/internal/reptest"
 	"github.com/dynkv/dynkv/replication/rpc"
@@ -132,7 +134,7 @@ type fakeNet struct {
 	calls  int
 	acked  int // keys delivered
 	sends  []fakeSend
-	clock  *ratelimit.FakeClock
+	clock  *testutil.FakeClock
 }
 
 type fakeSend struct {
@@ -189,23 +191,7 @@ func (n *fakeNet) ackedKeys() int {
 
 func openHandoffStore(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := store.Open(store.Options{
-		Dir: t.TempDir(),
-		// Durability is not under test: interval fsync keeps the tests fast.
-		Sync:               wal.SyncPolicy{Interval: 10 * time.Millisecond},
-		MinFreeBytes:       1,
-		CheckpointInterval: time.Hour,
-		ReclaimInterval:    time.Hour,
-	})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close store: %v", err)
-		}
-	})
-	return s
+	return storetest.OpenTemp(t)
 }
 
 type storedKey = reptest.StoredKey
@@ -231,13 +217,13 @@ func storeContents(t *testing.T, s *store.Store) map[storedKey]vclock.Set {
 type handoffRig struct {
 	ring  *fakeRing
 	net   *fakeNet
-	clock *ratelimit.FakeClock
+	clock *testutil.FakeClock
 	h     *Handoff
 }
 
 func newHandoffRig(t *testing.T, self string, st membership.State, stores map[string]*store.Store, tweak func(*HandoffConfig)) *handoffRig {
 	t.Helper()
-	rig := &handoffRig{ring: &fakeRing{self: self, state: st}, clock: ratelimit.NewFakeClock()}
+	rig := &handoffRig{ring: &fakeRing{self: self, state: st}, clock: testutil.NewFakeClock()}
 	rig.net = &fakeNet{stores: stores, clock: rig.clock}
 	cfg := HandoffConfig{
 		Self:       self,
@@ -714,13 +700,13 @@ func TestTransferWaitsForWritesUnderTheOldPlacementToSettle(t *testing.T) {
 	keys := fillStore(t, stores["a"], 20)
 	st := ringState(1, []string{"a"}, map[string]membership.Status{"a": membership.StatusValid, "b": membership.StatusJoining})
 	rig := newHandoffRig(t, "a", st, stores, nil)
-	rig.clock.OnSleep = func(time.Duration) {
+	rig.clock.OnSleep(func(time.Duration) {
 		set, _, err := stores["a"].Put(0, []byte("landed-while-settling"), "a", vclock.Context{}, vclock.Sibling{Value: []byte("v")})
 		if err != nil {
 			t.Errorf("Put: %v", err)
 		}
 		keys[storedKey{DB: 0, Key: "landed-while-settling"}] = set
-	}
+	})
 	start := rig.clock.Now()
 	if err := rig.h.step(context.Background()); err != nil {
 		t.Fatal(err)

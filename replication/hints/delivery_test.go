@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/internal/lifecycle"
+	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
@@ -55,11 +56,6 @@ func (f *fakeSender) callsTo(id string) int {
 	return f.calls[id]
 }
 
-type manualClock struct{ ns atomic.Int64 }
-
-func (c *manualClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *manualClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 func hintedKeys(t *testing.T, st *store.Store, n int, owner string) {
 	t.Helper()
 	for i := 0; i < n; i++ {
@@ -101,7 +97,7 @@ func TestDeliveryHandsHintsToALiveOwnerAndDropsThem(t *testing.T) {
 func TestDeliveryBacksOffPerOwnerWhileSendsFail(t *testing.T) {
 	holder, owner := openStore(t), openStore(t)
 	hintedKeys(t, holder, 5, "b")
-	clk := &manualClock{}
+	clk := testutil.NewFakeClock()
 	snd := &fakeSender{stores: map[string]*store.Store{"b": owner}, err: fmt.Errorf("dial: %w", rpc.ErrUnreachable)}
 	d := NewHintDelivery(HintDeliveryConfig{Store: holder, Send: snd.send, Interval: time.Second, MaxBackoff: 30 * time.Second, Now: clk.Now})
 

@@ -2,7 +2,6 @@ package reptest
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,9 +9,9 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 	"go.uber.org/goleak"
 
+	"github.com/dynkv/dynkv/internal/testutil/storetest"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
-	"github.com/dynkv/dynkv/wal"
 )
 
 // CheckLeaks fails t if a goroutine started during the test outlives it.
@@ -29,27 +28,10 @@ func CheckLeaks(t *testing.T) {
 }
 
 // OpenStore opens a store in a temporary directory, closed when the test
-// ends.
+// ends (storetest.OpenTemp: durability is not under test here).
 func OpenStore(t testing.TB) *store.Store {
 	t.Helper()
-	s, err := store.Open(store.Options{
-		Dir: t.TempDir(),
-		// Durability is not under test here; interval fsync keeps the
-		// tests about replication, not the disk.
-		Sync:               wal.SyncPolicy{Interval: 10 * time.Millisecond},
-		MinFreeBytes:       1,
-		CheckpointInterval: time.Hour,
-		ReclaimInterval:    time.Hour,
-	})
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
-			t.Errorf("store.Close: %v", err)
-		}
-	})
-	return s
+	return storetest.OpenTemp(t)
 }
 
 // SampleSet is a set of two siblings, a value and a tombstone.
@@ -129,13 +111,7 @@ func DamageStored(t testing.TB, dir string, lkeys ...[]byte) {
 // test ends.
 func OpenStoreAt(t testing.TB, dir string) *store.Store {
 	t.Helper()
-	s, err := store.Open(store.Options{
-		Dir:                dir,
-		Sync:               wal.SyncPolicy{Interval: 10 * time.Millisecond},
-		MinFreeBytes:       1,
-		CheckpointInterval: time.Hour,
-		ReclaimInterval:    time.Hour,
-	})
+	s, err := store.Open(storetest.Options(dir))
 	if err != nil {
 		t.Fatalf("store.Open(%s): %v", dir, err)
 	}
