@@ -17,6 +17,8 @@ import (
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/replication/antientropy"
 	"github.com/dynkv/dynkv/replication/handoff"
+	"github.com/dynkv/dynkv/replication/hints"
+	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 )
 
@@ -288,9 +290,9 @@ const (
 	DefaultWriteQuorum           = 2
 	DefaultPartitions            = 256
 	DefaultJoinTimeout           = 10 * time.Second
-	DefaultRPCTimeout            = 2 * time.Second
+	DefaultRPCTimeout            = rpc.DefaultTimeout
 	DefaultRPCMaxCalls           = 256
-	DefaultHintInterval          = time.Second
+	DefaultHintInterval          = hints.DefaultHintInterval
 	DefaultLogLevel              = "info"
 	DefaultLogFormat             = "console"
 	DefaultFsync                 = "always"

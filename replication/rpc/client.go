@@ -27,8 +27,9 @@ const (
 	DefaultBackoff    = 20 * time.Millisecond
 	DefaultMaxBackoff = 500 * time.Millisecond
 	// DefaultDialTimeout bounds opening a connection: for the transport
-	// that is TCP, TLS, the upgrade and the keyed handshake.
-	DefaultDialTimeout = 2 * time.Second
+	// that is TCP, TLS, the upgrade and the keyed handshake. It is the
+	// transport's own default.
+	DefaultDialTimeout = transport.DefaultDialTimeout
 	// DefaultMaxCallsPerPeer stays below the 250 streams a Go HTTP/2
 	// server allows a connection by default.
 	DefaultMaxCallsPerPeer = 200
