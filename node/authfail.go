@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynkv/dynkv/node/metrics"
+
 	"go.uber.org/zap"
 )
 
@@ -60,7 +62,7 @@ const respErrAuthThrottled = "ERR too many failed authentications from this addr
 // and the Redis protocol.
 type authGuard struct {
 	log *zap.Logger
-	m   *limitMetrics
+	m   *metrics.Limits
 	now func() time.Time
 
 	// pending is the number of delayed answers; while it is zero,
@@ -86,7 +88,7 @@ type authSource struct {
 	loggedAt  time.Time // the last warning
 }
 
-func newAuthGuard(log *zap.Logger, m *limitMetrics) *authGuard {
+func newAuthGuard(log *zap.Logger, m *metrics.Limits) *authGuard {
 	return &authGuard{log: log, m: m, now: time.Now, sources: make(map[string]*list.Element)}
 }
 
@@ -159,7 +161,7 @@ func (g *authGuard) throttled(protocol, src string) bool {
 	}
 	g.mu.Unlock()
 	if refuse {
-		g.m.authThrottled.WithLabelValues(protocol).Inc()
+		g.m.AuthThrottled.WithLabelValues(protocol).Inc()
 	}
 	return refuse
 }
@@ -173,7 +175,7 @@ func (g *authGuard) throttled(protocol, src string) bool {
 // the token either.
 func (g *authGuard) fail(ctx context.Context, protocol, src string, connFails int, guess bool) bool {
 	now := g.now()
-	g.m.authFailures.WithLabelValues(protocol).Inc()
+	g.m.AuthFailures.WithLabelValues(protocol).Inc()
 	g.mu.Lock()
 	e := g.entry(src)
 	var delay time.Duration
@@ -206,12 +208,12 @@ func (g *authGuard) fail(ctx context.Context, protocol, src string, connFails in
 		g.log.Warn("authentication failures: missing or wrong client token", warn...)
 	}
 	if !afforded {
-		g.m.authThrottled.WithLabelValues(protocol).Inc()
+		g.m.AuthThrottled.WithLabelValues(protocol).Inc()
 		return false
 	}
 	if delay > 0 {
-		g.m.authDelayed.WithLabelValues(protocol).Inc()
-		g.m.authPending.Inc()
+		g.m.AuthDelayed.WithLabelValues(protocol).Inc()
+		g.m.AuthPending.Inc()
 		start := time.Now()
 		t := time.NewTimer(delay)
 		select {
@@ -219,8 +221,8 @@ func (g *authGuard) fail(ctx context.Context, protocol, src string, connFails in
 		case <-ctx.Done():
 			t.Stop()
 		}
-		g.m.authDelaySeconds.WithLabelValues(protocol).Add(time.Since(start).Seconds())
-		g.m.authPending.Dec()
+		g.m.AuthDelaySeconds.WithLabelValues(protocol).Add(time.Since(start).Seconds())
+		g.m.AuthPending.Dec()
 		g.mu.Lock()
 		// The entry may have been forgotten meanwhile; it is still
 		// the one this attempt counted on.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/node/metrics"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -18,7 +20,7 @@ import (
 func newTestGuard(t *testing.T) (*authGuard, *fakeClock, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zapcore.WarnLevel)
-	m := newLimitMetrics()
+	m := metrics.New().Limits
 	g := newAuthGuard(zap.New(core), &m)
 	clock := newFakeClock()
 	g.now = clock.Now
@@ -50,7 +52,7 @@ func TestAuthGuardCountsDecaysAndLogsOncePerInterval(t *testing.T) {
 	if e.fails != 20 || e.pending != 0 || g.pending.Load() != 0 {
 		t.Fatalf("after 20 failures: fails %d, pending %d (node %d); want 20, 0, 0", e.fails, e.pending, g.pending.Load())
 	}
-	if v := metricValue(t, g.m.authDelayed.WithLabelValues("http")); v != 20 {
+	if v := metricValue(t, g.m.AuthDelayed.WithLabelValues("http")); v != 20 {
 		t.Fatalf("dynkv_auth_delayed_total = %v, want 20", v)
 	}
 	// One warning for the burst, with its count; the next after the
@@ -85,7 +87,7 @@ func TestAuthGuardCountsDecaysAndLogsOncePerInterval(t *testing.T) {
 	if e2 := g.sources["10.0.0.2"].Value.(*authSource); e2.fails != 0 || e2.unlogged != 0 {
 		t.Fatalf("a missing token: fails %d unlogged %d, want 0 and 0 (logged)", e2.fails, e2.unlogged)
 	}
-	if v := metricValue(t, g.m.authFailures.WithLabelValues("http")); v != 22 {
+	if v := metricValue(t, g.m.AuthFailures.WithLabelValues("http")); v != 22 {
 		t.Fatalf("dynkv_auth_failures_total{http} = %v, want 22", v)
 	}
 }
@@ -145,7 +147,7 @@ func TestAuthGuardThrottlesASourceWithTooManyPendingDelays(t *testing.T) {
 	if g.pending.Load() != 0 || g.throttled("http", "10.0.0.1") {
 		t.Fatalf("after the delays: %d pending, throttled %v", g.pending.Load(), g.throttled("http", "10.0.0.1"))
 	}
-	if v := metricValue(t, g.m.authThrottled.WithLabelValues("http")); v != 2 {
+	if v := metricValue(t, g.m.AuthThrottled.WithLabelValues("http")); v != 2 {
 		t.Fatalf("dynkv_auth_throttled_total = %v, want 2", v)
 	}
 }
@@ -184,8 +186,8 @@ func TestHTTPWrongTokensAreDelayedMissingOnesAreNot(t *testing.T) {
 			t.Fatalf("no token = %d, want 401", r.status)
 		}
 	}
-	m := tn.metrics.limits
-	if f, d := metricValue(t, m.authFailures.WithLabelValues("http")), metricValue(t, m.authDelayed.WithLabelValues("http")); f != 6 || d != 3 {
+	m := tn.metrics.Limits
+	if f, d := metricValue(t, m.AuthFailures.WithLabelValues("http")), metricValue(t, m.AuthDelayed.WithLabelValues("http")); f != 6 || d != 3 {
 		t.Fatalf("failures %v, delayed %v; want 6 and 3", f, d)
 	}
 	// A throttled source gets 429 whatever its token.

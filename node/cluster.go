@@ -231,7 +231,7 @@ func (n *Node) coordinatedGet(ctx context.Context, db int, key []byte, r int) (s
 	}
 	set, found, err = c.coord.Get(ctx, db, key, r)
 	if err == nil && found {
-		n.metrics.observeRead(set, n.cfg.now().UnixNano())
+		n.metrics.ObserveRead(set, n.cfg.now().UnixNano())
 	}
 	return set, found, err
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynkv/dynkv/node/metrics"
 	"go.uber.org/zap"
 )
 
@@ -71,7 +72,7 @@ type connLimiter struct {
 	tls      bool
 	body     string // the 429 response, ready to write
 	log      *zap.Logger
-	m        *metrics
+	m        *metrics.Metrics
 	open     atomic.Int64
 	refusing atomic.Int64
 
@@ -108,7 +109,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if l.open.Add(1) <= l.max {
-			l.m.httpConnsOpen.Inc()
+			l.m.HTTPConnsOpen.Inc()
 			return &limitedConn{Conn: c, l: l}, nil
 		}
 		l.open.Add(-1)
@@ -118,7 +119,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 
 // refuse answers a connection beyond the limit without blocking Accept.
 func (l *connLimiter) refuse(c net.Conn) {
-	l.m.httpConnsRefused.Inc()
+	l.m.HTTPConnsRefused.Inc()
 	l.warn()
 	if l.tls || l.refusing.Add(1) > maxRefusing {
 		if !l.tls {
@@ -169,7 +170,7 @@ func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
 		c.l.open.Add(-1)
-		c.l.m.httpConnsOpen.Dec()
+		c.l.m.HTTPConnsOpen.Dec()
 	})
 	return err
 }

@@ -33,7 +33,7 @@ const defaultContentType = "application/octet-stream"
 
 func (n *Node) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(n.observe, n.measure)
+	r.Use(n.observe, n.metrics.Measure)
 	if len(n.tokens) > 0 {
 		r.Use(n.authenticate)
 	}
@@ -44,7 +44,7 @@ func (n *Node) routes() http.Handler {
 	r.Head("/health", n.handleHealth)
 	r.Get("/ready", n.handleReady)
 	r.Head("/ready", n.handleReady)
-	r.Get("/metrics", n.handleMetrics)
+	r.Method(http.MethodGet, "/metrics", n.metrics)
 
 	if n.cfg.Pprof {
 		// The mutex and block profiles stay empty unless sampling is on;

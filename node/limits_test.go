@@ -213,7 +213,7 @@ func TestHTTPConnectionsBeyondTheLimitGet429AndClose(t *testing.T) {
 // connection of its own (which the connection limit would count).
 func gatherMetrics(t *testing.T, tn *testNode) map[string]*dto.MetricFamily {
 	t.Helper()
-	fams, err := tn.metrics.reg.Gather()
+	fams, err := tn.metrics.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

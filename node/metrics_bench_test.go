@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/node/metrics"
 )
 
 // BenchmarkObserveRequest is what every HTTP request pays for its count
@@ -14,7 +16,7 @@ func BenchmarkObserveRequest(b *testing.B) {
 	tn := startNode(b, nil, nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		tn.metrics.observeRequest("http", opGet, "200", time.Millisecond)
+		tn.metrics.ObserveRequest("http", metrics.OpGet, "200", time.Millisecond)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/dynkv/dynkv/node/metrics"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -38,7 +40,7 @@ type Node struct {
 	srv      *http.Server
 	inflight chan struct{} // a slot per request being served; full means shed load
 	tokens   [][32]byte    // sha256 of each accepted bearer token
-	metrics  *metrics
+	metrics  *metrics.Metrics
 	auth     *authGuard // delays, throttles and logs failed client authentications (authfail.go)
 	state    atomic.Int32
 	addr     atomic.Pointer[string] // bound address once listening
@@ -99,8 +101,8 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		serveDone: make(chan struct{}),
 		done:      make(chan error, 1),
 	}
-	n.metrics = newMetrics(n)
-	n.auth = newAuthGuard(log.Named("auth"), &n.metrics.limits)
+	n.metrics = metrics.New(&nodeCollector{n: n})
+	n.auth = newAuthGuard(log.Named("auth"), &n.metrics.Limits)
 	if cfg.TLSCert != "" {
 		tc, err := loadTLS(cfg)
 		if err != nil {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynkv/dynkv/node/metrics"
+
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 )
@@ -95,7 +97,7 @@ func (n *Node) listenRESP() (*respServer, error) {
 		cancel:     cancel,
 		maxCommand: 4*n.cfg.MaxValueBytes + respCommandOverhead,
 		maxReply:   max(respMaxReply, 4*n.cfg.MaxValueBytes+respCommandOverhead),
-		budget:     newRESPBudget(n.cfg.RESPMaxBufferBytes, n.metrics.limits.respBufferBytes),
+		budget:     newRESPBudget(n.cfg.RESPMaxBufferBytes, n.metrics.Limits.RESPBufferBytes),
 		acceptDone: make(chan struct{}),
 		conns:      make(map[net.Conn]struct{}),
 	}, nil
@@ -267,16 +269,16 @@ func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) er
 		case errors.As(err, &tooLarge):
 			wr.WriteError("ERR " + tooLarge.Error())
 		case errors.Is(err, errRESPBufferFull):
-			s.n.metrics.limits.respRefused.WithLabelValues(refusedBuffer).Inc()
+			s.n.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedBuffer).Inc()
 			wr.WriteError(respErrBufferFull)
 		case err != nil:
 			var perr protocolError
 			if errors.As(err, &perr) {
 				switch {
 				case perr == errUnauthMultibulk || perr == errUnauthBulk:
-					s.n.metrics.limits.respRefused.WithLabelValues(refusedUnauthenticated).Inc()
+					s.n.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedUnauthenticated).Inc()
 				case strings.HasPrefix(string(perr), "command too large"):
-					s.n.metrics.limits.respRefused.WithLabelValues(refusedTooLarge).Inc()
+					s.n.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedTooLarge).Inc()
 				}
 				// As Redis: say why, then hang up.
 				wr.WriteError("ERR Protocol error: " + string(perr))

@@ -223,7 +223,7 @@ func (s *respServer) execute(wr *redcon.Writer, sess *respSession, args [][]byte
 		if cmd != nil {
 			op = cmd.name
 		}
-		s.n.metrics.observeRequest("resp", op, status, time.Since(start))
+		s.n.metrics.ObserveRequest("resp", op, status, time.Since(start))
 	}()
 	switch {
 	case !sess.authed && (cmd == nil || !cmd.preAuth):

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynkv/dynkv/node/metrics"
+
 	"github.com/tidwall/redcon"
 
 	"github.com/dynkv/dynkv/vclock"
@@ -328,7 +330,7 @@ func (s *respServer) mget(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 		return nil
 	})
 	if err == errRESPBufferFull {
-		s.n.metrics.limits.respRefused.WithLabelValues(refusedBuffer).Inc()
+		s.n.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedBuffer).Inc()
 	}
 	if err != nil {
 		wr.WriteError(s.respErrorText(err))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/node/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -168,7 +169,7 @@ func TestRESPHugeCommandBeforeAuthIsClosedAtItsHeader(t *testing.T) {
 	if got := r.line() + r.line(); got != "+OK+OK" {
 		t.Fatalf("AUTH then an MSET of 13 arguments = %q, want +OK+OK", got)
 	}
-	if v := metricValue(t, tn.metrics.limits.respRefused.WithLabelValues(refusedUnauthenticated)); v != 2 {
+	if v := metricValue(t, tn.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedUnauthenticated)); v != 2 {
 		t.Fatalf("dynkv_resp_refused_commands_total{reason=unauthenticated} = %v, want 2", v)
 	}
 }
@@ -202,7 +203,7 @@ func TestRESPBufferBudgetRefusesWithTryAgain(t *testing.T) {
 	if got := r.line(); got != "+PONG" {
 		t.Fatalf("PING after the refused MSET = %q: the connection must stay in step", got)
 	}
-	if v := metricValue(t, tn.metrics.limits.respRefused.WithLabelValues(refusedBuffer)); v != 1 {
+	if v := metricValue(t, tn.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedBuffer)); v != 1 {
 		t.Fatalf("dynkv_resp_refused_commands_total{reason=buffer} = %v, want 1", v)
 	}
 	// Once the holder's command completes, its memory is free again.
@@ -231,15 +232,15 @@ func TestRESPWrongPasswordsAreDelayedAndCloseTheConnection(t *testing.T) {
 	if l, err := r.rd.ReadString('\n'); err == nil {
 		t.Fatalf("after %d wrong passwords the connection answered %q; want it closed", authCloseAfter, l)
 	}
-	m := tn.metrics.limits
-	if v := metricValue(t, m.authFailures.WithLabelValues("resp")); v != authCloseAfter {
+	m := tn.metrics.Limits
+	if v := metricValue(t, m.AuthFailures.WithLabelValues("resp")); v != authCloseAfter {
 		t.Fatalf("dynkv_auth_failures_total{protocol=resp} = %v, want %d", v, authCloseAfter)
 	}
-	if v := metricValue(t, m.authDelayed.WithLabelValues("resp")); v != authCloseAfter {
+	if v := metricValue(t, m.AuthDelayed.WithLabelValues("resp")); v != authCloseAfter {
 		t.Fatalf("dynkv_auth_delayed_total{protocol=resp} = %v, want %d", v, authCloseAfter)
 	}
 	// 5+5+10+10+20 ms; the timer may fire a little late, never early.
-	if v := metricValue(t, m.authDelaySeconds.WithLabelValues("resp")); v < 0.05 {
+	if v := metricValue(t, m.AuthDelaySeconds.WithLabelValues("resp")); v < 0.05 {
 		t.Fatalf("dynkv_auth_delay_seconds_total{protocol=resp} = %v, want at least 0.05", v)
 	}
 	// A right password after wrong ones works, and resets the

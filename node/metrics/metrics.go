@@ -1,4 +1,7 @@
-package node
+// Package metrics is one node's Prometheus registry: the request,
+// read and WAL distributions observed as they happen, the connection and
+// memory-bound counters of the front ends, and GET /metrics.
+package metrics
 
 import (
 	"net/http"
@@ -10,49 +13,52 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/vclock"
 )
 
-// metrics is one node's Prometheus registry. Each node has its own rather
+// Metrics is one node's Prometheus registry. Each node has its own rather
 // than the process-global default so that the in-process cluster tests can
 // run several nodes side by side. Counters that packages already keep
 // (store, WAL, coordinator, handoff, membership) are read at scrape time by
-// nodeCollector instead of being duplicated on their hot paths; only
-// distributions, which no Stats() can reconstruct, are observed as they
-// happen.
-type metrics struct {
+// a collector the node passes to New instead of being duplicated on their
+// hot paths; only distributions, which no Stats() can reconstruct, are
+// observed as they happen.
+type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	siblings prometheus.Histogram
 	walSync  prometheus.Histogram
 	walBatch prometheus.Histogram
-	// httpConnsOpen and httpConnsRefused count the HTTP port's
-	// connections under --http-max-conns (connlimit.go).
-	httpConnsOpen    prometheus.Gauge
-	httpConnsRefused prometheus.Counter
-	// limits: the Redis-protocol memory bounds and failed
-	// authentications (metrics_limits.go).
-	limits  limitMetrics
+	// HTTPConnsOpen and HTTPConnsRefused count the HTTP port's
+	// connections under --http-max-conns.
+	HTTPConnsOpen    prometheus.Gauge
+	HTTPConnsRefused prometheus.Counter
+	// Limits: the Redis-protocol memory bounds and failed
+	// authentications (limits.go).
+	Limits  Limits
 	handler http.Handler
 }
 
 // Request operations, the "op" label: a small fixed set so that paths
 // (keys) never become label values.
 const (
-	opPut      = "put"
-	opGet      = "get"
-	opDelete   = "delete"
-	opCluster  = "cluster"
-	opInternal = "internal" // node-to-node RPC
-	opOther    = "other"    // health, readiness, metrics, pprof, unknown paths
+	OpPut      = "put"
+	OpGet      = "get"
+	OpDelete   = "delete"
+	OpCluster  = "cluster"
+	OpInternal = "internal" // node-to-node RPC
+	OpOther    = "other"    // health, readiness, metrics, pprof, unknown paths
 )
 
-func newMetrics(n *Node) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+// New makes a registry holding the metrics of this package, the Go and
+// process collectors, and extra (the node's scrape-time collector).
+func New(extra ...prometheus.Collector) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dynkv_requests_total",
 		Help: "Client and peer requests served, by protocol (http, resp), operation and status (HTTP code; ok or error for resp).",
@@ -79,48 +85,48 @@ func newMetrics(n *Node) *metrics {
 		Help:    "WAL records made durable by one fsync (group-commit batch size).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 	})
-	m.httpConnsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.HTTPConnsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "dynkv_http_connections_open",
 		Help: "Open connections of the HTTP port, clients and peers together (at most --http-max-conns).",
 	})
-	m.httpConnsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+	m.HTTPConnsRefused = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "dynkv_http_connections_refused_total",
 		Help: "Connections to the HTTP port refused (429, or closed under TLS) because --http-max-conns were open.",
 	})
 	m.reg.MustRegister(m.requests, m.latency, m.siblings, m.walSync, m.walBatch,
-		m.httpConnsOpen, m.httpConnsRefused,
-		&nodeCollector{n: n},
+		m.HTTPConnsOpen, m.HTTPConnsRefused,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.limits = newLimitMetrics()
-	m.reg.MustRegister(m.limits.collectors()...)
+	m.reg.MustRegister(extra...)
+	m.Limits = newLimits()
+	m.reg.MustRegister(m.Limits.collectors()...)
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }
 
 // ObserveSync implements wal.Observer.
-func (m *metrics) ObserveSync(d time.Duration, records, _ int) {
+func (m *Metrics) ObserveSync(d time.Duration, records, _ int) {
 	m.walSync.Observe(d.Seconds())
 	m.walBatch.Observe(float64(records))
 }
 
-// observeRequest records one served request. The Redis-protocol server
+// ObserveRequest records one served request. The Redis-protocol server
 // reports through it too, with protocol "resp", so both front ends show in
 // the same series.
 // code is the HTTP status, or for the Redis protocol "ok" or "error"; op
 // must come from a small fixed set (never a key or an unknown command).
-func (m *metrics) observeRequest(protocol, op, code string, d time.Duration) {
+func (m *Metrics) ObserveRequest(protocol, op, code string, d time.Duration) {
 	m.requests.WithLabelValues(protocol, op, code).Inc()
 	m.latency.WithLabelValues(protocol, op, code).Observe(d.Seconds())
 }
 
-// observeRead records the sibling count of a read that found the key.
-func (m *metrics) observeRead(set vclock.Set, now int64) {
+// ObserveRead records the sibling count of a read that found the key.
+func (m *Metrics) ObserveRead(set vclock.Set, now int64) {
 	m.siblings.Observe(float64(len(set.Live(now))))
 }
 
-// measure counts and times every HTTP request by operation and status.
-func (n *Node) measure(next http.Handler) http.Handler {
+// Measure counts and times every HTTP request by operation and status.
+func (m *Metrics) Measure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
@@ -136,37 +142,40 @@ func (n *Node) measure(next http.Handler) http.Handler {
 				// The handler wrote nothing: net/http sends 200.
 				code = http.StatusOK
 			}
-			n.metrics.observeRequest("http", httpOp(r), strconv.Itoa(code), time.Since(start))
+			m.ObserveRequest("http", HTTPOp(r), strconv.Itoa(code), time.Since(start))
 		}()
 		next.ServeHTTP(ww, r)
 	})
 }
 
-// httpOp names a request's operation for the "op" label.
-func httpOp(r *http.Request) string {
+// HTTPOp names a request's operation for the "op" label.
+func HTTPOp(r *http.Request) string {
 	p := r.URL.Path
 	switch {
 	case strings.HasPrefix(p, "/kv/") || (strings.HasPrefix(p, "/db/") && strings.Contains(p, "/kv/")):
 		switch r.Method {
 		case http.MethodPut:
-			return opPut
+			return OpPut
 		case http.MethodGet, http.MethodHead:
-			return opGet
+			return OpGet
 		case http.MethodDelete:
-			return opDelete
+			return OpDelete
 		}
-		return opOther
+		return OpOther
 	case strings.HasPrefix(p, "/cluster/"):
-		return opCluster
+		return OpCluster
 	case strings.HasPrefix(p, rpc.PathPrefix):
-		return opInternal
+		return OpInternal
 	}
-	return opOther
+	return OpOther
 }
 
-// handleMetrics serves GET /metrics in the Prometheus text format. It sits
+// ServeHTTP serves GET /metrics in the Prometheus text format. It sits
 // behind the bearer tokens like every other path but /health: scrapers
 // send one with `authorization: {credentials: ...}`.
-func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	n.metrics.handler.ServeHTTP(w, r)
+func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.handler.ServeHTTP(w, r)
 }
+
+// Gather reads every metric of the registry, as a scrape would.
+func (m *Metrics) Gather() ([]*dto.MetricFamily, error) { return m.reg.Gather() }
