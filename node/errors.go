@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dynkv/dynkv/coordinator"
+	"github.com/dynkv/dynkv/node/internal/authguard"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 )
@@ -35,6 +36,9 @@ var (
 	errBadMethod    = &statusError{http.StatusMethodNotAllowed, "method not allowed on this path"}
 	errUnauthorized = &statusError{http.StatusUnauthorized, "missing or invalid bearer token"}
 	errKeyNotFound  = &statusError{http.StatusNotFound, "key not found"}
+	// errAuthThrottled answers an authentication refused without its
+	// token being checked.
+	errAuthThrottled = &statusError{http.StatusTooManyRequests, authguard.ThrottledMessage}
 )
 
 func errTooLarge(limit int64) error {

@@ -1,8 +1,6 @@
 package node
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"io"
 	"net/http"
@@ -16,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/node/internal/authguard"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -133,27 +132,28 @@ func isRPCPath(p string) bool {
 	return ok && !strings.HasPrefix(rest, "debug/")
 }
 
-func (n *Node) validToken(header string) bool {
-	scheme, token, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+// admitHTTP is the token check of the authenticate middleware: true lets
+// the request through; otherwise it has been answered, 401 after the
+// guard's delay, or 429 when its source is throttled.
+func (n *Node) admitHTTP(w http.ResponseWriter, r *http.Request) bool {
+	header := r.Header.Get("Authorization")
+	guess := authguard.PresentsBearer(header)
+	src := authguard.SourceOf(r.RemoteAddr)
+	if guess && n.auth.Throttled("http", src) {
+		w.Header().Set("Retry-After", "1")
+		n.writeError(w, r, errAuthThrottled)
 		return false
 	}
-	// Comparing fixed-size digests keeps the comparison constant-time
-	// regardless of the token's length.
-	sum := sha256.Sum256([]byte(token))
-	valid := 0
-	for _, t := range n.tokens {
-		valid |= subtle.ConstantTimeCompare(sum[:], t[:])
+	if n.tokens.ValidBearer(header) {
+		return true
 	}
-	return valid == 1
-}
-
-func hashTokens(tokens []string) [][32]byte {
-	var out [][32]byte
-	for _, t := range tokens {
-		out = append(out, sha256.Sum256([]byte(t)))
+	if !n.auth.Fail(r.Context(), "http", src, 0, guess) {
+		w.Header().Set("Retry-After", "1")
+		n.writeError(w, r, errAuthThrottled)
+		return false
 	}
-	return out
+	n.writeError(w, r, errUnauthorized)
+	return false
 }
 
 // limitInflight sheds load: a request that finds every slot taken gets 429

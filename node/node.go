@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/dynkv/dynkv/node/internal/authguard"
 	"github.com/dynkv/dynkv/node/metrics"
 
 	"go.uber.org/zap"
@@ -38,10 +39,10 @@ type Node struct {
 	peerTLS  *tls.Config // client side of node-to-node RPC; nil without --tls-cert
 	handler  http.Handler
 	srv      *http.Server
-	inflight chan struct{} // a slot per request being served; full means shed load
-	tokens   [][32]byte    // sha256 of each accepted bearer token
+	inflight chan struct{}    // a slot per request being served; full means shed load
+	tokens   authguard.Tokens // sha256 of each accepted bearer token
 	metrics  *metrics.Metrics
-	auth     *authGuard // delays, throttles and logs failed client authentications (authfail.go)
+	auth     *authguard.Guard // delays, throttles and logs failed client authentications (authfail.go)
 	state    atomic.Int32
 	addr     atomic.Pointer[string] // bound address once listening
 	// resp serves the Redis protocol; nil when --resp-addr is empty.
@@ -97,12 +98,12 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 		cfg:       cfg,
 		log:       log,
 		inflight:  make(chan struct{}, cfg.MaxInflight),
-		tokens:    hashTokens(cfg.AuthTokens),
+		tokens:    authguard.HashTokens(cfg.AuthTokens),
 		serveDone: make(chan struct{}),
 		done:      make(chan error, 1),
 	}
 	n.metrics = metrics.New(&nodeCollector{n: n})
-	n.auth = newAuthGuard(log.Named("auth"), &n.metrics.Limits)
+	n.auth = authguard.New(log.Named("auth"), &n.metrics.Limits)
 	if cfg.TLSCert != "" {
 		tc, err := loadTLS(cfg)
 		if err != nil {

@@ -48,7 +48,7 @@ func (n *Node) authorizePeer(r *http.Request) bool {
 	if p.mutualTLS && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
 		return false
 	}
-	if p.bearer && !n.validToken(r.Header.Get("Authorization")) {
+	if p.bearer && !n.tokens.ValidBearer(r.Header.Get("Authorization")) {
 		return false
 	}
 	return true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/dynkv/dynkv/node/internal/authguard"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -26,7 +27,7 @@ func TestPeerPolicyFollowsTheFlags(t *testing.T) {
 		{name: "tls ca and tokens: no bearer", tlsCA: "ca.pem", tokens: []string{"t"}, mutualTLS: true},
 		{name: "both", tlsCA: "ca.pem", gossipKey: testGossipKey, tokens: []string{"t"}, mutualTLS: true, signed: true},
 	} {
-		n := &Node{cfg: Config{TLSCA: tc.tlsCA, GossipKey: tc.gossipKey, AuthTokens: tc.tokens}, tokens: hashTokens(tc.tokens)}
+		n := &Node{cfg: Config{TLSCA: tc.tlsCA, GossipKey: tc.gossipKey, AuthTokens: tc.tokens}, tokens: authguard.HashTokens(tc.tokens)}
 		got := n.peerPolicy()
 		want := peerPolicy{mutualTLS: tc.mutualTLS, signed: tc.signed, bearer: tc.bt}
 		if got != want {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dynkv/dynkv/node/internal/authguard"
 )
 
 // Redis's own error texts, so that clients and scripts written against
@@ -16,6 +18,9 @@ const (
 	respErrNoAuth    = "NOAUTH Authentication required."
 	respErrWrongPass = "WRONGPASS invalid username-password pair or user is disabled."
 	respErrDBRange   = "ERR DB index is out of range"
+	// respErrAuthThrottled refuses an AUTH without checking it; the
+	// connection closes.
+	respErrAuthThrottled = "ERR " + authguard.ThrottledMessage
 )
 
 // respErrArity is Redis's answer to a command with the wrong number of

@@ -23,7 +23,7 @@ type respSession struct {
 	authed bool
 	name   string
 	// authFails counts the wrong passwords since the last right one;
-	// at authCloseAfter the connection is closed.
+	// at authguard.CloseAfter the connection is closed.
 	authFails int
 }
 

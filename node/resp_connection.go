@@ -5,8 +5,6 @@ package node
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"os"
 	"runtime"
@@ -14,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dynkv/dynkv/node/internal/authguard"
 	"github.com/tidwall/match"
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
@@ -41,41 +40,30 @@ func (s *respServer) auth(wr *redcon.Writer, sess *respSession, args [][]byte) r
 // login checks a password of AUTH or HELLO ... AUTH through the node's
 // failed-authentication guard (authfail.go). On a failure it has written
 // the reply, after the guard's delay: WRONGPASS, and act is actionClose
-// once the connection has failed authCloseAfter times in a row; or, when
+// once the connection has failed authguard.CloseAfter times in a row; or, when
 // the source address is throttled, an error that tells nothing about the
 // password, and the connection closes.
 func (s *respServer) login(wr *redcon.Writer, sess *respSession, pw []byte) (ok bool, act respAction) {
-	src := authSourceOf(sess.addr)
-	if s.n.auth.throttled("resp", src) {
+	src := authguard.SourceOf(sess.addr)
+	if s.n.auth.Throttled("resp", src) {
 		wr.WriteError(respErrAuthThrottled)
 		return false, actionClose
 	}
-	if s.validPassword(pw) {
+	if s.n.tokens.Valid(pw) {
 		sess.authFails = 0
 		return true, actionContinue
 	}
 	sess.authFails++
-	if !s.n.auth.fail(s.ctx, "resp", src, sess.authFails, true) {
+	if !s.n.auth.Fail(s.ctx, "resp", src, sess.authFails, true) {
 		wr.WriteError(respErrAuthThrottled)
 		return false, actionClose
 	}
 	wr.WriteError(respErrWrongPass)
-	if sess.authFails >= authCloseAfter {
+	if sess.authFails >= authguard.CloseAfter {
 		s.log.Debug("closing a connection after failed authentications", zap.String("remote", sess.addr), zap.Int("failures", sess.authFails))
 		return false, actionClose
 	}
 	return false, actionContinue
-}
-
-// validPassword compares fixed-size digests, as validToken does, so the
-// time taken says nothing about the token.
-func (s *respServer) validPassword(pw []byte) bool {
-	sum := sha256.Sum256(pw)
-	valid := 0
-	for _, t := range s.n.tokens {
-		valid |= subtle.ConstantTimeCompare(sum[:], t[:])
-	}
-	return valid == 1
 }
 
 // hello speaks RESP2 only: HELLO 3 gets -NOPROTO, on which clients such

@@ -9,23 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/testutil"
+	"github.com/dynkv/dynkv/node/internal/authguard"
 	"github.com/dynkv/dynkv/node/metrics"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
-
-// metricValue is the value of one counter or gauge.
-func metricValue(t testing.TB, m prometheus.Metric) float64 {
-	t.Helper()
-	var out dto.Metric
-	if err := m.Write(&out); err != nil {
-		t.Fatal(err)
-	}
-	if c := out.GetCounter(); c != nil {
-		return c.GetValue()
-	}
-	return out.GetGauge().GetValue()
-}
 
 // multibulk encodes args as a client library does.
 func multibulk(args ...string) string {
@@ -112,8 +100,8 @@ func TestRESPReaderRefusesBeyondTheBudgetAndStaysInStep(t *testing.T) {
 	if err != nil || len(args) != 3 || string(args[2]) != small {
 		t.Fatalf("the command after the refused one: %d args, %v", len(args), err)
 	}
-	if u := budget.used.Load(); u < int64(len(small)) || metricValue(t, gauge) != float64(u) {
-		t.Fatalf("while a command is held the budget has %d bytes, the gauge %v", u, metricValue(t, gauge))
+	if u := budget.used.Load(); u < int64(len(small)) || testutil.MetricValue(t, gauge) != float64(u) {
+		t.Fatalf("while a command is held the budget has %d bytes, the gauge %v", u, testutil.MetricValue(t, gauge))
 	}
 	rd.release()
 
@@ -132,8 +120,8 @@ func TestRESPReaderRefusesBeyondTheBudgetAndStaysInStep(t *testing.T) {
 	}
 	other.release()
 	rd.release()
-	if u := budget.used.Load(); u != 0 || metricValue(t, gauge) != 0 {
-		t.Fatalf("after every release the budget holds %d bytes, the gauge %v", u, metricValue(t, gauge))
+	if u := budget.used.Load(); u != 0 || testutil.MetricValue(t, gauge) != 0 {
+		t.Fatalf("after every release the budget holds %d bytes, the gauge %v", u, testutil.MetricValue(t, gauge))
 	}
 }
 
@@ -169,7 +157,7 @@ func TestRESPHugeCommandBeforeAuthIsClosedAtItsHeader(t *testing.T) {
 	if got := r.line() + r.line(); got != "+OK+OK" {
 		t.Fatalf("AUTH then an MSET of 13 arguments = %q, want +OK+OK", got)
 	}
-	if v := metricValue(t, tn.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedUnauthenticated)); v != 2 {
+	if v := testutil.MetricValue(t, tn.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedUnauthenticated)); v != 2 {
 		t.Fatalf("dynkv_resp_refused_commands_total{reason=unauthenticated} = %v, want 2", v)
 	}
 }
@@ -203,7 +191,7 @@ func TestRESPBufferBudgetRefusesWithTryAgain(t *testing.T) {
 	if got := r.line(); got != "+PONG" {
 		t.Fatalf("PING after the refused MSET = %q: the connection must stay in step", got)
 	}
-	if v := metricValue(t, tn.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedBuffer)); v != 1 {
+	if v := testutil.MetricValue(t, tn.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedBuffer)); v != 1 {
 		t.Fatalf("dynkv_resp_refused_commands_total{reason=buffer} = %v, want 1", v)
 	}
 	// Once the holder's command completes, its memory is free again.
@@ -223,24 +211,24 @@ func TestRESPBufferBudgetRefusesWithTryAgain(t *testing.T) {
 func TestRESPWrongPasswordsAreDelayedAndCloseTheConnection(t *testing.T) {
 	tn := startRESPNode(t, func(c *Config) { c.AuthTokens = []string{"s3cret"} })
 	r := dialRaw(t, tn)
-	r.send(strings.Repeat("AUTH wrong\r\n", authCloseAfter+1))
-	for i := range authCloseAfter {
+	r.send(strings.Repeat("AUTH wrong\r\n", authguard.CloseAfter+1))
+	for i := range authguard.CloseAfter {
 		if got := r.line(); got != "-"+respErrWrongPass {
 			t.Fatalf("wrong AUTH %d = %q", i+1, got)
 		}
 	}
 	if l, err := r.rd.ReadString('\n'); err == nil {
-		t.Fatalf("after %d wrong passwords the connection answered %q; want it closed", authCloseAfter, l)
+		t.Fatalf("after %d wrong passwords the connection answered %q; want it closed", authguard.CloseAfter, l)
 	}
 	m := tn.metrics.Limits
-	if v := metricValue(t, m.AuthFailures.WithLabelValues("resp")); v != authCloseAfter {
-		t.Fatalf("dynkv_auth_failures_total{protocol=resp} = %v, want %d", v, authCloseAfter)
+	if v := testutil.MetricValue(t, m.AuthFailures.WithLabelValues("resp")); v != authguard.CloseAfter {
+		t.Fatalf("dynkv_auth_failures_total{protocol=resp} = %v, want %d", v, authguard.CloseAfter)
 	}
-	if v := metricValue(t, m.AuthDelayed.WithLabelValues("resp")); v != authCloseAfter {
-		t.Fatalf("dynkv_auth_delayed_total{protocol=resp} = %v, want %d", v, authCloseAfter)
+	if v := testutil.MetricValue(t, m.AuthDelayed.WithLabelValues("resp")); v != authguard.CloseAfter {
+		t.Fatalf("dynkv_auth_delayed_total{protocol=resp} = %v, want %d", v, authguard.CloseAfter)
 	}
 	// 5+5+10+10+20 ms; the timer may fire a little late, never early.
-	if v := metricValue(t, m.AuthDelaySeconds.WithLabelValues("resp")); v < 0.05 {
+	if v := testutil.MetricValue(t, m.AuthDelaySeconds.WithLabelValues("resp")); v < 0.05 {
 		t.Fatalf("dynkv_auth_delay_seconds_total{protocol=resp} = %v, want at least 0.05", v)
 	}
 	// A right password after wrong ones works, and resets the
@@ -252,8 +240,8 @@ func TestRESPWrongPasswordsAreDelayedAndCloseTheConnection(t *testing.T) {
 	}
 	// HELLO AUTH counts too.
 	r = dialRaw(t, tn)
-	r.send(strings.Repeat("HELLO 2 AUTH default wrong\r\n", authCloseAfter))
-	for range authCloseAfter {
+	r.send(strings.Repeat("HELLO 2 AUTH default wrong\r\n", authguard.CloseAfter))
+	for range authguard.CloseAfter {
 		if got := r.line(); got != "-"+respErrWrongPass {
 			t.Fatalf("wrong HELLO AUTH = %q", got)
 		}

@@ -1,10 +1,14 @@
-package node
+// Package authguard is one node's record of failed client authentications
+// (HTTP bearer tokens, Redis AUTH), shared by both front ends, and the
+// accepted tokens themselves.
+package authguard
 
 import (
 	"container/list"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"net"
-	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -30,9 +34,9 @@ const (
 	// authDecay: a source's failure count halves for every authDecay
 	// without a failure.
 	authDecay = 10 * time.Second
-	// authCloseAfter failures close a Redis connection (after the reply
-	// to the last).
-	authCloseAfter = 5
+	// CloseAfter failures close a Redis connection (after the reply to
+	// the last).
+	CloseAfter = 5
 	// authMaxSources bounds the table of sources; beyond it the least
 	// recently failing one is forgotten.
 	authMaxSources = 10000
@@ -52,15 +56,13 @@ const (
 	authLogMaxPerInterval = 100
 )
 
-// Answers to an authentication refused without its token being checked.
-var errAuthThrottled = &statusError{http.StatusTooManyRequests,
-	"too many failed authentications from this address: retry later"}
+// ThrottledMessage answers an authentication refused without its token
+// being checked (HTTP 429; Redis "ERR ..." and closes).
+const ThrottledMessage = "too many failed authentications from this address: retry later"
 
-const respErrAuthThrottled = "ERR too many failed authentications from this address: retry later"
-
-// authGuard is one node's record of failed authentications, shared by HTTP
+// Guard is one node's record of failed authentications, shared by HTTP
 // and the Redis protocol.
-type authGuard struct {
+type Guard struct {
 	log *zap.Logger
 	m   *metrics.Limits
 	now func() time.Time
@@ -88,13 +90,14 @@ type authSource struct {
 	loggedAt  time.Time // the last warning
 }
 
-func newAuthGuard(log *zap.Logger, m *metrics.Limits) *authGuard {
-	return &authGuard{log: log, m: m, now: time.Now, sources: make(map[string]*list.Element)}
+// New is a guard that logs to log and counts in m.
+func New(log *zap.Logger, m *metrics.Limits) *Guard {
+	return &Guard{log: log, m: m, now: time.Now, sources: make(map[string]*list.Element)}
 }
 
-// authSourceOf is the source key of a remote address: the IP, or for IPv6
+// SourceOf is the source key of a remote address: the IP, or for IPv6
 // its /64, which one host usually holds whole.
-func authSourceOf(remote string) string {
+func SourceOf(remote string) string {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
 		host = remote
@@ -126,7 +129,7 @@ func delayFor(n int) time.Duration {
 
 // entry finds or adds src, most recent first, forgetting the least recent
 // beyond authMaxSources. mu is held.
-func (g *authGuard) entry(src string) *authSource {
+func (g *Guard) entry(src string) *authSource {
 	if el, ok := g.sources[src]; ok {
 		g.lru.MoveToFront(el)
 		return el.Value.(*authSource)
@@ -141,11 +144,11 @@ func (g *authGuard) entry(src string) *authSource {
 	return e
 }
 
-// throttled tells whether an attempt from src is refused before its token
+// Throttled tells whether an attempt from src is refused before its token
 // is checked: src has authMaxPendingPerSource answers being delayed, or
 // the node has authMaxPending and src has failed before. It counts the
 // refusal.
-func (g *authGuard) throttled(protocol, src string) bool {
+func (g *Guard) Throttled(protocol, src string) bool {
 	if g.pending.Load() == 0 {
 		return false
 	}
@@ -166,14 +169,14 @@ func (g *authGuard) throttled(protocol, src string) bool {
 	return refuse
 }
 
-// fail records a failed authentication from src and, when guess (a token
+// Fail records a failed authentication from src and, when guess (a token
 // was presented: a missing one guesses nothing), waits before the caller
 // answers it, until ctx ends at the latest. connFails is the failures of
 // the caller's connection so far, this one included (0 for HTTP). It
 // reports false when no delay could be afforded (too many pending): the
 // caller then answers as a throttled attempt, which tells nothing about
 // the token either.
-func (g *authGuard) fail(ctx context.Context, protocol, src string, connFails int, guess bool) bool {
+func (g *Guard) Fail(ctx context.Context, protocol, src string, connFails int, guess bool) bool {
 	now := g.now()
 	g.m.AuthFailures.WithLabelValues(protocol).Inc()
 	g.mu.Lock()
@@ -234,7 +237,7 @@ func (g *authGuard) fail(ctx context.Context, protocol, src string, connFails in
 }
 
 // mayLog takes one of the interval's warnings. mu is held.
-func (g *authGuard) mayLog(now time.Time) bool {
+func (g *Guard) mayLog(now time.Time) bool {
 	if now.Sub(g.logWindow) >= authLogEvery {
 		g.logWindow, g.logged = now, 0
 	}
@@ -245,33 +248,61 @@ func (g *authGuard) mayLog(now time.Time) bool {
 	return true
 }
 
-// presentsBearer tells whether an Authorization header carries a bearer
+// PresentsBearer tells whether an Authorization header carries a bearer
 // token at all: only such a request can guess one.
-func presentsBearer(header string) bool {
+func PresentsBearer(header string) bool {
 	scheme, token, ok := strings.Cut(header, " ")
 	return ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
-// admitHTTP is the token check of the authenticate middleware: true lets
-// the request through; otherwise it has been answered, 401 after the
-// guard's delay, or 429 when its source is throttled.
-func (n *Node) admitHTTP(w http.ResponseWriter, r *http.Request) bool {
-	header := r.Header.Get("Authorization")
-	guess := presentsBearer(header)
-	src := authSourceOf(r.RemoteAddr)
-	if guess && n.auth.throttled("http", src) {
-		w.Header().Set("Retry-After", "1")
-		n.writeError(w, r, errAuthThrottled)
+// Tokens are the sha256 digests of the accepted client tokens
+// (--auth-token); none means authentication is off.
+type Tokens [][32]byte
+
+// HashTokens digests tokens.
+func HashTokens(tokens []string) Tokens {
+	var out Tokens
+	for _, t := range tokens {
+		out = append(out, sha256.Sum256([]byte(t)))
+	}
+	return out
+}
+
+// Valid tells whether secret is one of the tokens. Comparing fixed-size
+// digests keeps the comparison constant-time regardless of the secret's
+// length, so the time taken says nothing about the tokens.
+func (ts Tokens) Valid(secret []byte) bool {
+	sum := sha256.Sum256(secret)
+	valid := 0
+	for _, t := range ts {
+		valid |= subtle.ConstantTimeCompare(sum[:], t[:])
+	}
+	return valid == 1
+}
+
+// ValidBearer tells whether an Authorization header carries one of the
+// tokens as a bearer token.
+func (ts Tokens) ValidBearer(header string) bool {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return false
 	}
-	if n.validToken(header) {
-		return true
+	return ts.Valid([]byte(token))
+}
+
+// HoldPending makes src look as if as many of its wrong tokens were being
+// delayed as a source may have, so that tests can reach the throttle
+// without waiting out real delays; release undoes it.
+func (g *Guard) HoldPending(src string) (release func()) {
+	const n = authMaxPendingPerSource
+	g.mu.Lock()
+	g.entry(src).pending += n
+	g.mu.Unlock()
+	g.pending.Add(int64(n))
+	return func() {
+		g.mu.Lock()
+		g.entry(src).pending -= n
+		g.mu.Unlock()
+		g.pending.Add(int64(-n))
 	}
-	if !n.auth.fail(r.Context(), "http", src, 0, guess) {
-		w.Header().Set("Retry-After", "1")
-		n.writeError(w, r, errAuthThrottled)
-		return false
-	}
-	n.writeError(w, r, errUnauthorized)
-	return false
 }
