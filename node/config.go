@@ -15,6 +15,7 @@ import (
 
 	"github.com/dynkv/dynkv/coordinator"
 	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/node/resp"
 	"github.com/dynkv/dynkv/replication/antientropy"
 	"github.com/dynkv/dynkv/replication/handoff"
 	"github.com/dynkv/dynkv/replication/hints"
@@ -26,7 +27,7 @@ import (
 // start with a clear message instead of surfacing later as a strange error.
 const (
 	// MaxKeyBytes is the longest key the HTTP API accepts (SPEC section 3).
-	MaxKeyBytes = 1024
+	MaxKeyBytes = store.MaxKeyLen
 	// maxDatabases is bounded by the one-byte database number in the
 	// store's key layout.
 	maxDatabases = 256
@@ -283,8 +284,8 @@ const (
 	DefaultHTTPAddr              = "127.0.0.1:8080"
 	DefaultGossipAddr            = "127.0.0.1:7946"
 	DefaultRESPAddr              = "127.0.0.1:6380"
-	DefaultRESPMaxConns          = 10000
-	DefaultRESPMaxBufferBytes    = 256 << 20
+	DefaultRESPMaxConns          = resp.DefaultMaxConns
+	DefaultRESPMaxBufferBytes    = resp.DefaultMaxBufferBytes
 	DefaultReplicas              = 3
 	DefaultReadQuorum            = 2
 	DefaultWriteQuorum           = 2

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dynkv/dynkv/node/resp"
 	"github.com/dynkv/dynkv/wal"
 	"go.uber.org/zap/zapcore"
 )
@@ -56,7 +57,7 @@ func (c Config) validateAddrs() []error {
 	if c.RESPMaxConns < 1 {
 		bad("--resp-max-conns is %d: want at least 1", c.RESPMaxConns)
 	}
-	if largest := 4*c.MaxValueBytes + respCommandOverhead; c.RESPMaxBufferBytes < largest {
+	if largest := resp.MaxCommandBytes(c.MaxValueBytes); c.RESPMaxBufferBytes < largest {
 		bad("--resp-max-buffer-bytes is %d: want at least %d, the largest Redis command (4 × --max-value-bytes + 1MiB)",
 			c.RESPMaxBufferBytes, largest)
 	}

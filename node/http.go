@@ -116,7 +116,7 @@ func (n *Node) observe(next http.Handler) http.Handler {
 // check the token themselves (rpc.Server.Authorize) so that a
 // refusal reaches the peer as an RPC error frame rather than JSON. A wrong
 // token's 401 is delayed, and failures are logged at most once per source
-// per interval (admitHTTP, authfail.go).
+// per interval (admitHTTP, node/internal/authguard).
 func (n *Node) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/health" || r.URL.Path == "/ready" || isRPCPath(r.URL.Path) || n.admitHTTP(w, r) {
@@ -156,18 +156,31 @@ func (n *Node) admitHTTP(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
+// acquire takes one of the in-flight slots, which HTTP and the Redis
+// protocol share, so that one of them cannot starve the other; ok is false
+// when every slot is taken.
+func (n *Node) acquire() (release func(), ok bool) {
+	select {
+	case n.inflight <- struct{}{}:
+		return n.releaseSlot, true
+	default:
+		return nil, false
+	}
+}
+
+func (n *Node) releaseSlot() { <-n.inflight }
+
 // limitInflight sheds load: a request that finds every slot taken gets 429
 // at once instead of queueing behind requests that are already late.
 func (n *Node) limitInflight(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case n.inflight <- struct{}{}:
-			defer func() { <-n.inflight }()
-		default:
+		release, ok := n.acquire()
+		if !ok {
 			w.Header().Set("Retry-After", "1")
 			n.writeError(w, r, errOverloaded)
 			return
 		}
+		defer release()
 		if n.testHook != nil {
 			n.testHook(r)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dynkv/dynkv/node/internal/authguard"
 	"github.com/dynkv/dynkv/node/metrics"
+	"github.com/dynkv/dynkv/node/resp"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -42,12 +43,12 @@ type Node struct {
 	inflight chan struct{}    // a slot per request being served; full means shed load
 	tokens   authguard.Tokens // sha256 of each accepted bearer token
 	metrics  *metrics.Metrics
-	auth     *authguard.Guard // delays, throttles and logs failed client authentications (authfail.go)
+	auth     *authguard.Guard // delays, throttles and logs failed client authentications (node/internal/authguard)
 	state    atomic.Int32
 	addr     atomic.Pointer[string] // bound address once listening
 	// resp serves the Redis protocol; nil when --resp-addr is empty.
 	// Set by Start under mu.
-	resp     *respServer
+	resp     *resp.Server
 	respAddr atomic.Pointer[string] // bound Redis-protocol address once listening
 
 	// gc decides when tombstones may go (gc.go).
@@ -252,8 +253,7 @@ func (n *Node) Start() error {
 		_ = srv.Close()
 		<-n.serveDone
 		if resp != nil {
-			_ = resp.ln.Close()
-			resp.cancel()
+			_ = resp.Stop(context.Background())
 		}
 		return err
 	}
@@ -262,10 +262,10 @@ func (n *Node) Start() error {
 		n.log.Error("active anti-entropy not started", zap.Error(err))
 	}
 	if resp != nil {
-		respBound := resp.ln.Addr().String()
+		respBound := resp.Addr()
 		n.respAddr.Store(&respBound)
 		n.resp = resp
-		go resp.serve()
+		resp.Start()
 	}
 	n.srv = srv
 	n.started = true
@@ -361,7 +361,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	var errs []error
 	if n.started {
 		if n.resp != nil {
-			if err := n.resp.stop(ctx); err != nil {
+			if err := n.resp.Stop(ctx); err != nil {
 				n.log.Warn("Redis-protocol commands did not finish in time; closed their connections", zap.Error(err))
 				errs = append(errs, err)
 			}

@@ -15,9 +15,8 @@ import (
 // ContextHeader carries a key's causal context between client and node.
 const ContextHeader = "X-Context"
 
-// maxTTL keeps now+ttl far from int64 nanosecond overflow (year 2262) and
-// catches unit mistakes such as milliseconds passed as seconds.
-const maxTTL = 100 * 365 * 24 * time.Hour
+// maxTTL is the longest ttl query parameter.
+const maxTTL = vclock.MaxTTL
 
 // maxContentTypeBytes bounds the Content-Type stored with each sibling:
 // the stored encoding's own limit, so that every value the API accepts can

@@ -1,6 +1,15 @@
 package vclock
 
-import "bytes"
+import (
+	"bytes"
+	"time"
+)
+
+// MaxTTL is the longest time to live the front ends accept: it keeps
+// now+ttl far from int64 nanosecond overflow (year 2262) in
+// Sibling.Expires and catches unit mistakes such as milliseconds passed
+// as seconds.
+const MaxTTL = 100 * 365 * 24 * time.Hour
 
 // Sibling is one stored version of a key: the value written by the write
 // its Dot names.

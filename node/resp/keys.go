@@ -1,7 +1,7 @@
 // The Redis protocol's key and value commands: GET, SET, DEL, EXISTS,
 // EXPIRE and friends, TTL, MGET and MSET, and the reads and writes they share.
 
-package node
+package resp
 
 import (
 	"errors"
@@ -17,19 +17,23 @@ import (
 	"github.com/dynkv/dynkv/vclock"
 )
 
+// contentType is what a value written through the Redis protocol is
+// stored as: HTTP's default, so that a GET over HTTP returns it as bytes.
+const contentType = "application/octet-stream"
+
 // read fetches a key through the coordinator. latest is the live sibling
 // a Redis GET returns; ok is false when there is none.
-func (s *respServer) read(db int, key []byte) (set vclock.Set, latest vclock.Sibling, ok bool, err error) {
+func (s *Server) read(db int, key []byte) (set vclock.Set, latest vclock.Sibling, ok bool, err error) {
 	release, err := s.acquire()
 	if err != nil {
 		return vclock.Set{}, vclock.Sibling{}, false, err
 	}
 	defer release()
-	set, found, err := s.n.coordinatedGet(s.ctx, db, key, 0)
+	set, found, err := s.backend.Get(s.ctx, db, key)
 	if err != nil || !found {
 		return set, vclock.Sibling{}, false, err
 	}
-	latest, ok = latestSibling(set.Live(s.n.cfg.now().UnixNano()))
+	latest, ok = latestSibling(set.Live(s.cfg.Now().UnixNano()))
 	return set, latest, ok, nil
 }
 
@@ -53,29 +57,28 @@ func latestSibling(live []vclock.Sibling) (vclock.Sibling, bool) {
 
 // write stores sib under key through the coordinator; vc is the context
 // it supersedes, or with blind, what the replicas hold (SET, MSET).
-func (s *respServer) write(db int, key []byte, vc vclock.Context, blind bool, sib vclock.Sibling) error {
+func (s *Server) write(db int, key []byte, vc vclock.Context, blind bool, sib vclock.Sibling) error {
 	release, err := s.acquire()
 	if err != nil {
 		return err
 	}
 	defer release()
-	_, err = s.n.coordinatedPut(s.ctx, db, key, vc, blind, sib, 0)
-	return err
+	return s.backend.Put(s.ctx, db, key, vc, blind, sib)
 }
 
-func (s *respServer) value(value []byte, ttl time.Duration) (vclock.Sibling, string) {
-	if int64(len(value)) > s.n.cfg.MaxValueBytes {
-		return vclock.Sibling{}, fmt.Sprintf("ERR value too large: %d bytes (at most %d)", len(value), s.n.cfg.MaxValueBytes)
+func (s *Server) value(value []byte, ttl time.Duration) (vclock.Sibling, string) {
+	if int64(len(value)) > s.cfg.MaxValueBytes {
+		return vclock.Sibling{}, fmt.Sprintf("ERR value too large: %d bytes (at most %d)", len(value), s.cfg.MaxValueBytes)
 	}
-	now := s.n.cfg.now()
-	sib := vclock.Sibling{Value: value, ContentType: defaultContentType, LastModified: now.UnixNano()}
+	now := s.cfg.Now()
+	sib := vclock.Sibling{Value: value, ContentType: contentType, LastModified: now.UnixNano()}
 	if ttl > 0 {
 		sib.Expires = now.Add(ttl).UnixNano()
 	}
 	return sib, ""
 }
 
-func (s *respServer) get(wr *redcon.Writer, sess *respSession, key []byte) {
+func (s *Server) get(wr *redcon.Writer, sess *respSession, key []byte) {
 	if msg := checkKey(key); msg != "" {
 		wr.WriteError(msg)
 		return
@@ -95,7 +98,7 @@ func (s *respServer) get(wr *redcon.Writer, sess *respSession, key []byte) {
 // writes with the read's context: that supersedes exactly what it saw, but
 // it is not atomic across the cluster (a concurrent writer may slip in
 // between, and both values then survive as siblings).
-func (s *respServer) set(wr *redcon.Writer, sess *respSession, key, value []byte, opts [][]byte) {
+func (s *Server) set(wr *redcon.Writer, sess *respSession, key, value []byte, opts [][]byte) {
 	o, msg := parseSetOptions(opts)
 	if msg == "" {
 		msg = checkKey(key)
@@ -121,7 +124,7 @@ func (s *respServer) set(wr *redcon.Writer, sess *respSession, key, value []byte
 		}
 		vc = set.Context
 		// The read took time; the write is what happens now.
-		sib.LastModified = s.n.cfg.now().UnixNano()
+		sib.LastModified = s.cfg.Now().UnixNano()
 	}
 	if err := s.write(sess.db, key, vc, !o.nx && !o.xx, sib); err != nil {
 		wr.WriteError(s.respErrorText(err))
@@ -163,7 +166,7 @@ func forEachKey(keys [][]byte, fn func(i int, key []byte) error) error {
 	return first
 }
 
-func (s *respServer) checkKeys(keys [][]byte) string {
+func (s *Server) checkKeys(keys [][]byte) string {
 	for _, k := range keys {
 		if msg := checkKey(k); msg != "" {
 			return msg
@@ -175,7 +178,7 @@ func (s *respServer) checkKeys(keys [][]byte) string {
 // del counts the keys that held a live value and deletes them, each with a
 // tombstone written with its read's context: a concurrent write the read
 // did not see survives, as it would an HTTP DELETE with that context.
-func (s *respServer) del(wr *redcon.Writer, sess *respSession, keys [][]byte) {
+func (s *Server) del(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 	if msg := s.checkKeys(keys); msg != "" {
 		wr.WriteError(msg)
 		return
@@ -197,7 +200,7 @@ func (s *respServer) del(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 			return err
 		}
 		existed[i] = true
-		return s.write(sess.db, key, set.Context, false, vclock.Sibling{Tombstone: true, LastModified: s.n.cfg.now().UnixNano()})
+		return s.write(sess.db, key, set.Context, false, vclock.Sibling{Tombstone: true, LastModified: s.cfg.Now().UnixNano()})
 	})
 	if err != nil {
 		wr.WriteError(s.respErrorText(err))
@@ -219,7 +222,7 @@ func countTrue(bs []bool) int {
 
 // exists counts the keys with a live value; a key named twice counts
 // twice, as in Redis.
-func (s *respServer) exists(wr *redcon.Writer, sess *respSession, keys [][]byte) {
+func (s *Server) exists(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 	if msg := s.checkKeys(keys); msg != "" {
 		wr.WriteError(msg)
 		return
@@ -240,7 +243,7 @@ func (s *respServer) exists(wr *redcon.Writer, sess *respSession, keys [][]byte)
 // expire reads the key and rewrites its latest value with the read's
 // context and a new expiry, so siblings collapse into that value (the one
 // GET returns). A time that is not positive deletes the key, as in Redis.
-func (s *respServer) expire(wr *redcon.Writer, sess *respSession, name string, key, amount []byte) {
+func (s *Server) expire(wr *redcon.Writer, sess *respSession, name string, key, amount []byte) {
 	if msg := checkKey(key); msg != "" {
 		wr.WriteError(msg)
 		return
@@ -270,7 +273,7 @@ func (s *respServer) expire(wr *redcon.Writer, sess *respSession, name string, k
 		wr.WriteInt(0)
 		return
 	}
-	now := s.n.cfg.now()
+	now := s.cfg.Now()
 	sib := vclock.Sibling{Tombstone: true, LastModified: now.UnixNano()}
 	if ttl > 0 {
 		sib = vclock.Sibling{Value: latest.Value, ContentType: latest.ContentType,
@@ -283,7 +286,7 @@ func (s *respServer) expire(wr *redcon.Writer, sess *respSession, name string, k
 	wr.WriteInt(1)
 }
 
-func (s *respServer) ttl(wr *redcon.Writer, sess *respSession, key []byte, unit time.Duration) {
+func (s *Server) ttl(wr *redcon.Writer, sess *respSession, key []byte, unit time.Duration) {
 	if msg := checkKey(key); msg != "" {
 		wr.WriteError(msg)
 		return
@@ -295,11 +298,11 @@ func (s *respServer) ttl(wr *redcon.Writer, sess *respSession, key []byte, unit 
 	case !ok:
 		wr.WriteInt(-2)
 	default:
-		wr.WriteInt64(respTTL(latest.Expires, s.n.cfg.now().UnixNano(), unit))
+		wr.WriteInt64(respTTL(latest.Expires, s.cfg.Now().UnixNano(), unit))
 	}
 }
 
-func (s *respServer) mget(wr *redcon.Writer, sess *respSession, keys [][]byte) {
+func (s *Server) mget(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 	if msg := s.checkKeys(keys); msg != "" {
 		wr.WriteError(msg)
 		return
@@ -330,7 +333,7 @@ func (s *respServer) mget(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 		return nil
 	})
 	if err == errRESPBufferFull {
-		s.n.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedBuffer).Inc()
+		s.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedBuffer).Inc()
 	}
 	if err != nil {
 		wr.WriteError(s.respErrorText(err))
@@ -348,7 +351,7 @@ func (s *respServer) mget(wr *redcon.Writer, sess *respSession, keys [][]byte) {
 
 // mset writes every pair blindly, concurrently. It is not atomic: on an
 // error some pairs may be written.
-func (s *respServer) mset(wr *redcon.Writer, sess *respSession, pairs [][]byte) {
+func (s *Server) mset(wr *redcon.Writer, sess *respSession, pairs [][]byte) {
 	keys := make([][]byte, 0, len(pairs)/2)
 	sibs := make([]vclock.Sibling, 0, len(pairs)/2)
 	for i := 0; i < len(pairs); i += 2 {

@@ -1,8 +1,9 @@
-package node
+// Package resp serves the Redis protocol (SPEC section 4) in front of a
+// Backend: the node's coordinator, or a fake one in tests.
+package resp
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynkv/dynkv/node/internal/authguard"
 	"github.com/dynkv/dynkv/node/metrics"
+	"github.com/dynkv/dynkv/vclock"
 
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
@@ -36,15 +39,107 @@ const respCommandOverhead = 1 << 20
 // naming a large key a million times would ask for a terabyte.
 const respMaxReply = 64 << 20
 
-// respServer serves the Redis protocol (SPEC section 4) on its own
-// listener. redcon writes the replies; respReader parses requests (see
-// there why), and the accept
-// loop and the per-connection loops are ours rather than redcon.Server's,
-// which cannot drain: Shutdown waits for the connections it serves.
-type respServer struct {
-	n   *Node
-	ln  net.Listener
-	log *zap.Logger
+// Backend is what the Redis protocol needs of a node: reads and writes
+// through the coordinator, the node's in-flight slots (which HTTP shares,
+// so that one front end cannot starve the other), and the cluster's size
+// for INFO.
+type Backend interface {
+	// Get reads key of database db at the configured read quorum; found
+	// is false when no replica holds it.
+	Get(ctx context.Context, db int, key []byte) (set vclock.Set, found bool, err error)
+	// Put writes sib under key at the configured write quorum,
+	// superseding vc, or with blind what the replicas hold.
+	Put(ctx context.Context, db int, key []byte, vc vclock.Context, blind bool, sib vclock.Sibling) error
+	// Acquire takes an in-flight slot; ok is false when none is free.
+	Acquire() (release func(), ok bool)
+	// ClusterSize is the number of members of the committed ring (0
+	// before there is one).
+	ClusterSize() int
+}
+
+// Config is what the server needs of the node's configuration. The zero
+// value serves one database with no authentication (see withDefaults).
+type Config struct {
+	Databases     int   // --databases
+	MaxValueBytes int64 // --max-value-bytes
+	// MaxConns bounds the connections open at once (--resp-max-conns).
+	MaxConns int
+	// IdleTimeout closes a connection that sends nothing for that long
+	// (--resp-idle-timeout); zero never does.
+	IdleTimeout time.Duration
+	// MaxBufferBytes bounds the memory of the commands every connection
+	// is reading or executing (--resp-max-buffer-bytes).
+	MaxBufferBytes int64
+
+	// Tokens are the accepted AUTH passwords (--auth-token); none turns
+	// AUTH off. Guard delays and throttles wrong ones.
+	Tokens authguard.Tokens
+	Guard  *authguard.Guard
+
+	// Info is what INFO says about the node.
+	Info Info
+
+	Metrics *metrics.Metrics
+	Logger  *zap.Logger
+	Now     func() time.Time
+}
+
+// Info is the server section of INFO.
+type Info struct {
+	NodeID                            string
+	Version                           string
+	Replicas, ReadQuorum, WriteQuorum int
+}
+
+// Defaults of the fields a zero Config leaves empty.
+const (
+	DefaultMaxValueBytes  = 1 << 20
+	DefaultMaxConns       = 10000
+	DefaultMaxBufferBytes = 256 << 20
+)
+
+func (c Config) withDefaults() Config {
+	if c.Databases <= 0 {
+		c.Databases = 1
+	}
+	if c.MaxValueBytes <= 0 {
+		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxBufferBytes <= 0 {
+		c.MaxBufferBytes = max(DefaultMaxBufferBytes, 4*c.MaxValueBytes+respCommandOverhead)
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New()
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Guard == nil {
+		c.Guard = authguard.New(c.Logger, &c.Metrics.Limits)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Info.Version == "" {
+		c.Info.Version = "dev"
+	}
+	return c
+}
+
+// Server serves the Redis protocol (SPEC section 4) on its own listener.
+// redcon writes the replies; respReader parses requests (see there why),
+// and the accept loop and the per-connection loops are ours rather than
+// redcon.Server's, which cannot drain: Shutdown waits for the connections
+// it serves.
+type Server struct {
+	cfg     Config
+	backend Backend
+	ln      net.Listener
+	log     *zap.Logger
+	metrics *metrics.Metrics
 
 	// ctx is cancelled only when a graceful drain ran out of time: it
 	// aborts coordinator calls still waiting for replicas.
@@ -63,6 +158,7 @@ type respServer struct {
 	// reading or executing (--resp-max-buffer-bytes).
 	budget *respBudget
 
+	started    atomic.Bool
 	acceptDone chan struct{}
 	wg         sync.WaitGroup // one per connection goroutine
 	// stopping is set by stop before it ends every connection's reads, so
@@ -75,47 +171,54 @@ type respServer struct {
 	conns map[net.Conn]struct{}
 }
 
-// listenRESP binds --resp-addr (TLS when --tls-cert is set). It returns nil
-// when the Redis protocol is disabled.
-func (n *Node) listenRESP() (*respServer, error) {
-	if n.cfg.RESPAddr == "" {
-		return nil, nil
-	}
-	ln, err := net.Listen("tcp", n.cfg.RESPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("node: listening on --resp-addr %s: %w", n.cfg.RESPAddr, err)
-	}
-	if n.tls != nil {
-		ln = tls.NewListener(ln, n.tls)
-	}
+// New is a server that will accept on ln (already wrapped in TLS when the
+// node serves TLS) and run commands against b. Nothing is accepted until
+// Start.
+func New(ln net.Listener, b Backend, cfg Config) *Server {
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &respServer{
-		n:          n,
+	return &Server{
+		cfg:        cfg,
+		backend:    b,
 		ln:         ln,
-		log:        n.log.Named("resp"),
+		log:        cfg.Logger,
+		metrics:    cfg.Metrics,
 		ctx:        ctx,
 		cancel:     cancel,
-		maxCommand: 4*n.cfg.MaxValueBytes + respCommandOverhead,
-		maxReply:   max(respMaxReply, 4*n.cfg.MaxValueBytes+respCommandOverhead),
-		budget:     newRESPBudget(n.cfg.RESPMaxBufferBytes, n.metrics.Limits.RESPBufferBytes),
+		maxCommand: MaxCommandBytes(cfg.MaxValueBytes),
+		maxReply:   max(respMaxReply, MaxCommandBytes(cfg.MaxValueBytes)),
+		budget:     newRESPBudget(cfg.MaxBufferBytes, cfg.Metrics.Limits.RESPBufferBytes),
 		acceptDone: make(chan struct{}),
 		conns:      make(map[net.Conn]struct{}),
-	}, nil
-}
-
-// RESPAddr is the address the Redis protocol listens on: the bound one
-// after Start (useful with port 0), the configured one before; empty when
-// it is disabled.
-func (n *Node) RESPAddr() string {
-	if a := n.respAddr.Load(); a != nil {
-		return *a
 	}
-	return n.cfg.RESPAddr
 }
 
-// serve runs the accept loop until the listener closes. It is started
-// once, by Start, once the coordinator exists.
-func (s *respServer) serve() {
+// MaxCommandBytes is the largest command a server with --max-value-bytes
+// limit reads: an MSET of several large values still fits.
+// --resp-max-buffer-bytes must hold it.
+func MaxCommandBytes(maxValueBytes int64) int64 {
+	return 4*maxValueBytes + respCommandOverhead
+}
+
+// Addr is the address the server listens on; empty for a server made
+// without a listener (tests that feed it streams).
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Start runs the accept loop in its own goroutine until Stop.
+func (s *Server) Start() {
+	if s.started.Swap(true) {
+		return
+	}
+	go s.serve()
+}
+
+// serve runs the accept loop until the listener closes.
+func (s *Server) serve() {
 	defer close(s.acceptDone)
 	var backoff time.Duration
 	for {
@@ -133,7 +236,7 @@ func (s *respServer) serve() {
 		}
 		backoff = 0
 		s.mu.Lock()
-		full := len(s.conns) >= s.n.cfg.RESPMaxConns
+		full := len(s.conns) >= s.cfg.MaxConns
 		if !full {
 			s.conns[c] = struct{}{}
 			s.wg.Add(1)
@@ -150,7 +253,7 @@ func (s *respServer) serve() {
 	}
 }
 
-func (s *respServer) serveConn(c net.Conn) {
+func (s *Server) serveConn(c net.Conn) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
@@ -160,7 +263,7 @@ func (s *respServer) serveConn(c net.Conn) {
 	}()
 	sess := s.newSession(c.RemoteAddr().String())
 	var r io.Reader = c
-	if idle := s.n.cfg.RESPIdleTimeout; idle > 0 {
+	if idle := s.cfg.IdleTimeout; idle > 0 {
 		r = &idleReader{c: c, idle: idle, stopping: &s.stopping}
 	}
 	err := s.serveStream(r, c, sess)
@@ -196,8 +299,8 @@ func lingerClose(c net.Conn) {
 }
 
 // newSession is the state of one client connection.
-func (s *respServer) newSession(addr string) *respSession {
-	return &respSession{id: s.nextID.Add(1), addr: addr, authed: len(s.n.tokens) == 0}
+func (s *Server) newSession(addr string) *respSession {
+	return &respSession{id: s.nextID.Add(1), addr: addr, authed: len(s.cfg.Tokens) == 0}
 }
 
 // idleReader closes an idle connection (--resp-idle-timeout, Redis's
@@ -230,7 +333,7 @@ type deadliner interface{ SetWriteDeadline(time.Time) error }
 // fails, sends something that is not RESP, or the client quits. Replies
 // to commands that arrive together (a pipeline) go out in one write, after
 // the last of them, or before the connection waits for more input.
-func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) error {
+func (s *Server) serveStream(r io.Reader, w io.Writer, sess *respSession) error {
 	wr := redcon.NewWriter(w)
 	dl, _ := w.(deadliner)
 	flush := func() error {
@@ -257,7 +360,7 @@ func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) er
 	// Arguments up to the read buffer's size are kept even when the
 	// limit is lower, so that a long key or value gets the command's own
 	// error rather than this generic one.
-	rd := newRESPReader(r, max(s.n.cfg.MaxValueBytes, respReadBufferSize), s.maxCommand)
+	rd := newRESPReader(r, max(s.cfg.MaxValueBytes, respReadBufferSize), s.maxCommand)
 	rd.budget = s.budget
 	defer rd.release()
 	for {
@@ -269,16 +372,16 @@ func (s *respServer) serveStream(r io.Reader, w io.Writer, sess *respSession) er
 		case errors.As(err, &tooLarge):
 			wr.WriteError("ERR " + tooLarge.Error())
 		case errors.Is(err, errRESPBufferFull):
-			s.n.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedBuffer).Inc()
+			s.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedBuffer).Inc()
 			wr.WriteError(respErrBufferFull)
 		case err != nil:
 			var perr protocolError
 			if errors.As(err, &perr) {
 				switch {
 				case perr == errUnauthMultibulk || perr == errUnauthBulk:
-					s.n.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedUnauthenticated).Inc()
+					s.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedUnauthenticated).Inc()
 				case strings.HasPrefix(string(perr), "command too large"):
-					s.n.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedTooLarge).Inc()
+					s.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedTooLarge).Inc()
 				}
 				// As Redis: say why, then hang up.
 				wr.WriteError("ERR Protocol error: " + string(perr))
@@ -334,13 +437,16 @@ type protocolError string
 
 func (e protocolError) Error() string { return string(e) }
 
-// stop closes the listener, lets every connection finish the commands it
+// Stop closes the listener, lets every connection finish the commands it
 // has read (their replies are written), then waits for the connections to
 // end. When ctx ends first, commands still waiting for replicas are
-// aborted and the connections closed.
-func (s *respServer) stop(ctx context.Context) error {
+// aborted and the connections closed. A server that was never started
+// only closes its listener.
+func (s *Server) Stop(ctx context.Context) error {
 	_ = s.ln.Close()
-	<-s.acceptDone
+	if s.started.Swap(true) {
+		<-s.acceptDone
+	}
 	// A read deadline in the past ends every connection at its next read,
 	// which comes after it has answered what it read.
 	s.stopping.Store(true)
@@ -358,7 +464,7 @@ func (s *respServer) stop(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = fmt.Errorf("node: draining Redis-protocol connections: %w", ctx.Err())
+		err = fmt.Errorf("resp: draining Redis-protocol connections: %w", ctx.Err())
 		s.cancel()
 		s.mu.Lock()
 		for c := range s.conns {

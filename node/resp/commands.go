@@ -1,4 +1,4 @@
-package node
+package resp
 
 import (
 	"context"
@@ -55,7 +55,7 @@ type respCommand struct {
 	// firstKey, lastKey and keyStep are COMMAND INFO's key positions
 	// (lastKey -1: the last argument); 0 for commands without keys.
 	firstKey, lastKey, keyStep int
-	run                        func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction
+	run                        func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction
 }
 
 // respCommandTable lists the commands in name order. init fills it:
@@ -75,53 +75,53 @@ func init() {
 
 func respCommandList() []respCommand {
 	return []respCommand{
-		{name: "auth", arity: -2, preAuth: true, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "auth", arity: -2, preAuth: true, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			return s.auth(wr, sess, args)
 		}},
-		{name: "client", arity: -2, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "client", arity: -2, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			s.client(wr, sess, args)
 			return actionContinue
 		}},
-		{name: "command", arity: -1, run: func(s *respServer, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
+		{name: "command", arity: -1, run: func(s *Server, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
 			s.command(wr, args)
 			return actionContinue
 		}},
-		{name: "config", arity: -2, run: func(s *respServer, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
+		{name: "config", arity: -2, run: func(s *Server, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
 			s.config(wr, args)
 			return actionContinue
 		}},
-		{name: "del", arity: -2, write: true, firstKey: 1, lastKey: -1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "del", arity: -2, write: true, firstKey: 1, lastKey: -1, keyStep: 1, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			s.del(wr, sess, args[1:])
 			return actionContinue
 		}},
-		{name: "echo", arity: 2, run: func(_ *respServer, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
+		{name: "echo", arity: 2, run: func(_ *Server, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
 			wr.WriteBulk(args[1])
 			return actionContinue
 		}},
-		{name: "exists", arity: -2, firstKey: 1, lastKey: -1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "exists", arity: -2, firstKey: 1, lastKey: -1, keyStep: 1, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			s.exists(wr, sess, args[1:])
 			return actionContinue
 		}},
-		{name: "expire", arity: 3, write: true, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "expire", arity: 3, write: true, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			s.expire(wr, sess, "expire", args[1], args[2])
 			return actionContinue
 		}},
-		{name: "get", arity: 2, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "get", arity: 2, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			s.get(wr, sess, args[1])
 			return actionContinue
 		}},
-		{name: "hello", arity: -1, preAuth: true, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "hello", arity: -1, preAuth: true, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			return s.hello(wr, sess, args)
 		}},
-		{name: "info", arity: -1, run: func(s *respServer, wr *redcon.Writer, _ *respSession, _ [][]byte) respAction {
+		{name: "info", arity: -1, run: func(s *Server, wr *redcon.Writer, _ *respSession, _ [][]byte) respAction {
 			wr.WriteBulkString(s.info())
 			return actionContinue
 		}},
-		{name: "mget", arity: -2, firstKey: 1, lastKey: -1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "mget", arity: -2, firstKey: 1, lastKey: -1, keyStep: 1, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			s.mget(wr, sess, args[1:])
 			return actionContinue
 		}},
-		{name: "mset", arity: -3, write: true, firstKey: 1, lastKey: -1, keyStep: 2, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "mset", arity: -3, write: true, firstKey: 1, lastKey: -1, keyStep: 2, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			if len(args)%2 != 1 {
 				wr.WriteError(respErrArity("mset"))
 				return actionContinue
@@ -129,11 +129,11 @@ func respCommandList() []respCommand {
 			s.mset(wr, sess, args[1:])
 			return actionContinue
 		}},
-		{name: "pexpire", arity: 3, write: true, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "pexpire", arity: 3, write: true, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			s.expire(wr, sess, "pexpire", args[1], args[2])
 			return actionContinue
 		}},
-		{name: "ping", arity: -1, run: func(_ *respServer, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
+		{name: "ping", arity: -1, run: func(_ *Server, wr *redcon.Writer, _ *respSession, args [][]byte) respAction {
 			switch len(args) {
 			case 1:
 				wr.WriteString("PONG")
@@ -144,20 +144,20 @@ func respCommandList() []respCommand {
 			}
 			return actionContinue
 		}},
-		{name: "pttl", arity: 2, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "pttl", arity: 2, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			s.ttl(wr, sess, args[1], time.Millisecond)
 			return actionContinue
 		}},
-		{name: "quit", arity: -1, preAuth: true, run: func(_ *respServer, wr *redcon.Writer, _ *respSession, _ [][]byte) respAction {
+		{name: "quit", arity: -1, preAuth: true, run: func(_ *Server, wr *redcon.Writer, _ *respSession, _ [][]byte) respAction {
 			wr.WriteString("OK")
 			return actionClose
 		}},
-		{name: "select", arity: 2, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "select", arity: 2, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			db, ok := respInt(args[1])
 			switch {
 			case !ok:
 				wr.WriteError(respErrNotInt)
-			case db < 0 || db >= int64(s.n.cfg.Databases):
+			case db < 0 || db >= int64(s.cfg.Databases):
 				wr.WriteError(respErrDBRange)
 			default:
 				sess.db = int(db)
@@ -165,11 +165,11 @@ func respCommandList() []respCommand {
 			}
 			return actionContinue
 		}},
-		{name: "set", arity: -3, write: true, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "set", arity: -3, write: true, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			s.set(wr, sess, args[1], args[2], args[3:])
 			return actionContinue
 		}},
-		{name: "ttl", arity: 2, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *respServer, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+		{name: "ttl", arity: 2, firstKey: 1, lastKey: 1, keyStep: 1, run: func(s *Server, wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 			s.ttl(wr, sess, args[1], time.Second)
 			return actionContinue
 		}},
@@ -203,7 +203,7 @@ func arityOK(arity, n int) bool {
 
 // execute runs one command and writes its reply. A panic answers the
 // command with an error instead of taking the node down.
-func (s *respServer) execute(wr *redcon.Writer, sess *respSession, args [][]byte) (act respAction) {
+func (s *Server) execute(wr *redcon.Writer, sess *respSession, args [][]byte) (act respAction) {
 	start, mark := time.Now(), len(wr.Buffer())
 	cmd := lookupRespCommand(args[0])
 	defer func() {
@@ -223,7 +223,7 @@ func (s *respServer) execute(wr *redcon.Writer, sess *respSession, args [][]byte
 		if cmd != nil {
 			op = cmd.name
 		}
-		s.n.metrics.ObserveRequest("resp", op, status, time.Since(start))
+		s.metrics.ObserveRequest("resp", op, status, time.Since(start))
 	}()
 	switch {
 	case !sess.authed && (cmd == nil || !cmd.preAuth):
@@ -243,8 +243,8 @@ func checkKey(key []byte) string {
 	if len(key) == 0 {
 		return "ERR empty keys are not supported"
 	}
-	if len(key) > MaxKeyBytes {
-		return fmt.Sprintf("ERR key too long: %d bytes (at most %d)", len(key), MaxKeyBytes)
+	if len(key) > store.MaxKeyLen {
+		return fmt.Sprintf("ERR key too long: %d bytes (at most %d)", len(key), store.MaxKeyLen)
 	}
 	return ""
 }
@@ -253,16 +253,11 @@ func checkKey(key []byte) string {
 // send. TRYAGAIN marks what is worth retrying as it is (go-redis retries
 // it by itself); a quorum failure is an ERR because the write may have
 // reached some replicas and the client should decide.
-func (s *respServer) respErrorText(err error) string {
-	var (
-		br *badRequest
-		qe *rpc.QuorumError
-	)
+func (s *Server) respErrorText(err error) string {
+	var qe *rpc.QuorumError
 	switch {
 	case errors.As(err, &qe):
 		return fmt.Sprintf("ERR quorum not reached (needed %d, acked %d)", qe.Needed, qe.Acked)
-	case errors.As(err, &br):
-		return "ERR " + respPrintable([]byte(br.msg), 512)
 	case errors.Is(err, store.ErrDiskFull):
 		return "ERR disk full"
 	case err == errRESPBufferFull:
@@ -273,7 +268,7 @@ func (s *respServer) respErrorText(err error) string {
 		return "ERR " + err.Error()
 	case err == errOverloaded:
 		return "TRYAGAIN node is overloaded: too many requests in flight"
-	case err == errNotStarted, errors.Is(err, coordinator.ErrNoRing):
+	case errors.Is(err, coordinator.ErrNoRing):
 		return "TRYAGAIN node has not joined a ring yet"
 	case errors.Is(err, store.ErrClosed), errors.Is(err, coordinator.ErrClosed), errors.Is(err, context.Canceled):
 		return "TRYAGAIN node is shutting down"
@@ -283,13 +278,15 @@ func (s *respServer) respErrorText(err error) string {
 	}
 }
 
+// errOverloaded: the backend had no in-flight slot free.
+var errOverloaded = errors.New("node is overloaded: too many requests in flight")
+
 // acquire takes one of the node's in-flight slots, which HTTP and the
 // Redis protocol share, so that one of them cannot starve the other.
-func (s *respServer) acquire() (release func(), err error) {
-	select {
-	case s.n.inflight <- struct{}{}:
-		return func() { <-s.n.inflight }, nil
-	default:
+func (s *Server) acquire() (release func(), err error) {
+	release, ok := s.backend.Acquire()
+	if !ok {
 		return nil, errOverloaded
 	}
+	return release, nil
 }

@@ -1,16 +1,17 @@
-package node
+package resp
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
+
+	"github.com/dynkv/dynkv/vclock"
 )
 
 // FuzzRESPCommand feeds arbitrary bytes to the path a Redis-protocol
-// connection takes (redcon's parser, then the commands, through the
-// coordinator of a real one-node cluster): whatever arrives, the node
-// must neither panic nor hang.
+// connection takes (redcon's parser, then the commands, against an
+// in-memory backend): whatever arrives, the server must neither panic nor
+// hang.
 func FuzzRESPCommand(f *testing.F) {
 	for _, seed := range []string{
 		"PING\r\n",
@@ -33,26 +34,9 @@ func FuzzRESPCommand(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	cfg := testConfig(f)
-	// Durability is tested elsewhere; an fsync per write only slows the
-	// fuzzer down.
-	cfg.Fsync = "100ms"
-	cfg.Databases = 4
-	cfg.MaxValueBytes = 1 << 10
-	cfg.RESPAddr = "127.0.0.1:0"
-	// No test logger: the node's background work would log to f while
-	// the fuzz function runs, which testing.F forbids.
-	n, err := New(cfg, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := n.Start(); err != nil {
-		_ = n.Shutdown(context.Background())
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = n.Shutdown(context.Background()) })
-	// The listener's own command path, without a socket in between.
-	s := n.resp
+	// The server's own command path, without a socket in between, over
+	// an in-memory backend.
+	s := New(nil, newFakeBackend(), Config{Databases: 4, MaxValueBytes: 1 << 10})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var out bytes.Buffer
 		// The error is the input's fault (a protocol error, or EOF in
@@ -122,8 +106,8 @@ func FuzzParseSetOptions(f *testing.F) {
 		if o.nx && o.xx {
 			t.Fatalf("%q: accepted NX and XX together", in)
 		}
-		if o.ttl < 0 || o.ttl > maxTTL {
-			t.Fatalf("%q: TTL %s outside (0, %s]", in, o.ttl, maxTTL)
+		if o.ttl < 0 || o.ttl > vclock.MaxTTL {
+			t.Fatalf("%q: TTL %s outside (0, %s]", in, o.ttl, vclock.MaxTTL)
 		}
 		if len(args) > 5 {
 			t.Fatalf("%q: accepted %d option words; at most NX|XX and EX|PX n exist", in, len(args))

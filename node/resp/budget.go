@@ -1,4 +1,4 @@
-package node
+package resp
 
 import (
 	"sync/atomic"

@@ -1,7 +1,6 @@
-package node
+package resp
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -136,7 +135,7 @@ func (s *slowReader) Read(p []byte) (int, error) {
 }
 
 func TestRESPHugeCommandBeforeAuthIsClosedAtItsHeader(t *testing.T) {
-	tn := startRESPNode(t, func(c *Config) { c.AuthTokens = []string{"s3cret"} })
+	tn := startTestServer(t, func(c *Config) { c.Tokens = authguard.HashTokens([]string{"s3cret"}) })
 	r := dialRaw(t, tn)
 	// Only the header: the node must not wait for the arguments.
 	r.send("*980001\r\n$4\r\nMSET\r\n$1\r\nx\r\n")
@@ -163,9 +162,9 @@ func TestRESPHugeCommandBeforeAuthIsClosedAtItsHeader(t *testing.T) {
 }
 
 func TestRESPBufferBudgetRefusesWithTryAgain(t *testing.T) {
-	tn := startRESPNode(t, func(c *Config) {
+	tn := startTestServer(t, func(c *Config) {
 		c.MaxValueBytes = 64 << 10
-		c.RESPMaxBufferBytes = 4*c.MaxValueBytes + respCommandOverhead
+		c.MaxBufferBytes = MaxCommandBytes(c.MaxValueBytes)
 	})
 	// A client holds most of the budget in an unfinished command.
 	holder := dialRaw(t, tn)
@@ -177,9 +176,9 @@ func TestRESPBufferBudgetRefusesWithTryAgain(t *testing.T) {
 	}
 	holder.send(partial.String())
 	deadline := time.Now().Add(10 * time.Second)
-	for tn.resp.budget.used.Load() < 18*64<<10 {
+	for tn.budget.used.Load() < 18*64<<10 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the budget holds %d bytes, want the holder's 1.1 MiB", tn.resp.budget.used.Load())
+			t.Fatalf("the budget holds %d bytes, want the holder's 1.1 MiB", tn.budget.used.Load())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -203,13 +202,13 @@ func TestRESPBufferBudgetRefusesWithTryAgain(t *testing.T) {
 	if got := r.line(); got != "+OK" {
 		t.Fatalf("MSET once the budget is free = %q", got)
 	}
-	if u := tn.resp.budget.used.Load(); u != 0 {
+	if u := tn.budget.used.Load(); u != 0 {
 		t.Fatalf("idle connections hold %d bytes of the budget", u)
 	}
 }
 
 func TestRESPWrongPasswordsAreDelayedAndCloseTheConnection(t *testing.T) {
-	tn := startRESPNode(t, func(c *Config) { c.AuthTokens = []string{"s3cret"} })
+	tn := startTestServer(t, func(c *Config) { c.Tokens = authguard.HashTokens([]string{"s3cret"}) })
 	r := dialRaw(t, tn)
 	r.send(strings.Repeat("AUTH wrong\r\n", authguard.CloseAfter+1))
 	for i := range authguard.CloseAfter {
@@ -248,38 +247,5 @@ func TestRESPWrongPasswordsAreDelayedAndCloseTheConnection(t *testing.T) {
 	}
 	if _, err := r.rd.ReadByte(); err == nil {
 		t.Fatal("after wrong HELLO AUTHs the connection stayed open")
-	}
-}
-
-func TestRESPInlineQuotingEndToEnd(t *testing.T) {
-	tn := startRESPNode(t, nil)
-	r := dialRaw(t, tn)
-	r.send("SET \"a b\" \"c\\x41d\"\r\nGET \"a b\"\r\nGET 'a b'\r\nSET k 'x\"\r\nPING\r\n")
-	for _, want := range []string{"OK", "cAd", "cAd"} {
-		if got := r.reply(); got != want {
-			t.Fatalf("reply %q, want %q", got, want)
-		}
-	}
-	if got := r.line(); got != "-ERR Protocol error: unbalanced quotes in request" {
-		t.Fatalf("unbalanced quotes = %q", got)
-	}
-	if !bytes.Equal([]byte(tn.get(keyPath("a b"), nil).body), []byte("cAd")) {
-		t.Fatal("the inline SET did not store cAd under the key \"a b\" (HTTP)")
-	}
-}
-
-func TestRESPMaxBufferBytesMustHoldTheLargestCommand(t *testing.T) {
-	cfg := DefaultConfig()
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("the default config: %v", err)
-	}
-	cfg.MaxValueBytes = 64 << 20 // the largest command is 257 MiB
-	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "--resp-max-buffer-bytes") || !strings.Contains(err.Error(), "--max-value-bytes") {
-		t.Fatalf("a budget below the largest command: %v, want an error naming both flags", err)
-	}
-	cfg.RESPMaxBufferBytes = 4*cfg.MaxValueBytes + respCommandOverhead
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("a budget of exactly the largest command: %v", err)
 	}
 }

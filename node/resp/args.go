@@ -1,4 +1,4 @@
-package node
+package resp
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/node/internal/authguard"
+	"github.com/dynkv/dynkv/vclock"
 )
 
 // Redis's own error texts, so that clients and scripts written against
@@ -120,10 +121,10 @@ func parseSetOptions(opts [][]byte) (o setOptions, errMsg string) {
 	return o, ""
 }
 
-// respDuration is v units as a positive duration no longer than maxTTL
+// respDuration is v units as a positive duration no longer than vclock.MaxTTL
 // (so that now plus it cannot overflow); ok is false otherwise.
 func respDuration(v int64, unit time.Duration) (time.Duration, bool) {
-	if v <= 0 || v > int64(maxTTL/unit) || v > math.MaxInt64/int64(unit) {
+	if v <= 0 || v > int64(vclock.MaxTTL/unit) || v > math.MaxInt64/int64(unit) {
 		return 0, false
 	}
 	return time.Duration(v) * unit, true

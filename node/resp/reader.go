@@ -1,4 +1,4 @@
-package node
+package resp
 
 import (
 	"bufio"
@@ -56,7 +56,7 @@ var errRESPBufferFull = errors.New("Redis-protocol command buffers full")
 
 // respReader reads RESP2 commands from a stream. Multibulk commands (what
 // every client library sends) are parsed here; inline commands (telnet
-// style, one line) are split with Redis's quoting rules (resp_inline.go;
+// style, one line) are split with Redis's quoting rules (inline.go;
 // redcon's parser did not follow them).
 //
 // redcon's streaming reader is not used for multibulk because, measured

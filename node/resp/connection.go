@@ -1,14 +1,13 @@
 // The Redis protocol's connection and server commands: AUTH, HELLO,
 // COMMAND, CONFIG, CLIENT and INFO.
 
-package node
+package resp
 
 import (
 	"bytes"
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -20,12 +19,12 @@ import (
 
 // auth checks AUTH [username] password against --auth-token. The user
 // name is ignored: every token grants the same access.
-func (s *respServer) auth(wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+func (s *Server) auth(wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 	if len(args) != 2 && len(args) != 3 {
 		wr.WriteError(respErrArity("auth"))
 		return actionContinue
 	}
-	if len(s.n.tokens) == 0 {
+	if len(s.cfg.Tokens) == 0 {
 		wr.WriteError("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 		return actionContinue
 	}
@@ -38,23 +37,23 @@ func (s *respServer) auth(wr *redcon.Writer, sess *respSession, args [][]byte) r
 }
 
 // login checks a password of AUTH or HELLO ... AUTH through the node's
-// failed-authentication guard (authfail.go). On a failure it has written
+// failed-authentication guard (node/internal/authguard). On a failure it has written
 // the reply, after the guard's delay: WRONGPASS, and act is actionClose
 // once the connection has failed authguard.CloseAfter times in a row; or, when
 // the source address is throttled, an error that tells nothing about the
 // password, and the connection closes.
-func (s *respServer) login(wr *redcon.Writer, sess *respSession, pw []byte) (ok bool, act respAction) {
+func (s *Server) login(wr *redcon.Writer, sess *respSession, pw []byte) (ok bool, act respAction) {
 	src := authguard.SourceOf(sess.addr)
-	if s.n.auth.Throttled("resp", src) {
+	if s.cfg.Guard.Throttled("resp", src) {
 		wr.WriteError(respErrAuthThrottled)
 		return false, actionClose
 	}
-	if s.n.tokens.Valid(pw) {
+	if s.cfg.Tokens.Valid(pw) {
 		sess.authFails = 0
 		return true, actionContinue
 	}
 	sess.authFails++
-	if !s.n.auth.Fail(s.ctx, "resp", src, sess.authFails, true) {
+	if !s.cfg.Guard.Fail(s.ctx, "resp", src, sess.authFails, true) {
 		wr.WriteError(respErrAuthThrottled)
 		return false, actionClose
 	}
@@ -69,7 +68,7 @@ func (s *respServer) login(wr *redcon.Writer, sess *respSession, pw []byte) (ok 
 // hello speaks RESP2 only: HELLO 3 gets -NOPROTO, on which clients such
 // as go-redis fall back to RESP2 (and AUTH); HELLO or HELLO 2 gets the
 // RESP2 form of Redis's map.
-func (s *respServer) hello(wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
+func (s *Server) hello(wr *redcon.Writer, sess *respSession, args [][]byte) respAction {
 	rest := args[1:]
 	if len(rest) > 0 {
 		v, ok := respInt(rest[0])
@@ -89,7 +88,7 @@ func (s *respServer) hello(wr *redcon.Writer, sess *respSession, args [][]byte) 
 	for i := 0; i < len(rest); i++ {
 		switch {
 		case bytes.EqualFold(rest[i], []byte("AUTH")) && i+2 < len(rest):
-			if len(s.n.tokens) > 0 {
+			if len(s.cfg.Tokens) > 0 {
 				if ok, act := s.login(wr, sess, rest[i+2]); !ok {
 					return act
 				}
@@ -142,7 +141,7 @@ const respCompatVersion = "7.0.0"
 // arity, flags and key positions (COMMAND, COMMAND INFO name...), their
 // count and their names (COMMAND COUNT, COMMAND LIST). COMMAND DOCS, which
 // redis-cli asks for at start for its hints, is empty: it does without.
-func (s *respServer) command(wr *redcon.Writer, args [][]byte) {
+func (s *Server) command(wr *redcon.Writer, args [][]byte) {
 	if len(args) == 1 {
 		wr.WriteArray(len(respCommandTable))
 		for i := range respCommandTable {
@@ -207,7 +206,7 @@ func writeCommandInfo(wr *redcon.Writer, c *respCommand) {
 // config answers CONFIG GET for the parameters clients ask about
 // (redis-benchmark reads save and appendonly), and nothing else: dynkv is
 // configured by flags at start.
-func (s *respServer) config(wr *redcon.Writer, args [][]byte) {
+func (s *Server) config(wr *redcon.Writer, args [][]byte) {
 	if len(args) < 2 {
 		wr.WriteError(respErrArity("config"))
 		return
@@ -220,9 +219,9 @@ func (s *respServer) config(wr *redcon.Writer, args [][]byte) {
 		}
 		params := [][2]string{
 			{"appendonly", "no"},
-			{"databases", strconv.Itoa(s.n.cfg.Databases)},
-			{"maxclients", strconv.Itoa(s.n.cfg.RESPMaxConns)},
-			{"proto-max-bulk-len", strconv.FormatInt(s.n.cfg.MaxValueBytes, 10)},
+			{"databases", strconv.Itoa(s.cfg.Databases)},
+			{"maxclients", strconv.Itoa(s.cfg.MaxConns)},
+			{"proto-max-bulk-len", strconv.FormatInt(s.cfg.MaxValueBytes, 10)},
 			{"save", ""},
 			{"timeout", "0"},
 		}
@@ -258,7 +257,7 @@ func checkClientName(name []byte) string {
 	return ""
 }
 
-func (s *respServer) client(wr *redcon.Writer, sess *respSession, args [][]byte) {
+func (s *Server) client(wr *redcon.Writer, sess *respSession, args [][]byte) {
 	if len(args) < 2 {
 		wr.WriteError(respErrArity("client"))
 		return
@@ -298,13 +297,8 @@ func (s *respServer) client(wr *redcon.Writer, sess *respSession, args [][]byte)
 
 // info is the INFO text: a server section that says what this node is and
 // how it replicates, and the client count.
-func (s *respServer) info() string {
-	clusterSize := 0
-	if c := s.n.cluster.Load(); c != nil {
-		if p := c.members.Placement(); p.Committed != nil {
-			clusterSize = len(p.Committed.Members())
-		}
-	}
+func (s *Server) info() string {
+	clusterSize := s.backend.ClusterSize()
 	s.mu.Lock()
 	clients := len(s.conns)
 	s.mu.Unlock()
@@ -312,20 +306,20 @@ func (s *respServer) info() string {
 	line := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
 	b.WriteString("# Server\r\n")
 	line("redis_version", respCompatVersion)
-	line("dynkv_version", s.n.version())
+	line("dynkv_version", s.cfg.Info.Version)
 	line("redis_mode", "standalone")
 	line("os", runtime.GOOS+" "+runtime.GOARCH)
 	line("process_id", os.Getpid())
-	line("tcp_port", portOf(s.n.RESPAddr()))
-	line("node_id", s.n.cfg.ID)
+	line("tcp_port", portOf(s.Addr()))
+	line("node_id", s.cfg.Info.NodeID)
 	line("cluster_size", clusterSize)
-	line("replicas", s.n.cfg.Replicas)
-	line("read_quorum", s.n.cfg.ReadQuorum)
-	line("write_quorum", s.n.cfg.WriteQuorum)
-	line("databases", s.n.cfg.Databases)
+	line("replicas", s.cfg.Info.Replicas)
+	line("read_quorum", s.cfg.Info.ReadQuorum)
+	line("write_quorum", s.cfg.Info.WriteQuorum)
+	line("databases", s.cfg.Databases)
 	b.WriteString("\r\n# Clients\r\n")
 	line("connected_clients", clients)
-	line("maxclients", s.n.cfg.RESPMaxConns)
+	line("maxclients", s.cfg.MaxConns)
 	return b.String()
 }
 
@@ -334,16 +328,4 @@ func portOf(addr string) string {
 		return addr[i+1:]
 	}
 	return ""
-}
-
-// version is the dynkv version: Config.Version as cmd/dynkv sets it, else
-// the module version the binary was built from.
-func (n *Node) version() string {
-	if n.cfg.Version != "" {
-		return n.cfg.Version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "dev"
 }
