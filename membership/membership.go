@@ -45,8 +45,13 @@ type Membership struct {
 	// discarded is the staged state of the last join attempt that
 	// failed, for the late arrivals of what it showed (see mergeRemote).
 	discarded *State
-	mlLeft    atomic.Bool
-	closed    atomic.Bool // set by Shutdown: memberlist's stragglers log nothing
+	// stopped is set by Shutdown: a merge of gossip that memberlist
+	// delivers after it (its stream handlers outlive Shutdown) changes
+	// nothing, and above all writes no ring state into a data directory
+	// the node has let go of.
+	stopped bool
+	mlLeft  atomic.Bool
+	closed  atomic.Bool // set by Shutdown: memberlist's stragglers log nothing
 	// refusedLog spaces the warnings about gossip no key decrypts.
 	refusedLog logLimiter
 
@@ -415,6 +420,9 @@ func (m *Membership) mergeRemote(b []byte, via string) {
 // state (or force), makes it current: placement, persist, broadcast,
 // subscribers. m.mu must be held.
 func (m *Membership) commitLocked(next State, force bool) error {
+	if m.stopped {
+		return nil
+	}
 	next, _ = next.TryCommit()
 	if !force && next.Equal(m.state) {
 		return nil
@@ -563,6 +571,10 @@ func (m *Membership) Shutdown() error {
 	m.shutdown.Do(func() {
 		close(m.stop)
 		m.wg.Wait()
+		// Taking mu waits for a merge in progress; none commits after.
+		m.mu.Lock()
+		m.stopped = true
+		m.mu.Unlock()
 		if err := m.ml.Load().Shutdown(); err != nil {
 			m.shutdownErr = fmt.Errorf("membership: shut down gossip: %w", err)
 		}

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -572,5 +573,33 @@ func TestDamagedRingStateRefusesToStart(t *testing.T) {
 			_ = m.Shutdown()
 		}
 		t.Fatalf("started from a damaged ring.state: err %v, want a checksum error", err)
+	}
+}
+
+func TestGossipMergedAfterShutdownWritesNoRingState(t *testing.T) {
+	// memberlist's stream handlers outlive its Shutdown: a push/pull in
+	// progress may still deliver a peer's state. It must not be saved
+	// into a data directory the node has let go of (a restarted node may
+	// already own it).
+	cfg := fastConfig(t, "n1")
+	m := start(t, cfg)
+	if err := m.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(statePath(cfg.DataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := m.State().With(Member{ID: "n9", GossipAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", Status: StatusJoining, Version: 1})
+	m.mergeRemote(remote.Encode(), "a straggling push/pull")
+	after, err := os.ReadFile(statePath(cfg.DataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("a merge after Shutdown rewrote ring.state")
+	}
+	if _, ok := m.State().Member("n9"); ok {
+		t.Fatal("a merge after Shutdown changed the state")
 	}
 }
