@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/dynkv/dynkv/node/httpapi"
 )
 
 // benchNode is a node whose handler is driven in-process, so the figures
@@ -87,7 +89,7 @@ func BenchmarkParseKey(b *testing.B) {
 	raw := "users%2F12345%2Fprofile"
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := parseKey(raw); err != nil {
+		if _, err := httpapi.ParseKey(raw); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dynkv/dynkv/coordinator"
 	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/replication/antientropy"
 	"github.com/dynkv/dynkv/replication/handoff"
 	"github.com/dynkv/dynkv/replication/hints"
@@ -200,7 +201,7 @@ func (c *cluster) shutdownRPC(ctx context.Context) error {
 }
 
 // errNotStarted answers requests that need the cluster before Start.
-var errNotStarted = &statusError{http.StatusServiceUnavailable, "node is starting: not yet part of a cluster"}
+var errNotStarted = httpapi.Error(http.StatusServiceUnavailable, "node is starting: not yet part of a cluster")
 
 // clusterOrErr is the started cluster, or errNotStarted.
 func (n *Node) clusterOrErr() (*cluster, error) {

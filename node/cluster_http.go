@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/replication/rpc/transport"
 	"github.com/dynkv/dynkv/store"
 )
@@ -154,7 +155,7 @@ func (n *Node) handleClusterStatus(w http.ResponseWriter, r *http.Request) {
 		n.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, n.clusterStatus(c))
+	httpapi.WriteJSON(w, http.StatusOK, n.clusterStatus(c))
 }
 
 // joinBody is the JSON of POST /cluster/join.
@@ -175,7 +176,7 @@ func (n *Node) clusterJoin(w http.ResponseWriter, r *http.Request) error {
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJoinBody))
 	if err != nil {
-		return badRequestf("reading the join request: %v", err)
+		return httpapi.BadRequestf("reading the join request: %v", err)
 	}
 	addrs, err := parseJoinBody(raw)
 	if err != nil {
@@ -189,16 +190,16 @@ func (n *Node) clusterJoin(w http.ResponseWriter, r *http.Request) error {
 	switch err := c.members.Join(addrs); {
 	case err == nil:
 	case errors.Is(err, membership.ErrJoinSelf):
-		return badRequestf("joining %v: %v: give the gossip address (--gossip-addr) of a member of the cluster to join", addrs, err)
+		return httpapi.BadRequestf("joining %v: %v: give the gossip address (--gossip-addr) of a member of the cluster to join", addrs, err)
 	case errors.Is(err, membership.ErrJoinInProgress), errors.Is(err, membership.ErrLeft):
-		return &statusError{http.StatusConflict, fmt.Sprintf("joining %v: %v", addrs, err)}
+		return httpapi.Error(http.StatusConflict, fmt.Sprintf("joining %v: %v", addrs, err))
 	default:
 		// No address answered, or the cluster refused us (another
 		// --partitions, another gossip key): the node could not reach
 		// a working cluster, as a gateway that cannot reach upstream.
-		return &statusError{http.StatusBadGateway, fmt.Sprintf("joining %v: %v", addrs, err)}
+		return httpapi.Error(http.StatusBadGateway, fmt.Sprintf("joining %v: %v", addrs, err))
 	}
-	writeJSON(w, http.StatusOK, n.clusterStatus(c))
+	httpapi.WriteJSON(w, http.StatusOK, n.clusterStatus(c))
 	return nil
 }
 
@@ -212,7 +213,7 @@ func (n *Node) checkNotOwnHTTPAddr(c *cluster, addrs []string) error {
 	}
 	for _, a := range addrs {
 		if membership.IsLocalAddr(a, own...) {
-			return badRequestf("joining %v: %s is this node's own HTTP address: give the gossip address (--gossip-addr) of a member of the cluster to join", addrs, a)
+			return httpapi.BadRequestf("joining %v: %s is this node's own HTTP address: give the gossip address (--gossip-addr) of a member of the cluster to join", addrs, a)
 		}
 	}
 	return nil
@@ -223,14 +224,14 @@ func (n *Node) checkNotOwnHTTPAddr(c *cluster, addrs []string) error {
 func parseJoinBody(raw []byte) ([]string, error) {
 	var body joinBody
 	if err := json.Unmarshal(raw, &body); err != nil {
-		return nil, badRequestf(`malformed join request: want {"addrs": ["host:port", ...]}: %v`, err)
+		return nil, httpapi.BadRequestf(`malformed join request: want {"addrs": ["host:port", ...]}: %v`, err)
 	}
 	if len(body.Addrs) == 0 {
-		return nil, badRequestf(`malformed join request: "addrs" lists no gossip address`)
+		return nil, httpapi.BadRequestf(`malformed join request: "addrs" lists no gossip address`)
 	}
 	for _, a := range body.Addrs {
 		if err := checkHostPort(a); err != nil {
-			return nil, badRequestf("malformed join address %q: %v", a, err)
+			return nil, httpapi.BadRequestf("malformed join address %q: %v", a, err)
 		}
 	}
 	return body.Addrs, nil
@@ -247,31 +248,31 @@ func (n *Node) clusterLeave(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q, err := query(r)
+	q, err := httpapi.Query(r)
 	if err != nil {
 		return err
 	}
 	if !q.Has("node") {
 		if err := c.members.Leave(); err != nil {
-			return &statusError{http.StatusConflict, fmt.Sprintf("leaving: %v", err)}
+			return httpapi.Error(http.StatusConflict, fmt.Sprintf("leaving: %v", err))
 		}
-		writeJSON(w, http.StatusAccepted, map[string]string{"status": "leaving", "node": n.cfg.ID})
+		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "leaving", "node": n.cfg.ID})
 		return nil
 	}
 	id := q.Get("node")
 	switch {
 	case id == "":
-		return badRequestf("malformed node: empty (want the id of a member to remove)")
+		return httpapi.BadRequestf("malformed node: empty (want the id of a member to remove)")
 	case id == n.cfg.ID:
-		return badRequestf("node %q is this node: to leave, POST /cluster/leave without ?node", id)
+		return httpapi.BadRequestf("node %q is this node: to leave, POST /cluster/leave without ?node", id)
 	}
 	if _, ok := c.members.Member(id); !ok {
-		return &statusError{http.StatusNotFound, fmt.Sprintf("node %q is not a member of this cluster", id)}
+		return httpapi.Error(http.StatusNotFound, fmt.Sprintf("node %q is not a member of this cluster", id))
 	}
 	if err := c.members.Remove(id); err != nil {
-		return &statusError{http.StatusConflict, fmt.Sprintf("removing %q: %v", id, err)}
+		return httpapi.Error(http.StatusConflict, fmt.Sprintf("removing %q: %v", id, err))
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "removing", "node": id})
+	httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"status": "removing", "node": id})
 	return nil
 }
 
@@ -306,13 +307,13 @@ func (n *Node) debugLocal(w http.ResponseWriter, r *http.Request) error {
 	rest, _ := strings.CutPrefix(r.URL.EscapedPath(), prefix)
 	dbPart, rawKey, ok := strings.Cut(rest, "/")
 	if !ok {
-		return badRequestf("want %s{db}/{key}", prefix)
+		return httpapi.BadRequestf("want %s{db}/{key}", prefix)
 	}
-	db, err := parseDatabase(dbPart, n.cfg.Databases)
+	db, err := httpapi.ParseDatabase(dbPart, n.cfg.Databases)
 	if err != nil {
 		return err
 	}
-	key, err := parseKey(rawKey)
+	key, err := httpapi.ParseKey(rawKey)
 	if err != nil {
 		return err
 	}
@@ -324,7 +325,7 @@ func (n *Node) debugLocal(w http.ResponseWriter, r *http.Request) error {
 		return err
 	default:
 		body.Found = true
-		body.Context = encodeContext(set.Context)
+		body.Context = httpapi.EncodeContext(set.Context)
 		for _, s := range set.Siblings {
 			body.Siblings = append(body.Siblings, debugSiblingBody{
 				Value:        append([]byte{}, s.Value...),
@@ -337,7 +338,7 @@ func (n *Node) debugLocal(w http.ResponseWriter, r *http.Request) error {
 			})
 		}
 	}
-	writeJSON(w, http.StatusOK, body)
+	httpapi.WriteJSON(w, http.StatusOK, body)
 	return nil
 }
 

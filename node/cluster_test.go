@@ -3,7 +3,6 @@ package node
 import (
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -426,7 +426,7 @@ func TestConcurrentWritesThroughTwoNodesBecomeSiblingsAndAContextResolvesThem(t 
 	if r.status != http.StatusMultipleChoices {
 		t.Fatalf("GET after two concurrent writes = %d %q, want 300", r.status, r.body)
 	}
-	var body siblingsBody
+	var body httpapi.SiblingsBody
 	if err := json.Unmarshal(r.body, &body); err != nil {
 		t.Fatal(err)
 	}
@@ -503,7 +503,7 @@ func FuzzParseJoinBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		addrs, err := parseJoinBody(raw)
 		if err != nil {
-			if _, ok := errors.AsType[*badRequest](err); !ok {
+			if status := httpStatusOf(err); status != http.StatusBadRequest {
 				t.Fatalf("parseJoinBody(%q) error %v is not a 400", raw, err)
 			}
 			return

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dynkv/dynkv/coordinator"
 	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/node/resp"
 	"github.com/dynkv/dynkv/replication/antientropy"
 	"github.com/dynkv/dynkv/replication/handoff"
@@ -297,7 +298,7 @@ const (
 	DefaultLogLevel              = "info"
 	DefaultLogFormat             = "console"
 	DefaultFsync                 = "always"
-	DefaultMaxValueBytes         = 1 << 20
+	DefaultMaxValueBytes         = httpapi.DefaultMaxValueBytes
 	DefaultSegmentSize           = 64 << 20
 	DefaultMaxInflight           = 1024
 	DefaultHTTPReadHeaderTimeout = 10 * time.Second

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/node/resp"
 	"github.com/dynkv/dynkv/wal"
 	"go.uber.org/zap/zapcore"
@@ -234,11 +235,11 @@ func (c Config) validateServer() []error {
 	if c.HTTPMaxHeaderBytes < 4<<10 || c.HTTPMaxHeaderBytes > 16<<20 {
 		bad("--http-max-header-bytes is %d: want 4KiB to 16MiB (a key alone may take 3KiB percent-encoded)", c.HTTPMaxHeaderBytes)
 	}
-	if c.HTTPLingerTimeout < 0 || c.HTTPLingerTimeout > maxLingerTimeout {
-		bad("--http-linger-timeout is %s: want 0 (close at once) to %s", c.HTTPLingerTimeout, maxLingerTimeout)
+	if c.HTTPLingerTimeout < 0 || c.HTTPLingerTimeout > httpapi.MaxLingerTimeout {
+		bad("--http-linger-timeout is %s: want 0 (close at once) to %s", c.HTTPLingerTimeout, httpapi.MaxLingerTimeout)
 	}
-	if c.HTTPLingerBytes < 0 || c.HTTPLingerBytes > maxLingerBytes {
-		bad("--http-linger-bytes is %d: want 0 (4 times --max-value-bytes, at least 4MiB) to %d", c.HTTPLingerBytes, int64(maxLingerBytes))
+	if c.HTTPLingerBytes < 0 || c.HTTPLingerBytes > httpapi.MaxLingerBytes {
+		bad("--http-linger-bytes is %d: want 0 (4 times --max-value-bytes, at least 4MiB) to %d", c.HTTPLingerBytes, int64(httpapi.MaxLingerBytes))
 	}
 	if c.HTTPMaxConns < 1 {
 		bad("--http-max-conns is %d: want at least 1", c.HTTPMaxConns)

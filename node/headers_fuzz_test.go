@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -20,8 +21,8 @@ import (
 // record that reads back; after any write the key still reads, and a
 // blind write still replaces it.
 func FuzzWriteHeadersReachTheStoredRecord(f *testing.F) {
-	empty := encodeContext(vclock.Context{})
-	forged := encodeContext(vclock.Context{VV: []vclock.Entry{{Actor: "n1", Counter: ^uint64(0)}}})
+	empty := httpapi.EncodeContext(vclock.Context{})
+	forged := httpapi.EncodeContext(vclock.Context{VV: []vclock.Entry{{Actor: "n1", Counter: ^uint64(0)}}})
 	for _, seed := range []struct{ ct, ctx string }{
 		{"text/plain", ""},
 		{strings.Repeat("a", 255), ""},
@@ -78,7 +79,7 @@ func FuzzWriteHeadersReachTheStoredRecord(f *testing.F) {
 		if w.Code == http.StatusNoContent {
 			found := false
 			for _, s := range set.Live(n.cfg.now().UnixNano()) {
-				found = found || s.ContentType == contentType || contentType == "" && s.ContentType == defaultContentType
+				found = found || s.ContentType == contentType || contentType == "" && s.ContentType == httpapi.DefaultContentType
 			}
 			if !found && g.Code != http.StatusNotFound {
 				t.Fatalf("the stored siblings lack the Content-Type %q written", contentType)

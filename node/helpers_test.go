@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/node/httpapi"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 )
@@ -187,3 +189,10 @@ func (tn *testNode) mustGet(target, want string) response {
 }
 
 func keyPath(key string) string { return "/kv/" + url.PathEscape(key) }
+
+// httpStatusOf is the status the HTTP API answers err with.
+func httpStatusOf(err error) int {
+	w := httptest.NewRecorder()
+	httpapi.WriteError(nil, w, httptest.NewRequest(http.MethodGet, "/", nil), err)
+	return w.Code
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/replication/hints"
 	"github.com/dynkv/dynkv/store"
 )
@@ -92,7 +93,7 @@ func (n *Node) handleWipeHints(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodDelete {
 		// Registered for every method so that chi does not fall through
 		// to the RPC route's 404.
-		n.methodNotAllowed(w, r)
+		httpapi.MethodNotAllowed(w, r)
 		return
 	}
 	wiped, err := n.store.WipeHints()
@@ -100,5 +101,5 @@ func (n *Node) handleWipeHints(w http.ResponseWriter, r *http.Request) {
 		n.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"wiped": wiped})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]int{"wiped": wiped})
 }

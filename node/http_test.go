@@ -19,7 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/dynkv/dynkv/coordinator"
+	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -30,7 +30,7 @@ func TestPutThenGetReturnsValueContentTypeAndContext(t *testing.T) {
 	if r.status != http.StatusNoContent {
 		t.Fatalf("PUT = %d %q, want 204", r.status, r.body)
 	}
-	if _, err := decodeContext(r.context()); err != nil || r.context() == "" {
+	if _, err := httpapi.DecodeContext(r.context()); err != nil || r.context() == "" {
 		t.Fatalf("PUT X-Context %q does not decode: %v", r.context(), err)
 	}
 	g := tn.mustGet("/kv/greeting", "hello")
@@ -45,8 +45,8 @@ func TestPutThenGetReturnsValueContentTypeAndContext(t *testing.T) {
 	}
 
 	tn.mustPut("/kv/raw", "\x00\x01", "")
-	if ct := tn.mustGet("/kv/raw", "\x00\x01").header.Get("Content-Type"); ct != defaultContentType {
-		t.Errorf("Content-Type without one on PUT = %q, want %s", ct, defaultContentType)
+	if ct := tn.mustGet("/kv/raw", "\x00\x01").header.Get("Content-Type"); ct != httpapi.DefaultContentType {
+		t.Errorf("Content-Type without one on PUT = %q, want %s", ct, httpapi.DefaultContentType)
 	}
 }
 
@@ -194,7 +194,7 @@ func TestMalformedContextIs400(t *testing.T) {
 		base64.RawURLEncoding.EncodeToString([]byte("garbage")),
 		base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xff}, 20)),
 		good[:len(good)-1],
-		strings.Repeat("A", maxContextHeaderBytes+1),
+		strings.Repeat("A", httpapi.MaxContextHeaderBytes+1),
 	} {
 		for _, method := range []string{http.MethodPut, http.MethodDelete} {
 			r := tn.do(method, "/kv/k", strings.NewReader("x"), map[string]string{ContextHeader: h})
@@ -349,7 +349,7 @@ func TestConcurrentWritesBecomeSiblingsUntilAPutWithTheirContext(t *testing.T) {
 		}
 		got[string(s.Value)] = s.ContentType
 	}
-	want := map[string]string{"apples": defaultContentType, "pears": "text/plain"}
+	want := map[string]string{"apples": httpapi.DefaultContentType, "pears": "text/plain"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("siblings = %v, want %v (the superseded \"empty\" must be gone)", got, want)
 	}
@@ -376,7 +376,7 @@ func TestBlindWriteSupersedesEverything(t *testing.T) {
 
 func TestDeleteLeavesATombstoneThatReadsAsAbsent(t *testing.T) {
 	tn := startNode(t, nil, nil)
-	if r := tn.get("/kv/never", nil); r.status != http.StatusNotFound || r.context() != encodeContext(vclock.Context{}) {
+	if r := tn.get("/kv/never", nil); r.status != http.StatusNotFound || r.context() != httpapi.EncodeContext(vclock.Context{}) {
 		t.Fatalf("GET never-written key = %d X-Context %q, want 404 with the empty context", r.status, r.context())
 	}
 	ctx := tn.mustPut("/kv/k", "v", "")
@@ -500,45 +500,6 @@ func TestPanicInHandlerIs500AndTheNodeKeepsServing(t *testing.T) {
 	tn.mustGet("/kv/k", "v")
 }
 
-func TestWriteErrorMapsEveryErrorToOneStatus(t *testing.T) {
-	n := &Node{log: zap.NewNop()}
-	cases := []struct {
-		err    error
-		status int
-	}{
-		{badRequestf("x"), 400},
-		{fmt.Errorf("wrapped: %w", store.ErrBadDatabase), 400},
-		{errTooLarge(1), 413},
-		{errOverloaded, 429},
-		{errUnauthorized, 401},
-		{&QuorumError{Needed: 2, Acked: 1}, 503},
-		{fmt.Errorf("put: %w", store.ErrDiskFull), 507},
-		{store.ErrClosed, 503},
-		{fmt.Errorf("put: %w", store.ErrBadKey), 400},
-		{&coordinator.QuorumError{Needed: 3, Acked: 0}, 503},
-		{fmt.Errorf("get: %w", coordinator.ErrNoRing), 503},
-		{coordinator.ErrClosed, 503},
-		{errNotStarted, 503},
-		{io.ErrUnexpectedEOF, 500},
-	}
-	for _, c := range cases {
-		w := httptest.NewRecorder()
-		n.writeError(w, httptest.NewRequest("GET", "/kv/k", nil), c.err)
-		if w.Code != c.status {
-			t.Errorf("writeError(%v) = %d, want %d", c.err, w.Code, c.status)
-		}
-	}
-	w := httptest.NewRecorder()
-	n.writeError(w, httptest.NewRequest("GET", "/kv/k", nil), fmt.Errorf("coordinator: %w", &QuorumError{Needed: 2, Acked: 1}))
-	var body struct {
-		Error         string
-		Needed, Acked int
-	}
-	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Needed != 2 || body.Acked != 1 || body.Error == "" {
-		t.Fatalf("quorum error body %q, want {error, needed: 2, acked: 1}: %v", w.Body, err)
-	}
-}
-
 func TestHealthAndReadiness(t *testing.T) {
 	cfg := testConfig(t)
 	n, err := New(cfg, zap.NewNop())
@@ -652,9 +613,9 @@ func TestAcknowledgedWritesSurviveARestart(t *testing.T) {
 func TestContextFromPutCoversOnlyWhatTheClientSaw(t *testing.T) {
 	tn := startNode(t, nil, nil)
 	c1 := tn.mustPut("/kv/k", "a", "")
-	ctx1, _ := decodeContext(c1)
+	ctx1, _ := httpapi.DecodeContext(c1)
 	c2 := tn.mustPut("/kv/k", "b", c1)
-	ctx2, _ := decodeContext(c2)
+	ctx2, _ := httpapi.DecodeContext(c2)
 	if ctx2.Compare(ctx1) != vclock.After {
 		t.Fatalf("second PUT context %v is not after the first %v", ctx2, ctx1)
 	}
@@ -716,4 +677,17 @@ func TestExpiredSiblingDropsOutLeavingTheOther(t *testing.T) {
 	}
 	clock.Advance(2 * time.Second)
 	tn.mustGet("/kv/sib", "stays")
+}
+
+func TestNodeErrorsAnswerTheirStatus(t *testing.T) {
+	for _, c := range []struct {
+		err    error
+		status int
+	}{
+		{errNotStarted, http.StatusServiceUnavailable},
+	} {
+		if got := httpStatusOf(c.err); got != c.status {
+			t.Errorf("%v answers %d, want %d", c.err, got, c.status)
+		}
+	}
 }

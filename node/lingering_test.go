@@ -13,24 +13,6 @@ import (
 	"time"
 )
 
-func TestLingerBytesDefaultsAfterTheValueLimit(t *testing.T) {
-	for _, tc := range []struct {
-		maxValue, flag, want int64
-	}{
-		{1 << 20, 0, 4 << 20},                   // the default: 4 x 1 MiB
-		{1 << 10, 0, minLingerBytes},            // a small limit still drains 4 MiB
-		{16 << 20, 0, 64 << 20},                 // 4 x the limit
-		{maxValueBytesLimit, 0, maxLingerBytes}, // capped
-		{1 << 20, 123, 123},                     // the flag wins
-	} {
-		c := DefaultConfig()
-		c.MaxValueBytes, c.HTTPLingerBytes = tc.maxValue, tc.flag
-		if got := c.lingerBytes(); got != tc.want {
-			t.Errorf("--max-value-bytes %d --http-linger-bytes %d: lingerBytes() = %d, want %d", tc.maxValue, tc.flag, got, tc.want)
-		}
-	}
-}
-
 // TestOversizedPutLingersForAClientThatSendsBeforeReading is the HTTP/1.1
 // case of lingering.go: a client that writes its whole oversized body
 // before it reads, without Expect: 100-continue, reads a complete 413 and

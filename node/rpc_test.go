@@ -55,7 +55,13 @@ func TestNodesCallEachOtherOverTheTransport(t *testing.T) {
 		}
 		cfg := clusterConfig(t, fmt.Sprintf("n%d", i), join...)
 		cfg.HTTPReadHeaderTimeout, cfg.HTTPReadTimeout, cfg.HTTPWriteTimeout, cfg.HTTPIdleTimeout = timeout, timeout, timeout, timeout
-		nodes = append(nodes, startNode(t, &cfg, nil))
+		tn := startNode(t, &cfg, nil)
+		// The test's own client lets go of idle connections well before
+		// the server's idle timeout: a PUT sent on a connection the
+		// server is closing fails with EOF, and net/http does not retry
+		// a PUT.
+		tn.client.Transport.(*http.Transport).IdleConnTimeout = timeout / 3
+		nodes = append(nodes, tn)
 	}
 	waitConverged(t, nodes, ids(nodes))
 	writeEverywhere(t, nodes, "before")

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dynkv/dynkv/node/httpapi"
+	"github.com/dynkv/dynkv/vclock"
 )
 
 // SPEC section 3: every GET answers with an X-Context, a 404 included; for
@@ -20,7 +23,7 @@ func TestA404sContextMakesConcurrentCreatesSiblings(t *testing.T) {
 		t.Fatalf("GET of a key never written = %d with X-Context %q, want 404 with the empty context", r.status, r.context())
 	}
 	empty := r.context()
-	if c, err := decodeContext(empty); err != nil || !c.IsZero() {
+	if c, err := httpapi.DecodeContext(empty); err != nil || !c.IsZero() {
 		t.Fatalf("the 404's context %q decodes to %v, %v; want the empty context", empty, c, err)
 	}
 	// Both clients read 404, then both write back with its context.
@@ -57,7 +60,7 @@ func siblingValues(t *testing.T, r response) []string {
 		}
 		t.Fatalf("GET = %d %q, want 200 or 300", r.status, r.body)
 	}
-	var body siblingsBody
+	var body httpapi.SiblingsBody
 	if err := json.Unmarshal(r.body, &body); err != nil {
 		t.Fatalf("300 body %q: %v", r.body, err)
 	}
@@ -106,7 +109,7 @@ func TestRepeatedParametersAndContextsAre400(t *testing.T) {
 // constant, the encoding's, checked where the request comes in.
 func TestContentTypeLimitIsTheStoredEncodingsLimit(t *testing.T) {
 	tn := startNode(t, nil, nil)
-	ok := strings.Repeat("a", maxContentTypeBytes)
+	ok := strings.Repeat("a", vclock.MaxContentTypeLen)
 	tn.mustPut("/kv/ct", "v", "")
 	if r := tn.put("/kv/ct", "long", map[string]string{"Content-Type": ok}); r.status != http.StatusNoContent {
 		t.Fatalf("PUT with a %d-byte Content-Type = %d %q, want 204", len(ok), r.status, r.body)

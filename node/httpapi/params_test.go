@@ -1,14 +1,13 @@
-package node
+package httpapi
 
 import (
 	"bytes"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -46,17 +45,17 @@ func TestParseKeyDecodesOnceAndBoundsLength(t *testing.T) {
 		"a+b":       "a+b", // path encoding: + is a plus, not a space
 		"%E2%9C%93": "\u2713",
 	} {
-		got, err := parseKey(raw)
+		got, err := ParseKey(raw)
 		if err != nil || string(got) != want {
-			t.Errorf("parseKey(%q) = %q, %v; want %q", raw, got, err, want)
+			t.Errorf("ParseKey(%q) = %q, %v; want %q", raw, got, err, want)
 		}
 	}
 	for _, raw := range []string{"", "%zz", "%", "a%2", strings.Repeat("a", 1025), strings.Repeat("%41", 1025)} {
-		if _, err := parseKey(raw); err == nil {
-			t.Errorf("parseKey(%.20q...) succeeded, want an error", raw)
+		if _, err := ParseKey(raw); err == nil {
+			t.Errorf("ParseKey(%.20q...) succeeded, want an error", raw)
 		}
 	}
-	if k, err := parseKey(strings.Repeat("%41", 1024)); err != nil || len(k) != 1024 {
+	if k, err := ParseKey(strings.Repeat("%41", 1024)); err != nil || len(k) != 1024 {
 		t.Errorf("1024 escaped bytes: %d bytes, %v; want 1024, nil", len(k), err)
 	}
 }
@@ -107,12 +106,12 @@ func TestParseQuorumCapsToMembersAndReplicas(t *testing.T) {
 
 func TestContextRoundTripsThroughTheHeader(t *testing.T) {
 	c := vclock.Context{}.Add(vclock.Dot{Actor: "n1", Counter: 1}).Add(vclock.Dot{Actor: "n2", Counter: 3})
-	got, err := decodeContext(encodeContext(c))
+	got, err := DecodeContext(EncodeContext(c))
 	if err != nil || !got.Equal(c) {
-		t.Fatalf("decodeContext(encodeContext(%v)) = %v, %v", c, got, err)
+		t.Fatalf("DecodeContext(EncodeContext(%v)) = %v, %v", c, got, err)
 	}
-	if z, err := decodeContext(""); err != nil || !z.IsZero() {
-		t.Fatalf("decodeContext(\"\") = %v, %v; want the zero context", z, err)
+	if z, err := DecodeContext(""); err != nil || !z.IsZero() {
+		t.Fatalf("DecodeContext(\"\") = %v, %v; want the zero context", z, err)
 	}
 }
 
@@ -123,14 +122,14 @@ func FuzzParseKey(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		key, err := parseKey(raw)
+		key, err := ParseKey(raw)
 		if err != nil {
 			return
 		}
-		if len(key) < 1 || len(key) > MaxKeyBytes {
-			t.Fatalf("parseKey(%q) accepted a %d-byte key", raw, len(key))
+		if len(key) < 1 || len(key) > store.MaxKeyLen {
+			t.Fatalf("ParseKey(%q) accepted a %d-byte key", raw, len(key))
 		}
-		again, err := parseKey(url.PathEscape(string(key)))
+		again, err := ParseKey(url.PathEscape(string(key)))
 		if err != nil || !bytes.Equal(again, key) {
 			t.Fatalf("key %q does not survive escaping: %q, %v", key, again, err)
 		}
@@ -141,15 +140,15 @@ func FuzzParseKey(f *testing.F) {
 // an accepted one re-encodes to a header naming the same context.
 func FuzzParseContext(f *testing.F) {
 	c := vclock.Context{}.Add(vclock.Dot{Actor: "n1", Counter: 1}).Add(vclock.Dot{Actor: "n2", Counter: 5})
-	for _, s := range []string{"", encodeContext(c), encodeContext(vclock.Context{}.Add(vclock.Dot{Actor: "a", Counter: 1})), "!!", "AA", "AQ", "AQA=", encodeContext(c) + "=="} {
+	for _, s := range []string{"", EncodeContext(c), EncodeContext(vclock.Context{}.Add(vclock.Dot{Actor: "a", Counter: 1})), "!!", "AA", "AQ", "AQA=", EncodeContext(c) + "=="} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, h string) {
-		ctx, err := decodeContext(h)
+		ctx, err := DecodeContext(h)
 		if err != nil {
 			return
 		}
-		again, err := decodeContext(encodeContext(ctx))
+		again, err := DecodeContext(EncodeContext(ctx))
 		if err != nil || !again.Equal(ctx) {
 			t.Fatalf("context %v from %q does not round-trip: %v, %v", ctx, h, again, err)
 		}
@@ -166,61 +165,6 @@ func FuzzParseTTL(f *testing.F) {
 		d, err := parseTTL(s)
 		if err == nil && (d <= 0 || d > maxTTL) {
 			t.Fatalf("parseTTL(%q) = %v, outside (0, %v]", s, d, maxTTL)
-		}
-	})
-}
-
-// FuzzHTTPKey drives the whole handler stack with arbitrary request targets
-// and X-Context headers: a request is answered with a JSON error or
-// succeeds, never panics or 500s, and a stored key reads back.
-func FuzzHTTPKey(f *testing.F) {
-	for _, s := range []string{"/kv/a", "/kv/a%2Fb", "/kv/%00", "/db/3/kv/x", "/db/99/kv/x", "/kv/", "/kv/a?ttl=5s&w=all", "/kv/a?w=0", "/db/x/kv/k", "/kv/\xff"} {
-		f.Add(s, "")
-	}
-	f.Add("/kv/a", "AQ")
-	cfg := testConfig(f)
-	cfg.Fsync = "100ms" // durability is not what this explores
-	n, err := New(cfg, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { n.Shutdown(f.Context()) })
-	// The data handlers go through the coordinator, which Start brings up.
-	if err := n.Start(); err != nil {
-		f.Fatal(err)
-	}
-	h := n.Handler()
-
-	f.Fuzz(func(t *testing.T, target, xcontext string) {
-		u, err := url.ParseRequestURI(target)
-		if err != nil || !strings.HasPrefix(target, "/") {
-			return // Go's server answers these itself (see doc.go)
-		}
-		put := httptest.NewRequest(http.MethodPut, "/", strings.NewReader("v"))
-		put.URL = u
-		put.RequestURI = target
-		if xcontext != "" {
-			put.Header.Set(ContextHeader, xcontext)
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, put)
-		switch w.Code {
-		case http.StatusNoContent:
-		case http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed:
-			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
-				t.Fatalf("PUT %q: %d with Content-Type %q, want JSON", target, w.Code, ct)
-			}
-			return
-		default:
-			t.Fatalf("PUT %q X-Context %q: unexpected %d %q", target, xcontext, w.Code, w.Body)
-		}
-		get := httptest.NewRequest(http.MethodGet, "/", nil)
-		get.URL = u
-		w = httptest.NewRecorder()
-		h.ServeHTTP(w, get)
-		expired := w.Code == http.StatusNotFound && u.Query().Has("ttl") // a ttl of 1ns is legal
-		if w.Code != http.StatusOK && w.Code != http.StatusMultipleChoices && !expired {
-			t.Fatalf("GET %q after a successful PUT = %d %q", target, w.Code, w.Body)
 		}
 	})
 }

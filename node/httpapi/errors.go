@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"encoding/json"
@@ -14,21 +14,18 @@ import (
 	"github.com/dynkv/dynkv/store"
 )
 
-// QuorumError reports that a request gathered fewer replica
-// acknowledgements than it needed. A write that fails this way is
-// indeterminate: some replicas may hold it. The coordinator returns it
-// (also as relayed from a forwarding peer); the HTTP API answers 503 with
-// both numbers.
-type QuorumError = rpc.QuorumError
-
 // statusError is a response decided by the HTTP layer itself (413, 429,
-// 404, 405, 401) rather than derived from a store error.
+// 404, 405, 401, or the node's own endpoints' 409 and 502) rather than
+// derived from a store error.
 type statusError struct {
 	status int
 	msg    string
 }
 
 func (e *statusError) Error() string { return e.msg }
+
+// Error is an error answered with status and msg as its JSON error.
+func Error(status int, msg string) error { return &statusError{status, msg} }
 
 var (
 	errOverloaded   = &statusError{http.StatusTooManyRequests, "node is overloaded: too many requests in flight, retry later"}
@@ -52,14 +49,20 @@ type errorBody struct {
 	Acked  *int   `json:"acked,omitempty"`
 }
 
-// writeError is the one place that turns an error into an HTTP status.
-func (n *Node) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// writeError answers err, logging what is internal to the API's log.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	WriteError(a.log, w, r, err)
+}
+
+// WriteError is the one place that turns an error into an HTTP status;
+// an internal error is logged to log, not told to the client.
+func WriteError(log *zap.Logger, w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		body   = errorBody{Error: err.Error()}
 		status int
 		br     *badRequest
 		se     *statusError
-		qe     *QuorumError
+		qe     *rpc.QuorumError
 	)
 	switch {
 	case errors.As(err, &br):
@@ -84,18 +87,21 @@ func (n *Node) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		body.Error = "node is shutting down"
 	default:
 		status = http.StatusInternalServerError
-		n.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.EscapedPath()), zap.Error(err))
+		if log == nil {
+			log = zap.NewNop()
+		}
+		log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.EscapedPath()), zap.Error(err))
 		// Internal detail stays in the log, not in the response.
 		body.Error = "internal error"
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="dynkv"`)
 	}
-	writeJSON(w, status, body)
+	WriteJSON(w, status, body)
 }
 
-// writeJSON writes v as the JSON body of a response with status.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON writes v as the JSON body of a response with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		// Only our own response types reach here, all of which

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"encoding/base64"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
 )
 
@@ -23,17 +24,18 @@ const maxTTL = vclock.MaxTTL
 // be stored and read back.
 const maxContentTypeBytes = vclock.MaxContentTypeLen
 
-// maxContextHeaderBytes bounds the X-Context header before it is decoded.
+// MaxContextHeaderBytes bounds the X-Context header before it is decoded.
 // A context has one entry per node that ever coordinated a write to the
 // key, so even a large cluster stays far below this.
-const maxContextHeaderBytes = 64 << 10
+const MaxContextHeaderBytes = 64 << 10
 
 // badRequest is a client mistake: 400 with msg as the error.
 type badRequest struct{ msg string }
 
 func (e *badRequest) Error() string { return e.msg }
 
-func badRequestf(format string, args ...any) error {
+// BadRequestf is a 400 whose error is the formatted message.
+func BadRequestf(format string, args ...any) error {
 	return &badRequest{msg: fmt.Sprintf(format, args...)}
 }
 
@@ -66,32 +68,32 @@ func splitKVPath(escaped string) (p kvPath, ok bool) {
 	return kvPath{db: db, hasDB: true, rawKey: rawKey}, true
 }
 
-// parseKey percent-decodes a raw key taken from the escaped path. Decoding
+// ParseKey percent-decodes a raw key taken from the escaped path. Decoding
 // once, here, is what lets %2F and %00 be key bytes.
-func parseKey(rawKey string) ([]byte, error) {
+func ParseKey(rawKey string) ([]byte, error) {
 	key, err := url.PathUnescape(rawKey)
 	if err != nil {
-		return nil, badRequestf("malformed key: bad percent-encoding: %v", err)
+		return nil, BadRequestf("malformed key: bad percent-encoding: %v", err)
 	}
 	if key == "" {
-		return nil, badRequestf("malformed key: empty (want 1 to %d bytes)", MaxKeyBytes)
+		return nil, BadRequestf("malformed key: empty (want 1 to %d bytes)", store.MaxKeyLen)
 	}
-	if len(key) > MaxKeyBytes {
-		return nil, badRequestf("malformed key: %d bytes long (want 1 to %d)", len(key), MaxKeyBytes)
+	if len(key) > store.MaxKeyLen {
+		return nil, BadRequestf("malformed key: %d bytes long (want 1 to %d)", len(key), store.MaxKeyLen)
 	}
 	return []byte(key), nil
 }
 
-// parseDatabase parses the {n} of /db/{n}/kv/ as a number 0..databases-1.
-func parseDatabase(s string, databases int) (int, error) {
+// ParseDatabase parses the {n} of /db/{n}/kv/ as a number 0..databases-1.
+func ParseDatabase(s string, databases int) (int, error) {
 	n, err := strconv.Atoi(s)
 	// Atoi accepts "+1" and "01"; a database is named by its one
 	// spelling in plain digits, so /db/01 is not a second name for /db/1.
 	if err != nil || s == "" || s[0] < '0' || s[0] > '9' || len(s) > 1 && s[0] == '0' {
-		return 0, badRequestf("malformed database %q: want a number from 0 to %d", s, databases-1)
+		return 0, BadRequestf("malformed database %q: want a number from 0 to %d", s, databases-1)
 	}
 	if n < 0 || n >= databases {
-		return 0, badRequestf("database %d does not exist: want 0 to %d", n, databases-1)
+		return 0, BadRequestf("database %d does not exist: want 0 to %d", n, databases-1)
 	}
 	return n, nil
 }
@@ -108,36 +110,36 @@ func parseContext(h http.Header) (c vclock.Context, present bool, err error) {
 	vals := h.Values(ContextHeader)
 	switch {
 	case len(vals) > 1:
-		return vclock.Context{}, false, badRequestf("malformed %s: sent %d times, want at most once", ContextHeader, len(vals))
+		return vclock.Context{}, false, BadRequestf("malformed %s: sent %d times, want at most once", ContextHeader, len(vals))
 	case len(vals) == 0 || strings.TrimSpace(vals[0]) == "":
 		return vclock.Context{}, false, nil
 	}
-	c, err = decodeContext(strings.TrimSpace(vals[0]))
+	c, err = DecodeContext(strings.TrimSpace(vals[0]))
 	return c, err == nil, err
 }
 
-// decodeContext decodes one X-Context value; the empty string is the zero
+// DecodeContext decodes one X-Context value; the empty string is the zero
 // context.
-func decodeContext(v string) (vclock.Context, error) {
+func DecodeContext(v string) (vclock.Context, error) {
 	if v == "" {
 		return vclock.Context{}, nil
 	}
-	if len(v) > maxContextHeaderBytes {
-		return vclock.Context{}, badRequestf("malformed %s: %d bytes long (at most %d)", ContextHeader, len(v), maxContextHeaderBytes)
+	if len(v) > MaxContextHeaderBytes {
+		return vclock.Context{}, BadRequestf("malformed %s: %d bytes long (at most %d)", ContextHeader, len(v), MaxContextHeaderBytes)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
 	if err != nil {
-		return vclock.Context{}, badRequestf("malformed %s: not base64url: %v", ContextHeader, err)
+		return vclock.Context{}, BadRequestf("malformed %s: not base64url: %v", ContextHeader, err)
 	}
 	c, err := vclock.DecodeContext(b)
 	if err != nil {
-		return vclock.Context{}, badRequestf("malformed %s: %v", ContextHeader, err)
+		return vclock.Context{}, BadRequestf("malformed %s: %v", ContextHeader, err)
 	}
 	return c, nil
 }
 
-// encodeContext is the X-Context form of c.
-func encodeContext(c vclock.Context) string {
+// EncodeContext is the X-Context form of c.
+func EncodeContext(c vclock.Context) string {
 	return base64.RawURLEncoding.EncodeToString(c.Encode())
 }
 
@@ -147,21 +149,21 @@ func parseTTL(s string) (time.Duration, error) {
 	var d time.Duration
 	if n, err := strconv.ParseUint(s, 10, 64); err == nil {
 		if n > uint64(maxTTL/time.Second) {
-			return 0, badRequestf("malformed ttl %q: longer than %s", s, maxTTL)
+			return 0, BadRequestf("malformed ttl %q: longer than %s", s, maxTTL)
 		}
 		d = time.Duration(n) * time.Second
 	} else {
 		var perr error
 		d, perr = time.ParseDuration(s)
 		if perr != nil {
-			return 0, badRequestf("malformed ttl %q: want a duration such as 30s or a number of seconds", s)
+			return 0, BadRequestf("malformed ttl %q: want a duration such as 30s or a number of seconds", s)
 		}
 	}
 	if d <= 0 {
-		return 0, badRequestf("malformed ttl %q: must be positive", s)
+		return 0, BadRequestf("malformed ttl %q: must be positive", s)
 	}
 	if d > maxTTL {
-		return 0, badRequestf("malformed ttl %q: longer than %s", s, maxTTL)
+		return 0, BadRequestf("malformed ttl %q: longer than %s", s, maxTTL)
 	}
 	return d, nil
 }
@@ -182,7 +184,7 @@ func parseQuorum(name, s string, n, members int) (int, error) {
 	default:
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 1 || s[0] < '0' || s[0] > '9' {
-			return 0, badRequestf("malformed %s %q: want a number of replicas from 1, or one, quorum or all", name, s)
+			return 0, BadRequestf("malformed %s %q: want a number of replicas from 1, or one, quorum or all", name, s)
 		}
 		q = v
 	}

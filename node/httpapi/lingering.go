@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"errors"
@@ -46,41 +46,41 @@ const (
 	// --max-value-bytes: a value refused for being too large is most
 	// often a few times the limit, not a thousand.
 	lingerValueMultiple = 4
-	// maxLingerBytes and maxLingerTimeout cap the flags.
-	maxLingerBytes   = 1 << 30
-	maxLingerTimeout = time.Minute
+	// MaxLingerBytes and MaxLingerTimeout cap the flags.
+	MaxLingerBytes   = 1 << 30
+	MaxLingerTimeout = time.Minute
 )
 
-// lingerBytes is how much of a refused body is discarded after the 413:
-// --http-linger-bytes, or when it is 0, four times --max-value-bytes and
-// at least 4 MiB.
-func (c Config) lingerBytes() int64 {
-	if c.HTTPLingerBytes > 0 {
-		return c.HTTPLingerBytes
+// LingerBytes is how much of a refused body is discarded after the 413:
+// flag (--http-linger-bytes), or when it is 0, four times maxValueBytes
+// (--max-value-bytes) and at least 4 MiB.
+func LingerBytes(maxValueBytes, flag int64) int64 {
+	if flag > 0 {
+		return flag
 	}
-	return min(max(lingerValueMultiple*c.MaxValueBytes, minLingerBytes), maxLingerBytes)
+	return min(max(lingerValueMultiple*maxValueBytes, minLingerBytes), MaxLingerBytes)
 }
 
 // refuseBody answers a request whose body is over limit with the 413 JSON
 // error and, over HTTP/1.x, closes the connection the lingering way (see
 // the comment at the top of this file). It has written the response when
 // it returns.
-func (n *Node) refuseBody(w http.ResponseWriter, r *http.Request, limit int64) {
+func (a *API) refuseBody(w http.ResponseWriter, r *http.Request, limit int64) {
 	if r.ProtoMajor >= 2 {
-		n.writeError(w, r, errTooLarge(limit))
+		a.writeError(w, r, errTooLarge(limit))
 		return
 	}
 	w.Header().Set("Connection", "close")
-	n.writeError(w, r, errTooLarge(limit))
-	n.linger(w, r)
+	a.writeError(w, r, errTooLarge(limit))
+	a.linger(w, r)
 }
 
 // linger flushes the response already written to w, then discards what is
-// left of r's body, up to Config.lingerBytes and for at most
+// left of r's body, up to Config.LingerBytes and for at most
 // --http-linger-timeout, before the handler returns and net/http closes
 // the connection.
-func (n *Node) linger(w http.ResponseWriter, r *http.Request) {
-	timeout := n.cfg.HTTPLingerTimeout
+func (a *API) linger(w http.ResponseWriter, r *http.Request) {
+	timeout := a.cfg.LingerTimeout
 	if timeout <= 0 || r.Body == nil || r.Body == http.NoBody {
 		return
 	}
@@ -93,7 +93,7 @@ func (n *Node) linger(w http.ResponseWriter, r *http.Request) {
 	if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return
 	}
-	bound := n.cfg.lingerBytes()
+	bound := a.cfg.LingerBytes
 	// r.Body, not the MaxBytesReader that refused it: that one now
 	// fails every read.
 	discarded, err := io.CopyN(io.Discard, r.Body, bound)
@@ -104,7 +104,7 @@ func (n *Node) linger(w http.ResponseWriter, r *http.Request) {
 		// connection, as it did before lingering.
 		_ = rc.SetReadDeadline(time.Now())
 	}
-	if ce := n.log.Check(zap.DebugLevel, "lingering close after 413"); ce != nil {
+	if ce := a.log.Check(zap.DebugLevel, "lingering close after 413"); ce != nil {
 		reason := "client finished its body"
 		switch {
 		case err == nil:
