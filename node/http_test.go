@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
@@ -408,7 +409,7 @@ func TestDeleteConcurrentWithUpdateKeepsTheUpdate(t *testing.T) {
 }
 
 func TestTTLExpiresValuesByTheInjectedClock(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	cfg := testConfig(t)
 	cfg.Now = clock.Now
 	tn := startNode(t, &cfg, nil)
@@ -665,7 +666,7 @@ func TestShutdownPastItsDeadlineStillClosesTheStore(t *testing.T) {
 }
 
 func TestExpiredSiblingDropsOutLeavingTheOther(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	cfg := testConfig(t)
 	cfg.Now = clock.Now
 	tn := startNode(t, &cfg, nil)

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dynkv/dynkv/membership"
+	"github.com/dynkv/dynkv/node/metrics"
 	"github.com/dynkv/dynkv/store"
 )
 
@@ -137,7 +138,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descWALSyncs, st.WAL.Syncs)
 	counter(descWALBytes, st.WAL.Bytes)
 	gauge(descWALSegments, float64(st.WAL.Segments))
-	for _, l := range parseLevelDBStats(st.LevelDB) {
+	for _, l := range metrics.ParseLevelDBStats(st.LevelDB) {
 		lv := strconv.Itoa(l.Level)
 		gauge(descLDBTables, float64(l.Tables), lv)
 		gauge(descLDBSize, l.SizeBytes, lv)

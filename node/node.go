@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/node/internal/authguard"
 	"github.com/dynkv/dynkv/node/metrics"
 	"github.com/dynkv/dynkv/node/resp"
@@ -241,8 +242,8 @@ func (n *Node) Start() error {
 		ErrorLog: errLog,
 	}
 	// --http-max-conns: connections beyond it are answered 429 and
-	// closed without ever reaching the server (connlimit.go).
-	ln = n.limitConns(ln)
+	// closed without ever reaching the server (node/httpapi/connlimit.go).
+	ln = httpapi.LimitConns(ln, n.cfg.HTTPMaxConns, n.tls != nil, n.metrics, n.log.Named("http"))
 	n.addr.Store(&bound)
 	// Serve before joining: /health answers and peers that already see
 	// this node get a quick 503 instead of a stalled connection while

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/coordinator"
+	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/vclock"
 	"github.com/redis/go-redis/v9"
 )
@@ -258,7 +259,7 @@ func TestRESPSetOptionsAndErrors(t *testing.T) {
 }
 
 func TestRESPTTLAndExpireFollowTheInjectedClock(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	tn := startRESPNode(t, func(c *Config) { c.Now = clock.Now })
 	rc := redisClient(t, tn, nil)
 	ctx := ctxT(t)
@@ -322,7 +323,7 @@ func TestRESPTTLAndExpireFollowTheInjectedClock(t *testing.T) {
 }
 
 func TestRESPGetOfSiblingsReturnsTheMostRecentlyWritten(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewFakeClock()
 	tn := startRESPNode(t, func(c *Config) { c.Now = clock.Now })
 	rc := redisClient(t, tn, nil)
 	ctx := ctxT(t)

@@ -1,13 +1,13 @@
-package node
+package metrics
 
 import (
 	"strconv"
 	"strings"
 )
 
-// levelStats is one row of LevelDB's "leveldb.stats" property: a level's
+// LevelStats is one row of LevelDB's "leveldb.stats" property: a level's
 // tables and its cumulative compaction work.
-type levelStats struct {
+type LevelStats struct {
 	Level       int
 	Tables      int
 	SizeBytes   float64
@@ -16,12 +16,12 @@ type levelStats struct {
 	WriteBytes  float64
 }
 
-// parseLevelDBStats reads the rows of goleveldb's "leveldb.stats" text
+// ParseLevelDBStats reads the rows of goleveldb's "leveldb.stats" text
 // (a header, then " %3d | %10d | %13.5f | ..." per level, sizes in MiB).
 // Lines that are not a well-formed level row are skipped, so a format
 // change costs metrics, never a failed scrape.
-func parseLevelDBStats(text string) []levelStats {
-	var out []levelStats
+func ParseLevelDBStats(text string) []LevelStats {
+	var out []LevelStats
 	for line := range strings.SplitSeq(text, "\n") {
 		cols := strings.Split(line, "|")
 		if len(cols) != 6 {
@@ -49,7 +49,7 @@ func parseLevelDBStats(text string) []levelStats {
 			continue
 		}
 		const mib = 1 << 20
-		out = append(out, levelStats{
+		out = append(out, LevelStats{
 			Level: level, Tables: tables,
 			SizeBytes: f[0] * mib, CompactSecs: f[1], ReadBytes: f[2] * mib, WriteBytes: f[3] * mib,
 		})

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"errors"
@@ -81,22 +81,23 @@ type connLimiter struct {
 	unreported int64 // refusals since the last warning
 }
 
-// limitConns wraps the HTTP listener in the --http-max-conns limit.
-func (n *Node) limitConns(ln net.Listener) net.Listener {
-	max := n.cfg.HTTPMaxConns
+// LimitConns wraps the HTTP listener ln in the --http-max-conns limit of
+// max connections; tls says ln serves TLS (a refusal is then a close, see
+// above). m counts the open and refused connections.
+func LimitConns(ln net.Listener, max int, tls bool, m *metrics.Metrics, log *zap.Logger) net.Listener {
 	msg := fmt.Sprintf(`{"error":"too many connections: the node serves at most %d at once, retry later"}`, max)
 	return &connLimiter{
 		Listener: ln,
 		max:      int64(max),
-		tls:      n.tls != nil,
+		tls:      tls,
 		body: "HTTP/1.1 429 Too Many Requests\r\n" +
 			"Content-Type: application/json\r\n" +
 			"Retry-After: 1\r\n" +
 			"Connection: close\r\n" +
 			"Content-Length: " + strconv.Itoa(len(msg)+1) + "\r\n" +
 			"\r\n" + msg + "\n",
-		log: n.log.Named("http"),
-		m:   n.metrics,
+		log: log,
+		m:   m,
 	}
 }
 
