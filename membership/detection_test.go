@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/testutil"
 	"go.uber.org/zap"
 )
 
@@ -53,17 +54,15 @@ func detectOnce(b *testing.B, tune func(*Config)) (toSuspect, toDead time.Durati
 		}
 		nodes = append(nodes, m)
 	}
-	for nodes[0].Liveness("n3") != Alive || nodes[1].Liveness("n3") != Alive {
-		time.Sleep(10 * time.Millisecond)
-	}
+	// Bounds on a detector that never decides, not timing assertions.
+	const within = time.Minute
+	testutil.Eventually(b, within, 10*time.Millisecond, "n3 alive on n1 and n2", func() bool {
+		return nodes[0].Liveness("n3") == Alive && nodes[1].Liveness("n3") == Alive
+	})
 	stopped := time.Now()
 	_ = nodes[2].Shutdown()
-	for nodes[0].Liveness("n3") == Alive {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(b, within, 5*time.Millisecond, "n1 to suspect n3", func() bool { return nodes[0].Liveness("n3") != Alive })
 	toSuspect = time.Since(stopped)
-	for nodes[0].Liveness("n3") != Dead {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(b, within, 5*time.Millisecond, "n1 to declare n3 dead", func() bool { return nodes[0].Liveness("n3") == Dead })
 	return toSuspect, time.Since(stopped)
 }

@@ -575,9 +575,7 @@ func TestGracefulShutdownLetsInFlightRequestsFinish(t *testing.T) {
 	go func() { shut <- n.Shutdown(t.Context()) }()
 	// Wait until Shutdown has begun so the request is released into a
 	// draining server, not a running one.
-	for n.state.Load() != stateStopping {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, hangBound, time.Millisecond, "Shutdown to begin", func() bool { return n.state.Load() == stateStopping })
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatalf("in-flight PUT during Shutdown: %v", err)
