@@ -1,5 +1,11 @@
 // Package node assembles one dynkv node: its configuration, its lifecycle
-// and its HTTP API (SPEC section 3).
+// and the wiring of its parts. The front ends are rooms of their own that
+// know the node only through a small Backend interface: node/httpapi (the
+// HTTP API of SPEC section 3; http.go mounts the cluster and node-to-node
+// endpoints in it) and node/resp (the Redis protocol, SPEC section 4;
+// redis.go). node/metrics is the Prometheus registry, fed at scrape time
+// by metrics_collector.go; node/internal/authguard delays and throttles
+// failed client authentications for both front ends.
 //
 // Start listens on the HTTP address first, so that the address peers are
 // told is the one actually bound (port 0 in tests), then starts gossip
@@ -46,7 +52,7 @@
 // /internal/v1/debug/ are client endpoints behind the client tokens.
 //
 // The Redis protocol (SPEC section 4, docs/redis.md) listens on its own
-// port (--resp-addr, resp*.go) and serves its commands through the same
+// port (--resp-addr, node/resp) and serves its commands through the same
 // coordinator and in-flight limit as the HTTP API. Shutdown stops it
 // first: connections answer what they have read, then close.
 //
