@@ -9,13 +9,13 @@ import (
 func TestRESPInlineQuotingEndToEnd(t *testing.T) {
 	tn := startRESPNode(t, nil)
 	r := dialRaw(t, tn)
-	r.send("SET \"a b\" \"c\\x41d\"\r\nGET \"a b\"\r\nGET 'a b'\r\nSET k 'x\"\r\nPING\r\n")
+	r.Send("SET \"a b\" \"c\\x41d\"\r\nGET \"a b\"\r\nGET 'a b'\r\nSET k 'x\"\r\nPING\r\n")
 	for _, want := range []string{"OK", "cAd", "cAd"} {
-		if got := r.reply(); got != want {
+		if got := r.Reply(); got != want {
 			t.Fatalf("reply %q, want %q", got, want)
 		}
 	}
-	if got := r.line(); got != "-ERR Protocol error: unbalanced quotes in request" {
+	if got := r.Line(); got != "-ERR Protocol error: unbalanced quotes in request" {
 		t.Fatalf("unbalanced quotes = %q", got)
 	}
 	if !bytes.Equal([]byte(tn.get(keyPath("a b"), nil).body), []byte("cAd")) {

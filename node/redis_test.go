@@ -15,6 +15,7 @@ import (
 
 	"github.com/dynkv/dynkv/coordinator"
 	"github.com/dynkv/dynkv/internal/testutil"
+	"github.com/dynkv/dynkv/node/resp/resptest"
 	"github.com/dynkv/dynkv/vclock"
 	"github.com/redis/go-redis/v9"
 )
@@ -38,83 +39,13 @@ func startRESPNode(t *testing.T, edit func(*Config)) *testNode {
 // redisClient is a go-redis client of tn, closed when the test ends.
 func redisClient(t *testing.T, tn *testNode, opts *redis.Options) *redis.Client {
 	t.Helper()
-	if opts == nil {
-		opts = &redis.Options{}
-	}
-	opts.Addr = tn.RESPAddr()
-	// One connection, so that SELECT and AUTH state is the test's.
-	opts.PoolSize = 1
-	// Errors are the test's to see, not go-redis's to retry.
-	opts.MaxRetries = -1
-	c := redis.NewClient(opts)
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return resptest.Client(t, tn.RESPAddr(), opts)
 }
 
-// rawConn is a plain TCP connection to the RESP port for what go-redis
-// cannot send: garbage, inline commands, several commands in one write.
-type rawConn struct {
-	t  *testing.T
-	c  net.Conn
-	rd *bufio.Reader
-}
-
-func dialRaw(t *testing.T, tn *testNode) *rawConn {
+// dialRaw is a raw connection to tn's Redis-protocol port.
+func dialRaw(t *testing.T, tn *testNode) *resptest.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", tn.RESPAddr())
-	if err != nil {
-		t.Fatalf("dialling %s: %v", tn.RESPAddr(), err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	// A bound on a hang in a broken server, not a performance limit.
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	return &rawConn{t: t, c: c, rd: bufio.NewReader(c)}
-}
-
-func (r *rawConn) send(s string) {
-	r.t.Helper()
-	if _, err := io.WriteString(r.c, s); err != nil {
-		r.t.Fatalf("writing %q: %v", s, err)
-	}
-}
-
-// line reads one reply line without its CRLF.
-func (r *rawConn) line() string {
-	r.t.Helper()
-	l, err := r.rd.ReadString('\n')
-	if err != nil {
-		r.t.Fatalf("reading a reply line: %v (got %q)", err, l)
-	}
-	return strings.TrimSuffix(l, "\r\n")
-}
-
-// reply reads one whole reply and renders it: bulk and simple strings as
-// their text, integers as digits, nil as <nil>, arrays in brackets,
-// errors with their leading "-".
-func (r *rawConn) reply() string {
-	r.t.Helper()
-	l := r.line()
-	if l == "" {
-		r.t.Fatal("empty reply line")
-	}
-	switch l[0] {
-	case '+', ':':
-		return l[1:]
-	case '$':
-		if l == "$-1" {
-			return "<nil>"
-		}
-		return r.line()
-	case '*':
-		var n int
-		fmt.Sscan(l[1:], &n)
-		parts := make([]string, n)
-		for i := range parts {
-			parts[i] = r.reply()
-		}
-		return "[" + strings.Join(parts, " ") + "]"
-	}
-	return l
+	return resptest.Dial(t, tn.RESPAddr())
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -377,9 +308,9 @@ func TestRESPSelectIsolatesDatabasesPerConnection(t *testing.T) {
 	}
 	// go-redis reconnects with DB 3 itself, through the pool.
 	r := dialRaw(t, tn)
-	r.send("SELECT 3\r\nGET k\r\nSELECT 0\r\nGET k\r\n")
+	r.Send("SELECT 3\r\nGET k\r\nSELECT 0\r\nGET k\r\n")
 	for _, want := range []string{"+OK", "$5", "three", "+OK", "$4", "zero"} {
-		if got := r.line(); got != want {
+		if got := r.Line(); got != want {
 			t.Fatalf("pipelined SELECT/GET: got %q, want %q", got, want)
 		}
 	}
@@ -450,10 +381,10 @@ func TestRESPPipelineOfAThousandCommands(t *testing.T) {
 			fmt.Fprintf(&b, "*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(k), k)
 		}
 	}
-	r.send(b.String())
+	r.Send(b.String())
 	for i := range 100 {
 		want := fmt.Sprintf("v%d", i)
-		if l, v := r.line(), r.line(); l != fmt.Sprintf("$%d", len(want)) || v != want {
+		if l, v := r.Line(), r.Line(); l != fmt.Sprintf("$%d", len(want)) || v != want {
 			t.Fatalf("reply %d of one write = %q %q, want %q", i, l, v, want)
 		}
 	}

@@ -19,18 +19,18 @@ func TestRESPAuthGuardsEveryCommandButAuthHelloAndQuit(t *testing.T) {
 	ctx := ctxT(t)
 
 	r := dialRaw(t, tn)
-	r.send("GET k\r\nPING\r\n")
+	r.Send("GET k\r\nPING\r\n")
 	for range 2 {
-		if got := r.line(); got != "-"+respErrNoAuth {
+		if got := r.Line(); got != "-"+respErrNoAuth {
 			t.Fatalf("command before AUTH = %q, want -%s", got, respErrNoAuth)
 		}
 	}
-	r.send("AUTH wrong\r\n")
-	if got := r.line(); got != "-"+respErrWrongPass {
+	r.Send("AUTH wrong\r\n")
+	if got := r.Line(); got != "-"+respErrWrongPass {
 		t.Fatalf("AUTH wrong = %q", got)
 	}
-	r.send("AUTH default other\r\nPING\r\n")
-	if got := r.line() + r.line(); got != "+OK+PONG" {
+	r.Send("AUTH default other\r\nPING\r\n")
+	if got := r.Line() + r.Line(); got != "+OK+PONG" {
 		t.Fatalf("AUTH user token then PING = %q, want +OK+PONG", got)
 	}
 
@@ -49,8 +49,8 @@ func TestRESPAuthGuardsEveryCommandButAuthHelloAndQuit(t *testing.T) {
 	}
 	// HELLO 2 AUTH authenticates too.
 	h := dialRaw(t, tn)
-	h.send("HELLO 2 AUTH default s3cret\r\n")
-	if got := h.line(); got != "*14" {
+	h.Send("HELLO 2 AUTH default s3cret\r\n")
+	if got := h.Line(); got != "*14" {
 		t.Fatalf("HELLO 2 AUTH = %q, want a 7-pair map as an array", got)
 	}
 }
@@ -58,16 +58,16 @@ func TestRESPAuthGuardsEveryCommandButAuthHelloAndQuit(t *testing.T) {
 func TestRESPHelloSpeaksRESP2Only(t *testing.T) {
 	tn := startTestServer(t, nil)
 	r := dialRaw(t, tn)
-	r.send("HELLO 3\r\n")
-	if got := r.line(); !strings.HasPrefix(got, "-NOPROTO") {
+	r.Send("HELLO 3\r\n")
+	if got := r.Line(); !strings.HasPrefix(got, "-NOPROTO") {
 		t.Fatalf("HELLO 3 = %q, want -NOPROTO", got)
 	}
-	r.send("HELLO 2 SETNAME me\r\nCLIENT GETNAME\r\n")
+	r.Send("HELLO 2 SETNAME me\r\nCLIENT GETNAME\r\n")
 	want := "[server redis version " + respCompatVersion + " proto 2 id 1 mode standalone role master modules []]"
-	if got := r.reply(); got != want {
+	if got := r.Reply(); got != want {
 		t.Fatalf("HELLO 2 = %s, want %s", got, want)
 	}
-	if got := r.reply(); got != "me" {
+	if got := r.Reply(); got != "me" {
 		t.Fatalf("CLIENT GETNAME after HELLO SETNAME = %s, want me", got)
 	}
 }
@@ -151,28 +151,28 @@ func TestRESPGarbageClosesOnlyThatConnection(t *testing.T) {
 		{strings.Repeat("x", 70<<10) + "\r\n", "-ERR Protocol error: too big inline request"},
 	} {
 		r := dialRaw(t, tn)
-		r.send(c.garbage)
-		if got := r.line(); !strings.HasPrefix(got, c.want) {
+		r.Send(c.garbage)
+		if got := r.Line(); !strings.HasPrefix(got, c.want) {
 			t.Errorf("after %.40q: reply %q, want %s...", c.garbage, got, c.want)
 		}
-		if _, err := r.rd.ReadByte(); err == nil {
+		if _, err := r.R.ReadByte(); err == nil {
 			t.Errorf("after %.40q: the connection stayed open", c.garbage)
 		}
 	}
 	// Empty commands are skipped, as Redis skips them.
 	r := dialRaw(t, tn)
-	r.send("\r\n*0\r\n*-1\r\n   \r\nPING\r\n")
-	if got := r.line(); got != "+PONG" {
+	r.Send("\r\n*0\r\n*-1\r\n   \r\nPING\r\n")
+	if got := r.Line(); got != "+PONG" {
 		t.Fatalf("PING after empty commands = %q, want +PONG", got)
 	}
 	// A value beyond --max-value-bytes is read, refused and the
 	// connection goes on.
 	big := strings.Repeat("v", 2<<20)
-	r.send(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\nPING\r\n", len(big), big))
-	if got := r.line(); got != fmt.Sprintf("-ERR value too large: %d bytes (at most %d)", len(big), 1<<20) {
+	r.Send(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\nPING\r\n", len(big), big))
+	if got := r.Line(); got != fmt.Sprintf("-ERR value too large: %d bytes (at most %d)", len(big), 1<<20) {
 		t.Fatalf("SET of a 2 MiB value = %q", got)
 	}
-	if got := r.line(); got != "+PONG" {
+	if got := r.Line(); got != "+PONG" {
 		t.Fatalf("PING after a refused value = %q, want +PONG", got)
 	}
 	// The server still serves.
@@ -185,11 +185,11 @@ func TestRESPGarbageClosesOnlyThatConnection(t *testing.T) {
 func TestRESPQuitAnswersOKAndCloses(t *testing.T) {
 	tn := startTestServer(t, nil)
 	r := dialRaw(t, tn)
-	r.send("QUIT\r\nPING\r\n")
-	if got := r.line(); got != "+OK" {
+	r.Send("QUIT\r\nPING\r\n")
+	if got := r.Line(); got != "+OK" {
 		t.Fatalf("QUIT = %q, want +OK", got)
 	}
-	if l, err := r.rd.ReadString('\n'); err == nil {
+	if l, err := r.R.ReadString('\n'); err == nil {
 		t.Fatalf("after QUIT the connection answered %q", l)
 	}
 }
@@ -197,12 +197,12 @@ func TestRESPQuitAnswersOKAndCloses(t *testing.T) {
 func TestRESPRefusesConnectionsBeyondTheLimit(t *testing.T) {
 	tn := startTestServer(t, func(c *Config) { c.MaxConns = 1 })
 	first := dialRaw(t, tn)
-	first.send("PING\r\n")
-	if got := first.line(); got != "+PONG" {
+	first.Send("PING\r\n")
+	if got := first.Line(); got != "+PONG" {
 		t.Fatalf("PING on the first connection = %q", got)
 	}
 	second := dialRaw(t, tn)
-	if got := second.line(); got != "-ERR max number of clients reached" {
+	if got := second.Line(); got != "-ERR max number of clients reached" {
 		t.Fatalf("second connection = %q, want -ERR max number of clients reached", got)
 	}
 }

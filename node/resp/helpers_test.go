@@ -1,18 +1,16 @@
 package resp
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/dynkv/dynkv/node/resp/resptest"
 	"github.com/dynkv/dynkv/vclock"
 	"github.com/redis/go-redis/v9"
 )
@@ -98,78 +96,10 @@ func startServer(t testing.TB, b Backend, cfg Config) *Server {
 	return s
 }
 
-// rawConn is a plain TCP connection to a server, for what go-redis cannot
-// send: garbage, inline commands, several commands in one write.
-type rawConn struct {
-	t  testing.TB
-	c  net.Conn
-	rd *bufio.Reader
-}
-
-func dialRaw(t testing.TB, s interface{ Addr() string }) *rawConn {
-	addr := s.Addr()
+// dialRaw is a raw connection to s.
+func dialRaw(t testing.TB, s interface{ Addr() string }) *resptest.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dialling %s: %v", addr, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	// A bound on a hang in a broken server, not a performance limit.
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	return &rawConn{t: t, c: c, rd: bufio.NewReader(c)}
-}
-
-func (r *rawConn) send(s string) {
-	r.t.Helper()
-	if _, err := io.WriteString(r.c, s); err != nil {
-		r.t.Fatalf("writing %q: %v", s, err)
-	}
-}
-
-// line reads one reply line without its CRLF.
-func (r *rawConn) line() string {
-	r.t.Helper()
-	l, err := r.rd.ReadString('\n')
-	if err != nil {
-		r.t.Fatalf("reading a reply line: %v (got %q)", err, l)
-	}
-	return strings.TrimSuffix(l, "\r\n")
-}
-
-// reply reads one whole reply and renders it: bulk and simple strings as
-// their text, integers as digits, nil as <nil>, arrays in brackets,
-// errors with their leading "-".
-func (r *rawConn) reply() string {
-	r.t.Helper()
-	l := r.line()
-	if l == "" {
-		r.t.Fatal("empty reply line")
-	}
-	switch l[0] {
-	case '+', ':':
-		return l[1:]
-	case '$':
-		if l == "$-1" {
-			return "<nil>"
-		}
-		return r.line()
-	case '*':
-		var n int
-		fmt.Sscan(l[1:], &n)
-		parts := make([]string, n)
-		for i := range parts {
-			parts[i] = r.reply()
-		}
-		return "[" + strings.Join(parts, " ") + "]"
-	}
-	return l
-}
-
-// closedByServer waits for the server to close the connection, reading
-// and discarding what comes first.
-func (r *rawConn) closedByServer() error {
-	_, err := io.Copy(io.Discard, r.rd)
-	return err
+	return resptest.Dial(t, s.Addr())
 }
 
 // testServer is a started server over a fake backend.
@@ -191,22 +121,12 @@ func startTestServer(t testing.TB, edit func(*Config)) *testServer {
 }
 
 // hangBound bounds a wait that only a broken server would exceed.
-const hangBound = 30 * time.Second
+const hangBound = resptest.HangBound
 
 // redisClient is a go-redis client of s, closed when the test ends.
 func redisClient(t testing.TB, s interface{ Addr() string }, opts *redis.Options) *redis.Client {
 	t.Helper()
-	if opts == nil {
-		opts = &redis.Options{}
-	}
-	opts.Addr = s.Addr()
-	// One connection, so that SELECT and AUTH state is the test's.
-	opts.PoolSize = 1
-	// Errors are the test's to see, not go-redis's to retry.
-	opts.MaxRetries = -1
-	c := redis.NewClient(opts)
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return resptest.Client(t, s.Addr(), opts)
 }
 
 func ctxT(t testing.TB) context.Context {

@@ -11,18 +11,11 @@ import (
 	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/node/internal/authguard"
 	"github.com/dynkv/dynkv/node/metrics"
+	"github.com/dynkv/dynkv/node/resp/resptest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // multibulk encodes args as a client library does.
-func multibulk(args ...string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	return b.String()
-}
 
 func TestRESPReaderBoundsCommandsBeforeAuth(t *testing.T) {
 	for _, c := range []struct {
@@ -43,9 +36,9 @@ func TestRESPReaderBoundsCommandsBeforeAuth(t *testing.T) {
 	}
 	// What AUTH and HELLO need is read.
 	for _, in := range []string{
-		multibulk("HELLO", "2", "AUTH", "default", strings.Repeat("p", 16<<10), "SETNAME", "name"),
+		resptest.Multibulk("HELLO", "2", "AUTH", "default", strings.Repeat("p", 16<<10), "SETNAME", "name"),
 		"AUTH default secret\r\n",
-		multibulk("PING"),
+		resptest.Multibulk("PING"),
 	} {
 		rd := newRESPReader(strings.NewReader(in), 1<<20, 5<<20)
 		rd.unauth = true
@@ -80,8 +73,8 @@ func TestRESPReaderRefusesBeyondTheBudgetAndStaysInStep(t *testing.T) {
 	budget := newRESPBudget(200<<10, gauge)
 	big := strings.Repeat("v", 100<<10)
 	small := strings.Repeat("s", 1000)
-	in := multibulk("MSET", "a", big, "b", big, "c", small) + multibulk("SET", "k", small) +
-		"SET k \"" + strings.Repeat("i", 60<<10) + "\"\r\n" + multibulk("SET", "k", big)
+	in := resptest.Multibulk("MSET", "a", big, "b", big, "c", small) + resptest.Multibulk("SET", "k", small) +
+		"SET k \"" + strings.Repeat("i", 60<<10) + "\"\r\n" + resptest.Multibulk("SET", "k", big)
 	// One byte at a time: the budget is charged as the bytes arrive.
 	rd := newRESPReader(&slowReader{r: strings.NewReader(in)}, 1<<20, 5<<20)
 	rd.budget = budget
@@ -106,7 +99,7 @@ func TestRESPReaderRefusesBeyondTheBudgetAndStaysInStep(t *testing.T) {
 
 	// Another reader holds most of the budget: an inline command that
 	// does not fit is refused, and so is a multibulk one.
-	other := newRESPReader(strings.NewReader(multibulk("SET", "k", big+big[:50<<10])), 1<<20, 5<<20)
+	other := newRESPReader(strings.NewReader(resptest.Multibulk("SET", "k", big+big[:50<<10])), 1<<20, 5<<20)
 	other.budget = budget
 	if _, err := other.readCommand(); err != nil {
 		t.Fatalf("a 150 KiB command within the budget: %v", err)
@@ -138,22 +131,22 @@ func TestRESPHugeCommandBeforeAuthIsClosedAtItsHeader(t *testing.T) {
 	tn := startTestServer(t, func(c *Config) { c.Tokens = authguard.HashTokens([]string{"s3cret"}) })
 	r := dialRaw(t, tn)
 	// Only the header: the node must not wait for the arguments.
-	r.send("*980001\r\n$4\r\nMSET\r\n$1\r\nx\r\n")
-	if got := r.line(); got != "-ERR Protocol error: unauthenticated multibulk length" {
+	r.Send("*980001\r\n$4\r\nMSET\r\n$1\r\nx\r\n")
+	if got := r.Line(); got != "-ERR Protocol error: unauthenticated multibulk length" {
 		t.Fatalf("MSET of 980001 arguments before AUTH = %q", got)
 	}
-	if _, err := r.rd.ReadByte(); err == nil {
+	if _, err := r.R.ReadByte(); err == nil {
 		t.Fatal("the connection stayed open")
 	}
 	r = dialRaw(t, tn)
-	r.send("*2\r\n$4\r\nAUTH\r\n$1000000\r\n")
-	if got := r.line(); got != "-ERR Protocol error: unauthenticated bulk length" {
+	r.Send("*2\r\n$4\r\nAUTH\r\n$1000000\r\n")
+	if got := r.Line(); got != "-ERR Protocol error: unauthenticated bulk length" {
 		t.Fatalf("AUTH with a 1 MB password = %q", got)
 	}
 	// After AUTH the same command is read.
 	r = dialRaw(t, tn)
-	r.send("AUTH s3cret\r\n" + multibulk("MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6"))
-	if got := r.line() + r.line(); got != "+OK+OK" {
+	r.Send("AUTH s3cret\r\n" + resptest.Multibulk("MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6"))
+	if got := r.Line() + r.Line(); got != "+OK+OK" {
 		t.Fatalf("AUTH then an MSET of 13 arguments = %q, want +OK+OK", got)
 	}
 	if v := testutil.MetricValue(t, tn.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedUnauthenticated)); v != 2 {
@@ -174,7 +167,7 @@ func TestRESPBufferBudgetRefusesWithTryAgain(t *testing.T) {
 	for i := range 18 {
 		fmt.Fprintf(&partial, "$2\r\nk%d\r\n$%d\r\n%s\r\n", i%10, len(value), value)
 	}
-	holder.send(partial.String())
+	holder.Send(partial.String())
 	deadline := time.Now().Add(10 * time.Second)
 	for tn.budget.used.Load() < 18*64<<10 {
 		if time.Now().After(deadline) {
@@ -183,23 +176,23 @@ func TestRESPBufferBudgetRefusesWithTryAgain(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	r := dialRaw(t, tn)
-	r.send(multibulk("MSET", "a", value, "b", value, "c", value) + "PING\r\n")
-	if got := r.line(); got != "-"+respErrBufferFull {
+	r.Send(resptest.Multibulk("MSET", "a", value, "b", value, "c", value) + "PING\r\n")
+	if got := r.Line(); got != "-"+respErrBufferFull {
 		t.Fatalf("MSET beyond the budget = %q, want -%s", got, respErrBufferFull)
 	}
-	if got := r.line(); got != "+PONG" {
+	if got := r.Line(); got != "+PONG" {
 		t.Fatalf("PING after the refused MSET = %q: the connection must stay in step", got)
 	}
 	if v := testutil.MetricValue(t, tn.metrics.Limits.RESPRefused.WithLabelValues(metrics.RefusedBuffer)); v != 1 {
 		t.Fatalf("dynkv_resp_refused_commands_total{reason=buffer} = %v, want 1", v)
 	}
 	// Once the holder's command completes, its memory is free again.
-	holder.send("$1\r\nz\r\n$1\r\nz\r\n")
-	if got := holder.line(); got != "+OK" {
+	holder.Send("$1\r\nz\r\n$1\r\nz\r\n")
+	if got := holder.Line(); got != "+OK" {
 		t.Fatalf("the holder's MSET = %q", got)
 	}
-	r.send(multibulk("MSET", "a", value, "b", value, "c", value))
-	if got := r.line(); got != "+OK" {
+	r.Send(resptest.Multibulk("MSET", "a", value, "b", value, "c", value))
+	if got := r.Line(); got != "+OK" {
 		t.Fatalf("MSET once the budget is free = %q", got)
 	}
 	if u := tn.budget.used.Load(); u != 0 {
@@ -210,13 +203,13 @@ func TestRESPBufferBudgetRefusesWithTryAgain(t *testing.T) {
 func TestRESPWrongPasswordsAreDelayedAndCloseTheConnection(t *testing.T) {
 	tn := startTestServer(t, func(c *Config) { c.Tokens = authguard.HashTokens([]string{"s3cret"}) })
 	r := dialRaw(t, tn)
-	r.send(strings.Repeat("AUTH wrong\r\n", authguard.CloseAfter+1))
+	r.Send(strings.Repeat("AUTH wrong\r\n", authguard.CloseAfter+1))
 	for i := range authguard.CloseAfter {
-		if got := r.line(); got != "-"+respErrWrongPass {
+		if got := r.Line(); got != "-"+respErrWrongPass {
 			t.Fatalf("wrong AUTH %d = %q", i+1, got)
 		}
 	}
-	if l, err := r.rd.ReadString('\n'); err == nil {
+	if l, err := r.R.ReadString('\n'); err == nil {
 		t.Fatalf("after %d wrong passwords the connection answered %q; want it closed", authguard.CloseAfter, l)
 	}
 	m := tn.metrics.Limits
@@ -233,19 +226,19 @@ func TestRESPWrongPasswordsAreDelayedAndCloseTheConnection(t *testing.T) {
 	// A right password after wrong ones works, and resets the
 	// connection's count.
 	r = dialRaw(t, tn)
-	r.send("AUTH wrong\r\nAUTH s3cret\r\nPING\r\n")
-	if got := r.line() + r.line() + r.line(); got != "-"+respErrWrongPass+"+OK+PONG" {
+	r.Send("AUTH wrong\r\nAUTH s3cret\r\nPING\r\n")
+	if got := r.Line() + r.Line() + r.Line(); got != "-"+respErrWrongPass+"+OK+PONG" {
 		t.Fatalf("wrong, right, PING = %q", got)
 	}
 	// HELLO AUTH counts too.
 	r = dialRaw(t, tn)
-	r.send(strings.Repeat("HELLO 2 AUTH default wrong\r\n", authguard.CloseAfter))
+	r.Send(strings.Repeat("HELLO 2 AUTH default wrong\r\n", authguard.CloseAfter))
 	for range authguard.CloseAfter {
-		if got := r.line(); got != "-"+respErrWrongPass {
+		if got := r.Line(); got != "-"+respErrWrongPass {
 			t.Fatalf("wrong HELLO AUTH = %q", got)
 		}
 	}
-	if _, err := r.rd.ReadByte(); err == nil {
+	if _, err := r.R.ReadByte(); err == nil {
 		t.Fatal("after wrong HELLO AUTHs the connection stayed open")
 	}
 }

@@ -16,12 +16,12 @@ import (
 func TestRESPIdleTimeoutClosesAnIdleConnection(t *testing.T) {
 	tn := startTestServer(t, func(c *Config) { c.IdleTimeout = 100 * time.Millisecond })
 	r := dialRaw(t, tn)
-	r.send("PING\r\n")
-	if got := r.reply(); got != "PONG" {
+	r.Send("PING\r\n")
+	if got := r.Reply(); got != "PONG" {
 		t.Fatalf("PING = %q, want PONG", got)
 	}
 	// Then nothing: the server hangs up by itself.
-	b, err := r.rd.ReadByte()
+	b, err := r.R.ReadByte()
 	if err == nil || !(errors.Is(err, io.EOF) || strings.Contains(err.Error(), "connection reset")) {
 		t.Fatalf("an idle connection with --resp-idle-timeout: read %q, %v; want EOF", b, err)
 	}
