@@ -9,7 +9,7 @@ import (
 
 // aaeBody is the "aae" object of GET /cluster/status: anti-entropy's
 // counters on this node.
-type aaeBody = antientropy.AAEStats
+type aaeBody = antientropy.Stats
 
 // aaeState is the node's active anti-entropy: hash trees fed by the store
 // from the moment it opens (so no change is missed), and the exchange
@@ -31,7 +31,7 @@ func (a *aaeState) init(partitions int) func(db int, key, before, after []byte) 
 // start builds the trees (in the background) and begins exchanging with
 // c's peers every --aae-interval.
 func (a *aaeState) start(n *Node, c *cluster) error {
-	ae, err := antientropy.NewAntiEntropy(antientropy.AntiEntropyConfig{
+	ae, err := antientropy.New(antientropy.Config{
 		Self:           n.cfg.ID,
 		Store:          n.store,
 		Trees:          a.trees,

@@ -37,7 +37,7 @@ type cluster struct {
 	replicas *rpc.Replicas
 	coord    *coordinator.Coordinator
 	handoff  *handoff.Handoff
-	hints    *hints.HintDelivery // hints.go
+	hints    *hints.Delivery // hints.go
 }
 
 // alive reports whether the failure detector considers id alive.
@@ -134,7 +134,7 @@ func (n *Node) startCluster(httpAddr string) (_ *cluster, err error) {
 		MaxFrameBytes:      rpc.MaxFrameBytes,
 		Logger:             n.log.Named("rpc"),
 	}
-	c.handoff, err = handoff.NewHandoff(handoff.HandoffConfig{
+	c.handoff, err = handoff.New(handoff.Config{
 		Self:       n.cfg.ID,
 		Store:      n.store,
 		Membership: c.members,

@@ -13,14 +13,14 @@ import (
 )
 
 // Hinted handoff wiring: the coordinator stores hints through hints.Replicas.Hint,
-// the delivery worker (hints.HintDelivery) hands them to their owners,
+// the delivery worker (hints.Delivery) hands them to their owners,
 // /cluster/status shows what this node holds, and DELETE
 // /internal/v1/debug/hints wipes them (the chaos suite uses it to force
 // convergence through anti-entropy alone).
 
 // startHints starts the delivery worker; cluster.stop closes it.
-func (n *Node) startHints(c *cluster) (*hints.HintDelivery, error) {
-	d := hints.NewHintDelivery(hints.HintDeliveryConfig{
+func (n *Node) startHints(c *cluster) (*hints.Delivery, error) {
+	d := hints.New(hints.Config{
 		Store:  n.store,
 		Send:   c.replicas.MergeBatch,
 		Alive:  c.alive,

@@ -18,10 +18,10 @@ import (
 	"github.com/dynkv/dynkv/vclock"
 )
 
-// Active anti-entropy defaults, applied to zero AntiEntropyConfig fields.
+// Active anti-entropy defaults, applied to zero Config fields.
 const (
-	DefaultAAEInterval          = 10 * time.Second
-	DefaultAAERate              = 4 << 20 // bytes/s
+	DefaultInterval             = 10 * time.Second
+	DefaultRate                 = 4 << 20 // bytes/s
 	DefaultAAEExchangesPerRound = 64
 	DefaultAAEKeysPerExchange   = 1000
 	// aaeBucketsPerExchange bounds the leaves one exchange lists keys of;
@@ -36,15 +36,15 @@ const (
 	DefaultAAESettle = 200 * time.Millisecond
 )
 
-// AAEMembership is what anti-entropy needs of membership.Membership.
-type AAEMembership interface {
+// Membership is what anti-entropy needs of membership.Membership.
+type Membership interface {
 	Placement() membership.Placement
 	Liveness(id string) membership.Liveness
 }
 
-// AAEPeers reaches the other replicas of a partition by node id;
+// Peers reaches the other replicas of a partition by node id;
 // RPCPeers implements it over RPC.
-type AAEPeers interface {
+type Peers interface {
 	AAERoots(ctx context.Context, id string) (TreeRoots, error)
 	AAETree(ctx context.Context, id string, partition int) (*TreeSummary, error)
 	AAEKeys(ctx context.Context, id string, partition int, buckets []int) ([]KeyHash, error)
@@ -52,16 +52,16 @@ type AAEPeers interface {
 	Merge(ctx context.Context, id string, db int, key []byte, s vclock.Set) error
 }
 
-// AntiEntropyConfig configures an AntiEntropy. Self, Store, Trees,
+// Config configures an AntiEntropy. Self, Store, Trees,
 // Membership and Peers are required; zero values of the rest take the
 // defaults above.
-type AntiEntropyConfig struct {
+type Config struct {
 	Self string
 	// Store must report its changes to Trees.Observe (store.Options.OnChange).
 	Store      *store.Store
 	Trees      *HashTrees
-	Membership AAEMembership
-	Peers      AAEPeers
+	Membership Membership
+	Peers      Peers
 	// N is the replica count before capping at the ring's member count.
 	N int
 	// Interval is the time between rounds (--aae-interval).
@@ -87,15 +87,15 @@ type AntiEntropyConfig struct {
 	Logger *zap.Logger
 }
 
-func (c AntiEntropyConfig) withDefaults() AntiEntropyConfig {
+func (c Config) withDefaults() Config {
 	if c.N <= 0 {
 		c.N = handoff.DefaultHandoffN
 	}
 	if c.Interval <= 0 {
-		c.Interval = DefaultAAEInterval
+		c.Interval = DefaultInterval
 	}
 	if c.Rate == 0 {
-		c.Rate = DefaultAAERate
+		c.Rate = DefaultRate
 	}
 	if c.ExchangesPerRound <= 0 {
 		c.ExchangesPerRound = DefaultAAEExchangesPerRound
@@ -118,9 +118,9 @@ func (c AntiEntropyConfig) withDefaults() AntiEntropyConfig {
 	return c
 }
 
-// AAEStats are anti-entropy's counters since start, for /cluster/status
+// Stats are anti-entropy's counters since start, for /cluster/status
 // and metrics.
-type AAEStats struct {
+type Stats struct {
 	TreesReady          bool          `json:"trees_ready"`
 	TreeBuildTime       time.Duration `json:"-"`
 	TreeBuildSeconds    float64       `json:"tree_build_seconds"`
@@ -153,7 +153,7 @@ type AAEStats struct {
 // about to be reaped everywhere, and pushing it to a replica that reaped it
 // already would bring the tombstone back.
 type AntiEntropy struct {
-	cfg    AntiEntropyConfig
+	cfg    Config
 	log    *zap.Logger
 	bucket *ratelimit.Bucket
 	// next is the partition the next round exchanges first, so a backlog
@@ -162,13 +162,13 @@ type AntiEntropy struct {
 	next int
 
 	mu    sync.Mutex
-	stats AAEStats
+	stats Stats
 
 	life lifecycle.Worker
 }
 
-// NewAntiEntropy checks cfg; Start runs it.
-func NewAntiEntropy(cfg AntiEntropyConfig) (*AntiEntropy, error) {
+// New checks cfg; Start runs it.
+func New(cfg Config) (*AntiEntropy, error) {
 	cfg = cfg.withDefaults()
 	switch {
 	case cfg.Self == "":
@@ -243,7 +243,7 @@ func (a *AntiEntropy) Round(ctx context.Context) error {
 	if parts != a.cfg.Trees.Partitions() {
 		return fmt.Errorf("replication: anti-entropy: the ring has %d partitions, the trees %d", parts, a.cfg.Trees.Partitions())
 	}
-	defer a.count(func(s *AAEStats) { s.Rounds++ })
+	defer a.count(func(s *Stats) { s.Rounds++ })
 	n := min(a.cfg.N, ring.Len())
 	// The other live replicas of each partition this node replicates.
 	shared := make([][]string, parts)
@@ -384,14 +384,14 @@ func (a *AntiEntropy) Exchange(ctx context.Context, p int, peer string) error {
 	return a.reconcile(ctx, *d)
 }
 
-func (a *AntiEntropy) count(f func(*AAEStats)) {
+func (a *AntiEntropy) count(f func(*Stats)) {
 	a.mu.Lock()
 	f(&a.stats)
 	a.mu.Unlock()
 }
 
 // Stats returns the counters and the trees' state.
-func (a *AntiEntropy) Stats() AAEStats {
+func (a *AntiEntropy) Stats() Stats {
 	a.mu.Lock()
 	s := a.stats
 	a.mu.Unlock()

@@ -95,7 +95,7 @@ func (a *AntiEntropy) reconcile(ctx context.Context, d leafDiff) (err error) {
 			return nil
 		}
 	}
-	a.count(func(s *AAEStats) { s.PartitionsDiffering++ })
+	a.count(func(s *Stats) { s.PartitionsDiffering++ })
 	if len(leaves) > aaeBucketsPerExchange {
 		leaves = leaves[:aaeBucketsPerExchange]
 	}
@@ -155,7 +155,7 @@ func (a *AntiEntropy) repair(ctx context.Context, peer string, d keyDiff) error 
 				return fmt.Errorf("merging db %d key_hash %016x locally: %w", d.DB, placeHash(d.DB, d.Key), err)
 			}
 			haveMerged = true
-			a.count(func(s *AAEStats) { s.KeysPulled++ })
+			a.count(func(s *Stats) { s.KeysPulled++ })
 		}
 	}
 	if !haveMerged {
@@ -173,7 +173,7 @@ func (a *AntiEntropy) repair(ctx context.Context, peer string, d keyDiff) error 
 		return nil // the peer holds it already (this side was behind)
 	}
 	if reapable(merged, a.cfg.Now().UnixNano(), a.cfg.TombstoneGrace) {
-		a.count(func(s *AAEStats) { s.TombstonesNotPushed++ })
+		a.count(func(s *Stats) { s.TombstonesNotPushed++ })
 		return nil
 	}
 	if err := a.bucket.Wait(ctx, len(d.Key)+len(enc)); err != nil {
@@ -182,7 +182,7 @@ func (a *AntiEntropy) repair(ctx context.Context, peer string, d keyDiff) error 
 	if err := a.cfg.Peers.Merge(ctx, peer, d.DB, d.Key, merged); err != nil {
 		return err
 	}
-	a.count(func(s *AAEStats) { s.KeysPushed++ })
+	a.count(func(s *Stats) { s.KeysPushed++ })
 	return nil
 }
 

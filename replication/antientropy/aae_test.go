@@ -28,7 +28,7 @@ func (twoReplicas) Liveness(string) membership.Liveness { return membership.Aliv
 
 // countingPeers counts the calls anti-entropy makes.
 type countingPeers struct {
-	AAEPeers
+	Peers
 	gets, merges, roots atomic.Int64
 
 	mu    sync.Mutex
@@ -37,14 +37,14 @@ type countingPeers struct {
 
 func (c *countingPeers) AAERoots(ctx context.Context, id string) (TreeRoots, error) {
 	c.roots.Add(1)
-	return c.AAEPeers.AAERoots(ctx, id)
+	return c.Peers.AAERoots(ctx, id)
 }
 
 func (c *countingPeers) AAETree(ctx context.Context, id string, p int) (*TreeSummary, error) {
 	c.mu.Lock()
 	c.trees = append(c.trees, p)
 	c.mu.Unlock()
-	return c.AAEPeers.AAETree(ctx, id, p)
+	return c.Peers.AAETree(ctx, id, p)
 }
 
 // treesFetched returns the partitions whose trees were fetched since the
@@ -82,12 +82,12 @@ func (h *healingPeers) AAETree(ctx context.Context, id string, p int) (*TreeSumm
 
 func (c *countingPeers) Get(ctx context.Context, id string, db int, key []byte) (vclock.Set, bool, error) {
 	c.gets.Add(1)
-	return c.AAEPeers.Get(ctx, id, db, key)
+	return c.Peers.Get(ctx, id, db, key)
 }
 
 func (c *countingPeers) Merge(ctx context.Context, id string, db int, key []byte, s vclock.Set) error {
 	c.merges.Add(1)
-	return c.AAEPeers.Merge(ctx, id, db, key, s)
+	return c.Peers.Merge(ctx, id, db, key, s)
 }
 
 type aaeRig struct {
@@ -99,17 +99,17 @@ type aaeRig struct {
 
 // newAAERig runs anti-entropy on a against b, which is served over real
 // h2c RPC.
-func newAAERig(t *testing.T, tweak func(*AntiEntropyConfig)) *aaeRig {
+func newAAERig(t *testing.T, tweak func(*Config)) *aaeRig {
 	t.Helper()
 	r := &aaeRig{}
 	r.a, r.ta = openTreeStore(t, t.TempDir())
 	r.b, r.tb = openTreeStore(t, t.TempDir())
 	addr := serveTrees(t, r.b, r.tb)
 	client := rpctest.NewClient(t, rpc.ClientConfig{})
-	r.peers = &countingPeers{AAEPeers: RPCPeers{&rpc.Replicas{Self: "a", Store: r.a, Client: client, Members: func(id string) (membership.Member, bool) {
+	r.peers = &countingPeers{Peers: RPCPeers{&rpc.Replicas{Self: "a", Store: r.a, Client: client, Members: func(id string) (membership.Member, bool) {
 		return membership.Member{ID: id, HTTPAddr: addr}, id == "b"
 	}}}}
-	cfg := AntiEntropyConfig{
+	cfg := Config{
 		Self: "a", Store: r.a, Trees: r.ta, Peers: r.peers, N: 2,
 		Membership:        twoReplicas{membership.NewRing([]string{"a", "b"}, testPartitions)},
 		ExchangesPerRound: 2 * testPartitions,
@@ -121,7 +121,7 @@ func newAAERig(t *testing.T, tweak func(*AntiEntropyConfig)) *aaeRig {
 		tweak(&cfg)
 	}
 	var err error
-	if r.ae, err = NewAntiEntropy(cfg); err != nil {
+	if r.ae, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -241,7 +241,7 @@ func TestAntiEntropyPullsButNeverPushesTombstonesPastGrace(t *testing.T) {
 
 func TestAntiEntropyRunsInTheBackgroundUntilClosed(t *testing.T) {
 	checkLeaks(t)
-	r := newAAERig(t, func(c *AntiEntropyConfig) { c.Interval = 5 * time.Millisecond; c.ExchangesPerRound = 1 })
+	r := newAAERig(t, func(c *Config) { c.Interval = 5 * time.Millisecond; c.ExchangesPerRound = 1 })
 	for i := range 50 {
 		mustMerge(t, r.b, fmt.Sprintf("k%d", i), write("b", "v", vclock.Context{}, vclock.Set{}))
 	}
@@ -364,7 +364,7 @@ func TestAntiEntropyRoundBetweenEqualReplicasFetchesOnlyRoots(t *testing.T) {
 
 func TestAntiEntropyWorksThroughABacklogLargerThanItsBudgetInTurn(t *testing.T) {
 	checkLeaks(t)
-	r := newAAERig(t, func(c *AntiEntropyConfig) { c.ExchangesPerRound = 2 })
+	r := newAAERig(t, func(c *Config) { c.ExchangesPerRound = 2 })
 	differing := []int{0, 2, 3, 5, 7}
 	r.divergeIn(t, differing...)
 
@@ -392,7 +392,7 @@ func TestAntiEntropyWorksThroughABacklogLargerThanItsBudgetInTurn(t *testing.T) 
 }
 
 // notReadyPeers answers like a peer still building its trees.
-type notReadyPeers struct{ AAEPeers }
+type notReadyPeers struct{ Peers }
 
 func (notReadyPeers) AAERoots(context.Context, string) (TreeRoots, error) { return TreeRoots{}, nil }
 
@@ -421,12 +421,12 @@ func TestAntiEntropyExchangesAPartitionOnlyWithItsOtherReplicas(t *testing.T) {
 		"b": serveTrees(t, b, tb),
 		"c": serveTrees(t, c, tc),
 	}
-	peers := &countingPeers{AAEPeers: RPCPeers{&rpc.Replicas{Self: "a", Store: a, Client: rpctest.NewClient(t, rpc.ClientConfig{}), Members: func(id string) (membership.Member, bool) {
+	peers := &countingPeers{Peers: RPCPeers{&rpc.Replicas{Self: "a", Store: a, Client: rpctest.NewClient(t, rpc.ClientConfig{}), Members: func(id string) (membership.Member, bool) {
 		addr, ok := addrs[id]
 		return membership.Member{ID: id, HTTPAddr: addr}, ok
 	}}}}
 	ring := membership.NewRing([]string{"a", "b", "c"}, testPartitions)
-	ae, err := NewAntiEntropy(AntiEntropyConfig{
+	ae, err := New(Config{
 		Self: "a", Store: a, Trees: ta, Peers: peers, N: 2,
 		Membership: twoReplicas{ring}, Rate: -1, TombstoneGrace: time.Hour,
 	})
@@ -470,7 +470,7 @@ func TestAntiEntropyExchangesAPartitionOnlyWithItsOtherReplicas(t *testing.T) {
 
 func TestAntiEntropySecondStartFails(t *testing.T) {
 	checkLeaks(t)
-	r := newAAERig(t, func(c *AntiEntropyConfig) { c.Interval = time.Hour })
+	r := newAAERig(t, func(c *Config) { c.Interval = time.Hour })
 	if err := r.ae.Start(context.Background()); err != nil {
 		t.Fatalf("first Start: %v", err)
 	}

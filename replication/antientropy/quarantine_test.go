@@ -52,10 +52,10 @@ func TestTreeBuildAndExchangeGoOnPastADamagedRecord(t *testing.T) {
 
 			addr := serveTrees(t, stores["b"], trees["b"])
 			client := rpctest.NewClient(t, rpc.ClientConfig{})
-			peers := &countingPeers{AAEPeers: RPCPeers{&rpc.Replicas{Self: "a", Store: stores["a"], Client: client, Members: func(id string) (membership.Member, bool) {
+			peers := &countingPeers{Peers: RPCPeers{&rpc.Replicas{Self: "a", Store: stores["a"], Client: client, Members: func(id string) (membership.Member, bool) {
 				return membership.Member{ID: id, HTTPAddr: addr}, id == "b"
 			}}}}
-			ae, err := NewAntiEntropy(AntiEntropyConfig{
+			ae, err := New(Config{
 				Self: "a", Store: stores["a"], Trees: trees["a"], Peers: peers, N: 2,
 				Membership:        twoReplicas{membership.NewRing([]string{"a", "b"}, testPartitions)},
 				ExchangesPerRound: 2 * testPartitions,

@@ -5,6 +5,6 @@
 // that moved away) to their owners before dropping them. The worker is
 // Handoff (handoff.go); a pass over the store is pass.go, its per-partition
 // plan plan.go. Traffic is paced by internal/ratelimit at --handoff-rate
-// (default DefaultHandoffRate, which node's configuration refers to); the
+// (default DefaultRate, which node's configuration refers to); the
 // batches travel as rpc merge-batch calls through rpc.Replicas.MergeBatch.
 package handoff

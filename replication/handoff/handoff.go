@@ -16,9 +16,9 @@ import (
 	"github.com/dynkv/dynkv/store"
 )
 
-// Handoff defaults, applied to zero HandoffConfig fields.
+// Handoff defaults, applied to zero Config fields.
 const (
-	DefaultHandoffRate       = 8 << 20 // bytes/s
+	DefaultRate              = 8 << 20 // bytes/s
 	DefaultHandoffBatchBytes = 1 << 20
 	DefaultHandoffN          = 3
 	DefaultHandoffInterval   = 5 * time.Second
@@ -34,8 +34,8 @@ const (
 // change's membership signal starts the next pass.
 var errRingChanged = errors.New("replication: handoff: ring state changed during the pass")
 
-// HandoffMembership is what Handoff needs of membership.Membership.
-type HandoffMembership interface {
+// Membership is what Handoff needs of membership.Membership.
+type Membership interface {
 	State() membership.State
 	ReportHandoff(membership.Handoff)
 	// Subscribe returns a coalesced signal of ring state changes and a
@@ -43,12 +43,12 @@ type HandoffMembership interface {
 	Subscribe() (<-chan struct{}, func())
 }
 
-// HandoffConfig configures a Handoff. Self, Store, Membership and Send are
+// Config configures a Handoff. Self, Store, Membership and Send are
 // required; zero values of the rest take the defaults above.
-type HandoffConfig struct {
+type Config struct {
 	Self       string
 	Store      *store.Store
-	Membership HandoffMembership
+	Membership Membership
 	// Send delivers items to node id and returns once that node has made
 	// them durable (node wires it to Client.MergeBatch through Replicas).
 	// It must be idempotent: a failed pass sends again.
@@ -78,12 +78,12 @@ type HandoffConfig struct {
 	clock ratelimit.Clock // test seam; default the real clock
 }
 
-func (c HandoffConfig) withDefaults() HandoffConfig {
+func (c Config) withDefaults() Config {
 	if c.N == 0 {
 		c.N = DefaultHandoffN
 	}
 	if c.Rate == 0 {
-		c.Rate = DefaultHandoffRate
+		c.Rate = DefaultRate
 	}
 	if c.BatchBytes == 0 {
 		c.BatchBytes = DefaultHandoffBatchBytes
@@ -109,7 +109,7 @@ func (c HandoffConfig) withDefaults() HandoffConfig {
 	return c
 }
 
-func (c HandoffConfig) validate() error {
+func (c Config) validate() error {
 	var errs []error
 	if c.Self == "" {
 		errs = append(errs, errors.New("Self is empty"))
@@ -153,7 +153,7 @@ func (c HandoffConfig) validate() error {
 //
 // One goroutine, owned by Start and Close, does all the work.
 type Handoff struct {
-	cfg    HandoffConfig
+	cfg    Config
 	log    *zap.Logger
 	bucket *ratelimit.Bucket
 
@@ -181,8 +181,8 @@ type Handoff struct {
 	}
 }
 
-// HandoffStats are cumulative counters since NewHandoff.
-type HandoffStats struct {
+// Stats are cumulative counters since New.
+type Stats struct {
 	Passes      uint64 // transfer and sweep passes completed
 	Failures    uint64 // passes that failed (and will be retried)
 	KeysSent    uint64 // key copies acknowledged by their destination
@@ -190,8 +190,8 @@ type HandoffStats struct {
 	KeysDropped uint64 // strays dropped after every owner acknowledged them
 }
 
-// NewHandoff checks cfg and returns a Handoff ready to Start.
-func NewHandoff(cfg HandoffConfig) (*Handoff, error) {
+// New checks cfg and returns a Handoff ready to Start.
+func New(cfg Config) (*Handoff, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -222,8 +222,8 @@ func (h *Handoff) Start(ctx context.Context) error {
 func (h *Handoff) Close() { h.life.Close() }
 
 // Stats returns the counters.
-func (h *Handoff) Stats() HandoffStats {
-	return HandoffStats{
+func (h *Handoff) Stats() Stats {
+	return Stats{
 		Passes:      h.stats.passes.Load(),
 		Failures:    h.stats.failures.Load(),
 		KeysSent:    h.stats.keysSent.Load(),

@@ -221,11 +221,11 @@ type handoffRig struct {
 	h     *Handoff
 }
 
-func newHandoffRig(t *testing.T, self string, st membership.State, stores map[string]*store.Store, tweak func(*HandoffConfig)) *handoffRig {
+func newHandoffRig(t *testing.T, self string, st membership.State, stores map[string]*store.Store, tweak func(*Config)) *handoffRig {
 	t.Helper()
 	rig := &handoffRig{ring: &fakeRing{self: self, state: st}, clock: testutil.NewFakeClock()}
 	rig.net = &fakeNet{stores: stores, clock: rig.clock}
-	cfg := HandoffConfig{
+	cfg := Config{
 		Self:       self,
 		Store:      stores[self],
 		Membership: rig.ring,
@@ -238,9 +238,9 @@ func newHandoffRig(t *testing.T, self string, st membership.State, stores map[st
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	h, err := NewHandoff(cfg)
+	h, err := New(cfg)
 	if err != nil {
-		t.Fatalf("NewHandoff: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	rig.h = h
 	return rig
@@ -438,7 +438,7 @@ func TestRingChangeDuringTransferRestartsTowardsTheNewTarget(t *testing.T) {
 	keys := fillStore(t, stores["a"], 200)
 	st1 := ringState(1, []string{"a"}, map[string]membership.Status{"a": membership.StatusValid, "b": membership.StatusJoining})
 	st2 := ringState(1, []string{"a"}, map[string]membership.Status{"a": membership.StatusValid, "b": membership.StatusJoining, "c": membership.StatusJoining})
-	rig := newHandoffRig(t, "a", st1, stores, func(c *HandoffConfig) { c.N = 3 })
+	rig := newHandoffRig(t, "a", st1, stores, func(c *Config) { c.N = 3 })
 	var once sync.Once
 	rig.net.before = func(string, []rpc.Item) { once.Do(func() { rig.ring.set(st2) }) }
 	if err := rig.h.step(context.Background()); !errors.Is(err, errRingChanged) {
@@ -465,7 +465,7 @@ func TestHandoffTrafficKeepsToTheRate(t *testing.T) {
 	fillStore(t, stores["a"], 400)
 	st := ringState(1, []string{"a"}, map[string]membership.Status{"a": membership.StatusValid, "b": membership.StatusJoining, "c": membership.StatusJoining})
 	const rate, batch = 8 << 10, 1 << 10
-	rig := newHandoffRig(t, "a", st, stores, func(c *HandoffConfig) {
+	rig := newHandoffRig(t, "a", st, stores, func(c *Config) {
 		c.N = 3
 		c.Rate = rate
 		c.BatchBytes = batch
@@ -613,7 +613,7 @@ func TestHandoffLoopFollowsSignalsAndStopsOnClose(t *testing.T) {
 	checkLeaks(t)
 	stores := map[string]*store.Store{"a": openHandoffStore(t), "b": openHandoffStore(t)}
 	keys := fillStore(t, stores["a"], 50)
-	rig := newHandoffRig(t, "a", ringState(1, []string{"a"}, valid("a")), stores, func(c *HandoffConfig) {
+	rig := newHandoffRig(t, "a", ringState(1, []string{"a"}, valid("a")), stores, func(c *Config) {
 		c.Interval = time.Hour // only signals drive it here
 	})
 	doneCh := make(chan membership.Handoff, 10)
@@ -662,9 +662,9 @@ func TestHandoffLoopFollowsSignalsAndStopsOnClose(t *testing.T) {
 }
 
 func TestNewHandoffRejectsIncompleteConfig(t *testing.T) {
-	_, err := NewHandoff(HandoffConfig{BatchBytes: rpc.MaxFrameBytes})
+	_, err := New(Config{BatchBytes: rpc.MaxFrameBytes})
 	if err == nil {
-		t.Fatal("NewHandoff with no store, membership or send succeeded")
+		t.Fatal("New with no store, membership or send succeeded")
 	}
 	for _, want := range []string{"Self", "Store", "Membership", "Send", "BatchBytes"} {
 		if !strings.Contains(err.Error(), want) {
@@ -740,7 +740,7 @@ func BenchmarkHandoffTransferPass(b *testing.B) {
 	st := ringState(1, []string{"a"}, map[string]membership.Status{"a": membership.StatusValid, "b": membership.StatusJoining})
 	ring := &fakeRing{self: "a", state: st}
 	sent := 0
-	h, err := NewHandoff(HandoffConfig{
+	h, err := New(Config{
 		Self: "a", Store: s, Membership: ring, N: 3, Rate: -1, Settle: -1,
 		Send: func(_ context.Context, _ string, items []rpc.Item) error { sent += len(items); return nil },
 	})
@@ -769,7 +769,7 @@ func TestStraySweepGoesOnPastADeadOwner(t *testing.T) {
 	stores := map[string]*store.Store{"x": openHandoffStore(t), "b": openHandoffStore(t), "c": openHandoffStore(t), "d": openHandoffStore(t)}
 	keys := fillStore(t, stores["x"], 300)
 	st := ringState(3, []string{"b", "c", "d"}, map[string]membership.Status{"x": membership.StatusLeft, "b": membership.StatusValid, "c": membership.StatusValid, "d": membership.StatusValid})
-	rig := newHandoffRig(t, "x", st, stores, func(c *HandoffConfig) { c.N = 1 })
+	rig := newHandoffRig(t, "x", st, stores, func(c *Config) { c.N = 1 })
 	down := errors.New("c is down")
 	cCalls := 0
 	rig.net.fail = func(_ context.Context, to string, _ int) error {
@@ -816,7 +816,7 @@ func TestTransferGoesOnPastADeadDestination(t *testing.T) {
 	stores := map[string]*store.Store{"a": openHandoffStore(t), "b": openHandoffStore(t), "c": openHandoffStore(t)}
 	keys := fillStore(t, stores["a"], 300)
 	st := ringState(1, []string{"a"}, map[string]membership.Status{"a": membership.StatusValid, "b": membership.StatusJoining, "c": membership.StatusJoining})
-	rig := newHandoffRig(t, "a", st, stores, func(c *HandoffConfig) { c.N = 3 })
+	rig := newHandoffRig(t, "a", st, stores, func(c *Config) { c.N = 3 })
 	down := errors.New("c is down")
 	cCalls := 0
 	rig.net.fail = func(_ context.Context, to string, _ int) error {

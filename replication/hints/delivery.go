@@ -16,7 +16,7 @@ import (
 	"github.com/dynkv/dynkv/vclock"
 )
 
-// Defaults of HintDeliveryConfig.
+// Defaults of Config.
 const (
 	DefaultHintInterval   = time.Second
 	DefaultHintMaxBackoff = 30 * time.Second
@@ -25,8 +25,8 @@ const (
 	hintBatchBytes = 1 << 20
 )
 
-// HintDeliveryConfig wires a HintDelivery to its node.
-type HintDeliveryConfig struct {
+// Config wires a Delivery to its node.
+type Config struct {
 	// Store holds the hints (store.PutHint) and loses them once delivered.
 	Store *store.Store
 	// Send merges items into node id, in order (Replicas.MergeBatch): the
@@ -64,23 +64,23 @@ type HintDeliveryConfig struct {
 	HintClock func() time.Time
 }
 
-// HintDeliveryStats are counters since the worker started, and the hints
+// Stats are counters since the worker started, and the hints
 // the store holds now.
-type HintDeliveryStats struct {
+type Stats struct {
 	Delivered uint64 // hints handed over and dropped
 	Failed    uint64 // delivery attempts that failed (each starts a backoff)
 	Expired   uint64 // hints dropped undelivered after MaxAge
 	Pending   int    // hints held now, every owner
 }
 
-// HintDelivery is the hinted-handoff worker (Dynamo section 4.6): every
+// Delivery is the hinted-handoff worker (Dynamo section 4.6): every
 // Interval, for each owner with hints whose failure detector verdict is
 // alive, it merges the hints into the owner in batches and drops each one
 // the owner acknowledged, unless it changed meanwhile. A failed delivery
 // backs off exponentially per owner, jittered, up to MaxBackoff. Start
 // runs it; Close stops it and waits.
-type HintDelivery struct {
-	cfg HintDeliveryConfig
+type Delivery struct {
+	cfg Config
 	log *zap.Logger
 
 	mu      sync.Mutex // guards backoff
@@ -97,8 +97,8 @@ type ownerBackoff struct {
 	until    time.Time
 }
 
-// NewHintDelivery returns a stopped worker for cfg.
-func NewHintDelivery(cfg HintDeliveryConfig) *HintDelivery {
+// New returns a stopped worker for cfg.
+func New(cfg Config) *Delivery {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultHintInterval
 	}
@@ -117,7 +117,7 @@ func NewHintDelivery(cfg HintDeliveryConfig) *HintDelivery {
 	if cfg.HintClock == nil {
 		cfg.HintClock = cfg.Now
 	}
-	return &HintDelivery{
+	return &Delivery{
 		cfg: cfg, log: cfg.Logger, backoff: map[string]ownerBackoff{},
 		kick: make(chan struct{}, 1),
 	}
@@ -125,15 +125,15 @@ func NewHintDelivery(cfg HintDeliveryConfig) *HintDelivery {
 
 // Start runs the delivery loop in a goroutine, until ctx ends or Close.
 // A second call, or one after Close, fails (lifecycle.Worker).
-func (d *HintDelivery) Start(ctx context.Context) error {
+func (d *Delivery) Start(ctx context.Context) error {
 	return d.life.Start(ctx, "hints: delivery", d.loop)
 }
 
 // Close stops the loop, cancelling a delivery in flight, and waits for it.
-func (d *HintDelivery) Close() { d.life.Close() }
+func (d *Delivery) Close() { d.life.Close() }
 
 // Kick asks for a delivery pass now, for example when a member came back.
-func (d *HintDelivery) Kick() {
+func (d *Delivery) Kick() {
 	select {
 	case d.kick <- struct{}{}:
 	default:
@@ -141,15 +141,15 @@ func (d *HintDelivery) Kick() {
 }
 
 // Stats returns the counters and the hints pending now.
-func (d *HintDelivery) Stats() HintDeliveryStats {
+func (d *Delivery) Stats() Stats {
 	pending := 0
 	for _, st := range d.cfg.Store.HintStats() {
 		pending += st.Count
 	}
-	return HintDeliveryStats{Delivered: d.delivered.Load(), Failed: d.failed.Load(), Expired: d.expired.Load(), Pending: pending}
+	return Stats{Delivered: d.delivered.Load(), Failed: d.failed.Load(), Expired: d.expired.Load(), Pending: pending}
 }
 
-func (d *HintDelivery) loop(ctx context.Context) {
+func (d *Delivery) loop(ctx context.Context) {
 	t := time.NewTicker(d.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -165,7 +165,7 @@ func (d *HintDelivery) loop(ctx context.Context) {
 
 // RunOnce makes one delivery pass over every owner not backing off. The
 // loop calls it every Interval; tests call it directly.
-func (d *HintDelivery) RunOnce(ctx context.Context) {
+func (d *Delivery) RunOnce(ctx context.Context) {
 	for _, owner := range d.cfg.Store.HintOwners() {
 		if ctx.Err() != nil {
 			return
@@ -190,14 +190,14 @@ func (d *HintDelivery) RunOnce(ctx context.Context) {
 	}
 }
 
-func (d *HintDelivery) due(owner string) bool {
+func (d *Delivery) due(owner string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b, ok := d.backoff[owner]
 	return !ok || !d.cfg.Now().Before(b.until)
 }
 
-func (d *HintDelivery) fail(owner string, err error) {
+func (d *Delivery) fail(owner string, err error) {
 	d.failed.Add(1)
 	d.mu.Lock()
 	b := d.backoff[owner]
@@ -216,14 +216,14 @@ func (d *HintDelivery) fail(owner string, err error) {
 		zap.Int("failures", b.failures), zap.Duration("backoff", delay), zap.Error(err))
 }
 
-func (d *HintDelivery) succeed(owner string) {
+func (d *Delivery) succeed(owner string) {
 	d.mu.Lock()
 	delete(d.backoff, owner)
 	d.mu.Unlock()
 }
 
 // Backoff reports how long owner's deliveries are suspended (0: none).
-func (d *HintDelivery) Backoff(owner string) time.Duration {
+func (d *Delivery) Backoff(owner string) time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b, ok := d.backoff[owner]
@@ -235,7 +235,7 @@ func (d *HintDelivery) Backoff(owner string) time.Duration {
 
 // deliverToOwner sends owner's hints in batches of at most rpc.MaxBatchItems
 // and hintBatchBytes, then drops each acknowledged hint that is unchanged.
-func (d *HintDelivery) deliverToOwner(ctx context.Context, owner string) error {
+func (d *Delivery) deliverToOwner(ctx context.Context, owner string) error {
 	var items []rpc.Item
 	size := 0
 	flush := func() error {
@@ -273,7 +273,7 @@ func (d *HintDelivery) deliverToOwner(ctx context.Context, owner string) error {
 	return flush()
 }
 
-func (d *HintDelivery) drop(owner string, it rpc.Item) error {
+func (d *Delivery) drop(owner string, it rpc.Item) error {
 	dropped, err := d.cfg.Store.DropHint(owner, it.DB, it.Key, it.Set)
 	if err != nil {
 		return fmt.Errorf("replication: drop delivered hint for %s: %w", owner, err)
@@ -289,7 +289,7 @@ func (d *HintDelivery) drop(owner string, it rpc.Item) error {
 // redirect delivers the hints of an owner that left the ring to each key's
 // current committed replicas, dropping a hint once every replica took it,
 // so nothing acknowledged through the old owner is lost.
-func (d *HintDelivery) redirect(ctx context.Context, owner string) error {
+func (d *Delivery) redirect(ctx context.Context, owner string) error {
 	var firstErr error
 	err := d.cfg.Store.ScanHints(owner, func(db int, key []byte, set vclock.Set, created time.Time) error {
 		if ctx.Err() != nil {
@@ -336,7 +336,7 @@ func (d *HintDelivery) redirect(ctx context.Context, owner string) error {
 
 // expire drops a hint older than MaxAge instead of delivering it and
 // reports whether it did.
-func (d *HintDelivery) expire(owner string, db int, key []byte, set vclock.Set, created time.Time) (bool, error) {
+func (d *Delivery) expire(owner string, db int, key []byte, set vclock.Set, created time.Time) (bool, error) {
 	if d.cfg.MaxAge <= 0 || d.cfg.HintClock().Sub(created) <= d.cfg.MaxAge {
 		return false, nil
 	}

@@ -72,7 +72,7 @@ func TestDeliveryHandsHintsToALiveOwnerAndDropsThem(t *testing.T) {
 	hintedKeys(t, holder, 300, "b")
 	alive := atomic.Bool{}
 	snd := &fakeSender{stores: map[string]*store.Store{"b": owner}}
-	d := NewHintDelivery(HintDeliveryConfig{Store: holder, Send: snd.send, Alive: func(string) bool { return alive.Load() }})
+	d := New(Config{Store: holder, Send: snd.send, Alive: func(string) bool { return alive.Load() }})
 
 	d.RunOnce(ctxTimeout(t))
 	if snd.callsTo("b") != 0 || pendingFor(holder, "b") != 300 {
@@ -99,7 +99,7 @@ func TestDeliveryBacksOffPerOwnerWhileSendsFail(t *testing.T) {
 	hintedKeys(t, holder, 5, "b")
 	clk := testutil.NewFakeClock()
 	snd := &fakeSender{stores: map[string]*store.Store{"b": owner}, err: fmt.Errorf("dial: %w", rpc.ErrUnreachable)}
-	d := NewHintDelivery(HintDeliveryConfig{Store: holder, Send: snd.send, Interval: time.Second, MaxBackoff: 30 * time.Second, Now: clk.Now})
+	d := New(Config{Store: holder, Send: snd.send, Interval: time.Second, MaxBackoff: 30 * time.Second, Now: clk.Now})
 
 	d.RunOnce(ctxTimeout(t))
 	first := d.Backoff("b")
@@ -148,7 +148,7 @@ func TestDeliveryKeepsAHintThatChangedInFlight(t *testing.T) {
 			}
 		})
 	}
-	d := NewHintDelivery(HintDeliveryConfig{Store: holder, Send: snd.send})
+	d := New(Config{Store: holder, Send: snd.send})
 	d.RunOnce(ctxTimeout(t))
 	if pendingFor(holder, "b") != 1 {
 		t.Fatalf("a hint that grew during its delivery was dropped")
@@ -167,7 +167,7 @@ func TestHintsOfARemovedOwnerGoToTheKeysCurrentReplicas(t *testing.T) {
 	holder, c, e := openStore(t), openStore(t), openStore(t)
 	hintedKeys(t, holder, 10, "gone")
 	snd := &fakeSender{stores: map[string]*store.Store{"c": c, "e": e}}
-	d := NewHintDelivery(HintDeliveryConfig{
+	d := New(Config{
 		Store: holder, Send: snd.send,
 		Alive:          func(string) bool { return false }, // the removed node is dead too
 		InRing:         func(id string) bool { return id != "gone" },
@@ -204,7 +204,7 @@ func TestDeliveryLoopStartsAndStops(t *testing.T) {
 	holder, owner := openStore(t), openStore(t)
 	hintedKeys(t, holder, 3, "b")
 	snd := &fakeSender{stores: map[string]*store.Store{"b": owner}}
-	d := NewHintDelivery(HintDeliveryConfig{Store: holder, Send: snd.send, Interval: time.Millisecond})
+	d := New(Config{Store: holder, Send: snd.send, Interval: time.Millisecond})
 	if err := d.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -221,12 +221,12 @@ func TestDeliveryLoopStartsAndStops(t *testing.T) {
 	if n := pendingFor(holder, "b"); n != 0 {
 		t.Errorf("loop left %d hints", n)
 	}
-	NewHintDelivery(HintDeliveryConfig{Store: holder}).Close() // never started
+	New(Config{Store: holder}).Close() // never started
 }
 
 func TestHintDeliverySecondStartFails(t *testing.T) {
 	checkLeaks(t)
-	d := NewHintDelivery(HintDeliveryConfig{Store: openStore(t), Send: (&fakeSender{}).send})
+	d := New(Config{Store: openStore(t), Send: (&fakeSender{}).send})
 	if err := d.Start(context.Background()); err != nil {
 		t.Fatalf("first Start: %v", err)
 	}
@@ -234,7 +234,7 @@ func TestHintDeliverySecondStartFails(t *testing.T) {
 		t.Fatalf("second Start: %v, want lifecycle.ErrStarted", err)
 	}
 	d.Close()
-	closed := NewHintDelivery(HintDeliveryConfig{Store: openStore(t)})
+	closed := New(Config{Store: openStore(t)})
 	closed.Close()
 	if err := closed.Start(context.Background()); err == nil {
 		t.Fatal("Start after Close did not fail")
@@ -246,7 +246,7 @@ func TestHintsOlderThanMaxAgeAreDroppedUndelivered(t *testing.T) {
 	hintedKeys(t, holder, 4, "b")
 	snd := &fakeSender{stores: map[string]*store.Store{"b": owner}}
 	later := func() time.Time { return time.Now().Add(2 * time.Hour) }
-	d := NewHintDelivery(HintDeliveryConfig{Store: holder, Send: snd.send, MaxAge: time.Hour, Now: later})
+	d := New(Config{Store: holder, Send: snd.send, MaxAge: time.Hour, Now: later})
 	d.RunOnce(ctxTimeout(t))
 	if n := pendingFor(holder, "b"); n != 0 {
 		t.Fatalf("%d expired hints still held", n)
@@ -259,7 +259,7 @@ func TestHintsOlderThanMaxAgeAreDroppedUndelivered(t *testing.T) {
 	}
 	// Within MaxAge they are delivered as usual.
 	hintedKeys(t, holder, 2, "b")
-	NewHintDelivery(HintDeliveryConfig{Store: holder, Send: snd.send, MaxAge: time.Hour}).RunOnce(ctxTimeout(t))
+	New(Config{Store: holder, Send: snd.send, MaxAge: time.Hour}).RunOnce(ctxTimeout(t))
 	if n := pendingFor(holder, "b"); n != 0 || snd.callsTo("b") != 1 {
 		t.Errorf("fresh hints: %d pending, %d sends; want 0 pending, 1 send", n, snd.callsTo("b"))
 	}

@@ -1,12 +1,12 @@
 // Package hints is hinted handoff (Dynamo section 4.6): the hint call a
 // coordinator sends a fallback node when a replica is unreachable (Send,
 // served by Register, reached by node ID through Replicas), and the
-// delivery worker that hands the hints to their owners (HintDelivery).
+// delivery worker that hands the hints to their owners (Delivery).
 //
 // A coordinator that finds a replica unreachable stores the write on a
 // fallback node as a hint for that owner (the hint call, rpc.go;
 // store.PutHint keeps it durably through the WAL). Each node runs a
-// HintDelivery worker (delivery.go): every --hint-interval, for each
+// Delivery worker (delivery.go): every --hint-interval, for each
 // owner it holds hints for that the failure detector says is alive, it
 // merges the hints into the owner with merge-batch (batches of at most 1
 // MiB and rpc.MaxBatchItems) and drops each acknowledged hint only if it did

@@ -25,7 +25,7 @@ func TestHintDeliveryGoesOnPastDamagedHints(t *testing.T) {
 		t.Fatalf("%d hints pending after the reopen, want the 28 intact", n)
 	}
 	snd := &fakeSender{stores: map[string]*store.Store{"b": owner}}
-	d := NewHintDelivery(HintDeliveryConfig{Store: holder, Send: snd.send, Alive: func(string) bool { return true }})
+	d := New(Config{Store: holder, Send: snd.send, Alive: func(string) bool { return true }})
 	d.RunOnce(ctxTimeout(t))
 	if n := pendingFor(holder, "b"); n != 0 {
 		t.Fatalf("%d hints pending after delivery, want 0", n)
