@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/defaults"
 	"go.uber.org/zap"
 )
 
@@ -49,21 +50,11 @@ const DefaultRequestTimeout = 5 * time.Second
 const DefaultGatherHedge = 50 * time.Millisecond
 
 func (c Config) withDefaults() Config {
-	if c.N == 0 {
-		c.N = 3
-	}
-	if c.R == 0 {
-		c.R = min(2, c.N)
-	}
-	if c.W == 0 {
-		c.W = min(2, c.N)
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.GatherHedge == 0 {
-		c.GatherHedge = DefaultGatherHedge
-	}
+	defaults.Set(&c.N, 3)
+	defaults.Set(&c.R, min(2, c.N))
+	defaults.Set(&c.W, min(2, c.N))
+	defaults.Set(&c.RequestTimeout, DefaultRequestTimeout)
+	defaults.Set(&c.GatherHedge, DefaultGatherHedge)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/defaults"
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
 )
@@ -65,15 +66,11 @@ func (c *Config) fill() error {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
-	if c.Partitions == 0 {
-		c.Partitions = DefaultPartitions
-	}
+	defaults.Set(&c.Partitions, DefaultPartitions)
 	if c.Partitions < 1 || c.Partitions > MaxPartitions {
 		return fmt.Errorf("membership: partitions %d out of range 1..%d", c.Partitions, MaxPartitions)
 	}
-	if c.BindAddr == "" {
-		c.BindAddr = "127.0.0.1:7946"
-	}
+	defaults.Set(&c.BindAddr, "127.0.0.1:7946")
 	if _, _, err := splitHostPort(c.BindAddr); err != nil {
 		return fmt.Errorf("membership: gossip address %q: %w", c.BindAddr, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/dynkv/dynkv/coordinator"
+	"github.com/dynkv/dynkv/internal/defaults"
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/node/resp"
@@ -328,26 +329,6 @@ func DefaultConfig() Config {
 // optional ones (AdvertiseAddr, Join, GossipKey, TLS, AuthTokens, ...).
 // The ID defaults to the host name, else "localhost".
 func (c Config) WithDefaults() Config {
-	setString := func(v *string, d string) {
-		if *v == "" {
-			*v = d
-		}
-	}
-	setDuration := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	setInt := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	setInt64 := func(v *int64, d int64) {
-		if *v == 0 {
-			*v = d
-		}
-	}
 	if c.ID == "" {
 		id, err := os.Hostname()
 		if err != nil || id == "" {
@@ -357,46 +338,44 @@ func (c Config) WithDefaults() Config {
 		}
 		c.ID = id
 	}
-	setString(&c.DataDir, DefaultDataDir)
-	setString(&c.HTTPAddr, DefaultHTTPAddr)
-	setString(&c.GossipAddr, DefaultGossipAddr)
-	setInt(&c.RESPMaxConns, DefaultRESPMaxConns)
-	setInt64(&c.RESPMaxBufferBytes, DefaultRESPMaxBufferBytes)
-	setInt(&c.Replicas, DefaultReplicas)
-	setInt(&c.ReadQuorum, DefaultReadQuorum)
-	setInt(&c.WriteQuorum, DefaultWriteQuorum)
-	setInt(&c.Partitions, DefaultPartitions)
-	setDuration(&c.JoinTimeout, DefaultJoinTimeout)
-	setDuration(&c.RequestTimeout, coordinator.DefaultRequestTimeout)
-	setDuration(&c.BlindWriteHedge, coordinator.DefaultGatherHedge)
-	setDuration(&c.RPCTimeout, DefaultRPCTimeout)
-	setInt(&c.RPCMaxCalls, DefaultRPCMaxCalls)
-	setInt64(&c.HandoffRate, handoff.DefaultRate)
-	setDuration(&c.HintInterval, DefaultHintInterval)
-	setDuration(&c.AAEInterval, antientropy.DefaultInterval)
-	setInt64(&c.AAERate, antientropy.DefaultRate)
-	setString(&c.LogLevel, DefaultLogLevel)
-	setString(&c.LogFormat, DefaultLogFormat)
-	setString(&c.Fsync, DefaultFsync)
-	setInt64(&c.MaxValueBytes, DefaultMaxValueBytes)
-	setInt(&c.Databases, store.DefaultDatabases)
-	setDuration(&c.TombstoneGrace, store.DefaultTombstoneGrace)
-	if c.MinFreeBytes == 0 {
-		c.MinFreeBytes = store.DefaultMinFreeBytes
-	}
-	setInt64(&c.SegmentSize, DefaultSegmentSize)
-	setInt(&c.MaxInflight, DefaultMaxInflight)
-	setDuration(&c.HTTPReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
-	setDuration(&c.HTTPReadTimeout, DefaultHTTPReadTimeout)
-	setDuration(&c.HTTPWriteTimeout, DefaultHTTPWriteTimeout)
-	setDuration(&c.HTTPIdleTimeout, DefaultHTTPIdleTimeout)
-	setInt(&c.HTTPMaxHeaderBytes, DefaultHTTPMaxHeaderBytes)
-	setDuration(&c.HTTPLingerTimeout, DefaultHTTPLingerTimeout)
-	setInt(&c.HTTPMaxConns, DefaultHTTPMaxConns)
-	setInt(&c.HTTP2MaxStreams, DefaultHTTP2MaxStreams)
-	setDuration(&c.ShutdownTimeout, DefaultShutdownTimeout)
-	setDuration(&c.ReclaimInterval, store.DefaultReclaimInterval)
-	setDuration(&c.CheckpointInterval, store.DefaultCheckpointInterval)
+	defaults.Set(&c.DataDir, DefaultDataDir)
+	defaults.Set(&c.HTTPAddr, DefaultHTTPAddr)
+	defaults.Set(&c.GossipAddr, DefaultGossipAddr)
+	defaults.Set(&c.RESPMaxConns, DefaultRESPMaxConns)
+	defaults.Set(&c.RESPMaxBufferBytes, DefaultRESPMaxBufferBytes)
+	defaults.Set(&c.Replicas, DefaultReplicas)
+	defaults.Set(&c.ReadQuorum, DefaultReadQuorum)
+	defaults.Set(&c.WriteQuorum, DefaultWriteQuorum)
+	defaults.Set(&c.Partitions, DefaultPartitions)
+	defaults.Set(&c.JoinTimeout, DefaultJoinTimeout)
+	defaults.Set(&c.RequestTimeout, coordinator.DefaultRequestTimeout)
+	defaults.Set(&c.BlindWriteHedge, coordinator.DefaultGatherHedge)
+	defaults.Set(&c.RPCTimeout, DefaultRPCTimeout)
+	defaults.Set(&c.RPCMaxCalls, DefaultRPCMaxCalls)
+	defaults.Set(&c.HandoffRate, handoff.DefaultRate)
+	defaults.Set(&c.HintInterval, DefaultHintInterval)
+	defaults.Set(&c.AAEInterval, antientropy.DefaultInterval)
+	defaults.Set(&c.AAERate, antientropy.DefaultRate)
+	defaults.Set(&c.LogLevel, DefaultLogLevel)
+	defaults.Set(&c.LogFormat, DefaultLogFormat)
+	defaults.Set(&c.Fsync, DefaultFsync)
+	defaults.Set(&c.MaxValueBytes, DefaultMaxValueBytes)
+	defaults.Set(&c.Databases, store.DefaultDatabases)
+	defaults.Set(&c.TombstoneGrace, store.DefaultTombstoneGrace)
+	defaults.Set(&c.MinFreeBytes, store.DefaultMinFreeBytes)
+	defaults.Set(&c.SegmentSize, DefaultSegmentSize)
+	defaults.Set(&c.MaxInflight, DefaultMaxInflight)
+	defaults.Set(&c.HTTPReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
+	defaults.Set(&c.HTTPReadTimeout, DefaultHTTPReadTimeout)
+	defaults.Set(&c.HTTPWriteTimeout, DefaultHTTPWriteTimeout)
+	defaults.Set(&c.HTTPIdleTimeout, DefaultHTTPIdleTimeout)
+	defaults.Set(&c.HTTPMaxHeaderBytes, DefaultHTTPMaxHeaderBytes)
+	defaults.Set(&c.HTTPLingerTimeout, DefaultHTTPLingerTimeout)
+	defaults.Set(&c.HTTPMaxConns, DefaultHTTPMaxConns)
+	defaults.Set(&c.HTTP2MaxStreams, DefaultHTTP2MaxStreams)
+	defaults.Set(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	defaults.Set(&c.ReclaimInterval, store.DefaultReclaimInterval)
+	defaults.Set(&c.CheckpointInterval, store.DefaultCheckpointInterval)
 	return c
 }
 

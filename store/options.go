@@ -8,6 +8,7 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/internal/defaults"
 	"github.com/dynkv/dynkv/wal"
 )
 
@@ -93,30 +94,18 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Databases == 0 {
-		o.Databases = DefaultDatabases
-	}
-	if o.TombstoneGrace == 0 {
-		o.TombstoneGrace = DefaultTombstoneGrace
-	}
-	if o.MinFreeBytes == 0 {
-		o.MinFreeBytes = DefaultMinFreeBytes
-	}
-	if o.ReclaimInterval == 0 {
-		o.ReclaimInterval = DefaultReclaimInterval
-	}
-	if o.CheckpointInterval == 0 {
-		o.CheckpointInterval = DefaultCheckpointInterval
-	}
+	defaults.Set(&o.Databases, DefaultDatabases)
+	defaults.Set(&o.TombstoneGrace, DefaultTombstoneGrace)
+	defaults.Set(&o.MinFreeBytes, DefaultMinFreeBytes)
+	defaults.Set(&o.ReclaimInterval, DefaultReclaimInterval)
+	defaults.Set(&o.CheckpointInterval, DefaultCheckpointInterval)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	if o.CacheBytes == 0 {
-		o.CacheBytes = DefaultCacheBytes
-	}
+	defaults.Set(&o.CacheBytes, DefaultCacheBytes)
 	return o
 }
 

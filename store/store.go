@@ -15,6 +15,7 @@ import (
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/internal/defaults"
 	"github.com/dynkv/dynkv/vclock"
 	"github.com/dynkv/dynkv/wal"
 )
@@ -136,9 +137,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.checkpointBytes != 0 {
 		s.segmentBytes = opts.checkpointBytes
 	}
-	if s.segmentBytes == 0 {
-		s.segmentBytes = wal.DefaultSegmentSize
-	}
+	defaults.Set(&s.segmentBytes, wal.DefaultSegmentSize)
 	s.ldb.Store(ldb)
 	s.cache = newStateCache(opts.CacheBytes)
 	s.apply = func(b *leveldb.Batch) error { return s.db().Write(b, writeNoSync) }

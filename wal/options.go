@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/defaults"
 	"go.uber.org/zap"
 )
 
@@ -70,15 +71,11 @@ func (o *Options) ensureDefaults() error {
 	if o.SegmentSize < 0 {
 		return fmt.Errorf("wal: options: SegmentSize %d is negative", o.SegmentSize)
 	}
-	if o.SegmentSize == 0 {
-		o.SegmentSize = DefaultSegmentSize
-	}
+	defaults.Set(&o.SegmentSize, DefaultSegmentSize)
 	if o.Sync.Interval < 0 {
 		return fmt.Errorf("wal: options: sync interval %s is negative", o.Sync.Interval)
 	}
-	if o.StartLSN == 0 {
-		o.StartLSN = 1
-	}
+	defaults.Set(&o.StartLSN, 1)
 	if o.FS == nil {
 		o.FS = OSFS{}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/client"
+	"github.com/dynkv/dynkv/internal/defaults"
 )
 
 // benchConfig is what `dynkv bench` was asked to do.
@@ -162,9 +163,7 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	if err != nil {
 		return report(stderr, err)
 	}
-	if bc.seed == 0 {
-		bc.seed = uint64(time.Now().UnixNano())
-	}
+	defaults.Set(&bc.seed, uint64(time.Now().UnixNano()))
 	hc, err := bc.httpClient(bc.conns)
 	if err != nil {
 		return report(stderr, err)

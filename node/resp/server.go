@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/defaults"
 	"github.com/dynkv/dynkv/node/internal/authguard"
 	"github.com/dynkv/dynkv/node/metrics"
 	"github.com/dynkv/dynkv/vclock"
@@ -123,9 +124,7 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.Info.Version == "" {
-		c.Info.Version = "dev"
-	}
+	defaults.Set(&c.Info.Version, "dev")
 	return c
 }
 

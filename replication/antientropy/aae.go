@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/internal/defaults"
 	"github.com/dynkv/dynkv/internal/lifecycle"
 	"github.com/dynkv/dynkv/internal/ratelimit"
 	"github.com/dynkv/dynkv/membership"
@@ -94,9 +95,7 @@ func (c Config) withDefaults() Config {
 	if c.Interval <= 0 {
 		c.Interval = DefaultInterval
 	}
-	if c.Rate == 0 {
-		c.Rate = DefaultRate
-	}
+	defaults.Set(&c.Rate, DefaultRate)
 	if c.ExchangesPerRound <= 0 {
 		c.ExchangesPerRound = DefaultAAEExchangesPerRound
 	}
@@ -106,9 +105,7 @@ func (c Config) withDefaults() Config {
 	if c.TombstoneGrace <= 0 {
 		c.TombstoneGrace = store.DefaultTombstoneGrace
 	}
-	if c.Settle == 0 {
-		c.Settle = DefaultAAESettle
-	}
+	defaults.Set(&c.Settle, DefaultAAESettle)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/internal/defaults"
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/replication/handoff"
 	"github.com/dynkv/dynkv/vclock"
@@ -100,12 +101,8 @@ func NewTombstoneGC(cfg TombstoneGCConfig) (*TombstoneGC, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("replication: tombstone GC config: %w", errors.Join(errs...))
 	}
-	if cfg.N == 0 {
-		cfg.N = handoff.DefaultHandoffN
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTombstoneGCTimeout
-	}
+	defaults.Set(&cfg.N, handoff.DefaultHandoffN)
+	defaults.Set(&cfg.Timeout, DefaultTombstoneGCTimeout)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

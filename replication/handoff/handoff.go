@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dynkv/dynkv/internal/defaults"
 	"github.com/dynkv/dynkv/internal/lifecycle"
 	"github.com/dynkv/dynkv/internal/ratelimit"
 	"github.com/dynkv/dynkv/membership"
@@ -79,27 +80,13 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.N == 0 {
-		c.N = DefaultHandoffN
-	}
-	if c.Rate == 0 {
-		c.Rate = DefaultRate
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = DefaultHandoffBatchBytes
-	}
-	if c.Interval == 0 {
-		c.Interval = DefaultHandoffInterval
-	}
-	if c.ProgressInterval == 0 {
-		c.ProgressInterval = DefaultHandoffProgress
-	}
-	if c.SweepInterval == 0 {
-		c.SweepInterval = DefaultStraySweepEvery
-	}
-	if c.Settle == 0 {
-		c.Settle = DefaultHandoffSettle
-	}
+	defaults.Set(&c.N, DefaultHandoffN)
+	defaults.Set(&c.Rate, DefaultRate)
+	defaults.Set(&c.BatchBytes, DefaultHandoffBatchBytes)
+	defaults.Set(&c.Interval, DefaultHandoffInterval)
+	defaults.Set(&c.ProgressInterval, DefaultHandoffProgress)
+	defaults.Set(&c.SweepInterval, DefaultStraySweepEvery)
+	defaults.Set(&c.Settle, DefaultHandoffSettle)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dynkv/dynkv/internal/defaults"
 )
 
 // Bounds on waiting for a process. Generous because the server may be
@@ -110,9 +112,7 @@ func NewNode(tb testing.TB, index int, opts NodeOptions) *Node {
 	if opts.Network == nil {
 		opts.Network = Loopback{}
 	}
-	if opts.ID == "" {
-		opts.ID = fmt.Sprintf("n%d", index)
-	}
+	defaults.Set(&opts.ID, fmt.Sprintf("n%d", index))
 	if opts.DataDir == "" {
 		opts.DataDir = filepath.Join(tb.TempDir(), "data")
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/defaults"
 	"go.uber.org/zap"
 )
 
@@ -74,9 +75,7 @@ type ClientConfig struct {
 }
 
 func (c ClientConfig) withDefaults() ClientConfig {
-	if c.Path == "" {
-		c.Path = DefaultPath
-	}
+	defaults.Set(&c.Path, DefaultPath)
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
 	}
@@ -92,9 +91,7 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	if c.ConnsPerPeer <= 0 {
 		c.ConnsPerPeer = 1
 	}
-	if c.PingInterval == 0 {
-		c.PingInterval = DefaultPingInterval
-	}
+	defaults.Set(&c.PingInterval, DefaultPingInterval)
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
