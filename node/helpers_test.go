@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -107,9 +108,18 @@ func (r response) jsonError(t testing.TB) string {
 // as given, so tests control the percent-encoding.
 func (tn *testNode) do(method, target string, body io.Reader, header map[string]string) response {
 	tn.t.Helper()
+	r, err := tn.try(method, target, body, header)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	return r
+}
+
+// try is do that returns a transport error instead of failing the test.
+func (tn *testNode) try(method, target string, body io.Reader, header map[string]string) (response, error) {
 	req, err := http.NewRequest(method, tn.base, body)
 	if err != nil {
-		tn.t.Fatalf("building %s %s: %v", method, target, err)
+		return response{}, fmt.Errorf("building %s %s: %w", method, target, err)
 	}
 	path, query, _ := strings.Cut(target, "?")
 	// Opaque is written to the request line verbatim.
@@ -120,14 +130,14 @@ func (tn *testNode) do(method, target string, body io.Reader, header map[string]
 	}
 	resp, err := tn.client.Do(req)
 	if err != nil {
-		tn.t.Fatalf("%s %s: %v", method, target, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, target, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tn.t.Fatalf("%s %s: reading body: %v", method, target, err)
+		return response{}, fmt.Errorf("%s %s: reading body: %w", method, target, err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
 func (tn *testNode) put(target, value string, header map[string]string) response {

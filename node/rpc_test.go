@@ -21,17 +21,37 @@ func (tn *testNode) rpcServed() map[string]uint64 {
 }
 
 // writeEverywhere puts keys through every node at W=3, so that each node
-// coordinates writes to both peers, and reads them back at R=3.
-func writeEverywhere(t *testing.T, nodes []*testNode, prefix string) {
+// coordinates writes to both peers, and reads them back at R=3. A test
+// that gives the HTTP server tiny timeouts sets retry: a client request
+// that takes longer than them (a loaded machine) is cut, which is not what
+// such a test checks, and the write is retried (a blind PUT of the same
+// value, so a retry changes nothing).
+func writeEverywhere(t *testing.T, nodes []*testNode, prefix string, retry bool) {
 	t.Helper()
+	attempts := 1
+	if retry {
+		attempts = 5
+	}
+	call := func(tn *testNode, method, target, body string) response {
+		t.Helper()
+		var err error
+		for range attempts {
+			var r response
+			if r, err = tn.try(method, target, strings.NewReader(body), nil); err == nil {
+				return r
+			}
+		}
+		t.Fatalf("%d attempts: %v", attempts, err)
+		return response{}
+	}
 	for i, tn := range nodes {
 		for j := range 5 {
 			key := fmt.Sprintf("%s-%d-%d", prefix, i, j)
-			if r := tn.put(keyPath(key)+"?w=3", "v", nil); r.status != http.StatusNoContent {
+			if r := call(tn, http.MethodPut, keyPath(key)+"?w=3", "v"); r.status != http.StatusNoContent {
 				t.Fatalf("PUT %s at w=3 via %s = %d %q", key, tn.cfg.ID, r.status, r.body)
 			}
 			other := nodes[(i+1)%len(nodes)]
-			if r := other.get(keyPath(key)+"?r=3", nil); r.status != http.StatusOK || string(r.body) != "v" {
+			if r := call(other, http.MethodGet, keyPath(key)+"?r=3", ""); r.status != http.StatusOK || string(r.body) != "v" {
 				t.Fatalf("GET %s at r=3 via %s = %d %q", key, other.cfg.ID, r.status, r.body)
 			}
 		}
@@ -64,9 +84,9 @@ func TestNodesCallEachOtherOverTheTransport(t *testing.T) {
 		nodes = append(nodes, tn)
 	}
 	waitConverged(t, nodes, ids(nodes))
-	writeEverywhere(t, nodes, "before")
+	writeEverywhere(t, nodes, "before", true)
 	time.Sleep(4 * timeout) // every HTTP timeout passes on the idle connections
-	writeEverywhere(t, nodes, "after")
+	writeEverywhere(t, nodes, "after", true)
 
 	for _, tn := range nodes {
 		served := tn.rpcServed()
@@ -107,7 +127,7 @@ func TestNodeCallsAPeerOfAnOlderVersionOverHTTP2(t *testing.T) {
 	old := clusterConfig(t, "n3", seed)
 	nodes = append(nodes, startOlderNode(t, old))
 	waitConverged(t, nodes, ids(nodes))
-	writeEverywhere(t, nodes, "rolling")
+	writeEverywhere(t, nodes, "rolling", false)
 
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	if s := n3.rpcServed(); s[rpc.ViaTransport] != 0 || s[rpc.ViaHTTP2] == 0 {
