@@ -16,6 +16,17 @@ type ClusterStatus struct {
 	Members         []MemberStatus `json:"members"`
 	// Quarantine counts the damaged stored records this node moved aside.
 	Quarantine QuarantineStatus `json:"quarantine"`
+	// Coordinator is the coordinator's work in progress.
+	Coordinator CoordinatorStatus `json:"coordinator"`
+}
+
+// CoordinatorStatus is the "coordinator" object of the status document.
+// InFlight counts the reads and writes the node is coordinating plus the
+// work they left running after their answer (merges beyond W, which store
+// a hint when they fail; answers beyond R; read repair): zero means nothing
+// this node started can still write to a replica or store a hint.
+type CoordinatorStatus struct {
+	InFlight int64 `json:"in_flight"`
 }
 
 // QuarantineStatus is the "quarantine" object of the status document:

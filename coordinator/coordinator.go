@@ -43,6 +43,10 @@ type Coordinator struct {
 	closed bool
 	wg     sync.WaitGroup
 
+	// inFlight counts the requests being served and the background work
+	// they left behind (Stats.InFlight).
+	inFlight atomic.Int64
+
 	stats struct {
 		reads, writes, forwards, quorumFailures, readRepairs, readRepairFailures atomic.Uint64
 		hinted, hintFailures                                                     atomic.Uint64
@@ -69,6 +73,12 @@ type Stats struct {
 	// CoverFallbacks counts blind writes that fewer than W replicas took
 	// covering, so they read the key's context and were written again.
 	CoverFallbacks uint64
+	// InFlight is a gauge: the reads and writes this coordinator is
+	// serving plus the work they left running after their answer (the
+	// merges beyond W, which store a hint when they fail; the answers
+	// beyond R; read repair). Zero means nothing it started can still
+	// write to a replica or store a hint.
+	InFlight int64
 }
 
 // New returns a coordinator for this node. cfg is completed with defaults;
@@ -107,6 +117,7 @@ func (c *Coordinator) Stats() Stats {
 		ContextsAhead:      c.stats.contextsAhead.Load(),
 		CoveredBlindWrites: c.stats.coveredBlindWrites.Load(),
 		CoverFallbacks:     c.stats.coverFallbacks.Load(),
+		InFlight:           c.inFlight.Load(),
 	}
 }
 
@@ -120,9 +131,11 @@ func (c *Coordinator) spawn(fn func(ctx context.Context)) bool {
 		return false
 	}
 	c.wg.Add(1)
+	c.inFlight.Add(1)
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
+		defer c.inFlight.Add(-1)
 		ctx, cancel := context.WithTimeout(c.bg, c.cfg.RequestTimeout)
 		defer cancel()
 		fn(ctx)
@@ -156,6 +169,7 @@ func (c *Coordinator) fanOut(ids []string, skip string, fn func(ctx context.Cont
 		return
 	}
 	c.wg.Add(n)
+	c.inFlight.Add(int64(n))
 	c.mu.Unlock()
 	g := &fanGroup{}
 	g.ctx, g.cancel = context.WithTimeout(c.bg, c.cfg.RequestTimeout)
@@ -166,6 +180,7 @@ func (c *Coordinator) fanOut(ids []string, skip string, fn func(ctx context.Cont
 		}
 		go func() {
 			defer c.wg.Done()
+			defer c.inFlight.Add(-1)
 			fn(g.ctx, id)
 			if g.left.Add(-1) == 0 {
 				g.cancel()

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/store"
 	"github.com/dynkv/dynkv/vclock"
@@ -536,4 +537,23 @@ func TestCoordinateLocalOnATargetOnlyReplicaWritesAndMeetsTheJointQuorum(t *test
 			t.Errorf("replica %s holds %v, want [v1]", id, got)
 		}
 	}
+}
+
+func TestInFlightCountsRequestsAndTheWorkTheyLeaveRunning(t *testing.T) {
+	h := newHarness(t, Config{}, abc, nil, "a", "b", "c")
+	gateC := make(chan struct{})
+	h.setMergeGate("c", gateC)
+	if n := h.coord("a").Stats().InFlight; n != 0 {
+		t.Fatalf("InFlight of an idle coordinator = %d, want 0", n)
+	}
+	// W=2 answers on a and b; the merge to c is still running, and it is
+	// what could store a hint if it failed.
+	mustPut(t, h.coord("a"), "v1", vclock.Context{})
+	if n := h.coord("a").Stats().InFlight; n < 1 {
+		t.Fatalf("InFlight after a write answered while its merge to c waits = %d, want at least 1", n)
+	}
+	close(gateC)
+	testutil.Eventually(t, 30*time.Second, time.Millisecond, "the merge to c to finish", func() bool {
+		return h.coord("a").Stats().InFlight == 0
+	})
 }

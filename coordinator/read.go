@@ -20,6 +20,8 @@ import (
 // background after all of them answered or timed out.
 func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vclock.Set, bool, error) {
 	c.stats.reads.Add(1)
+	c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
 	if c.isClosed() {
 		return vclock.Set{}, false, ErrClosed
 	}

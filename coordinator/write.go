@@ -21,6 +21,8 @@ import (
 // (nothing was acknowledged anywhere).
 func (c *Coordinator) Put(ctx context.Context, req WriteRequest) (WriteResult, error) {
 	c.stats.writes.Add(1)
+	c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
 	plan, err := c.planWrite(req)
 	if err != nil {
 		return WriteResult{}, err
@@ -37,6 +39,8 @@ func (c *Coordinator) Put(ctx context.Context, req WriteRequest) (WriteResult, e
 // most one hop; otherwise it fails with ErrNotReplica and the sender tries
 // the next replica.
 func (c *Coordinator) CoordinateLocal(ctx context.Context, req WriteRequest) (WriteResult, error) {
+	c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
 	plan, err := c.planWrite(req)
 	if err != nil {
 		return WriteResult{}, err

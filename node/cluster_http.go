@@ -32,6 +32,15 @@ type statusBody struct {
 	Hints           hintsBody       `json:"hints"`
 	AAE             *aaeBody        `json:"aae,omitempty"`
 	Quarantine      quarantineBody  `json:"quarantine"`
+	Coordinator     coordinatorBody `json:"coordinator"`
+}
+
+// coordinatorBody is the coordinator's work in progress: in_flight is the
+// reads and writes it serves plus what they left running after their
+// answer (merges beyond W, which store a hint if they fail; read repair).
+// Zero means nothing this node started can still write to a replica.
+type coordinatorBody struct {
+	InFlight int64 `json:"in_flight"`
 }
 
 // transitionBody describes a pending ring change: the target member set
@@ -85,6 +94,7 @@ func (n *Node) clusterStatus(c *cluster) statusBody {
 		Members:         []memberBody{},
 		AAE:             n.aae.stats(),
 		Quarantine:      newQuarantineBody(n.store.Stats().Quarantine),
+		Coordinator:     coordinatorBody{InFlight: c.coord.Stats().InFlight},
 	}
 	target := st.Target()
 	pending := st.Pending()

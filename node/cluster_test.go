@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/node/httpapi"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -546,5 +547,21 @@ func TestClusterOverTLSReplicatesWithMutualCertificates(t *testing.T) {
 	// A client without a node certificate is served, but not as a peer.
 	if r := b.do(http.MethodPost, "/internal/v1/merge", strings.NewReader("x"), nil); r.status != http.StatusUnauthorized {
 		t.Errorf("RPC without a client certificate = %d %q, want 401", r.status, r.body)
+	}
+}
+
+func TestStatusReportsCoordinatorWorkInFlight(t *testing.T) {
+	tn := startNode(t, nil, nil)
+	tn.mustPut(keyPath("k"), "v", "")
+	// A one-node write leaves nothing running after its answer.
+	testutil.Eventually(t, hangBound, 10*time.Millisecond, "coordinator work to finish", func() bool {
+		return tn.status().Coordinator.InFlight == 0
+	})
+	r := tn.get("/cluster/status", nil)
+	if !strings.Contains(string(r.body), `"coordinator":{"in_flight":0}`) {
+		t.Fatalf("status lacks the coordinator's in_flight: %s", r.body)
+	}
+	if m := tn.get("/metrics", nil); !strings.Contains(string(m.body), "dynkv_coordinator_in_flight 0") {
+		t.Fatal("/metrics lacks dynkv_coordinator_in_flight")
 	}
 }

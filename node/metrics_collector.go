@@ -29,6 +29,7 @@ var (
 	descHinted             = desc("dynkv_hints_stored_total", "Replica writes this node's coordinator had stored as hints on a fallback (sloppy quorum).")
 	descHintFailures       = desc("dynkv_hint_store_failures_total", "Hints a fallback failed to store.")
 	descCoveredBlind       = desc("dynkv_coordinator_covered_blind_writes_total", "Blind writes acknowledged on covering merges, without reading the key's context from the replicas first.")
+	descCoordInFlight      = desc("dynkv_coordinator_in_flight", "Reads and writes the coordinator is serving plus the work they left running after their answer (merges beyond W, answers beyond R, read repair).")
 	descCoverFallbacks     = desc("dynkv_coordinator_cover_fallbacks_total", "Blind writes fewer than W replicas took covering (one had seen a write this coordinator had not), so they read the key's context and were written again.")
 	descContextsAhead      = desc("dynkv_coordinator_contexts_ahead_total", "Writes whose client context covered writes this coordinator had not seen, so it read the replicas' contexts to clamp it.")
 
@@ -169,6 +170,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descContextsAhead, cs.ContextsAhead)
 	counter(descCoveredBlind, cs.CoveredBlindWrites)
 	counter(descCoverFallbacks, cs.CoverFallbacks)
+	gauge(descCoordInFlight, float64(cs.InFlight))
 
 	now := n.cfg.now()
 	for owner, h := range n.store.HintStats() {

@@ -40,18 +40,28 @@ func (n *Node) WipeHintsCount() (int, error) {
 	return b.Wiped, nil
 }
 
-// WipeAllHints wipes the hints of every node until a pass, a moment after
-// the last, finds none: a coordinator stores a hint after the write's
-// acknowledgement (WipeHintsCount), so one pass can miss hints still on
-// their way. It fails tb after within.
+// WipeAllHints wipes the hints of every node once nothing can add one: a
+// coordinator stores a hint after a write's acknowledgement, when the
+// merge beyond W fails, so a pass is only final when every node reported
+// no coordinator work in flight (/cluster/status coordinator.in_flight)
+// before it and the pass then found no hint. Call it once the clients have
+// stopped. It fails tb after within.
 func WipeAllHints(tb testing.TB, within time.Duration, nodes ...*Node) {
 	tb.Helper()
 	deadline := time.Now().Add(within)
-	for wiped := -1; wiped != 0; {
+	for {
 		if time.Now().After(deadline) {
-			tb.Fatalf("hints still appearing after %s of wiping", within)
+			tb.Fatalf("hints or coordinator work still appearing after %s of wiping", within)
 		}
-		wiped = 0
+		busy := 0
+		for _, nd := range nodes {
+			st, err := nd.Status()
+			if err != nil {
+				tb.Fatalf("reading coordinator work in flight: %v", err)
+			}
+			busy += int(st.Coordinator.InFlight)
+		}
+		wiped := 0
 		for _, nd := range nodes {
 			n, err := nd.WipeHintsCount()
 			if err != nil {
@@ -59,6 +69,9 @@ func WipeAllHints(tb testing.TB, within time.Duration, nodes ...*Node) {
 			}
 			wiped += n
 		}
-		time.Sleep(500 * time.Millisecond)
+		if busy == 0 && wiped == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
