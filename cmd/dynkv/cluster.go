@@ -108,8 +108,12 @@ leave   asks the node at --addr to hand its data to the new owners and leave;
 
 // printStatus writes the status as a header line and a member table.
 func printStatus(w io.Writer, st client.ClusterStatus) {
-	fmt.Fprintf(w, "node %s  N=%d R=%d W=%d  partitions %d  epoch %d  ring %s\n",
-		st.Node, st.N, st.R, st.W, st.Partitions, st.Epoch, st.RingFingerprint)
+	fmt.Fprintf(w, "node %s  N=%d R=%d W=%d  partitions %d  epoch %d  ring %s  in flight %d\n",
+		st.Node, st.N, st.R, st.W, st.Partitions, st.Epoch, st.RingFingerprint, st.Coordinator.InFlight)
+	if q := st.Quarantine; q.Total > 0 || q.Held > 0 || q.Failures > 0 {
+		fmt.Fprintf(w, "quarantined %d since start (data %d, hints %d, WAL records %d, checkpoints %d; %d failed), %d held in %s\n",
+			q.Total, q.Data, q.Hints, q.WALRecords, q.Checkpoints, q.Failures, q.Held, q.Dir)
+	}
 	if t := st.Transition; t != nil {
 		fmt.Fprintf(w, "transition to [%s] (%s): %d of %d members done\n",
 			strings.Join(t.Target, " "), t.Fingerprint, t.MembersDone, t.MembersTotal)

@@ -166,7 +166,8 @@ func TestClusterCommandsAgainstAOneNodeServer(t *testing.T) {
 
 func TestPrintStatusShowsATransitionAndHandoffProgress(t *testing.T) {
 	var st client.ClusterStatus
-	raw := `{"node":"a","n":3,"r":2,"w":2,"partitions":256,"epoch":4,"ring_fingerprint":"00ff",
+	raw := `{"node":"a","n":3,"r":2,"w":2,"partitions":256,"epoch":4,"ring_fingerprint":"00ff","coordinator":{"in_flight":7},
+		"quarantine":{"total":3,"data":2,"hints":1,"held":5,"dir":"d/quarantine"},
 		"transition":{"target":["a","b","c"],"fingerprint":"0abc","members_done":1,"members_total":3},
 		"members":[{"id":"a","state":"alive","gossip_addr":"h:1","http_addr":"h:2","ring_share":0.5,"target_share":0.33,
 		  "handoff":{"sent":10,"total":40,"done":false}},
@@ -176,9 +177,18 @@ func TestPrintStatusShowsATransitionAndHandoffProgress(t *testing.T) {
 	}
 	var out bytes.Buffer
 	printStatus(&out, st)
-	for _, want := range []string{"epoch 4", "transition to [a b c]", "1 of 3 members done", "10/40", "joining", "done", "50.0", "33.0"} {
+	for _, want := range []string{"epoch 4", "transition to [a b c]", "1 of 3 members done", "10/40", "joining", "done", "50.0", "33.0",
+		"in flight 7", "quarantined 3 since start (data 2, hints 1, WAL records 0, checkpoints 0; 0 failed), 5 held in d/quarantine"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+func TestPrintStatusOmitsAnEmptyQuarantine(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, client.ClusterStatus{Node: "a", N: 1, R: 1, W: 1})
+	if strings.Contains(out.String(), "quarantined") || !strings.Contains(out.String(), "in flight 0") {
+		t.Fatalf("status of a node with nothing quarantined:\n%s", out.String())
 	}
 }
