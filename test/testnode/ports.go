@@ -1,5 +1,7 @@
 package testnode
 
+import "fmt"
+
 // PortAssigner is an optional part of a Network: one that places nodes
 // where the test process cannot bind (another network namespace) assigns
 // their HTTP and gossip addresses itself instead of FreePort probing them.
@@ -17,8 +19,16 @@ func nodeAddrs(net Network, i int) (httpAddr, gossipAddr string, err error) {
 	if httpAddr, err = FreePort(host); err != nil {
 		return "", "", err
 	}
-	if gossipAddr, err = FreePort(host); err != nil {
-		return "", "", err
+	// FreePort closes what it probed, so a second probe may hand out the
+	// same port again (CI saw HTTP and gossip given one port, and the
+	// node failed to bind its gossip): pick again until they differ.
+	for range 20 {
+		if gossipAddr, err = FreePort(host); err != nil {
+			return "", "", err
+		}
+		if gossipAddr != httpAddr {
+			return httpAddr, gossipAddr, nil
+		}
 	}
-	return httpAddr, gossipAddr, nil
+	return "", "", fmt.Errorf("finding a gossip port on %s: every probe returned the HTTP port %s", host, httpAddr)
 }
