@@ -7,6 +7,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/dynkv/dynkv/node/httpapi"
+	"github.com/dynkv/dynkv/node/internal/frontend"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -31,17 +32,19 @@ func (n *Node) routes() http.Handler {
 		LingerTimeout: n.cfg.HTTPLingerTimeout,
 		LingerBytes:   httpapi.LingerBytes(n.cfg.MaxValueBytes, n.cfg.HTTPLingerBytes),
 		Pprof:         n.cfg.Pprof,
-		Tokens:        n.tokens,
-		Guard:         n.auth,
 		Routes:        n.nodeRoutes,
 		TestHook: func(r *http.Request) {
 			if n.testHook != nil {
 				n.testHook(r)
 			}
 		},
-		Metrics: n.metrics,
-		Logger:  n.log,
-		Now:     n.cfg.now,
+		Shared: frontend.Shared{
+			Tokens:  n.tokens,
+			Guard:   n.auth,
+			Metrics: n.metrics,
+			Logger:  n.log,
+			Now:     n.cfg.now,
+		},
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 
 	"github.com/dynkv/dynkv/coordinator"
+	"github.com/dynkv/dynkv/node/internal/frontend"
 	"github.com/dynkv/dynkv/node/resp"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -32,8 +33,6 @@ func (n *Node) listenRESP() (*resp.Server, error) {
 		MaxConns:       n.cfg.RESPMaxConns,
 		IdleTimeout:    n.cfg.RESPIdleTimeout,
 		MaxBufferBytes: n.cfg.RESPMaxBufferBytes,
-		Tokens:         n.tokens,
-		Guard:          n.auth,
 		Info: resp.Info{
 			NodeID:      n.cfg.ID,
 			Version:     n.version(),
@@ -41,9 +40,13 @@ func (n *Node) listenRESP() (*resp.Server, error) {
 			ReadQuorum:  n.cfg.ReadQuorum,
 			WriteQuorum: n.cfg.WriteQuorum,
 		},
-		Metrics: n.metrics,
-		Logger:  n.log.Named("resp"),
-		Now:     n.cfg.now,
+		Shared: frontend.Shared{
+			Tokens:  n.tokens,
+			Guard:   n.auth,
+			Metrics: n.metrics,
+			Logger:  n.log.Named("resp"),
+			Now:     n.cfg.now,
+		},
 	}), nil
 }
 

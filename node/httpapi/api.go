@@ -21,7 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dynkv/dynkv/node/internal/authguard"
-	"github.com/dynkv/dynkv/node/metrics"
+	"github.com/dynkv/dynkv/node/internal/frontend"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -69,10 +69,9 @@ type Config struct {
 	// Pprof serves /debug/pprof (--pprof).
 	Pprof bool
 
-	// Tokens are the accepted bearer tokens (--auth-token); none turns
-	// authentication off. Guard delays and throttles wrong ones.
-	Tokens authguard.Tokens
-	Guard  *authguard.Guard
+	// Shared: the bearer tokens (--auth-token) and their guard, the
+	// metrics, the logger and the clock.
+	frontend.Shared
 
 	// Routes, when set, adds the node's own endpoints (the cluster API,
 	// node-to-node RPC, debug reads) to the router, behind the same
@@ -82,10 +81,6 @@ type Config struct {
 	// TestHook, when set, runs inside every key request while it holds
 	// its in-flight slot, so tests can hold requests open.
 	TestHook func(*http.Request)
-
-	Metrics *metrics.Metrics
-	Logger  *zap.Logger
-	Now     func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -101,18 +96,7 @@ func (c Config) withDefaults() Config {
 	if c.LingerBytes <= 0 {
 		c.LingerBytes = LingerBytes(c.MaxValueBytes, 0)
 	}
-	if c.Metrics == nil {
-		c.Metrics = metrics.New()
-	}
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
-	}
-	if c.Guard == nil {
-		c.Guard = authguard.New(c.Logger, &c.Metrics.Limits)
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Shared = c.Shared.WithDefaults()
 	return c
 }
 

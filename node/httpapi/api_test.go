@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dynkv/dynkv/node/internal/authguard"
+	"github.com/dynkv/dynkv/node/internal/frontend"
 	"github.com/dynkv/dynkv/vclock"
 	"github.com/go-chi/chi/v5"
 )
@@ -124,7 +125,7 @@ func TestAPIShedsLoadAndReportsReadinessFromTheBackend(t *testing.T) {
 
 func TestAPIRoutesTheNodesEndpointsBehindItsTokens(t *testing.T) {
 	api := New(newFakeBackend(), Config{
-		Tokens: authguard.HashTokens([]string{"s3cret"}),
+		Shared: frontend.Shared{Tokens: authguard.HashTokens([]string{"s3cret"})},
 		Routes: func(r chi.Router) {
 			r.Get("/cluster/status", func(w http.ResponseWriter, r *http.Request) { WriteJSON(w, http.StatusOK, "ok") })
 		},

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/dynkv/dynkv/internal/defaults"
-	"github.com/dynkv/dynkv/node/internal/authguard"
+	"github.com/dynkv/dynkv/node/internal/frontend"
 	"github.com/dynkv/dynkv/node/metrics"
 	"github.com/dynkv/dynkv/vclock"
 
@@ -72,17 +72,12 @@ type Config struct {
 	// is reading or executing (--resp-max-buffer-bytes).
 	MaxBufferBytes int64
 
-	// Tokens are the accepted AUTH passwords (--auth-token); none turns
-	// AUTH off. Guard delays and throttles wrong ones.
-	Tokens authguard.Tokens
-	Guard  *authguard.Guard
+	// Shared: the AUTH passwords (--auth-token; none turns AUTH off)
+	// and their guard, the metrics, the logger and the clock.
+	frontend.Shared
 
 	// Info is what INFO says about the node.
 	Info Info
-
-	Metrics *metrics.Metrics
-	Logger  *zap.Logger
-	Now     func() time.Time
 }
 
 // Info is the server section of INFO.
@@ -112,18 +107,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxBufferBytes <= 0 {
 		c.MaxBufferBytes = max(DefaultMaxBufferBytes, 4*c.MaxValueBytes+respCommandOverhead)
 	}
-	if c.Metrics == nil {
-		c.Metrics = metrics.New()
-	}
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
-	}
-	if c.Guard == nil {
-		c.Guard = authguard.New(c.Logger, &c.Metrics.Limits)
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Shared = c.Shared.WithDefaults()
 	defaults.Set(&c.Info.Version, "dev")
 	return c
 }
