@@ -34,6 +34,9 @@ type Coordinator struct {
 	replicas Replicas
 	local    Local
 	log      *zap.Logger
+	// health is what the coordinator's own calls say of each peer
+	// (health.go); replicas feeds it.
+	health *peerHealth
 
 	// bg parents the work that outlives a request (the merges beyond W, the
 	// answers beyond R, read repair); Close cancels it and waits for wg.
@@ -52,6 +55,7 @@ type Coordinator struct {
 		hinted, hintFailures                                                     atomic.Uint64
 		contextsAhead                                                            atomic.Uint64
 		coveredBlindWrites, coverFallbacks                                       atomic.Uint64
+		hedges                                                                   atomic.Uint64
 	}
 }
 
@@ -73,6 +77,11 @@ type Stats struct {
 	// CoverFallbacks counts blind writes that fewer than W replicas took
 	// covering, so they read the key's context and were written again.
 	CoverFallbacks uint64
+	// Hedges counts the calls started around a peer that ran past its
+	// per-call deadline or was unreachable: hints on a fallback node for
+	// a write's share, covering writes sent the gather way, reads and
+	// context reads completed without it (health.go).
+	Hedges uint64
 	// InFlight is a gauge: the reads and writes this coordinator is
 	// serving plus the work they left running after their answer (the
 	// merges beyond W, which store a hint when they fail; the answers
@@ -86,11 +95,42 @@ type Stats struct {
 func New(cfg Config, cluster Cluster, replicas Replicas, local Local) *Coordinator {
 	cfg = cfg.withDefaults()
 	bg, cancel := context.WithCancel(context.Background())
+	health := newPeerHealth(cfg.Now, cfg.GatherHedge)
 	return &Coordinator{
-		cfg: cfg, cluster: cluster, replicas: replicas, local: local,
-		log: cfg.Logger.Named("coordinator"), bg: bg, cancel: cancel,
+		cfg: cfg, cluster: cluster, local: local,
+		replicas: &observedReplicas{Replicas: replicas, self: cluster.Self(), health: health, now: cfg.Now},
+		health:   health,
+		log:      cfg.Logger.Named("coordinator"), bg: bg, cancel: cancel,
 	}
 }
+
+// Peers reports the health of every peer this coordinator has called
+// (health.go), by id.
+func (c *Coordinator) Peers() []PeerHealth { return c.health.snapshot() }
+
+// reachable reports whether the coordinator routes to id: gossip says it
+// is alive and its calls have not kept failing (health.go). Asking about
+// an open peer probes it when a probe is due.
+func (c *Coordinator) reachable(id string) bool {
+	if !c.cluster.Alive(id) {
+		return false
+	}
+	if !c.health.unreachable(id) {
+		return true
+	}
+	if c.health.probeDue(id) {
+		c.spawn(func(ctx context.Context) {
+			// Its answer, found or not, closes the peer (observedReplicas).
+			_, _, _ = c.replicas.Get(ctx, id, 0, probeKey)
+		})
+	}
+	return false
+}
+
+// probeKey is the key an open peer's probe reads: a valid key (so any
+// version of the peer answers it) that no client is likely to use, and
+// reading it changes nothing even if one does.
+var probeKey = []byte("\x00dynkv:peer-probe")
 
 // Close cancels the background merges and repairs and waits for them.
 // Requests after Close fail with ErrClosed.
@@ -117,6 +157,7 @@ func (c *Coordinator) Stats() Stats {
 		ContextsAhead:      c.stats.contextsAhead.Load(),
 		CoveredBlindWrites: c.stats.coveredBlindWrites.Load(),
 		CoverFallbacks:     c.stats.coverFallbacks.Load(),
+		Hedges:             c.stats.hedges.Load(),
 		InFlight:           c.inFlight.Load(),
 	}
 }

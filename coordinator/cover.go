@@ -72,7 +72,7 @@ func (c *Coordinator) canCover(plan *writePlan, req WriteRequest) bool {
 		return false
 	}
 	for _, id := range list {
-		if id != self && !c.cluster.Alive(id) {
+		if id != self && !c.reachable(id) {
 			return false
 		}
 	}
@@ -119,6 +119,11 @@ func (c *Coordinator) coverBlindWrite(ctx, rctx context.Context, plan *writePlan
 	follow := &coverFollowUp{decided: make(chan struct{})}
 	answers := make(chan coverAnswer, len(plan.nodes))
 	refused := false
+	pending := c.newPendingCalls(len(plan.nodes))
+	defer pending.stop()
+	for _, id := range plan.nodes {
+		pending.add(id)
+	}
 	c.fanOut(plan.nodes, self, func(ctx context.Context, id string) {
 		covered, held, err := c.replicas.MergeCovering(ctx, id, req.DB, req.Key, set)
 		answers <- coverAnswer{id, covered, held, err}
@@ -147,7 +152,16 @@ func (c *Coordinator) coverBlindWrite(ctx, rctx context.Context, plan *writePlan
 			return WriteResult{}, true, learned, nil
 		}
 		select {
+		case <-pending.wait():
+			if len(pending.fired()) > 0 {
+				// A peer ran past its deadline with W not met: the gather
+				// path hints around it, where waiting here could only
+				// wait out its RPC timeout.
+				refused = true
+				c.stats.hedges.Add(1)
+			}
 		case a := <-answers:
+			pending.done(a.id)
 			switch {
 			case olderPeer(a.err):
 				// A node of a version before merge-covering, during a
@@ -192,7 +206,7 @@ func (c *Coordinator) deliverUncovered(ctx context.Context, f *coverFollowUp, pl
 	}
 	f.once.Do(func() {
 		ring, _ := c.cluster.PreferenceLists(req.DB, req.Key, ringWalkLen)
-		f.picker = newFallbackPicker(fallbackCandidates(ring, plan, c.cluster.Alive))
+		f.picker = newFallbackPicker(fallbackCandidates(ring, plan, c.reachable))
 	})
 	var hintNow map[string]string
 	if failed {

@@ -102,7 +102,7 @@ func (c *Coordinator) startReads(list []string, need, db int, key []byte) *lazyR
 	if inList(list, self) {
 		order = append(order, self)
 	}
-	order = append(order, forwardOrder(slices.DeleteFunc(slices.Clone(list), func(id string) bool { return id == self }), c.cluster.Alive)...)
+	order = append(order, forwardOrder(slices.DeleteFunc(slices.Clone(list), func(id string) bool { return id == self }), c.reachable)...)
 	l := &lazyReads{c: c, db: db, key: key, answers: make(chan readAnswer, len(order)), pending: order}
 	l.more(need)
 	return l

@@ -42,6 +42,7 @@ type fallbackPicker struct {
 	mu         sync.Mutex
 	candidates []string
 	assigned   map[string]string // owner -> fallback
+	hinting    map[string]bool   // owners whose hint a caller claimed
 }
 
 func newFallbackPicker(candidates []string) *fallbackPicker {
@@ -53,6 +54,10 @@ func newFallbackPicker(candidates []string) *fallbackPicker {
 func (p *fallbackPicker) pick(owner string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.pickLocked(owner)
+}
+
+func (p *fallbackPicker) pickLocked(owner string) string {
 	if fb, ok := p.assigned[owner]; ok {
 		return fb
 	}
@@ -65,14 +70,40 @@ func (p *fallbackPicker) pick(owner string) string {
 	return fb
 }
 
+// claim is pick for a caller about to store owner's hint: first is true
+// for the first caller only, so that a merge that fails after a hedge
+// already hinted around it (or the reverse) does not hint twice. "" when
+// no candidate is free.
+func (p *fallbackPicker) claim(owner string) (fb string, first bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if fb = p.pickLocked(owner); fb == "" {
+		return "", false
+	}
+	if p.hinting == nil {
+		p.hinting = map[string]bool{}
+	}
+	first = !p.hinting[owner]
+	p.hinting[owner] = true
+	return fb, first
+}
+
 // assignDead picks fallbacks for the owners the failure detector already
 // reports dead, in the order of nodes, and returns them as owner ->
-// fallback ("" when none is left).
-func (p *fallbackPicker) assignDead(nodes []string, self string, alive func(string) bool) map[string]string {
+// fallback ("" when none is left). An owner that gossip says is alive but
+// whose calls keep failing (unreachable) gets one too, unless none is free:
+// then it is merged to anyway, as there is nothing better to do.
+func (p *fallbackPicker) assignDead(nodes []string, self string, alive, unreachable func(string) bool) map[string]string {
 	out := map[string]string{}
 	for _, id := range nodes {
-		if id != self && !alive(id) {
+		switch {
+		case id == self:
+		case !alive(id):
 			out[id] = p.pick(id)
+		case unreachable(id):
+			if fb := p.pick(id); fb != "" {
+				out[id] = fb
+			}
 		}
 	}
 	return out
@@ -89,10 +120,15 @@ func (c *Coordinator) replicateOrHint(ctx context.Context, picker *fallbackPicke
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		fb = picker.pick(id)
+		var first bool
+		fb, first = picker.claim(id)
 		if fb == "" {
 			c.keepHint(ctx, id, db, key, set)
 			return fmt.Errorf("coordinator: merge to %s failed and no fallback node is free: %w", id, err)
+		}
+		if !first {
+			// A hedge is already storing the hint (hedgeWrite).
+			return err
 		}
 		c.log.Debug("merge failed, hinting on a fallback", zap.String("peer", id), zap.String("fallback", fb), zap.Error(err))
 	} else if fb == "" {

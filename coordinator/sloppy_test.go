@@ -134,7 +134,7 @@ func TestFallbackChoiceIsDeterministicAndSkipsDeadNodesAndListMembers(t *testing
 			}
 			for i := 0; i < 3; i++ { // the same every time
 				p := newFallbackPicker(append([]string(nil), cands...))
-				got := p.assignDead(tc.plan.nodes, "a", alive)
+				got := p.assignDead(tc.plan.nodes, "a", alive, func(string) bool { return false })
 				if fmt.Sprint(got) != tc.wantA {
 					t.Fatalf("assignment %v, want %s", got, tc.wantA)
 				}

@@ -78,7 +78,7 @@ type mergeResult struct {
 // in the background.
 func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req WriteRequest) (WriteResult, error) {
 	self := c.cluster.Self()
-	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	rctx, cancel := c.requestContext(ctx)
 	defer cancel()
 
 	var learned vclock.Context
@@ -97,11 +97,27 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 	tally.record(self, true)
 
 	// Sloppy quorum (sloppy.go): a replica that is down or fails gets a
-	// hint on a fallback node instead.
+	// hint on a fallback node instead, and so does one that runs past its
+	// per-call deadline while the write is short of W (health.go).
 	ring, _ := c.cluster.PreferenceLists(req.DB, req.Key, ringWalkLen)
-	picker := newFallbackPicker(fallbackCandidates(ring, plan, c.cluster.Alive))
-	deadFallback := picker.assignDead(plan.nodes, self, c.cluster.Alive)
-	results := make(chan mergeResult, len(plan.nodes))
+	picker := newFallbackPicker(fallbackCandidates(ring, plan, c.reachable))
+	deadFallback := picker.assignDead(plan.nodes, self, c.cluster.Alive, c.health.unreachable)
+	// Room for a hedge's answer beside each merge's.
+	results := make(chan mergeResult, 2*len(plan.nodes))
+	pending := c.newPendingCalls(len(plan.nodes))
+	defer pending.stop()
+	// attempts counts each replica's deliveries still running (its merge,
+	// and a hedge's hint): its failure counts only when the last fails.
+	attempts := make(map[string]int, len(plan.nodes))
+	for _, id := range plan.nodes {
+		if id == self {
+			continue
+		}
+		attempts[id] = 1
+		if _, dead := deadFallback[id]; !dead {
+			pending.add(id)
+		}
+	}
 	c.fanOut(plan.nodes, self, func(ctx context.Context, id string) {
 		results <- mergeResult{id, c.replicateOrHint(ctx, picker, deadFallback, id, req.DB, req.Key, set)}
 	}, func(id string) { results <- mergeResult{id, ErrClosed} })
@@ -114,10 +130,20 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 		}
 		select {
 		case r := <-results:
+			pending.done(r.id)
 			if r.err != nil {
 				c.log.Debug("replica merge failed", zap.String("peer", r.id), zap.Error(r.err))
+				if attempts[r.id]--; attempts[r.id] > 0 {
+					continue // its hedge may still answer for it
+				}
 			}
 			tally.record(r.id, r.err == nil)
+		case <-pending.wait():
+			for _, id := range pending.fired() {
+				if c.hedgeWrite(picker, results, id, req.DB, req.Key, set) {
+					attempts[id]++
+				}
+			}
 		case <-rctx.Done():
 			if err := ctx.Err(); err != nil {
 				return WriteResult{}, fmt.Errorf("coordinator: write abandoned by the client: %w", err)
@@ -125,6 +151,63 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 			return WriteResult{}, c.quorumFailed(tally.timedOut())
 		}
 	}
+}
+
+// hedgeWrite stores replica id's share of a write as a hint on a fallback
+// node while its merge is still running past the peer's deadline: the
+// hint acknowledges for it, so a replica that stopped answering costs the
+// write its deadline, not the RPC timeout. The merge goes on; if it lands
+// too, the hint's delivery later changes nothing (merges are idempotent).
+// It reports false when no fallback is free, or the merge already failed
+// and hinted.
+func (c *Coordinator) hedgeWrite(picker *fallbackPicker, results chan<- mergeResult, id string, db int, key []byte, set vclock.Set) bool {
+	fb, first := picker.claim(id)
+	if fb == "" || !first {
+		return false
+	}
+	started := c.spawn(func(ctx context.Context) {
+		err := c.replicas.Hint(ctx, fb, id, db, key, set)
+		if err != nil {
+			c.stats.hintFailures.Add(1)
+			err = fmt.Errorf("coordinator: hedged hint for %s on fallback %s: %w", id, fb, err)
+		} else {
+			c.stats.hinted.Add(1)
+		}
+		results <- mergeResult{id, err}
+	})
+	if started {
+		c.stats.hedges.Add(1)
+	}
+	return started
+}
+
+// requestContext bounds a write this node coordinates: RequestTimeout,
+// and, when the caller has a deadline (a write forwarded here carries the
+// forwarder's), that deadline less a margin, so the verdict (a
+// QuorumError with its counts, or success) reaches the caller before it
+// gives up on the call.
+func (c *Coordinator) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	now := c.cfg.Now()
+	deadline := now.Add(c.cfg.RequestTimeout)
+	if dl, ok := ctx.Deadline(); ok {
+		margin := min(max(dl.Sub(now)/10, minReplyMargin), maxReplyMargin)
+		deadline = minTime(deadline, dl.Add(-margin))
+	}
+	return context.WithDeadline(ctx, deadline)
+}
+
+// The margin a forwarded write's coordinator keeps for its answer's trip
+// back: a tenth of the time left, within these bounds.
+const (
+	minReplyMargin = 10 * time.Millisecond
+	maxReplyMargin = 250 * time.Millisecond
+)
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // writeLocal applies the write to this replica's store, the first and
@@ -184,9 +267,9 @@ func (c *Coordinator) writeLocal(ctx, rctx context.Context, plan *writePlan, req
 func (c *Coordinator) vouch(ctx context.Context, list []string, req WriteRequest, held vclock.Context) vclock.Context {
 	self := c.cluster.Self()
 	excess := req.Context.ActorsBeyond(held)
-	ask := slices.DeleteFunc(slices.Clone(list), func(id string) bool { return id == self || !c.cluster.Alive(id) })
+	ask := slices.DeleteFunc(slices.Clone(list), func(id string) bool { return id == self || !c.reachable(id) })
 	for _, a := range excess {
-		if a != self && !slices.Contains(ask, a) && c.cluster.Alive(a) {
+		if a != self && !slices.Contains(ask, a) && c.reachable(a) {
 			ask = append(ask, a)
 		}
 	}
@@ -266,9 +349,17 @@ func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db 
 	tally := newReadTally(c.cfg.R, len(ask))
 	answers := make(chan readAnswer, len(ask))
 	// The peers in the order they are asked: live ones first.
-	peers := forwardOrder(slices.DeleteFunc(slices.Clone(ask), func(id string) bool { return id == self }), c.cluster.Alive)
+	peers := forwardOrder(slices.DeleteFunc(slices.Clone(ask), func(id string) bool { return id == self }), c.reachable)
 	first := min(tally.need-1, len(peers))
-	c.fanOutGetsTo(answers, append([]string{self}, peers[:first]...), db, key)
+	calls := c.newPendingCalls(len(ask))
+	defer calls.stop()
+	send := func(ids []string) {
+		for _, id := range ids {
+			calls.add(id)
+		}
+		c.fanOutGetsTo(answers, ids, db, key)
+	}
+	send(append([]string{self}, peers[:first]...))
 	pending := peers[first:]
 	outstanding := 1 + first
 	var hedge <-chan time.Time
@@ -285,20 +376,30 @@ func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db 
 		select {
 		case a := <-answers:
 			outstanding--
+			calls.done(a.id)
 			if a.id == self {
 				if a.err != nil {
 					return vclock.Context{}, fmt.Errorf("coordinator: reading the key's context on %s: %w", self, a.err)
 				}
 				selfDone = true
 			} else if a.err != nil && len(pending) > 0 {
-				c.fanOutGetsTo(answers, pending[:1], db, key)
+				send(pending[:1])
 				pending, outstanding = pending[1:], outstanding+1
 			}
 			tally.record(a)
 		case <-hedge:
 			hedge = nil
-			c.fanOutGetsTo(answers, pending, db, key)
+			send(pending)
 			pending, outstanding = nil, outstanding+len(pending)
+		case <-calls.wait():
+			calls.fired()
+			if selfDone && len(pending) == 0 && calls.allGone() {
+				// Every peer still asked is unreachable and past its
+				// deadline: as if they had failed, the write supersedes
+				// what the answers hold (best effort, as above).
+				c.stats.hedges.Add(1)
+				return tally.merged.Context, nil
+			}
 		case <-ctx.Done():
 			return vclock.Context{}, ctx.Err()
 		}
@@ -316,7 +417,7 @@ func (c *Coordinator) forward(ctx context.Context, plan *writePlan, req WriteReq
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 	var lastErr error
-	candidates := forwardOrder(plan.lists[0], c.cluster.Alive)
+	candidates := forwardOrder(plan.lists[0], c.reachable)
 	for _, id := range candidates {
 		res, err := c.replicas.Coordinate(rctx, id, req)
 		if err == nil {

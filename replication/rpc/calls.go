@@ -64,13 +64,18 @@ type callSpec struct {
 	// idempotent). Coordinate is not: each delivery mints a new dot, so a
 	// write delivered twice would become a sibling of itself.
 	idempotent bool
+	// wholeRequest calls carry a client request the peer runs to the end
+	// (a forwarded write's coordination, which waits on the peer's own
+	// replica calls): bounded by the caller's deadline, not by
+	// ClientConfig.Timeout, which is one replica call's budget.
+	wholeRequest bool
 }
 
 var calls = [maxCall + 1]callSpec{
 	CallGet:        {name: "get", idempotent: true},
 	CallMerge:      {name: "merge", idempotent: true},
 	CallMergeBatch: {name: "merge-batch", idempotent: true},
-	CallCoordinate: {name: "coordinate"},
+	CallCoordinate: {name: "coordinate", wholeRequest: true},
 	CallHint:       {name: "hint", idempotent: true}, // a hint stored twice merges to the same hint
 	CallAAETree:    {name: "aae-tree", idempotent: true},
 	CallAAEKeys:    {name: "aae-keys", idempotent: true},

@@ -47,7 +47,9 @@ const http2FallbackFor = time.Minute
 // defaults above.
 type ClientConfig struct {
 	// Timeout bounds each call, retries included (--rpc-timeout); default 2s.
-	// The caller's context may cut it shorter. A merge batch must transfer
+	// The caller's context may cut it shorter. A coordinate call (a
+	// forwarded write) is bounded by the caller's deadline instead, when it
+	// has one: the peer coordinates the write within it. A merge batch must transfer
 	// within it, so senders size batches for the slowest link.
 	Timeout time.Duration
 	// Retries is how many times an idempotent call is retried after a
@@ -370,8 +372,11 @@ func (c *Client) Coordinate(ctx context.Context, addr string, req WriteRequest) 
 // exponential backoff, within ClientConfig.Timeout: the one retry loop of
 // every node-to-node call, the rooms' (hints, antientropy) included.
 func (c *Client) Invoke(ctx context.Context, addr string, id Call, body []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
+	if _, has := ctx.Deadline(); !has || !calls[id].wholeRequest {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+	}
 	retries := 0
 	if calls[id].idempotent {
 		retries = c.cfg.Retries

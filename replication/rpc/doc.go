@@ -39,7 +39,10 @@
 //
 // # Timeouts and retries
 //
-// Every call is bounded by ClientConfig.Timeout, retries included. Only the
+// Every call is bounded by ClientConfig.Timeout, retries included, except a
+// coordinate call with a deadline: a forwarded write is a whole client
+// request, so it runs within the forwarder's deadline, which travels with
+// it and bounds the remote coordination. Only the
 // idempotent calls (get, merge, merge-batch) are retried, on transport
 // errors and on internal server errors, with jittered exponential backoff:
 // a replica merge applied twice is the same as once (vclock.Merge is

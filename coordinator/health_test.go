@@ -1,0 +1,258 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dynkv/dynkv/replication/rpc"
+	"github.com/dynkv/dynkv/vclock"
+)
+
+func (h *harness) coords(id string) int {
+	n := h.net.node(id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.coords
+}
+
+func peer(c *Coordinator, id string) PeerHealth {
+	for _, p := range c.Peers() {
+		if p.ID == id {
+			return p
+		}
+	}
+	return PeerHealth{ID: id}
+}
+
+// A replica that stops answering without failing (a cut link drops its
+// packets; gossip still says it is alive) must not hold a write for the
+// request timeout (a minute here): once it runs past its per-call deadline
+// with W not met, a hint on a fallback node answers for it.
+func TestAReplicaThatStopsAnsweringIsHedgedWithAHintOnAFallback(t *testing.T) {
+	ring := []string{"a", "b", "c", "d", "e"}
+	h := newHarness(t, Config{N: 3, W: 3}, ring, nil, ring...)
+	stuck := make(chan struct{})
+	defer close(stuck)
+	h.setMergeGate("b", stuck)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := h.coord("a").Put(ctx, WriteRequest{Key: key, Blind: true, Sibling: sib("v1"), W: 3})
+	if err != nil {
+		t.Fatalf("write at W=3 with b not answering: %v, want success through a hedged hint", err)
+	}
+	if got := fmt.Sprint(h.hints("d")); got != "map[b|0/k:[v1]]" {
+		t.Errorf("hints on d: %s, want the write held for b", got)
+	}
+	st := h.coord("a").Stats()
+	if st.Hedges == 0 {
+		t.Errorf("Stats.Hedges = 0, want the hedge counted")
+	}
+	if p := peer(h.coord("a"), "b"); p.Misses == 0 {
+		t.Errorf("b's misses on a: %+v, want its late calls counted", p)
+	}
+}
+
+// Without a fallback node (a cluster of N nodes) there is nothing to hedge
+// to: the write waits for the replica as before, and fails at its deadline
+// when W cannot be met without it.
+func TestWithoutAFallbackAWriteWaitsForTheSlowReplica(t *testing.T) {
+	ring := []string{"a", "b", "c"}
+	h := newHarness(t, Config{N: 3, W: 3, RequestTimeout: 2 * time.Second}, ring, nil, ring...)
+	release := make(chan struct{})
+	h.setMergeGate("b", release)
+	go func() {
+		time.Sleep(600 * time.Millisecond) // past b's deadline (200 ms before any p99)
+		close(release)
+	}()
+	if _, err := put(t, h.coord("a"), "v1", vclock.Context{}, 3); err != nil {
+		t.Fatalf("write at W=3 with b slow and no fallback: %v, want success once b answers", err)
+	}
+	h.quiesce()
+	if got := values(h.net.node("b").set(0, key)); fmt.Sprint(got) != "[v1]" {
+		t.Errorf("b holds %v, want [v1]", got)
+	}
+}
+
+// A peer whose calls keep failing is unreachable for routing while gossip
+// still says it is alive: a node outside the key's list stops forwarding
+// writes to it, and a probe closes it again once it answers.
+func TestAPeerThatKeepsFailingIsRoutedAroundAndRecovers(t *testing.T) {
+	list := []string{"b", "a", "c"}
+	clock := newStepClock()
+	h := newHarness(t, Config{N: 3, W: 2, Now: clock.now}, list, nil, "a", "b", "c", "d")
+	h.fail("b", fmt.Errorf("dial: %w", rpc.ErrUnreachable))
+	d := h.coord("d")
+	for i := range tripAfter {
+		if _, err := put(t, d, fmt.Sprint("v", i), vclock.Context{}, 2); err != nil {
+			t.Fatalf("write %d forwarded from d with b failing: %v, want the next replica to take it", i, err)
+		}
+	}
+	p := peer(d, "b")
+	if !p.Unreachable || p.Trips != 1 || p.Since.IsZero() {
+		t.Fatalf("b on d after %d failed forwards: %+v, want unreachable, tripped once", tripAfter, p)
+	}
+	h.fail("b", nil)
+	before := h.coords("b")
+	if _, err := put(t, d, "after", vclock.Context{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.coords("b"); got != before {
+		t.Errorf("b coordinated %d writes for d while unreachable, want none (a takes them)", got-before)
+	}
+	// Routing around b once the probe interval has passed sends it a
+	// probe; its answer closes it.
+	clock.add(probeInterval)
+	if _, err := put(t, d, "probing", vclock.Context{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	h.quiesce()
+	if p := peer(d, "b"); p.Unreachable || p.Misses != 0 {
+		t.Errorf("b on d after its probe answered: %+v, want reachable again", p)
+	}
+	if _, err := put(t, d, "again", vclock.Context{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.coords("b"); got != before+1 {
+		t.Errorf("b coordinated %d writes after recovering, want 1 (it is first in the list)", got-before)
+	}
+}
+
+// An unreachable replica's share of a write goes straight to a fallback,
+// without a merge to wait on.
+func TestAnUnreachableReplicaIsHintedAtOnce(t *testing.T) {
+	ring := []string{"a", "b", "c", "d"}
+	h := newHarness(t, Config{N: 3, W: 3}, ring, nil, ring...)
+	a := h.coord("a")
+	for range tripAfter {
+		a.health.missed("b")
+	}
+	stuck := make(chan struct{})
+	defer close(stuck)
+	h.setMergeGate("b", stuck) // a merge to b would hang
+	h.setGetGate("b", stuck)   // and so would its probe
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := a.Put(ctx, WriteRequest{Key: key, Blind: true, Sibling: sib("v1"), W: 3}); err != nil {
+		t.Fatalf("write with b unreachable: %v, want success through a hint on d", err)
+	}
+	if got := fmt.Sprint(h.hints("d")); got != "map[b|0/k:[v1]]" {
+		t.Errorf("hints on d: %s, want the write held for b", got)
+	}
+	if got := h.net.node("b").mergeLog(); len(got) != 0 {
+		t.Errorf("merges sent to b: %v, want none", got)
+	}
+}
+
+// A blind write's context read does not wait out the RPC timeout of peers
+// that are unreachable and not answering: it completes best effort, as if
+// they had failed, and the write is acknowledged through hints.
+func TestAContextReadDoesNotWaitForUnreachablePeers(t *testing.T) {
+	ring := []string{"a", "b", "c", "d", "e"}
+	h := newHarness(t, Config{N: 3, W: 3, GatherBlindWrites: true}, ring, nil, ring...)
+	stuck := make(chan struct{})
+	defer close(stuck)
+	for _, id := range []string{"b", "c"} {
+		h.setGetGate(id, stuck)
+		h.setMergeGate(id, stuck)
+	}
+	a := h.coord("a")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := a.Put(ctx, WriteRequest{Key: key, Blind: true, Sibling: sib("v1"), W: 3}); err != nil {
+		t.Fatalf("blind write with b and c cut off: %v, want success through hints on d and e", err)
+	}
+	if st := a.Stats(); st.Hedges == 0 {
+		t.Errorf("Stats.Hedges = 0, want the context read and the merges hedged")
+	}
+	if got := fmt.Sprint(h.hints("d"), h.hints("e")); got != "map[b|0/k:[v1]] map[c|0/k:[v1]]" {
+		t.Errorf("hints on d and e: %s, want the write held for b and c", got)
+	}
+}
+
+func TestNoAnswerTellsAnAnswerFromSilence(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{context.Canceled, false},
+		{fmt.Errorf("merge: %w", context.DeadlineExceeded), true},
+		{fmt.Errorf("dial: %w", rpc.ErrUnreachable), true},
+		{fmt.Errorf("busy: %w", rpc.ErrUnavailable), false},
+		{errors.New("connection reset"), true},
+		{&rpc.RemoteError{}, false},
+	} {
+		if got := noAnswer(tc.err); got != tc.want {
+			t.Errorf("noAnswer(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestHedgeAfterFollowsThePeersP99(t *testing.T) {
+	now := time.Unix(0, 0)
+	h := newPeerHealth(func() time.Time { return now }, 50*time.Millisecond)
+	if got := h.hedgeAfter("p"); got != initialHedgeAfter {
+		t.Errorf("before any answer: %v, want %v", got, initialHedgeAfter)
+	}
+	for range latencyWindow {
+		h.answered("p", 30*time.Millisecond)
+	}
+	if got := h.hedgeAfter("p"); got != hedgeFactor*30*time.Millisecond {
+		t.Errorf("p99 30ms: %v, want %v", got, hedgeFactor*30*time.Millisecond)
+	}
+	for range latencyWindow {
+		h.answered("p", time.Millisecond)
+	}
+	if got := h.hedgeAfter("p"); got != 50*time.Millisecond {
+		t.Errorf("p99 1ms: %v, want the floor 50ms", got)
+	}
+	for range latencyWindow {
+		h.answered("p", time.Second)
+	}
+	if got := h.hedgeAfter("p"); got != maxHedgeAfter {
+		t.Errorf("p99 1s: %v, want the cap %v", got, maxHedgeAfter)
+	}
+	for range tripAfter {
+		h.missed("p")
+	}
+	if got := h.hedgeAfter("p"); got != 0 || !h.unreachable("p") {
+		t.Errorf("after %d misses: hedge %v unreachable %v, want 0 and true", tripAfter, got, h.unreachable("p"))
+	}
+	if h.probeDue("p") {
+		t.Errorf("probeDue right after tripping: true, want a wait of probeInterval")
+	}
+	now = now.Add(probeInterval)
+	if !h.probeDue("p") || h.probeDue("p") {
+		t.Errorf("probeDue after the interval: want exactly one probe")
+	}
+	h.answered("p", -1)
+	if h.unreachable("p") {
+		t.Errorf("after an answer: still unreachable")
+	}
+}
+
+// stepClock is a clock that moves only when told to. It starts at the
+// real time: request deadlines are built from it and run on real timers.
+type stepClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newStepClock() *stepClock { return &stepClock{t: time.Now()} }
+
+func (s *stepClock) now() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.t
+}
+
+func (s *stepClock) add(d time.Duration) {
+	s.mu.Lock()
+	s.t = s.t.Add(d)
+	s.mu.Unlock()
+}
