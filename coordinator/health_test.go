@@ -256,3 +256,28 @@ func (s *stepClock) add(d time.Duration) {
 	s.t = s.t.Add(d)
 	s.mu.Unlock()
 }
+
+// A write forwarded with a deadline is coordinated within that deadline
+// less a margin, so the forwarder gets the remote coordinator's verdict
+// (here a QuorumError with its counts) instead of running out of time
+// itself with the outcome unknown.
+func TestAForwardedWriteAnswersWithinTheForwardersDeadline(t *testing.T) {
+	list := []string{"a", "b", "c"}
+	h := newHarness(t, Config{N: 3, W: 2}, list, nil, "a", "b", "c", "d")
+	stuck := make(chan struct{})
+	defer close(stuck)
+	for _, id := range []string{"b", "c"} {
+		h.setMergeGate(id, stuck)
+		h.setGetGate(id, stuck)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	_, err := h.coord("d").Put(ctx, WriteRequest{Key: key, Blind: true, Sibling: sib("v1"), W: 2})
+	qe, ok := errors.AsType[*QuorumError](err)
+	if !ok || qe.Needed != 2 || qe.Acked != 1 {
+		t.Fatalf("forwarded write with both peers of its coordinator stuck: %v, want a's QuorumError{2, 1}", err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("the verdict came after the forwarder's deadline")
+	}
+}

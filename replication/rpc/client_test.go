@@ -595,3 +595,39 @@ func TestPeerOfAnOlderVersionIsCalledOverHTTP2(t *testing.T) {
 		t.Fatalf("client stats %+v, want no peer on HTTP/2 any more", c.Stats())
 	}
 }
+
+// A forwarded write is a whole client request: the coordinate call runs
+// within the caller's deadline, which reaches the peer's coordinator,
+// rather than within --rpc-timeout, one replica call's budget. A peer
+// still waiting on its own replicas past the RPC timeout answers in time.
+func TestCoordinateRunsWithinTheCallersDeadlineNotTheRPCTimeout(t *testing.T) {
+	checkLeaks(t)
+	remaining := make(chan time.Duration, 1)
+	srv := &Server{Store: openStore(t), Coordinate: func(ctx context.Context, req WriteRequest) (WriteResult, error) {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			remaining <- 0
+			return WriteResult{}, errors.New("no deadline reached the peer")
+		}
+		remaining <- time.Until(dl)
+		time.Sleep(300 * time.Millisecond) // three RPC timeouts
+		return WriteResult{}, nil
+	}}
+	p := startServer(t, srv, serverConfig{})
+	c := newTestClient(t, ClientConfig{Timeout: 100 * time.Millisecond, Retries: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Coordinate(ctx, p.addr, sampleWrite()); err != nil {
+		t.Fatalf("Coordinate taking 300ms with a 100ms RPC timeout and a 20s deadline: %v, want success", err)
+	}
+	if got := <-remaining; got < 10*time.Second {
+		t.Errorf("the peer's coordinator saw %v left, want about the caller's 20s", got)
+	}
+	// Without a deadline of its own the call keeps the RPC timeout.
+	if _, err := c.Coordinate(context.Background(), p.addr, sampleWrite()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Coordinate without a caller deadline: %v, want the 100ms RPC timeout", err)
+	}
+	if got := <-remaining; got > time.Second {
+		t.Errorf("the peer saw %v left without a caller deadline, want at most the RPC timeout", got)
+	}
+}
