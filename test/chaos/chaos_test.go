@@ -44,6 +44,9 @@ type chaos struct {
 	sum   Summary
 	rng   *rand.Rand
 	keys  []string // set-append keys
+	// windows are the faults of the fault phase as they held
+	// (availability.go).
+	windows []Window
 }
 
 func seed(t *testing.T) uint64 { return testnode.Seed(t, SeedEnv) }
@@ -146,12 +149,19 @@ func (ch *chaos) apply(f Fault) {
 	for i, idx := range f.Targets {
 		targets[i] = ch.c.Nodes[idx]
 	}
+	// hold keeps the fault on for d and records when it held.
+	hold := func(d time.Duration) {
+		w := Window{Fault: f, Start: time.Now()}
+		time.Sleep(d)
+		w.End = time.Now()
+		ch.windows = append(ch.windows, w)
+	}
 	switch f.Kind {
 	case Kill:
 		for _, nd := range targets {
 			nd.MustKill()
 		}
-		time.Sleep(f.Duration)
+		hold(f.Duration)
 		for _, nd := range targets {
 			nd.StartNoWait()
 		}
@@ -164,17 +174,17 @@ func (ch *chaos) apply(f Fault) {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(f.Duration)
+		hold(f.Duration)
 		for _, nd := range targets {
 			if err := nd.Resume(); err != nil {
 				t.Fatal(err)
 			}
 		}
-	case Partition:
+	case Partition, Bridge:
 		if err := ch.ns.Partition(f.Sides...); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(f.Duration)
+		hold(f.Duration)
 		if err := ch.ns.Heal(); err != nil {
 			t.Fatal(err)
 		}
@@ -379,7 +389,7 @@ func TestChaosFiveNodesLoseNoAcknowledgedWrite(t *testing.T) {
 
 	kinds := []FaultKind{Kill, Pause}
 	if ch.ns != nil {
-		kinds = append(kinds, Partition)
+		kinds = append(kinds, Partition, Bridge)
 	}
 	ch.sum.Duration = faultPhase(t)
 	schedule := Schedule(ch.rng, ScheduleOptions{Nodes: 5, Total: ch.sum.Duration, Kinds: kinds,
@@ -391,6 +401,14 @@ func TestChaosFiveNodesLoseNoAcknowledgedWrite(t *testing.T) {
 	}
 	w.Stop()
 	t.Logf("fault phase over: %d operations, %d acknowledged", ch.h.Ops.Load(), ch.h.Acked.Load())
+	obs := ch.h.Observations()
+	ch.sum.Availability = Availability(obs, ch.windows, kinds)
+	for _, o := range obs {
+		ch.sum.Longest = max(ch.sum.Longest, o.Took)
+		if o.Took > serverRequestTimeout {
+			ch.sum.OverTimeout++
+		}
+	}
 
 	ch.sum.ConvergeChaos = ch.converge("after chaos", append(ch.h.DistinctKeys(), ch.keys...))
 

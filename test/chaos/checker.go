@@ -24,6 +24,7 @@ type History struct {
 	distinct map[string]*distinctKey
 	order    []string // distinct keys in first-attempt order
 	elements map[string]map[string]bool
+	obs      []Observation // every client request (availability.go)
 }
 
 // distinctKey is the fate of one key of the distinct-writes workload:

@@ -110,7 +110,7 @@ func TestSameReplicaComparesDotsValuesAndContext(t *testing.T) {
 }
 
 func TestScheduleReplaysAndFaultsAtMostTwoNodes(t *testing.T) {
-	o := ScheduleOptions{Nodes: 5, Total: 10 * time.Minute, Kinds: []FaultKind{Kill, Pause, Partition},
+	o := ScheduleOptions{Nodes: 5, Total: 10 * time.Minute, Kinds: []FaultKind{Kill, Pause, Partition, Bridge},
 		MinHold: 2 * time.Second, MaxHold: 6 * time.Second, MaxGap: 3 * time.Second}
 	a := Schedule(rand.New(rand.NewPCG(7, 8)), o)
 	b := Schedule(rand.New(rand.NewPCG(7, 8)), o)
@@ -131,6 +131,14 @@ func TestScheduleReplaysAndFaultsAtMostTwoNodes(t *testing.T) {
 		if f.Duration < o.MinHold || f.Duration > o.MaxHold || f.Gap > o.MaxGap {
 			t.Fatalf("%s (gap %v): outside the bounds %+v", f, f.Gap, o)
 		}
+		if f.Kind == Bridge {
+			if len(f.Sides) != 2 || len(f.Sides[0]) != 2 || len(f.Sides[1]) != 2 || len(f.Targets) != 1 ||
+				slices.Contains(f.Sides[0], f.Targets[0]) || slices.Contains(f.Sides[1], f.Targets[0]) ||
+				slices.ContainsFunc(f.Sides[0], func(i int) bool { return slices.Contains(f.Sides[1], i) }) {
+				t.Fatalf("%s: want two sides of two and one bridge on neither", f)
+			}
+			continue
+		}
 		if f.Kind == Partition {
 			if len(f.Sides) != 2 || !slices.Equal(f.Sides[0], f.Targets) || len(f.Sides[0])+len(f.Sides[1]) != 5 {
 				t.Fatalf("%s: sides %v do not split the 5 nodes around the targets %v", f, f.Sides, f.Targets)
@@ -143,6 +151,40 @@ func TestScheduleReplaysAndFaultsAtMostTwoNodes(t *testing.T) {
 	for _, k := range o.Kinds {
 		if kinds[k] == 0 {
 			t.Errorf("no %s fault in %d draws", k, len(a))
+		}
+	}
+}
+
+func TestAvailabilitySortsRequestsIntoTheFaultTheyStartedIn(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	windows := []Window{
+		{Fault: Fault{Kind: Partition, Targets: []int{0, 1}, Sides: [][]int{{0, 1}, {2, 3, 4}}}, Start: at(10), End: at(20)},
+		{Fault: Fault{Kind: Kill, Targets: []int{4}}, Start: at(30), End: at(40)},
+	}
+	obs := []Observation{
+		{Node: 0, Write: true, OK: true, Start: at(1), Took: 10 * time.Millisecond},    // none
+		{Node: 0, Write: true, OK: false, Start: at(11), Took: 5 * time.Second},        // partition, minority
+		{Node: 2, Write: true, OK: true, Start: at(12), Took: 20 * time.Millisecond},   // partition, majority
+		{Node: 3, Write: true, OK: false, Start: at(19), Took: 300 * time.Millisecond}, // partition, majority
+		{Node: 3, Write: false, OK: true, Start: at(15), Took: 30 * time.Millisecond},  // partition read
+		{Node: 4, Write: true, OK: false, Start: at(30), Took: 1 * time.Millisecond},   // kill, the victim
+		{Node: 1, Write: true, OK: true, Start: at(39), Took: 40 * time.Millisecond},   // kill, unaffected
+		{Node: 1, Write: true, OK: true, Start: at(40), Took: 40 * time.Millisecond},   // none (the window ended)
+	}
+	got := Availability(obs, windows, []FaultKind{Kill, Pause, Partition})
+	want := []AvailabilityRow{
+		{Kind: "none", Writes: 2, WritesOK: 2, Clear: 2, ClearOK: 2, P99: 40 * time.Millisecond, Max: 40 * time.Millisecond},
+		{Kind: Kill, Writes: 2, WritesOK: 1, Clear: 1, ClearOK: 1, P99: 40 * time.Millisecond, Max: 40 * time.Millisecond},
+		{Kind: Partition, Writes: 3, WritesOK: 1, Clear: 2, ClearOK: 1, Reads: 1, ReadsOK: 1, P99: 5 * time.Second, Max: 5 * time.Second},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Availability:\n got %v\nwant %v", got, want)
+	}
+	bridge := Window{Fault: Fault{Kind: Bridge, Targets: []int{2}, Sides: [][]int{{0, 1}, {3, 4}}}}
+	for i := range 5 {
+		if !bridge.unaffected(i) {
+			t.Errorf("bridge: node %d affected, want every node reachable by clients", i)
 		}
 	}
 }

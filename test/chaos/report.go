@@ -6,6 +6,10 @@ import (
 	"time"
 )
 
+// serverRequestTimeout is the nodes' --request-timeout (its default): no
+// client should wait longer for an answer.
+const serverRequestTimeout = 5 * time.Second
+
 // Summary is the figures of one run, printed at its end.
 type Summary struct {
 	Seed     uint64
@@ -25,6 +29,13 @@ type Summary struct {
 	// not within the deadline; zero when not measured.
 	ConvergeChaos, HintsDelivered, ConvergeHints, ConvergeAAE time.Duration
 	ConvergeFailures                                          []string
+
+	// Availability is per fault kind of the fault phase (availability.go);
+	// Longest the longest any client waited, OverTimeout how many waited
+	// longer than the nodes' request timeout.
+	Availability []AvailabilityRow
+	Longest      time.Duration
+	OverTimeout  int
 }
 
 func secs(d time.Duration) string {
@@ -46,7 +57,11 @@ func (s Summary) String() string {
 	row("fault phase", "%v", s.Duration.Round(time.Second))
 	row("operations", "%d (failed or timed out: %d)", s.Ops, s.Failed)
 	row("acknowledged writes", "%d (keys checked %d, set elements %d)", s.Acked, s.AckedKeys, s.AckedElements)
-	row("faults", "kill %d, pause %d, partition %d", s.Faults[Kill], s.Faults[Pause], s.Faults[Partition])
+	row("faults", "kill %d, pause %d, partition %d, bridge %d", s.Faults[Kill], s.Faults[Pause], s.Faults[Partition], s.Faults[Bridge])
+	for _, a := range s.Availability {
+		row("availability, "+string(a.Kind), "%s", a)
+	}
+	row("longest request", "%v (%d longer than the %v request timeout)", s.Longest.Round(time.Millisecond), s.OverTimeout, serverRequestTimeout)
 	row("writes lost", "%d", s.Lost)
 	row("stale or missing reads during faults", "%d of %d", s.StaleReads, s.Reads)
 	row("converge after chaos", "%s", secs(s.ConvergeChaos))

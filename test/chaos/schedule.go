@@ -15,6 +15,10 @@ const (
 	Kill      FaultKind = "kill"      // SIGKILL, restart after Duration
 	Pause     FaultKind = "pause"     // SIGSTOP, SIGCONT after Duration
 	Partition FaultKind = "partition" // cut Sides apart, heal after Duration
+	// Bridge cuts Sides apart while Targets (on no side) reaches all:
+	// memberlist's indirect probes through the bridge keep every node
+	// alive in gossip, so only the coordinators' own calls see the cut.
+	Bridge FaultKind = "bridge"
 )
 
 // Fault is one step of a schedule: apply, hold for Duration, revert, then
@@ -28,8 +32,11 @@ type Fault struct {
 }
 
 func (f Fault) String() string {
-	if f.Kind == Partition {
+	switch f.Kind {
+	case Partition:
 		return fmt.Sprintf("partition %v for %v", f.Sides, f.Duration)
+	case Bridge:
+		return fmt.Sprintf("bridge %v between %v for %v", f.Targets, f.Sides, f.Duration)
 	}
 	return fmt.Sprintf("%s %v for %v", f.Kind, f.Targets, f.Duration)
 }
@@ -63,6 +70,15 @@ func Schedule(rng *rand.Rand, o ScheduleOptions) []Fault {
 		}
 		used += hold + gap
 		f := Fault{Kind: o.Kinds[rng.IntN(len(o.Kinds))], Duration: hold, Gap: gap}
+		if f.Kind == Bridge {
+			// Two sides of (n-1)/2 nodes each that cannot reach each
+			// other, and the rest (one node on 5) reaching both.
+			perm, k := rng.Perm(o.Nodes), (o.Nodes-1)/2
+			f.Sides = [][]int{slices.Sorted(slices.Values(perm[:k])), slices.Sorted(slices.Values(perm[k : 2*k]))}
+			f.Targets = slices.Sorted(slices.Values(perm[2*k:]))
+			out = append(out, f)
+			continue
+		}
 		// One node three times out of four, two otherwise.
 		k := 1
 		if rng.IntN(4) == 0 {

@@ -76,13 +76,22 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// request runs one bounded request; it is not tied to the workload's
-// context, so Stop does not turn an acknowledged write into an unknown.
-func request(f func(ctx context.Context) (testnode.Response, error)) (testnode.Response, error) {
+// request runs one bounded request to nd and records its outcome in h
+// (ok judges the answer); it is not tied to the workload's context, so
+// Stop does not turn an acknowledged write into an unknown.
+func request(h *History, nd *testnode.Node, write bool, ok func(testnode.Response) bool,
+	f func(ctx context.Context) (testnode.Response, error)) (testnode.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), RequestTimeout)
 	defer cancel()
-	return f(ctx)
+	start := time.Now()
+	r, err := f(ctx)
+	h.Observe(Observation{Node: nd.Index(), Write: write, OK: err == nil && ok(r), Start: start, Took: time.Since(start)})
+	return r, err
 }
+
+// Judges of an answer, for request.
+func answered(r testnode.Response) bool { return r.Status < 500 }
+func written(r testnode.Response) bool  { return r.Status == http.StatusNoContent }
 
 // distinctWriter writes new keys with unique values through random nodes,
 // deletes some of those it got acknowledged, and reads back earlier ones.
@@ -96,7 +105,7 @@ func distinctWriter(ctx context.Context, o WorkloadOptions, id int, rng *rand.Ra
 				continue
 			}
 			h.Ops.Add(1)
-			r, err := request(func(c context.Context) (testnode.Response, error) {
+			r, err := request(h, nd, false, answered, func(c context.Context) (testnode.Response, error) {
 				return nd.GetContext(c, key, testnode.KV{})
 			})
 			if err != nil || r.Status >= 500 {
@@ -113,7 +122,7 @@ func distinctWriter(ctx context.Context, o WorkloadOptions, id int, rng *rand.Ra
 		value := fmt.Sprintf("v%d-%d-%x", id, seq, rng.Uint32())
 		h.PutAttempt(key, value)
 		h.Ops.Add(1)
-		r, err := request(func(c context.Context) (testnode.Response, error) {
+		r, err := request(h, nd, true, written, func(c context.Context) (testnode.Response, error) {
 			return nd.PutContext(c, key, []byte(value), testnode.KV{})
 		})
 		if err != nil || r.Status != http.StatusNoContent {
@@ -133,7 +142,7 @@ func distinctWriter(ctx context.Context, o WorkloadOptions, id int, rng *rand.Ra
 		nd = o.Nodes[rng.IntN(len(o.Nodes))]
 		h.DeleteAttempt(key)
 		h.Ops.Add(1)
-		r, err = request(func(c context.Context) (testnode.Response, error) {
+		r, err = request(h, nd, true, written, func(c context.Context) (testnode.Response, error) {
 			return nd.DeleteContext(c, key, testnode.KV{Context: putCtx})
 		})
 		if err != nil || r.Status != http.StatusNoContent {
@@ -156,7 +165,7 @@ func setAppender(ctx context.Context, o WorkloadOptions, id int, rng *rand.Rand)
 		nd := o.Nodes[rng.IntN(len(o.Nodes))]
 		existed := len(h.AckedElements(key)) > 0
 		h.Ops.Add(1)
-		r, err := request(func(c context.Context) (testnode.Response, error) {
+		r, err := request(h, nd, false, answered, func(c context.Context) (testnode.Response, error) {
 			return nd.GetContext(c, key, testnode.KV{})
 		})
 		if err != nil || r.Status >= 500 {
@@ -187,7 +196,7 @@ func setAppender(ctx context.Context, o WorkloadOptions, id int, rng *rand.Rand)
 		readCtx := r.Context
 		nd = o.Nodes[rng.IntN(len(o.Nodes))]
 		h.Ops.Add(1)
-		r, err = request(func(c context.Context) (testnode.Response, error) {
+		r, err = request(h, nd, true, written, func(c context.Context) (testnode.Response, error) {
 			return nd.PutContext(c, key, EncodeElements(set), testnode.KV{Context: readCtx})
 		})
 		if err != nil || r.Status != http.StatusNoContent {
