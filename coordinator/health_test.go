@@ -281,3 +281,37 @@ func TestAForwardedWriteAnswersWithinTheForwardersDeadline(t *testing.T) {
 		t.Errorf("the verdict came after the forwarder's deadline")
 	}
 }
+
+// A read whose quorum hangs on peers that are unreachable and late fails
+// with a QuorumError then, rather than waiting out the request timeout
+// (a minute here) for calls whose RPC timeouts would fail them anyway.
+func TestAReadDoesNotWaitForUnreachablePeers(t *testing.T) {
+	ring := []string{"a", "b", "c", "d", "e"}
+	h := newHarness(t, Config{N: 3, R: 2}, ring, nil, ring...)
+	stuck := make(chan struct{})
+	defer close(stuck)
+	a := h.coord("a")
+	for _, id := range []string{"b", "c"} {
+		h.setGetGate(id, stuck)
+		for range tripAfter {
+			a.health.missed(id)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, _, err := a.Get(ctx, 0, key, 2)
+	if qe, ok := errors.AsType[*QuorumError](err); !ok || qe.Needed != 2 || qe.Acked != 1 {
+		t.Fatalf("read at R=2 with b and c unreachable: %v, want QuorumError{2, 1}", err)
+	}
+	// A peer that is only slow is waited for.
+	release := make(chan struct{})
+	h.setGetGate("b", release)
+	a.health.answered("b", -1)
+	go func() {
+		time.Sleep(300 * time.Millisecond) // past b's deadline
+		close(release)
+	}()
+	if _, _, err := a.Get(ctx, 0, key, 2); err != nil {
+		t.Fatalf("read at R=2 with b slow but reachable: %v, want success once b answers", err)
+	}
+}

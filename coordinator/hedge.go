@@ -122,6 +122,21 @@ func (p *pendingCalls) allGone() bool {
 // timeout (2s by default) that would otherwise end the wait.
 const giveUpAfter = 2 * maxHedgeAfter
 
+// unreachable is allGone without the time limit: every pending call is
+// late and to a peer treated as unreachable. A read uses it: a slow peer
+// that is still reachable may yet make its quorum.
+func (p *pendingCalls) unreachable() bool {
+	if len(p.calls) == 0 {
+		return false
+	}
+	for _, pc := range p.calls {
+		if !pc.late || p.c.reachable(pc.id) {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *pendingCalls) stop() {
 	if p.timer != nil {
 		p.timer.Stop()

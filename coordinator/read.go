@@ -38,6 +38,7 @@ func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vcloc
 
 	tally := newReadTally(r, len(committed))
 	reads := c.startReads(committed, tally.need, db, key)
+	defer reads.calls.stop()
 	// Whatever the outcome, the answers still on their way feed read
 	// repair; when every replica asked has answered and they agree there
 	// is nothing to wait for or repair, and no goroutine is started.
@@ -63,6 +64,7 @@ func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vcloc
 		select {
 		case a := <-reads.answers:
 			reads.outstanding--
+			reads.calls.done(a.id)
 			if a.err != nil {
 				c.log.Debug("replica read failed", zap.String("peer", a.id), zap.Error(a.err))
 				reads.more(1)
@@ -71,6 +73,13 @@ func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vcloc
 		case <-hedge:
 			hedge = nil
 			reads.more(len(reads.pending))
+		case <-reads.calls.wait():
+			reads.calls.fired()
+			if len(reads.pending) == 0 && reads.calls.unreachable() {
+				// The quorum now hangs on peers that are late and
+				// unreachable: their RPC timeouts would fail them anyway.
+				return vclock.Set{}, false, c.quorumFailed(tally.timedOut())
+			}
 		case <-rctx.Done():
 			if err := ctx.Err(); err != nil {
 				return vclock.Set{}, false, fmt.Errorf("coordinator: read abandoned by the client: %w", err)
@@ -94,6 +103,9 @@ type lazyReads struct {
 	answers     chan readAnswer
 	pending     []string // replicas not asked yet, in the order to ask them
 	outstanding int      // asked and not answered yet
+	// calls are the peers asked and not answered, against their
+	// deadlines (health.go); the read's loop stops it.
+	calls *pendingCalls
 }
 
 func (c *Coordinator) startReads(list []string, need, db int, key []byte) *lazyReads {
@@ -103,7 +115,8 @@ func (c *Coordinator) startReads(list []string, need, db int, key []byte) *lazyR
 		order = append(order, self)
 	}
 	order = append(order, forwardOrder(slices.DeleteFunc(slices.Clone(list), func(id string) bool { return id == self }), c.reachable)...)
-	l := &lazyReads{c: c, db: db, key: key, answers: make(chan readAnswer, len(order)), pending: order}
+	l := &lazyReads{c: c, db: db, key: key, answers: make(chan readAnswer, len(order)), pending: order,
+		calls: c.newPendingCalls(len(order))}
 	l.more(need)
 	return l
 }
@@ -123,6 +136,9 @@ func (l *lazyReads) more(n int) {
 		l.answers <- readAnswer{id: l.pending[0], set: s, found: ok, err: err}
 		l.pending, l.outstanding = nil, l.outstanding+1
 		return
+	}
+	for _, id := range l.pending[:n] {
+		l.calls.add(id)
 	}
 	l.c.fanOutGetsTo(l.answers, l.pending[:n], l.db, l.key)
 	l.pending, l.outstanding = l.pending[n:], l.outstanding+n
