@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -118,13 +119,40 @@ func (c *Coordinator) reachable(id string) bool {
 	if !c.health.unreachable(id) {
 		return true
 	}
+	c.maybeProbe(id)
+	return false
+}
+
+// maybeProbe sends peer id a probe when one is due (peerHealth.probeDue):
+// a peer routed around may get no other call that would show it answers.
+func (c *Coordinator) maybeProbe(id string) {
 	if c.health.probeDue(id) {
 		c.spawn(func(ctx context.Context) {
-			// Its answer, found or not, closes the peer (observedReplicas).
+			// Its answer, found or not, puts the peer back in good
+			// standing (observedReplicas).
 			_, _, _ = c.replicas.Get(ctx, id, 0, probeKey)
 		})
 	}
-	return false
+}
+
+// routeOrder is the order in which the coordinator tries ids, any of
+// which can serve (the replica to forward a write to, the peers to read a
+// context or a value from): forwardOrder with reachable, and among the
+// reachable first those with no failed or late call since their last
+// answer. A peer that just started missing is tried after the others
+// before it has missed enough to be unreachable: in a bridge, where gossip
+// never notices the cut, a forward to it would wait out the request.
+func (c *Coordinator) routeOrder(ids []string) []string {
+	out := forwardOrder(ids, c.reachable)
+	for _, id := range out {
+		if c.health.rank(id) == 1 {
+			c.maybeProbe(id)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b string) int {
+		return c.health.rank(a) - c.health.rank(b)
+	})
+	return out
 }
 
 // probeKey is the key an open peer's probe reads: a valid key (so any

@@ -167,6 +167,7 @@ func TestForwardFailsOverOnConnectionErrorButNotOnQuorumError(t *testing.T) {
 	}
 
 	h.net.node("a").coordErr = fmt.Errorf("remote: %w", &QuorumError{Needed: 2, Acked: 1})
+	h.coord("d").health.answered("a", -1) // a answers again: first in line again (routeOrder)
 	before := h.net.node("c").coords
 	_, err := put(t, h.coord("d"), "v2", vclock.Context{}, 0)
 	if q := asQuorumErr(t, err); q != (QuorumError{Needed: 2, Acked: 1}) {

@@ -151,8 +151,11 @@ func (h *peerHealth) missed(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.misses++
+	now := h.now()
+	if p.misses == 1 {
+		p.nextProbe = now.Add(probeInterval)
+	}
 	if !p.open && p.misses >= tripAfter {
-		now := h.now()
 		p.open, p.since, p.nextProbe = true, now, now.Add(probeInterval)
 		p.trips++
 	}
@@ -171,13 +174,34 @@ func (h *peerHealth) unreachable(id string) bool {
 	return p.open
 }
 
-// probeDue reports whether open peer id is due a probe, at most once per
-// probeInterval; false for a peer that is not open.
+// rank orders peers for routeOrder: 0 with no miss since the last answer,
+// 1 missing, 2 unreachable.
+func (h *peerHealth) rank(id string) int {
+	h.mu.RLock()
+	p := h.peers[id]
+	h.mu.RUnlock()
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.open:
+		return 2
+	case p.misses > 0:
+		return 1
+	}
+	return 0
+}
+
+// probeDue reports whether peer id, open or missing (its last call failed
+// or ran late), is due a probe: at most once per probeInterval, the first
+// probeInterval after its first miss. False for a peer in good standing.
 func (h *peerHealth) probeDue(id string) bool {
 	p := h.stat(id)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.open {
+	if p.misses == 0 {
 		return false
 	}
 	now := h.now()

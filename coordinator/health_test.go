@@ -87,14 +87,20 @@ func TestAPeerThatKeepsFailingIsRoutedAroundAndRecovers(t *testing.T) {
 	h := newHarness(t, Config{N: 3, W: 2, Now: clock.now}, list, nil, "a", "b", "c", "d")
 	h.fail("b", fmt.Errorf("dial: %w", rpc.ErrUnreachable))
 	d := h.coord("d")
-	for i := range tripAfter {
-		if _, err := put(t, d, fmt.Sprint("v", i), vclock.Context{}, 2); err != nil {
-			t.Fatalf("write %d forwarded from d with b failing: %v, want the next replica to take it", i, err)
-		}
+	if _, err := put(t, d, "v0", vclock.Context{}, 2); err != nil {
+		t.Fatalf("write forwarded from d with b failing: %v, want the next replica to take it", err)
+	}
+	if p := peer(d, "b"); p.Misses != 1 || p.Unreachable {
+		t.Fatalf("b on d after a failed forward: %+v, want one miss, not yet unreachable", p)
+	}
+	// One miss already sends d's forwards to a first; more make b
+	// unreachable (from d's other calls to it).
+	for range tripAfter - 1 {
+		d.health.missed("b")
 	}
 	p := peer(d, "b")
 	if !p.Unreachable || p.Trips != 1 || p.Since.IsZero() {
-		t.Fatalf("b on d after %d failed forwards: %+v, want unreachable, tripped once", tripAfter, p)
+		t.Fatalf("b on d after %d misses: %+v, want unreachable, tripped once", tripAfter, p)
 	}
 	h.fail("b", nil)
 	before := h.coords("b")
@@ -224,7 +230,7 @@ func TestHedgeAfterFollowsThePeersP99(t *testing.T) {
 		t.Errorf("after %d misses: hedge %v unreachable %v, want 0 and true", tripAfter, got, h.unreachable("p"))
 	}
 	if h.probeDue("p") {
-		t.Errorf("probeDue right after tripping: true, want a wait of probeInterval")
+		t.Errorf("probeDue right after its misses: true, want a wait of probeInterval")
 	}
 	now = now.Add(probeInterval)
 	if !h.probeDue("p") || h.probeDue("p") {

@@ -114,7 +114,7 @@ func (c *Coordinator) startReads(list []string, need, db int, key []byte) *lazyR
 	if inList(list, self) {
 		order = append(order, self)
 	}
-	order = append(order, forwardOrder(slices.DeleteFunc(slices.Clone(list), func(id string) bool { return id == self }), c.reachable)...)
+	order = append(order, c.routeOrder(slices.DeleteFunc(slices.Clone(list), func(id string) bool { return id == self }))...)
 	l := &lazyReads{c: c, db: db, key: key, answers: make(chan readAnswer, len(order)), pending: order,
 		calls: c.newPendingCalls(len(order))}
 	l.more(need)

@@ -349,7 +349,7 @@ func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db 
 	tally := newReadTally(c.cfg.R, len(ask))
 	answers := make(chan readAnswer, len(ask))
 	// The peers in the order they are asked: live ones first.
-	peers := forwardOrder(slices.DeleteFunc(slices.Clone(ask), func(id string) bool { return id == self }), c.reachable)
+	peers := c.routeOrder(slices.DeleteFunc(slices.Clone(ask), func(id string) bool { return id == self }))
 	first := min(tally.need-1, len(peers))
 	calls := c.newPendingCalls(len(ask))
 	defer calls.stop()
@@ -417,7 +417,7 @@ func (c *Coordinator) forward(ctx context.Context, plan *writePlan, req WriteReq
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 	var lastErr error
-	candidates := forwardOrder(plan.lists[0], c.reachable)
+	candidates := c.routeOrder(plan.lists[0])
 	for _, id := range candidates {
 		res, err := c.replicas.Coordinate(rctx, id, req)
 		if err == nil {

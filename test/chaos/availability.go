@@ -57,8 +57,9 @@ type AvailabilityRow struct {
 	Writes, WritesOK, Clear, ClearOK int
 	Reads, ReadsOK                   int
 	// P99 and Max are the latencies of every request of the kind, failed
-	// ones included (a timeout is the longest wait a client had).
-	P99, Max time.Duration
+	// ones included (a timeout is the longest wait a client had);
+	// ClearP99 and ClearMax those of the requests to unaffected nodes.
+	P99, Max, ClearP99, ClearMax time.Duration
 }
 
 func pct(ok, n int) string {
@@ -69,16 +70,17 @@ func pct(ok, n int) string {
 }
 
 func (r AvailabilityRow) String() string {
-	return fmt.Sprintf("writes %s of %d (via unaffected nodes %s of %d), reads %s of %d, p99 %v, max %v",
-		pct(r.WritesOK, r.Writes), r.Writes, pct(r.ClearOK, r.Clear), r.Clear, pct(r.ReadsOK, r.Reads), r.Reads,
-		r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond))
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	return fmt.Sprintf("writes %s of %d, reads %s of %d, p99 %v, max %v; via unaffected nodes: writes %s of %d, p99 %v, max %v",
+		pct(r.WritesOK, r.Writes), r.Writes, pct(r.ReadsOK, r.Reads), r.Reads, ms(r.P99), ms(r.Max),
+		pct(r.ClearOK, r.Clear), r.Clear, ms(r.ClearP99), ms(r.ClearMax))
 }
 
 // Availability sorts every observation into the fault window it started
 // in (or none) and sums each fault kind's figures, in the order kinds.
 func Availability(obs []Observation, windows []Window, kinds []FaultKind) []AvailabilityRow {
 	rows := map[FaultKind]*AvailabilityRow{}
-	lat := map[FaultKind][]time.Duration{}
+	lat, clearLat := map[FaultKind][]time.Duration{}, map[FaultKind][]time.Duration{}
 	for _, o := range obs {
 		kind, clear := FaultKind("none"), true
 		for _, w := range windows {
@@ -106,6 +108,10 @@ func Availability(obs []Observation, windows []Window, kinds []FaultKind) []Avai
 		}
 		lat[kind] = append(lat[kind], o.Took)
 		r.Max = max(r.Max, o.Took)
+		if clear {
+			clearLat[kind] = append(clearLat[kind], o.Took)
+			r.ClearMax = max(r.ClearMax, o.Took)
+		}
 	}
 	var out []AvailabilityRow
 	for _, k := range append([]FaultKind{"none"}, kinds...) {
@@ -113,12 +119,18 @@ func Availability(obs []Observation, windows []Window, kinds []FaultKind) []Avai
 		if r == nil {
 			continue
 		}
-		l := lat[k]
-		slices.Sort(l)
-		r.P99 = l[(len(l)*99)/100]
+		r.P99, r.ClearP99 = p99(lat[k]), p99(clearLat[k])
 		out = append(out, *r)
 	}
 	return out
+}
+
+func p99(l []time.Duration) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	slices.Sort(l)
+	return l[(len(l)*99)/100]
 }
 
 // Observe records one client request.

@@ -174,9 +174,12 @@ func TestAvailabilitySortsRequestsIntoTheFaultTheyStartedIn(t *testing.T) {
 	}
 	got := Availability(obs, windows, []FaultKind{Kill, Pause, Partition})
 	want := []AvailabilityRow{
-		{Kind: "none", Writes: 2, WritesOK: 2, Clear: 2, ClearOK: 2, P99: 40 * time.Millisecond, Max: 40 * time.Millisecond},
-		{Kind: Kill, Writes: 2, WritesOK: 1, Clear: 1, ClearOK: 1, P99: 40 * time.Millisecond, Max: 40 * time.Millisecond},
-		{Kind: Partition, Writes: 3, WritesOK: 1, Clear: 2, ClearOK: 1, Reads: 1, ReadsOK: 1, P99: 5 * time.Second, Max: 5 * time.Second},
+		{Kind: "none", Writes: 2, WritesOK: 2, Clear: 2, ClearOK: 2, P99: 40 * time.Millisecond, Max: 40 * time.Millisecond,
+			ClearP99: 40 * time.Millisecond, ClearMax: 40 * time.Millisecond},
+		{Kind: Kill, Writes: 2, WritesOK: 1, Clear: 1, ClearOK: 1, P99: 40 * time.Millisecond, Max: 40 * time.Millisecond,
+			ClearP99: 40 * time.Millisecond, ClearMax: 40 * time.Millisecond},
+		{Kind: Partition, Writes: 3, WritesOK: 1, Clear: 2, ClearOK: 1, Reads: 1, ReadsOK: 1, P99: 5 * time.Second, Max: 5 * time.Second,
+			ClearP99: 300 * time.Millisecond, ClearMax: 300 * time.Millisecond},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Availability:\n got %v\nwant %v", got, want)
