@@ -394,8 +394,11 @@ func TestChaosFiveNodesLoseNoAcknowledgedWrite(t *testing.T) {
 	ch.sum.Duration = faultPhase(t)
 	schedule := Schedule(ch.rng, ScheduleOptions{Nodes: 5, Total: ch.sum.Duration, Kinds: kinds,
 		MinHold: 2 * time.Second, MaxHold: 6 * time.Second, MaxGap: 3 * time.Second})
+	// One writer per node, pinned to it (PinWriters), so that the clients
+	// of the nodes a fault leaves alone keep measuring while those of the
+	// faulted ones wait; the appenders pick a node per request.
 	w := StartWorkloads(WorkloadOptions{Nodes: ch.c.Nodes, History: ch.h, Seed: ch.sum.Seed,
-		Writers: 3, Appenders: 2, SetKeys: ch.keys, KeyPrefix: "chaos/", DeleteRatio: 0.1, ReadRatio: 0.2})
+		Writers: 5, PinWriters: true, Appenders: 2, SetKeys: ch.keys, KeyPrefix: "chaos/", DeleteRatio: 0.1, ReadRatio: 0.2})
 	for _, f := range schedule {
 		ch.apply(f)
 	}

@@ -39,6 +39,12 @@ type WorkloadOptions struct {
 	KeyPrefix   string   // prefix of distinct keys, so phases do not collide
 	DeleteRatio float64  // share of acknowledged writes a writer then deletes
 	ReadRatio   float64  // share of operations that read back an earlier write
+	// PinWriters binds distinct-writes client i to Nodes[i%len(Nodes)],
+	// as an application server talks to its nearest node: while a fault
+	// holds, the clients of the nodes it leaves alone keep going, so the
+	// availability figures measure what they see (a client of a paused
+	// node waits out its timeout whichever node it would try next).
+	PinWriters bool
 }
 
 // StartWorkloads starts the clients; each has its own random source
@@ -97,8 +103,14 @@ func written(r testnode.Response) bool  { return r.Status == http.StatusNoConten
 // deletes some of those it got acknowledged, and reads back earlier ones.
 func distinctWriter(ctx context.Context, o WorkloadOptions, id int, rng *rand.Rand) {
 	h := o.History
+	pick := func() *testnode.Node {
+		if o.PinWriters {
+			return o.Nodes[id%len(o.Nodes)]
+		}
+		return o.Nodes[rng.IntN(len(o.Nodes))]
+	}
 	for seq := 0; sleepCtx(ctx, opPause); seq++ {
-		nd := o.Nodes[rng.IntN(len(o.Nodes))]
+		nd := pick()
 		if rng.Float64() < o.ReadRatio {
 			key, value, ok := h.Readable(rng.IntN)
 			if !ok {
@@ -139,7 +151,7 @@ func distinctWriter(ctx context.Context, o WorkloadOptions, id int, rng *rand.Ra
 		// not hold the write yet, leaving the value as a sibling of the
 		// tombstone (SPEC section 5).
 		putCtx := r.Context
-		nd = o.Nodes[rng.IntN(len(o.Nodes))]
+		nd = pick()
 		h.DeleteAttempt(key)
 		h.Ops.Add(1)
 		r, err = request(h, nd, true, written, func(c context.Context) (testnode.Response, error) {
