@@ -25,20 +25,21 @@ type fakeNode struct {
 	id    string
 	coord *Coordinator
 
-	mu       sync.Mutex
-	data     map[string]vclock.Set
-	getErr   error
-	mergeErr error
-	coordErr error // returned by Coordinate before it reaches the coordinator
-	putErr   error // the local store's Put
-	getGate  chan struct{}
-	mrgGate  chan struct{}
-	merges   []string              // keys merged into this replica, in order
-	covering int                   // covering merges asked of this replica
-	served   chan string           // when set, receives the id after every Get served
-	coords   int                   // writes this node coordinated for another node
-	hints    map[string]vclock.Set // owner + "|" + storageKey -> hint held for owner
-	hintErr  error
+	mu        sync.Mutex
+	data      map[string]vclock.Set
+	getErr    error
+	mergeErr  error
+	coordErr  error         // returned by Coordinate before it reaches the coordinator
+	coordGate chan struct{} // when set, Coordinate blocks on it first (gate)
+	putErr    error         // the local store's Put
+	getGate   chan struct{}
+	mrgGate   chan struct{}
+	merges    []string              // keys merged into this replica, in order
+	covering  int                   // covering merges asked of this replica
+	served    chan string           // when set, receives the id after every Get served
+	coords    int                   // writes this node coordinated for another node
+	hints     map[string]vclock.Set // owner + "|" + storageKey -> hint held for owner
+	hintErr   error
 }
 
 func newFakeNet(ids ...string) *fakeNet {
@@ -188,11 +189,14 @@ func (r fakeReplicas) Hint(ctx context.Context, id, owner string, db int, key []
 func (r fakeReplicas) Coordinate(ctx context.Context, id string, req WriteRequest) (WriteResult, error) {
 	n := r.net.node(id)
 	n.mu.Lock()
-	err, c := n.coordErr, n.coord
+	err, c, g := n.coordErr, n.coord, n.coordGate
 	if err == nil {
 		n.coords++
 	}
 	n.mu.Unlock()
+	if err := gate(ctx, g); err != nil {
+		return WriteResult{}, err
+	}
 	if err != nil {
 		return WriteResult{}, err
 	}

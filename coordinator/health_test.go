@@ -321,3 +321,35 @@ func TestAReadDoesNotWaitForUnreachablePeers(t *testing.T) {
 		t.Fatalf("read at R=2 with b slow but reachable: %v, want success once b answers", err)
 	}
 }
+
+// A forwarded write whose coordinator stops answering while it holds the
+// write cannot go elsewhere (it may have been applied), but once that
+// coordinator is unreachable the client gets the indeterminate 503 then,
+// not at the request timeout (a minute here).
+func TestAForwardToACoordinatorThatStopsAnsweringFailsEarly(t *testing.T) {
+	list := []string{"a", "b", "c"}
+	h := newHarness(t, Config{N: 3, W: 2}, list, nil, "a", "b", "c", "d")
+	stuck := make(chan struct{})
+	defer close(stuck)
+	n := h.net.node("a")
+	n.mu.Lock()
+	n.coordGate = stuck
+	n.mu.Unlock()
+	d := h.coord("d")
+	go func() {
+		// d's other calls to a fail meanwhile.
+		time.Sleep(100 * time.Millisecond)
+		for range tripAfter {
+			d.health.missed("a")
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := d.Put(ctx, WriteRequest{Key: key, Blind: true, Sibling: sib("v1"), W: 2})
+	if _, ok := errors.AsType[*QuorumError](err); !ok || !errors.Is(err, errStoppedAnswering) {
+		t.Fatalf("forward to a stuck, unreachable a: %v, want an indeterminate QuorumError saying a stopped answering", err)
+	}
+	if got := h.coords("b") + h.coords("c"); got != 0 {
+		t.Errorf("the write was sent on to %d other replicas, want none (a may have applied it)", got)
+	}
+}

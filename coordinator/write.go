@@ -407,6 +407,42 @@ func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db 
 	return tally.merged.Context, nil
 }
 
+// errStoppedAnswering: a forwarded write's coordinator became unreachable
+// (health.go) while the write was with it.
+var errStoppedAnswering = errors.New("the coordinating replica stopped answering while it held the write")
+
+// forwardTo hands the write to replica id and waits for its verdict, or
+// until id has held it for giveUpAfter and is unreachable by then (its
+// calls keep failing, or gossip says it is down): a write that may have
+// been applied cannot be sent elsewhere, but the client need not wait
+// out the request timeout to learn that it is indeterminate.
+func (c *Coordinator) forwardTo(ctx context.Context, id string, req WriteRequest) (WriteResult, error) {
+	type verdict struct {
+		res WriteResult
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan verdict, 1)
+	go func() {
+		res, err := c.replicas.Coordinate(ctx, id, req)
+		done <- verdict{res, err}
+	}()
+	start := c.cfg.Now()
+	tick := time.NewTicker(recheckLate)
+	defer tick.Stop()
+	for {
+		select {
+		case v := <-done:
+			return v.res, v.err
+		case <-tick.C:
+			if c.cfg.Now().Sub(start) >= giveUpAfter && !c.reachable(id) {
+				return WriteResult{}, errStoppedAnswering
+			}
+		}
+	}
+}
+
 // forward hands the write to a replica of the committed list: the live
 // ones first in preference order, then the others in case the failure
 // detector is behind. It moves on only when a replica certainly did not
@@ -419,7 +455,7 @@ func (c *Coordinator) forward(ctx context.Context, plan *writePlan, req WriteReq
 	var lastErr error
 	candidates := c.routeOrder(plan.lists[0])
 	for _, id := range candidates {
-		res, err := c.replicas.Coordinate(rctx, id, req)
+		res, err := c.forwardTo(rctx, id, req)
 		if err == nil {
 			return res, nil
 		}
@@ -428,6 +464,11 @@ func (c *Coordinator) forward(ctx context.Context, plan *writePlan, req WriteReq
 		case errors.As(err, &qerr):
 			c.stats.quorumFailures.Add(1)
 			return WriteResult{}, fmt.Errorf("coordinator: write forwarded to %s: %w", id, err)
+		case errors.Is(err, errStoppedAnswering):
+			// Possibly applied: indeterminate, and not sent elsewhere.
+			c.stats.quorumFailures.Add(1)
+			return WriteResult{}, fmt.Errorf("coordinator: write forwarded to %s: %w: %w", id, err,
+				&QuorumError{Needed: plan.need[0], Acked: 0})
 		case ctx.Err() != nil:
 			return WriteResult{}, fmt.Errorf("coordinator: write abandoned by the client: %w", ctx.Err())
 		case rctx.Err() != nil:
