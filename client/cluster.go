@@ -1,5 +1,7 @@
 package client
 
+import "time"
+
 // ClusterStatus is the JSON document of GET /cluster/status (SPEC section
 // 3): this node, N/R/W, the committed ring, a pending transition and every
 // member as this node sees it.
@@ -25,8 +27,32 @@ type ClusterStatus struct {
 // work they left running after their answer (merges beyond W, which store
 // a hint when they fail; answers beyond R; read repair): zero means nothing
 // this node started can still write to a replica or store a hint.
+// Hedges counts the calls started around a peer that ran late or was
+// unreachable (hints for a write's share, covering writes sent the gather
+// way, reads and context reads completed without it). Peers is every peer
+// the coordinator has called, by id.
 type CoordinatorStatus struct {
-	InFlight int64 `json:"in_flight"`
+	InFlight int64        `json:"in_flight"`
+	Hedges   uint64       `json:"hedges"`
+	Peers    []PeerHealth `json:"peers"`
+}
+
+// PeerHealth is one peer as the node's coordinator's calls see it, beside
+// what gossip says. Unreachable: its last calls all failed or ran late, so
+// the node routes around it (a cut link gossip does not see, say) until it
+// answers again; Since is when it became so (zero while reachable). Misses
+// counts its failed or late calls since its last answer, Trips how often
+// it became unreachable since the node started. P99Ms is the p99 latency
+// of its recent answers in milliseconds (0 until enough), HedgeAfterMs the
+// per-call deadline derived from it (0 while unreachable).
+type PeerHealth struct {
+	ID           string    `json:"id"`
+	Unreachable  bool      `json:"unreachable"`
+	Since        time.Time `json:"since,omitzero"`
+	Misses       int       `json:"misses"`
+	Trips        uint64    `json:"trips"`
+	P99Ms        float64   `json:"p99_ms"`
+	HedgeAfterMs float64   `json:"hedge_after_ms"`
 }
 
 // QuarantineStatus is the "quarantine" object of the status document:

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dynkv/dynkv/membership"
 	"github.com/dynkv/dynkv/node/httpapi"
@@ -39,9 +40,50 @@ type statusBody struct {
 // reads and writes it serves plus what they left running after their
 // answer (merges beyond W, which store a hint if they fail; read repair).
 // Zero means nothing this node started can still write to a replica.
+// Hedges counts the calls started around a late or unreachable peer;
+// peers is every peer the coordinator has called, by id, as its calls see
+// it (never null).
 type coordinatorBody struct {
-	InFlight int64 `json:"in_flight"`
+	InFlight int64      `json:"in_flight"`
+	Hedges   uint64     `json:"hedges"`
+	Peers    []peerBody `json:"peers"`
 }
+
+// peerBody is one peer's health (coordinator.PeerHealth): unreachable
+// while its last calls all failed or ran late, so routing avoids it even
+// if gossip says it is alive; since is when it became so (RFC 3339, UTC;
+// absent while reachable); misses its failed or late calls since its last
+// answer; trips how often it became unreachable since this node started;
+// p99_ms the p99 latency of its recent answers (0 until enough) and
+// hedge_after_ms the per-call deadline derived from it (0 while
+// unreachable).
+type peerBody struct {
+	ID           string  `json:"id"`
+	Unreachable  bool    `json:"unreachable"`
+	Since        string  `json:"since,omitempty"`
+	Misses       int     `json:"misses"`
+	Trips        uint64  `json:"trips"`
+	P99Ms        float64 `json:"p99_ms"`
+	HedgeAfterMs float64 `json:"hedge_after_ms"`
+}
+
+// newCoordinatorBody reports c's coordinator.
+func newCoordinatorBody(c *cluster) coordinatorBody {
+	cs := c.coord.Stats()
+	body := coordinatorBody{InFlight: cs.InFlight, Hedges: cs.Hedges, Peers: []peerBody{}}
+	for _, p := range c.coord.Peers() {
+		pb := peerBody{ID: p.ID, Unreachable: p.Unreachable, Misses: p.Misses, Trips: p.Trips,
+			P99Ms: milliseconds(p.P99), HedgeAfterMs: milliseconds(p.HedgeAfter)}
+		if !p.Since.IsZero() {
+			pb.Since = p.Since.UTC().Format(time.RFC3339)
+		}
+		body.Peers = append(body.Peers, pb)
+	}
+	return body
+}
+
+// milliseconds is d in (fractional) milliseconds.
+func milliseconds(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // transitionBody describes a pending ring change: the target member set
 // and how many members of committed ∪ target report their handoff done.
@@ -94,7 +136,7 @@ func (n *Node) clusterStatus(c *cluster) statusBody {
 		Members:         []memberBody{},
 		AAE:             n.aae.stats(),
 		Quarantine:      newQuarantineBody(n.store.Stats().Quarantine),
-		Coordinator:     coordinatorBody{InFlight: c.coord.Stats().InFlight},
+		Coordinator:     newCoordinatorBody(c),
 	}
 	target := st.Target()
 	pending := st.Pending()

@@ -205,6 +205,31 @@ func TestThreeNodeClusterServesAWriteThroughAnyNodeOnEveryOther(t *testing.T) {
 	if math.Abs(sum-1) > 1e-9 {
 		t.Errorf("ring shares sum to %v, want 1", sum)
 	}
+
+	// n2 coordinated a write to all three: it called both peers, and
+	// reports each as its calls saw it (a loaded test machine may have
+	// made some late, so only the fields' consistency is checked).
+	peers := st.Coordinator.Peers
+	if len(peers) != 2 || peers[0].ID != "n1" || peers[1].ID != "n3" {
+		t.Fatalf("n2's coordinator peers = %+v, want n1 and n3", peers)
+	}
+	fams := nodes[1].scrape(nil)
+	for _, p := range peers {
+		if p.Unreachable != (p.Since != "") || p.Unreachable != (p.HedgeAfterMs == 0) || p.Trips == 0 && p.Unreachable {
+			t.Errorf("peer %+v: since, hedge_after_ms and trips disagree with unreachable", p)
+		}
+		if p.HedgeAfterMs < 0 || p.HedgeAfterMs > 500 || p.P99Ms < 0 {
+			t.Errorf("peer %+v: p99 or hedge deadline out of range", p)
+		}
+		peer := map[string]string{"peer": p.ID}
+		if got := value(sample(t, fams, "dynkv_peer_unreachable", peer)); got != 0 && got != 1 {
+			t.Errorf("dynkv_peer_unreachable{peer=%s} = %v, want 0 or 1", p.ID, got)
+		}
+		for _, name := range []string{"dynkv_peer_breaker_trips_total", "dynkv_peer_latency_p99_seconds", "dynkv_peer_hedge_after_seconds"} {
+			sample(t, fams, name, peer)
+		}
+	}
+	sample(t, fams, "dynkv_coordinator_hedges_total", nil)
 }
 
 func TestSequentialBlindWritesThroughDifferentNodesLeaveTheLast(t *testing.T) {
@@ -557,11 +582,18 @@ func TestStatusReportsCoordinatorWorkInFlight(t *testing.T) {
 	testutil.Eventually(t, hangBound, 10*time.Millisecond, "coordinator work to finish", func() bool {
 		return tn.status().Coordinator.InFlight == 0
 	})
+	// A lone node calls no peer: hedges 0 and peers an empty array.
 	r := tn.get("/cluster/status", nil)
-	if !strings.Contains(string(r.body), `"coordinator":{"in_flight":0}`) {
-		t.Fatalf("status lacks the coordinator's in_flight: %s", r.body)
+	if !strings.Contains(string(r.body), `"coordinator":{"in_flight":0,"hedges":0,"peers":[]}`) {
+		t.Fatalf("status lacks the coordinator's in_flight, hedges and peers: %s", r.body)
 	}
-	if m := tn.get("/metrics", nil); !strings.Contains(string(m.body), "dynkv_coordinator_in_flight 0") {
-		t.Fatal("/metrics lacks dynkv_coordinator_in_flight")
+	m := tn.get("/metrics", nil)
+	for _, want := range []string{"dynkv_coordinator_in_flight 0", "dynkv_coordinator_hedges_total 0"} {
+		if !strings.Contains(string(m.body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(string(m.body), "dynkv_peer_") {
+		t.Errorf("/metrics of a lone node has per-peer series:\n%s", m.body)
 	}
 }

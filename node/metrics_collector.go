@@ -32,6 +32,13 @@ var (
 	descCoordInFlight      = desc("dynkv_coordinator_in_flight", "Reads and writes the coordinator is serving plus the work they left running after their answer (merges beyond W, answers beyond R, read repair).")
 	descCoverFallbacks     = desc("dynkv_coordinator_cover_fallbacks_total", "Blind writes fewer than W replicas took covering (one had seen a write this coordinator had not), so they read the key's context and were written again.")
 	descContextsAhead      = desc("dynkv_coordinator_contexts_ahead_total", "Writes whose client context covered writes this coordinator had not seen, so it read the replicas' contexts to clamp it.")
+	descCoordHedges        = desc("dynkv_coordinator_hedges_total", "Calls the coordinator started around a peer that ran past its per-call deadline or was unreachable: hints for a write's share, covering writes sent the gather way, reads and context reads completed without it.")
+
+	// Peer health: each peer the coordinator has called, as its calls see it.
+	descPeerUnreachable = desc("dynkv_peer_unreachable", "1 while the peer's last calls all failed or ran late, so the coordinator routes around it (even if gossip says it is alive).", "peer")
+	descPeerTrips       = desc("dynkv_peer_breaker_trips_total", "Times the peer became unreachable since this node started.", "peer")
+	descPeerP99         = desc("dynkv_peer_latency_p99_seconds", "p99 latency of the peer's recent answers (0 until enough).", "peer")
+	descPeerHedgeAfter  = desc("dynkv_peer_hedge_after_seconds", "Per-call deadline for the peer, derived from its p99, after which the coordinator hedges around it (0 while unreachable).", "peer")
 
 	// Hinted handoff: hints this node holds for other owners.
 	descHintsPending   = desc("dynkv_hints_pending", "Hints this node holds, by the owner they are for.", "owner")
@@ -171,6 +178,17 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCoveredBlind, cs.CoveredBlindWrites)
 	counter(descCoverFallbacks, cs.CoverFallbacks)
 	gauge(descCoordInFlight, float64(cs.InFlight))
+	counter(descCoordHedges, cs.Hedges)
+	for _, p := range cl.coord.Peers() {
+		unreachable := 0.0
+		if p.Unreachable {
+			unreachable = 1
+		}
+		gauge(descPeerUnreachable, unreachable, p.ID)
+		counter(descPeerTrips, p.Trips, p.ID)
+		gauge(descPeerP99, p.P99.Seconds(), p.ID)
+		gauge(descPeerHedgeAfter, p.HedgeAfter.Seconds(), p.ID)
+	}
 
 	now := n.cfg.now()
 	for owner, h := range n.store.HintStats() {

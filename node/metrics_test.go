@@ -130,7 +130,7 @@ func TestMetricsCountRequestsSiblingsAndFsyncsAfterTraffic(t *testing.T) {
 	// A one-node cluster: this node owns the whole ring and is ready.
 	for name, want := range map[string]float64{
 		"dynkv_ring_share": 1, "dynkv_ready": 1, "dynkv_ring_members": 1, "dynkv_ring_transition_pending": 0,
-		"dynkv_quorum_failures_total": 0,
+		"dynkv_quorum_failures_total": 0, "dynkv_coordinator_hedges_total": 0,
 	} {
 		if got := value(sample(t, fams, name, nil)); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

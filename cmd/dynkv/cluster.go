@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/dynkv/dynkv/client"
 )
@@ -118,6 +119,9 @@ func printStatus(w io.Writer, st client.ClusterStatus) {
 		fmt.Fprintf(w, "transition to [%s] (%s): %d of %d members done\n",
 			strings.Join(t.Target, " "), t.Fingerprint, t.MembersDone, t.MembersTotal)
 	}
+	if down := unreachablePeers(st.Coordinator.Peers); down != "" {
+		fmt.Fprintf(w, "unreachable peers (calls failing, routed around): %s\n", down)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tGOSSIP\tHTTP\tRING%\tTARGET%\tHINTS\tHANDOFF")
 	for _, m := range st.Members {
@@ -134,6 +138,24 @@ func printStatus(w io.Writer, st client.ClusterStatus) {
 			100*m.RingShare, 100*m.TargetShare, m.HintsPending, handoff)
 	}
 	_ = tw.Flush()
+}
+
+// unreachablePeers lists the peers the coordinator routes around, as
+// "n2 since 12:01:02 (3 misses, 1 trips)" (UTC) joined by commas; "" when
+// every peer it called is reachable.
+func unreachablePeers(peers []client.PeerHealth) string {
+	var out []string
+	for _, p := range peers {
+		if !p.Unreachable {
+			continue
+		}
+		s := p.ID
+		if !p.Since.IsZero() {
+			s += " since " + p.Since.UTC().Format(time.TimeOnly)
+		}
+		out = append(out, fmt.Sprintf("%s (%d misses, %d trips)", s, p.Misses, p.Trips))
+	}
+	return strings.Join(out, ", ")
 }
 
 // routeMissing tells the 404 of a route the server does not have (chi's

@@ -188,7 +188,39 @@ func TestPrintStatusShowsATransitionAndHandoffProgress(t *testing.T) {
 func TestPrintStatusOmitsAnEmptyQuarantine(t *testing.T) {
 	var out bytes.Buffer
 	printStatus(&out, client.ClusterStatus{Node: "a", N: 1, R: 1, W: 1})
-	if strings.Contains(out.String(), "quarantined") || !strings.Contains(out.String(), "in flight 0") {
-		t.Fatalf("status of a node with nothing quarantined:\n%s", out.String())
+	if strings.Contains(out.String(), "quarantined") || strings.Contains(out.String(), "unreachable") ||
+		!strings.Contains(out.String(), "in flight 0") {
+		t.Fatalf("status of a node with nothing quarantined and no peer unreachable:\n%s", out.String())
+	}
+}
+
+func TestPrintStatusListsUnreachablePeersOnly(t *testing.T) {
+	var st client.ClusterStatus
+	raw := `{"node":"a","n":3,"r":2,"w":2,"partitions":256,"epoch":4,"ring_fingerprint":"00ff",
+		"coordinator":{"in_flight":0,"hedges":12,"peers":[
+		  {"id":"b","unreachable":false,"misses":1,"trips":2,"p99_ms":1.5,"hedge_after_ms":50},
+		  {"id":"n2","unreachable":true,"since":"2024-05-06T12:01:02Z","misses":3,"trips":1,"p99_ms":2,"hedge_after_ms":0},
+		  {"id":"n3","unreachable":true,"since":"2024-05-06T14:01:02+02:00","misses":7,"trips":4,"p99_ms":0,"hedge_after_ms":0}]},
+		"members":[{"id":"a","state":"alive","gossip_addr":"h:1","http_addr":"h:2","ring_share":1,"target_share":1}]}`
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	printStatus(&out, st)
+	want := "unreachable peers (calls failing, routed around): n2 since 12:01:02 (3 misses, 1 trips), n3 since 12:01:02 (7 misses, 4 trips)\n"
+	if !strings.Contains(out.String(), want) || strings.Contains(out.String(), " b ") {
+		t.Errorf("status output lacks %q, or lists reachable b:\n%s", want, out.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[1], "unreachable peers") || !strings.HasPrefix(lines[2], "ID") {
+		t.Errorf("the unreachable line should follow the header, before the member table:\n%s", out.String())
+	}
+
+	// An unreachable peer without a since is listed without one.
+	if got := unreachablePeers([]client.PeerHealth{{ID: "x", Unreachable: true, Misses: 3}}); got != "x (3 misses, 0 trips)" {
+		t.Errorf("unreachablePeers without since = %q", got)
+	}
+	if got := unreachablePeers([]client.PeerHealth{{ID: "x", Misses: 2}}); got != "" {
+		t.Errorf("unreachablePeers of reachable peers = %q, want empty", got)
 	}
 }
