@@ -394,9 +394,11 @@ func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db 
 		case <-calls.wait():
 			calls.fired()
 			if selfDone && len(pending) == 0 && calls.allGone() {
-				// Every peer still asked is unreachable and past its
-				// deadline: as if they had failed, the write supersedes
-				// what the answers hold (best effort, as above).
+				// Every peer still asked is past its deadline and
+				// unreachable, or has kept the write waiting giveUpAfter:
+				// as if they had failed (their RPC timeouts would fail
+				// them), the write supersedes what the answers hold (best
+				// effort, as above).
 				c.stats.hedges.Add(1)
 				return tally.merged.Context, nil
 			}
