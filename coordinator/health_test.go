@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/dynkv/dynkv/internal/testutil"
 	"github.com/dynkv/dynkv/replication/rpc"
 	"github.com/dynkv/dynkv/vclock"
 )
@@ -83,8 +83,10 @@ func TestWithoutAFallbackAWriteWaitsForTheSlowReplica(t *testing.T) {
 // writes to it, and a probe closes it again once it answers.
 func TestAPeerThatKeepsFailingIsRoutedAroundAndRecovers(t *testing.T) {
 	list := []string{"b", "a", "c"}
-	clock := newStepClock()
-	h := newHarness(t, Config{N: 3, W: 2, Now: clock.now}, list, nil, "a", "b", "c", "d")
+	// A clock that moves when told, from the real time: request deadlines
+	// are built from it and run on real timers.
+	clock := testutil.NewFakeClockAt(time.Now())
+	h := newHarness(t, Config{N: 3, W: 2, Now: clock.Now}, list, nil, "a", "b", "c", "d")
 	h.fail("b", fmt.Errorf("dial: %w", rpc.ErrUnreachable))
 	d := h.coord("d")
 	if _, err := put(t, d, "v0", vclock.Context{}, 2); err != nil {
@@ -112,7 +114,7 @@ func TestAPeerThatKeepsFailingIsRoutedAroundAndRecovers(t *testing.T) {
 	}
 	// Routing around b once the probe interval has passed sends it a
 	// probe; its answer closes it.
-	clock.add(probeInterval)
+	clock.Advance(probeInterval)
 	if _, err := put(t, d, "probing", vclock.Context{}, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -240,27 +242,6 @@ func TestHedgeAfterFollowsThePeersP99(t *testing.T) {
 	if h.unreachable("p") {
 		t.Errorf("after an answer: still unreachable")
 	}
-}
-
-// stepClock is a clock that moves only when told to. It starts at the
-// real time: request deadlines are built from it and run on real timers.
-type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newStepClock() *stepClock { return &stepClock{t: time.Now()} }
-
-func (s *stepClock) now() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.t
-}
-
-func (s *stepClock) add(d time.Duration) {
-	s.mu.Lock()
-	s.t = s.t.Add(d)
-	s.mu.Unlock()
 }
 
 // A write forwarded with a deadline is coordinated within that deadline

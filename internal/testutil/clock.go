@@ -24,6 +24,10 @@ var FakeEpoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 // NewFakeClock is a clock standing at FakeEpoch.
 func NewFakeClock() *FakeClock { return &FakeClock{now: FakeEpoch} }
 
+// NewFakeClockAt is a clock standing at t: the real time, for code that
+// also builds context deadlines from it, which run on real timers.
+func NewFakeClockAt(t time.Time) *FakeClock { return &FakeClock{now: t} }
+
 // Now is the clock's time.
 func (c *FakeClock) Now() time.Time {
 	c.mu.Lock()
