@@ -149,19 +149,15 @@ func (ch *chaos) apply(f Fault) {
 	for i, idx := range f.Targets {
 		targets[i] = ch.c.Nodes[idx]
 	}
-	// hold keeps the fault on for d and records when it held.
-	hold := func(d time.Duration) {
-		w := Window{Fault: f, Start: time.Now()}
-		time.Sleep(d)
-		w.End = time.Now()
-		ch.windows = append(ch.windows, w)
-	}
+	// The fault's window runs from its application to the end of its
+	// revert: a killed node is down until it is ready again.
+	w := Window{Fault: f, Start: time.Now()}
 	switch f.Kind {
 	case Kill:
 		for _, nd := range targets {
 			nd.MustKill()
 		}
-		hold(f.Duration)
+		time.Sleep(f.Duration)
 		for _, nd := range targets {
 			nd.StartNoWait()
 		}
@@ -174,7 +170,7 @@ func (ch *chaos) apply(f Fault) {
 				t.Fatal(err)
 			}
 		}
-		hold(f.Duration)
+		time.Sleep(f.Duration)
 		for _, nd := range targets {
 			if err := nd.Resume(); err != nil {
 				t.Fatal(err)
@@ -184,11 +180,13 @@ func (ch *chaos) apply(f Fault) {
 		if err := ch.ns.Partition(f.Sides...); err != nil {
 			t.Fatal(err)
 		}
-		hold(f.Duration)
+		time.Sleep(f.Duration)
 		if err := ch.ns.Heal(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	w.End = time.Now()
+	ch.windows = append(ch.windows, w)
 	time.Sleep(f.Gap)
 }
 
