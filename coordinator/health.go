@@ -61,7 +61,7 @@ const (
 	// latencyWindow answers make a peer's p99, recomputed every
 	// latencyRecompute answers.
 	latencyWindow    = 256
-	latencyRecompute = 32
+	latencyRecompute = 128
 	// minLatencySamples answers are needed before the p99 is trusted.
 	minLatencySamples = 32
 )
@@ -96,6 +96,7 @@ type peerHealth struct {
 type peerStat struct {
 	mu        sync.Mutex
 	samples   [latencyWindow]time.Duration
+	scratch   [latencyWindow]time.Duration // sorted copy, for the p99
 	n         int // answers timed, in total
 	p99       time.Duration
 	misses    int
@@ -138,7 +139,8 @@ func (h *peerHealth) answered(id string, d time.Duration) {
 	p.samples[p.n%latencyWindow] = d
 	p.n++
 	if p.n >= minLatencySamples && p.n%latencyRecompute == 0 {
-		s := slices.Clone(p.samples[:min(p.n, latencyWindow)])
+		s := p.scratch[:min(p.n, latencyWindow)]
+		copy(s, p.samples[:])
 		slices.Sort(s)
 		p.p99 = s[(len(s)*99)/100]
 	}

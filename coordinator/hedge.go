@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"sync"
 	"time"
 )
 
@@ -72,7 +73,8 @@ func (p *pendingCalls) wait() <-chan time.Time {
 		}
 	}
 	if p.timer == nil {
-		p.timer = time.NewTimer(next.Sub(now))
+		p.timer = timerPool.Get().(*time.Timer)
+		p.timer.Reset(next.Sub(now))
 	} else if !next.Equal(p.armed) {
 		p.timer.Reset(next.Sub(now))
 	}
@@ -137,9 +139,23 @@ func (p *pendingCalls) unreachable() bool {
 	return true
 }
 
+// stop ends the tracking; the pendingCalls is not used after it.
 func (p *pendingCalls) stop() {
 	if p.timer != nil {
+		// Stopped, a timer is safe to Reset again (Go 1.23 timers: no
+		// stale tick is delivered after Reset), so the next request
+		// reuses it rather than allocating its own.
 		p.timer.Stop()
+		timerPool.Put(p.timer)
+		p.timer = nil
 	}
 	p.armed = time.Time{}
 }
+
+// timerPool holds stopped timers for pendingCalls: one per request
+// otherwise.
+var timerPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
