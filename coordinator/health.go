@@ -97,7 +97,7 @@ type peerStat struct {
 	mu        sync.Mutex
 	samples   [latencyWindow]time.Duration
 	scratch   [latencyWindow]time.Duration // sorted copy, for the p99
-	n         int // answers timed, in total
+	n         int                          // answers timed, in total
 	p99       time.Duration
 	misses    int
 	open      bool
