@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -111,16 +110,9 @@ func (c *Coordinator) Peers() []PeerHealth { return c.health.snapshot() }
 
 // reachable reports whether the coordinator routes to id: gossip says it
 // is alive and its calls have not kept failing (health.go). Asking about
-// an open peer probes it when a probe is due.
+// a peer not in good standing probes it when a probe is due.
 func (c *Coordinator) reachable(id string) bool {
-	if !c.cluster.Alive(id) {
-		return false
-	}
-	if !c.health.unreachable(id) {
-		return true
-	}
-	c.maybeProbe(id)
-	return false
+	return c.routeRank(id) != rankUnreachable
 }
 
 // maybeProbe sends peer id a probe when one is due (peerHealth.probeDue):
@@ -137,22 +129,24 @@ func (c *Coordinator) maybeProbe(id string) {
 
 // routeOrder is the order in which the coordinator tries ids, any of
 // which can serve (the replica to forward a write to, the peers to read a
-// context or a value from): forwardOrder with reachable, and among the
-// reachable first those with no failed or late call since their last
-// answer. A peer that just started missing is tried after the others
-// before it has missed enough to be unreachable: in a bridge, where gossip
-// never notices the cut, a forward to it would wait out the request.
-func (c *Coordinator) routeOrder(ids []string) []string {
-	out := forwardOrder(ids, c.reachable)
-	for _, id := range out {
-		if c.health.rank(id) == 1 {
-			c.maybeProbe(id)
-		}
+// context or a value from): forwardOrder by routeRank. A peer that just
+// started missing is tried after the others before it has missed enough
+// to be unreachable: in a bridge, where gossip never notices the cut, a
+// forward to it would wait out the request.
+func (c *Coordinator) routeOrder(ids []string) []string { return forwardOrder(ids, c.routeRank) }
+
+// routeRank is id's rank for routing (peerHealth.rank, and unreachable
+// while gossip says it is not alive). Asking about a peer that is not in
+// good standing probes it when a probe is due.
+func (c *Coordinator) routeRank(id string) int {
+	if !c.cluster.Alive(id) {
+		return rankUnreachable
 	}
-	slices.SortStableFunc(out, func(a, b string) int {
-		return c.health.rank(a) - c.health.rank(b)
-	})
-	return out
+	r := c.health.rank(id)
+	if r != rankGood {
+		c.maybeProbe(id)
+	}
+	return r
 }
 
 // probeKey is the key an open peer's probe reads: a valid key (so any

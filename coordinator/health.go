@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,36 +165,34 @@ func (h *peerHealth) missed(id string) {
 }
 
 // unreachable reports whether id is open.
-func (h *peerHealth) unreachable(id string) bool {
-	h.mu.RLock()
-	p := h.peers[id]
-	h.mu.RUnlock()
-	if p == nil {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.open
-}
+func (h *peerHealth) unreachable(id string) bool { return h.rank(id) == rankUnreachable }
 
-// rank orders peers for routeOrder: 0 with no miss since the last answer,
-// 1 missing, 2 unreachable.
+// A peer's rank for routing (forwardOrder): in good standing, missing
+// (failed or late calls since its last answer, fewer than tripAfter), or
+// unreachable (open).
+const (
+	rankGood = iota
+	rankMissing
+	rankUnreachable
+)
+
+// rank is id's rank; rankGood for a peer never called.
 func (h *peerHealth) rank(id string) int {
 	h.mu.RLock()
 	p := h.peers[id]
 	h.mu.RUnlock()
 	if p == nil {
-		return 0
+		return rankGood
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
 	case p.open:
-		return 2
+		return rankUnreachable
 	case p.misses > 0:
-		return 1
+		return rankMissing
 	}
-	return 0
+	return rankGood
 }
 
 // probeDue reports whether peer id, open or missing (its last call failed
@@ -244,15 +243,7 @@ func (h *peerHealth) snapshot() []PeerHealth {
 		p.mu.Unlock()
 	}
 	h.mu.RUnlock()
-	slices.SortFunc(out, func(a, b PeerHealth) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b PeerHealth) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -334,3 +334,35 @@ func TestAForwardToACoordinatorThatStopsAnsweringFailsEarly(t *testing.T) {
 		t.Errorf("the write was sent on to %d other replicas, want none (a may have applied it)", got)
 	}
 }
+
+// SPEC section 5: a blind write supersedes what a quorum holds. A peer
+// that is slow but reachable runs past its per-call deadline without the
+// context read giving up on it (it would then leave the earlier write as
+// a sibling): only unreachable peers, or a wait of giveUpAfter, end the
+// wait early.
+func TestAContextReadWaitsForASlowReachablePeer(t *testing.T) {
+	ring := []string{"a", "b", "c"}
+	h := newHarness(t, Config{N: 3, W: 2, GatherBlindWrites: true}, ring, nil, ring...)
+	// An earlier write that b and c hold and a does not.
+	earlier := h.net.node("b").set(0, key)
+	earlier, _ = earlier.Update("b", vclock.Context{}, sib("v0"))
+	h.net.node("b").store(0, key, earlier)
+	h.net.node("c").store(0, key, earlier)
+	release := make(chan struct{})
+	for _, id := range []string{"b", "c"} {
+		h.setGetGate(id, release)
+	}
+	go func() {
+		time.Sleep(400 * time.Millisecond) // past the 200 ms deadline, short of giveUpAfter
+		close(release)
+	}()
+	if _, err := put(t, h.coord("a"), "v1", vclock.Context{}, 2); err != nil {
+		t.Fatalf("blind write with slow peers: %v", err)
+	}
+	h.quiesce()
+	for _, id := range ring {
+		if got := values(h.net.node(id).set(0, key)); fmt.Sprint(got) != "[v1]" {
+			t.Errorf("%s holds %v, want [v1]: the blind write must supersede v0", id, got)
+		}
+	}
+}

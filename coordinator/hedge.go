@@ -101,43 +101,33 @@ func (p *pendingCalls) fired() []string {
 
 // allGone reports whether every pending call is given up on: late and
 // to a peer the coordinator now treats as unreachable (gossip says it is
-// not alive, or its calls keep failing), or pending for giveUpAfter.
-// Waiting longer for them is waiting out their RPC timeouts, after which
-// they would count as failed anyway. False when nothing is pending.
-func (p *pendingCalls) allGone() bool {
+// not alive, or its calls keep failing), or, when patience is not 0,
+// pending for patience. Waiting longer for them is waiting out their RPC
+// timeouts, after which they would count as failed anyway. False when
+// nothing is pending.
+func (p *pendingCalls) allGone(patience time.Duration) bool {
 	if len(p.calls) == 0 {
 		return false
 	}
 	now := p.c.cfg.Now()
 	for _, pc := range p.calls {
-		if !pc.late || (now.Sub(pc.start) < giveUpAfter && p.c.reachable(pc.id)) {
+		waited := patience > 0 && now.Sub(pc.start) >= patience
+		if !pc.late || (!waited && p.c.reachable(pc.id)) {
 			return false
 		}
 	}
 	return true
 }
 
-// giveUpAfter is how long a request waits for a peer that gossip and its
-// calls still report reachable but that does not answer, where an answer
-// only makes the result more complete (a context read beyond this node's
-// own): twice the longest per-call deadline, and well short of the RPC
-// timeout (2s by default) that would otherwise end the wait.
+// giveUpAfter is a context read's patience (allGone) with a peer that
+// gossip and its calls still report reachable but that does not answer,
+// where an answer only makes the result more complete, and how long a
+// forwarded write waits for its coordinator once that one is unreachable
+// (forwardTo): twice the longest per-call deadline, and well short of the
+// RPC timeout (2s by default) that would otherwise end the wait. A read
+// has no patience: a slow peer that is still reachable may yet make its
+// quorum.
 const giveUpAfter = 2 * maxHedgeAfter
-
-// unreachable is allGone without the time limit: every pending call is
-// late and to a peer treated as unreachable. A read uses it: a slow peer
-// that is still reachable may yet make its quorum.
-func (p *pendingCalls) unreachable() bool {
-	if len(p.calls) == 0 {
-		return false
-	}
-	for _, pc := range p.calls {
-		if !pc.late || p.c.reachable(pc.id) {
-			return false
-		}
-	}
-	return true
-}
 
 // stop ends the tracking; the pendingCalls is not used after it.
 func (p *pendingCalls) stop() {

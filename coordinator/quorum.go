@@ -187,21 +187,28 @@ func (t *readTally) repairTargets() []string {
 
 func inList(l []string, id string) bool { return slices.Contains(l, id) }
 
-// forwardOrder is the order in which a node outside the preference list
-// tries the replicas to coordinate a write: the live ones in preference
-// order, then the rest, since the failure detector may lag behind a
-// recovery.
-func forwardOrder(committed []string, alive func(string) bool) []string {
-	out := make([]string, 0, len(committed))
-	var rest []string
-	for _, id := range committed {
-		if alive(id) {
-			out = append(out, id)
-		} else {
-			rest = append(rest, id)
+// forwardOrder is the order in which a node tries replicas any of which
+// can serve (the one to coordinate a forwarded write, the peers a read
+// asks first): by rank, lowest first (Coordinator.routeRank: in good
+// standing, missing, unreachable), and in preference order within a rank.
+// The unreachable still come last rather than not at all, since the
+// failure detector may lag behind a recovery.
+func forwardOrder(ids []string, rank func(string) int) []string {
+	ranks := make([]int, len(ids))
+	top := 0
+	for i, id := range ids {
+		ranks[i] = rank(id)
+		top = max(top, ranks[i])
+	}
+	out := make([]string, 0, len(ids))
+	for r := 0; r <= top; r++ {
+		for i, id := range ids {
+			if ranks[i] == r {
+				out = append(out, id)
+			}
 		}
 	}
-	return append(out, rest...)
+	return out
 }
 
 // tryNext says whether a replica that failed to coordinate a forwarded

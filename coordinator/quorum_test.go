@@ -194,7 +194,12 @@ func TestReadTallyFailsWhenRUnreachable(t *testing.T) {
 
 func TestForwardOrderPrefersLiveReplicas(t *testing.T) {
 	dead := map[string]bool{"a": true, "c": true}
-	got := forwardOrder([]string{"a", "b", "c", "d"}, func(id string) bool { return !dead[id] })
+	got := forwardOrder([]string{"a", "b", "c", "d"}, func(id string) int {
+		if dead[id] {
+			return rankUnreachable
+		}
+		return rankGood
+	})
 	if want := []string{"b", "d", "a", "c"}; !slices.Equal(got, want) {
 		t.Fatalf("forwardOrder = %v, want %v", got, want)
 	}

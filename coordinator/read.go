@@ -75,7 +75,7 @@ func (c *Coordinator) Get(ctx context.Context, db int, key []byte, r int) (vcloc
 			reads.more(len(reads.pending))
 		case <-reads.calls.wait():
 			reads.calls.fired()
-			if len(reads.pending) == 0 && reads.calls.unreachable() {
+			if len(reads.pending) == 0 && reads.calls.allGone(0) {
 				// The quorum now hangs on peers that are late and
 				// unreachable: their RPC timeouts would fail them anyway.
 				return vclock.Set{}, false, c.quorumFailed(tally.timedOut())

@@ -106,18 +106,14 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 	results := make(chan mergeResult, 2*len(plan.nodes))
 	pending := c.newPendingCalls(len(plan.nodes))
 	defer pending.stop()
-	// attempts counts each replica's deliveries still running (its merge,
-	// and a hedge's hint): its failure counts only when the last fails.
-	attempts := make(map[string]int, len(plan.nodes))
 	for _, id := range plan.nodes {
-		if id == self {
-			continue
-		}
-		attempts[id] = 1
 		if _, dead := deadFallback[id]; !dead {
 			pending.add(id)
 		}
 	}
+	// hedged lists the replicas with a hedge's hint running beside their
+	// merge: a replica's failure counts only when both failed.
+	var hedged []string
 	c.fanOut(plan.nodes, self, func(ctx context.Context, id string) {
 		results <- mergeResult{id, c.replicateOrHint(ctx, picker, deadFallback, id, req.DB, req.Key, set)}
 	}, func(id string) { results <- mergeResult{id, ErrClosed} })
@@ -133,15 +129,16 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 			pending.done(r.id)
 			if r.err != nil {
 				c.log.Debug("replica merge failed", zap.String("peer", r.id), zap.Error(r.err))
-				if attempts[r.id]--; attempts[r.id] > 0 {
-					continue // its hedge may still answer for it
+				if i := slices.Index(hedged, r.id); i >= 0 {
+					hedged = slices.Delete(hedged, i, i+1)
+					continue // the other delivery may still answer for it
 				}
 			}
 			tally.record(r.id, r.err == nil)
 		case <-pending.wait():
 			for _, id := range pending.fired() {
 				if c.hedgeWrite(picker, results, id, req.DB, req.Key, set) {
-					attempts[id]++
+					hedged = append(hedged, id)
 				}
 			}
 		case <-rctx.Done():
@@ -393,7 +390,7 @@ func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db 
 			pending, outstanding = nil, outstanding+len(pending)
 		case <-calls.wait():
 			calls.fired()
-			if selfDone && len(pending) == 0 && calls.allGone() {
+			if selfDone && len(pending) == 0 && calls.allGone(giveUpAfter) {
 				// Every peer still asked is past its deadline and
 				// unreachable, or has kept the write waiting giveUpAfter:
 				// as if they had failed (their RPC timeouts would fail
@@ -417,32 +414,31 @@ var errStoppedAnswering = errors.New("the coordinating replica stopped answering
 // until id has held it for giveUpAfter and is unreachable by then (its
 // calls keep failing, or gossip says it is down): a write that may have
 // been applied cannot be sent elsewhere, but the client need not wait
-// out the request timeout to learn that it is indeterminate.
+// out the request timeout to learn that it is indeterminate. The watch
+// is a timer that first fires after giveUpAfter, so a forward answered
+// within it costs no goroutine.
 func (c *Coordinator) forwardTo(ctx context.Context, id string, req WriteRequest) (WriteResult, error) {
-	type verdict struct {
-		res WriteResult
-		err error
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan verdict, 1)
-	go func() {
-		res, err := c.replicas.Coordinate(ctx, id, req)
-		done <- verdict{res, err}
-	}()
-	start := c.cfg.Now()
-	tick := time.NewTicker(recheckLate)
-	defer tick.Stop()
-	for {
-		select {
-		case v := <-done:
-			return v.res, v.err
-		case <-tick.C:
-			if c.cfg.Now().Sub(start) >= giveUpAfter && !c.reachable(id) {
-				return WriteResult{}, errStoppedAnswering
-			}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// Once giveUpAfter has passed, check every recheckLate until the
+	// call returns (its deferred cancel ends the chain).
+	var check func()
+	check = func() {
+		switch {
+		case ctx.Err() != nil:
+		case !c.reachable(id):
+			cancel(errStoppedAnswering)
+		default:
+			time.AfterFunc(recheckLate, check)
 		}
 	}
+	watch := time.AfterFunc(giveUpAfter, check)
+	defer watch.Stop()
+	res, err := c.replicas.Coordinate(ctx, id, req)
+	if err != nil && errors.Is(context.Cause(ctx), errStoppedAnswering) {
+		return WriteResult{}, fmt.Errorf("%w (%v)", errStoppedAnswering, err)
+	}
+	return res, err
 }
 
 // forward hands the write to a replica of the committed list: the live
