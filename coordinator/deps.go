@@ -40,4 +40,7 @@ type Replicas interface {
 // Local is the coordinating replica's own store (store.Store).
 type Local interface {
 	Write(db int, key []byte, actor string, sup store.Supersede, sib vclock.Sibling) (vclock.Set, vclock.Context, error)
+	// Increment adds delta to actor's share of the key's counter, after
+	// merging base, what a quorum of the key's replicas holds.
+	Increment(db int, key []byte, actor string, base vclock.Set, delta int64) (vclock.Set, error)
 }

@@ -114,6 +114,22 @@ func (f *fakeNode) Write(db int, key []byte, actor string, sup store.Supersede, 
 	return next, clientCtx, nil
 }
 
+// Increment is store.Store.Increment's semantics.
+func (f *fakeNode) Increment(db int, key []byte, actor string, base vclock.Set, delta int64) (vclock.Set, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.putErr != nil {
+		return vclock.Set{}, f.putErr
+	}
+	k := storageKey(db, key)
+	next, err := vclock.Merge(f.data[k], base).Increment(actor, delta, int64(len(f.merges)+1))
+	if err != nil {
+		return vclock.Set{}, err
+	}
+	f.data[k] = next
+	return next, nil
+}
+
 // fakeReplicas is one node's view of the others, as rpc.Replicas.
 type fakeReplicas struct{ net *fakeNet }
 

@@ -82,14 +82,24 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 	defer cancel()
 
 	var learned vclock.Context
-	if c.canCover(plan, req) {
+	if !req.Counter && c.canCover(plan, req) {
 		res, fallBack, held, err := c.coverBlindWrite(ctx, rctx, plan, req)
 		if !fallBack {
 			return res, err
 		}
 		learned = held
 	}
-	set, clientCtx, err := c.writeLocal(ctx, rctx, plan, req, learned)
+	var (
+		set       vclock.Set
+		clientCtx vclock.Context
+		value     int64
+		err       error
+	)
+	if req.Counter {
+		set, value, err = c.incrementLocal(ctx, rctx, plan, req)
+	} else {
+		set, clientCtx, err = c.writeLocal(ctx, rctx, plan, req, learned)
+	}
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -122,7 +132,7 @@ func (c *Coordinator) coordinate(ctx context.Context, plan *writePlan, req Write
 			if qerr != nil {
 				return WriteResult{}, c.quorumFailed(qerr)
 			}
-			return WriteResult{Context: clientCtx}, nil
+			return WriteResult{Context: clientCtx, Value: value}, nil
 		}
 		select {
 		case r := <-results:
@@ -225,11 +235,11 @@ func (c *Coordinator) writeLocal(ctx, rctx context.Context, plan *writePlan, req
 	if req.Blind {
 		sup.Context = vclock.Context{}
 		if !c.cfg.LocalBlindWrites && peers {
-			gathered, err := c.gatherContext(rctx, plan.lists[0], req.DB, req.Key)
+			gathered, err := c.gatherState(rctx, plan.lists[0], req.DB, req.Key)
 			if err != nil {
 				return vclock.Set{}, vclock.Context{}, c.gatherFailed(ctx, plan, err)
 			}
-			sup.Context = gathered.Merge(learned)
+			sup.Context = gathered.Context.Merge(learned)
 		}
 	}
 	set, clientCtx, err := c.local.Write(req.DB, req.Key, self, sup, req.Sibling)
@@ -242,6 +252,40 @@ func (c *Coordinator) writeLocal(ctx, rctx context.Context, plan *writePlan, req
 		return vclock.Set{}, vclock.Context{}, fmt.Errorf("coordinator: local write to db %d on %s: %w", req.DB, self, err)
 	}
 	return set, clientCtx, nil
+}
+
+// incrementLocal adds the increment to this replica's share of the
+// counter, the first and durable step of coordinating it, and returns the
+// new state and the counter's value in it.
+//
+// It first reads the key's state from R replicas, this one among them
+// (gatherState), and the store merges it in before it adds: this
+// replica's own share is normally its latest (only this node increments
+// it, under the key's lock, and its store is durable), but a replica that
+// lost its copy, or handed it off and got it back stale, would otherwise
+// build on an old share, and the new share would replace increments it
+// had acknowledged. Any R replicas meet the W that acknowledged the last
+// of them. LocalBlindWrites does not skip the read: it trades only the
+// supersede rule of blind writes, never a counter's increments.
+func (c *Coordinator) incrementLocal(ctx, rctx context.Context, plan *writePlan, req WriteRequest) (vclock.Set, int64, error) {
+	self := c.cluster.Self()
+	var base vclock.Set
+	if len(plan.lists[0]) > 1 {
+		gathered, err := c.gatherState(rctx, plan.lists[0], req.DB, req.Key)
+		if err != nil {
+			return vclock.Set{}, 0, c.gatherFailed(ctx, plan, err)
+		}
+		base = gathered
+	}
+	set, err := c.local.Increment(req.DB, req.Key, self, base, req.Delta)
+	if err != nil {
+		return vclock.Set{}, 0, fmt.Errorf("coordinator: local increment of db %d on %s: %w", req.DB, self, err)
+	}
+	value, _, err := set.CounterValue()
+	if err != nil {
+		return vclock.Set{}, 0, fmt.Errorf("coordinator: local increment of db %d on %s: %w", req.DB, self, err)
+	}
+	return set, value, nil
 }
 
 // vouch decides how much of a client context that covers writes this
@@ -320,7 +364,8 @@ func (c *Coordinator) gatherFailed(ctx context.Context, plan *writePlan, err err
 	return err
 }
 
-// gatherContext reads the key's context from R replicas of the committed
+// gatherState reads the key's state (its merged context, and for an
+// increment its counter shares) from R replicas of the committed
 // list, this node's own store always among them (a blind write supersedes
 // at least what its coordinator holds, as SPEC section 5 says), so that it
 // supersedes every write a quorum acknowledged, not only what this replica
@@ -335,7 +380,7 @@ func (c *Coordinator) gatherFailed(ctx context.Context, plan *writePlan, err err
 // timeout. Other replicas are best effort: with fewer answers the write
 // supersedes less, as a plain blind write would. It fails when the local
 // read fails or time runs out.
-func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db int, key []byte) (vclock.Context, error) {
+func (c *Coordinator) gatherState(ctx context.Context, committed []string, db int, key []byte) (vclock.Set, error) {
 	self := c.cluster.Self()
 	ask := committed
 	if !inList(committed, self) {
@@ -376,7 +421,7 @@ func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db 
 			calls.done(a.id)
 			if a.id == self {
 				if a.err != nil {
-					return vclock.Context{}, fmt.Errorf("coordinator: reading the key's context on %s: %w", self, a.err)
+					return vclock.Set{}, fmt.Errorf("coordinator: reading the key's state on %s: %w", self, a.err)
 				}
 				selfDone = true
 			} else if a.err != nil && len(pending) > 0 {
@@ -397,13 +442,13 @@ func (c *Coordinator) gatherContext(ctx context.Context, committed []string, db 
 				// them), the write supersedes what the answers hold (best
 				// effort, as above).
 				c.stats.hedges.Add(1)
-				return tally.merged.Context, nil
+				return tally.merged, nil
 			}
 		case <-ctx.Done():
-			return vclock.Context{}, ctx.Err()
+			return vclock.Set{}, ctx.Err()
 		}
 	}
-	return tally.merged.Context, nil
+	return tally.merged, nil
 }
 
 // errStoppedAnswering: a forwarded write's coordinator became unreachable

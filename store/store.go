@@ -27,6 +27,12 @@ var (
 	ErrBadDatabase = errors.New("store: database number out of range")
 	ErrBadKey      = errors.New("store: key must be 1 to 1024 bytes")
 	ErrClosed      = errors.New("store: closed")
+	// ErrWrongType: the key holds another kind of data (a value, or a
+	// counter) than the operation works on.
+	ErrWrongType = vclock.ErrWrongType
+	// ErrCounterOverflow: the increment would take the counter out of
+	// the int64 range.
+	ErrCounterOverflow = vclock.ErrCounterOverflow
 )
 
 const (

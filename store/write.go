@@ -82,6 +82,13 @@ func (s *Store) Write(db int, key []byte, actor string, sup Supersede, sib vcloc
 	if err != nil {
 		return vclock.Set{}, vclock.Context{}, err
 	}
+	if !sib.Tombstone {
+		// A counter is changed by increments only (a delete, a tombstone,
+		// is for any kind).
+		if _, counter := cur.LiveKinds(sib.LastModified); counter {
+			return vclock.Set{}, vclock.Context{}, fmt.Errorf("store: write a value to db %d key of %d bytes holding a counter: %w", db, len(key), ErrWrongType)
+		}
+	}
 	ctx, err := sup.Resolve(cur.Context)
 	if err != nil {
 		return vclock.Set{}, vclock.Context{}, fmt.Errorf("store: db %d key of %d bytes: %w", db, len(key), err)
@@ -91,4 +98,34 @@ func (s *Store) Write(db int, key []byte, actor string, sup Supersede, sib vcloc
 		return vclock.Set{}, vclock.Context{}, err
 	}
 	return next, clientCtx, nil
+}
+
+// Increment adds delta to the counter the key holds (vclock.Set.Increment),
+// as actor, the coordinating replica: base, the state the coordinator read
+// from a quorum of the key's replicas, is merged in first, so that the
+// increment builds on actor's latest share even if this replica lost or
+// handed off its copy (any read quorum meets the write quorum of actor's
+// last acknowledged increment). The key's lock serialises the increments
+// of one actor, so two of them never build on the same share. It returns
+// the new state; a key holding a value fails with ErrWrongType.
+func (s *Store) Increment(db int, key []byte, actor string, base vclock.Set, delta int64) (vclock.Set, error) {
+	if err := s.checkKey(db, key); err != nil {
+		return vclock.Set{}, err
+	}
+	now := s.opts.Now().UnixNano()
+	mu := s.lockFor(db, key)
+	mu.Lock()
+	defer mu.Unlock()
+	cur, found, err := s.read(db, key)
+	if err != nil {
+		return vclock.Set{}, err
+	}
+	next, err := vclock.Merge(cur, base).Increment(actor, delta, now)
+	if err != nil {
+		return vclock.Set{}, fmt.Errorf("store: increment db %d key of %d bytes by %d: %w", db, len(key), delta, err)
+	}
+	if err := s.commitPut(db, key, cur, found, next); err != nil {
+		return vclock.Set{}, err
+	}
+	return next, nil
 }

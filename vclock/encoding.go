@@ -29,7 +29,11 @@ const (
 	setVersion     byte = 1
 )
 
-const flagTombstone byte = 1
+// Sibling flags: a tombstone, or a counter's state (never both).
+const (
+	flagTombstone byte = 1
+	flagCounter   byte = 2
+)
 
 // Layout (all integers uvarints unless marked, strings are a uvarint length
 // then the bytes):
@@ -37,7 +41,8 @@ const flagTombstone byte = 1
 //	context = version(1) body
 //	body    = nvv {actor counter} ndots {actor counter}
 //	set     = version(1) body nsiblings {sibling}
-//	sibling = actorIndex counter flags(1 byte) lastModified(zigzag varint)
+//	sibling = actorIndex counter flags(1 byte: 1 tombstone, 2 counter)
+//	          lastModified(zigzag varint)
 //	          expires(zigzag varint) contentType value
 //
 // A sibling names its actor by index into the sorted, distinct actors of
@@ -124,6 +129,9 @@ func (s Set) Encode() []byte {
 		if x.Tombstone {
 			flags |= flagTombstone
 		}
+		if x.Kind == KindCounter {
+			flags |= flagCounter
+		}
 		b = append(b, flags)
 		b = binary.AppendVarint(b, x.LastModified)
 		b = binary.AppendVarint(b, x.Expires)
@@ -189,10 +197,13 @@ func DecodeSet(b []byte) (Set, error) {
 		if err != nil {
 			return Set{}, err
 		}
-		if flags&^flagTombstone != 0 {
+		if flags&^(flagTombstone|flagCounter) != 0 || flags == flagTombstone|flagCounter {
 			return Set{}, d.ErrorfAt(at, "sibling %d: unknown flags %#x", i, flags)
 		}
 		x.Tombstone = flags&flagTombstone != 0
+		if flags&flagCounter != 0 {
+			x.Kind = KindCounter
+		}
 		if x.LastModified, err = d.Varint("sibling last-modified"); err != nil {
 			return Set{}, err
 		}
@@ -213,6 +224,11 @@ func DecodeSet(b []byte) (Set, error) {
 		v, err := d.Bytes("sibling value length", MaxValueLen)
 		if err != nil {
 			return Set{}, err
+		}
+		if x.Kind == KindCounter {
+			if _, _, err := DecodeCounter(v); err != nil {
+				return Set{}, d.ErrorfAt(at, "sibling %d: counter share: %v", i, err)
+			}
 		}
 		if len(v) > 0 {
 			start := len(arena)

@@ -167,7 +167,9 @@ func TestDecodeSetRejects(t *testing.T) {
 		{"zero dot", sib(1, 0, 0, byte(0), 0, 0, 0, 0), "not covered"},
 		{"duplicate dots", sib(2, 0, 1, byte(0), 0, 0, 0, 0, 0, 1, byte(0), 0, 0, 0, 0), "not after"},
 		{"unsorted dots", sib(2, 0, 2, byte(0), 0, 0, 0, 0, 0, 1, byte(0), 0, 0, 0, 0), "not after"},
-		{"unknown flags", sib(1, 0, 1, byte(2), 0, 0, 0, 0), "unknown flags"},
+		{"unknown flags", sib(1, 0, 1, byte(4), 0, 0, 0, 0), "unknown flags"},
+		{"tombstone counter", sib(1, 0, 1, byte(3), 0, 0, 0, 0), "unknown flags"},
+		{"counter share missing", sib(1, 0, 1, byte(2), 0, 0, 0, 0), "counter share"},
 		{"content type too long", sib(1, 0, 1, byte(0), 0, 0, strings.Repeat("c", 256), 0), "exceeds the limit"},
 		{"value beyond input", sib(1, 0, 1, byte(0), 0, 0, 0, 1000, []byte("abc")), "bytes left"},
 		{"value above 64 MiB", sib(1, 0, 1, byte(0), 0, 0, 0, MaxValueLen+1), "exceeds the limit"},
@@ -245,6 +247,8 @@ func FuzzDecodeSet(f *testing.F) {
 	one, _ := Set{}.Update("n1", Context{}, Sibling{Value: []byte("hello"), ContentType: "text/plain", LastModified: -5, Expires: 99})
 	f.Add(one.Encode())
 	f.Add([]byte{1, 1, 1, 'a', 2, 0, 0xff, 0xff, 0x03})
+	c, _ := Set{}.Increment("n1", -3, 7)
+	f.Add(c.Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := DecodeSet(b)
 		if err != nil {

@@ -20,13 +20,17 @@ type Sibling struct {
 	LastModified int64 // unix nanoseconds, set by the coordinator
 	Expires      int64 // unix nanoseconds, absolute; 0 = never
 	Tombstone    bool  // a delete marker; Value empty
+	// Kind is the data type the sibling holds: KindValue (an opaque
+	// value, the zero Kind) or KindCounter (counter.go). A tombstone is
+	// always KindValue.
+	Kind Kind
 }
 
 // Equal reports whether s and o are the same version, field by field (a nil
 // and an empty Value are equal).
 func (s Sibling) Equal(o Sibling) bool {
 	return s.Dot == o.Dot && s.LastModified == o.LastModified && s.Expires == o.Expires &&
-		s.Tombstone == o.Tombstone && s.ContentType == o.ContentType && bytes.Equal(s.Value, o.Value)
+		s.Tombstone == o.Tombstone && s.Kind == o.Kind && s.ContentType == o.ContentType && bytes.Equal(s.Value, o.Value)
 }
 
 // Live reports whether s is a value a read returns at now: not a tombstone
@@ -135,6 +139,8 @@ func siblingLess(x, y Sibling) bool {
 		return !x.Tombstone
 	case x.Expires != y.Expires:
 		return x.Expires < y.Expires
+	case x.Kind != y.Kind:
+		return x.Kind < y.Kind
 	case x.ContentType != y.ContentType:
 		return x.ContentType < y.ContentType
 	}

@@ -37,8 +37,12 @@ const FrameVersion byte = 1
 
 const flagTombstone byte = 1
 
-// flagBlind marks a coordinate request whose client sent no context.
-const flagBlind byte = 1
+// Coordinate request flags: flagBlind marks a write whose client sent no
+// context; flagCounter an increment, whose delta follows the flags.
+const (
+	flagBlind   byte = 1
+	flagCounter byte = 2
+)
 
 // Layouts (integers are uvarints unless marked; bytes are a uvarint length
 // then the bytes; set and context are the vclock encodings as bytes):
@@ -50,10 +54,10 @@ const flagBlind byte = 1
 //	merge-batch request = version kind count {db key set}
 //	merge-covering req. = version kind db key set (the merge request's layout)
 //	merge-covering res. = version kind covered(1 byte: 0 or 1) [context, when 0]
-//	coordinate request  = version kind db key context sibling w [flags(1 byte)]
+//	coordinate request  = version kind db key context sibling w [flags(1 byte) [delta(zigzag), when flag 2]]
 //	sibling             = flags(1 byte) actor counter lastModified(zigzag)
 //	                      expires(zigzag) contentType value
-//	coordinate result   = version kind context
+//	coordinate result   = version kind context [counter value(zigzag), omitted when 0]
 //	error               = version kind code(1 byte) message needed acked index+1
 //
 // Exactly one encoding of each value is accepted (minimal varints, known
@@ -345,7 +349,14 @@ func encodeCoordinateRequest(r WriteRequest) []byte {
 	if r.Blind {
 		flags |= flagBlind
 	}
-	return append(b, flags)
+	if r.Counter {
+		flags |= flagCounter
+	}
+	b = append(b, flags)
+	if r.Counter {
+		b = binary.AppendVarint(b, r.Delta)
+	}
+	return b
 }
 
 // decodeCoordinateRequest parses a coordinate request. Key and value alias b.
@@ -388,18 +399,28 @@ func decodeCoordinateRequest(b []byte) (WriteRequest, error) {
 	if err != nil {
 		return WriteRequest{}, err
 	}
-	if flags&^flagBlind != 0 {
+	if flags&^(flagBlind|flagCounter) != 0 {
 		return WriteRequest{}, d.ErrorfAt(at, "unknown coordinate flags %#x", flags)
 	}
 	r.Blind = flags&flagBlind != 0
+	if flags&flagCounter != 0 {
+		r.Counter = true
+		if r.Delta, err = d.Varint("counter delta"); err != nil {
+			return WriteRequest{}, err
+		}
+	}
 	return r, d.End("coordinate request")
 }
 
 func encodeCoordinateResult(r WriteResult) []byte {
 	ctx := r.Context.Encode()
-	b := make([]byte, 0, 2+bytesLen(len(ctx)))
+	b := make([]byte, 0, 2+bytesLen(len(ctx))+binary.MaxVarintLen64)
 	b = Header(b, KindCoordinateResult)
-	return appendBytes(b, ctx)
+	b = appendBytes(b, ctx)
+	if r.Value != 0 {
+		b = binary.AppendVarint(b, r.Value)
+	}
+	return b
 }
 
 func decodeCoordinateResult(b []byte) (WriteResult, error) {
@@ -411,7 +432,17 @@ func decodeCoordinateResult(b []byte) (WriteResult, error) {
 	if err != nil {
 		return WriteResult{}, err
 	}
-	return WriteResult{Context: ctx}, d.End("coordinate result")
+	res := WriteResult{Context: ctx}
+	if d.Len() > 0 {
+		at := d.Offset()
+		if res.Value, err = d.Varint("counter value"); err != nil {
+			return WriteResult{}, err
+		}
+		if res.Value == 0 {
+			return WriteResult{}, d.ErrorfAt(at, "counter value 0 is sent as no value")
+		}
+	}
+	return res, d.End("coordinate result")
 }
 
 func encodeError(f errorFrame) []byte {

@@ -80,16 +80,19 @@ func TestFramesRoundTrip(t *testing.T) {
 	}
 
 	for _, w := range []WriteRequest{sampleWrite(), {DB: 0, Key: []byte("k"), Sibling: vclock.Sibling{Tombstone: true}},
-		{Key: []byte("blind"), Blind: true, W: 2}} {
+		{Key: []byte("blind"), Blind: true, W: 2}, {Key: []byte("n"), Counter: true, Delta: -1 << 63, W: 1},
+		{Key: []byte("n"), Counter: true, Delta: 7}} {
 		got, err := decodeCoordinateRequest(encodeCoordinateRequest(w))
 		if err != nil || got.DB != w.DB || !bytes.Equal(got.Key, w.Key) || !got.Context.Equal(w.Context) ||
-			!sameSibling(got.Sibling, w.Sibling) || got.W != w.W || got.Blind != w.Blind {
+			!sameSibling(got.Sibling, w.Sibling) || got.W != w.W || got.Blind != w.Blind ||
+			got.Counter != w.Counter || got.Delta != w.Delta {
 			t.Fatalf("coordinate request %+v: decoded %+v, %v", w, got, err)
 		}
 	}
-	res := WriteResult{Context: sampleContext()}
-	if got, err := decodeCoordinateResult(encodeCoordinateResult(res)); err != nil || !got.Context.Equal(res.Context) {
-		t.Fatalf("coordinate result: decoded %+v, %v", got, err)
+	for _, res := range []WriteResult{{Context: sampleContext()}, {Value: -42}, {Value: 1<<63 - 1}} {
+		if got, err := decodeCoordinateResult(encodeCoordinateResult(res)); err != nil || !got.Context.Equal(res.Context) || got.Value != res.Value {
+			t.Fatalf("coordinate result %+v: decoded %+v, %v", res, got, err)
+		}
 	}
 
 	for _, f := range []errorFrame{
@@ -164,7 +167,11 @@ func TestDecodersRejectMalformedFrames(t *testing.T) {
 		{"coordinate with w above 255", func(b []byte) error { _, err := decodeCoordinateRequest(b); return err },
 			append(append([]byte{}, coord[:len(coord)-2]...), 0x80, 0x02, 0)},
 		{"coordinate with unknown flags", func(b []byte) error { _, err := decodeCoordinateRequest(b); return err },
+			append(append([]byte{}, coord[:len(coord)-1]...), 4)},
+		{"counter coordinate without its delta", func(b []byte) error { _, err := decodeCoordinateRequest(b); return err },
 			append(append([]byte{}, coord[:len(coord)-1]...), 2)},
+		{"coordinate result with an explicit zero value", func(b []byte) error { _, err := decodeCoordinateResult(b); return err },
+			append(encodeCoordinateResult(WriteResult{}), 0)},
 		{"coordinate with a byte after the flags", func(b []byte) error { _, err := decodeCoordinateRequest(b); return err },
 			append(append([]byte{}, coord...), 0)},
 		{"error with code 0", func(b []byte) error { _, err := decodeError(b); return err }, []byte{FrameVersion, KindError, 0, 0, 0, 0, 0}},
@@ -249,6 +256,7 @@ func FuzzDecodeCoordinateRequest(f *testing.F) {
 	f.Add(encodeCoordinateRequest(sampleWrite()))
 	f.Add(encodeCoordinateRequest(WriteRequest{Key: []byte("k"), Sibling: vclock.Sibling{Tombstone: true}}))
 	f.Add(encodeCoordinateRequest(WriteRequest{Key: []byte("k"), Blind: true}))
+	f.Add(encodeCoordinateRequest(WriteRequest{Key: []byte("k"), Counter: true, Delta: -3}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeCoordinateRequest(b)
 		if err != nil {
@@ -272,6 +280,7 @@ func FuzzDecodeCoordinateRequest(f *testing.F) {
 func FuzzDecodeCoordinateResult(f *testing.F) {
 	f.Add(encodeCoordinateResult(WriteResult{Context: sampleContext()}))
 	f.Add(encodeCoordinateResult(WriteResult{}))
+	f.Add(encodeCoordinateResult(WriteResult{Value: 99}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeCoordinateResult(b)
 		if err == nil && !bytes.Equal(encodeCoordinateResult(r), b) {

@@ -18,6 +18,11 @@ const PathPrefix = "/internal/v1/"
 // write supersedes exactly what Context covers, nothing when it is empty
 // (SPEC section 5). Sibling.Dot is ignored: the coordinating replica mints
 // it. W is the write quorum the client asked for (0: the node default).
+//
+// Counter makes the request an increment of the key's counter by Delta
+// (negative to decrement) instead of a write of Sibling: the coordinating
+// replica adds Delta to its own share (store.Store.Increment); Context,
+// Blind and Sibling are unused.
 type WriteRequest struct {
 	DB      int
 	Key     []byte
@@ -25,12 +30,17 @@ type WriteRequest struct {
 	Blind   bool
 	Sibling vclock.Sibling
 	W       int
+	Counter bool
+	Delta   int64
 }
 
 // WriteResult is the outcome of a coordinated write: the context to hand
-// back to the client (its context plus the new dot).
+// back to the client (its context plus the new dot), and for an increment
+// the counter's value as the coordinating replica saw it once it had
+// added the increment.
 type WriteResult struct {
 	Context vclock.Context
+	Value   int64
 }
 
 // Item is one key's state in a merge batch.

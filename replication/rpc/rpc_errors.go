@@ -24,7 +24,9 @@ const (
 	CodeBadKey       ErrorCode = 8 // store.ErrBadKey
 	CodeUnauthorized ErrorCode = 9 // ErrUnauthorized
 	CodeUnavailable  ErrorCode = 10
-	maxErrorCode               = CodeUnavailable
+	CodeWrongType    ErrorCode = 11 // store.ErrWrongType
+	CodeOverflow     ErrorCode = 12 // store.ErrCounterOverflow
+	maxErrorCode               = CodeOverflow
 )
 
 var codeNames = [...]string{
@@ -38,6 +40,8 @@ var codeNames = [...]string{
 	CodeBadKey:       "bad-key",
 	CodeUnauthorized: "unauthorized",
 	CodeUnavailable:  "unavailable",
+	CodeWrongType:    "wrong-type",
+	CodeOverflow:     "overflow",
 }
 
 func (c ErrorCode) String() string {
@@ -62,6 +66,8 @@ func (c ErrorCode) status() int {
 		return http.StatusServiceUnavailable
 	case CodeUnauthorized:
 		return http.StatusUnauthorized
+	case CodeWrongType, CodeOverflow:
+		return http.StatusConflict
 	default:
 		return http.StatusInternalServerError
 	}
@@ -100,6 +106,10 @@ func classify(err error, index int) errorFrame {
 		f.Code = CodeBadKey
 	case errors.Is(err, store.ErrNotFound):
 		f.Code = CodeNotFound
+	case errors.Is(err, store.ErrWrongType):
+		f.Code = CodeWrongType
+	case errors.Is(err, store.ErrCounterOverflow):
+		f.Code = CodeOverflow
 	case errors.Is(err, ErrBadRequest), errors.Is(err, ErrMalformed):
 		f.Code = CodeBadRequest
 	case errors.Is(err, ErrUnavailable):
@@ -144,6 +154,10 @@ func newRemoteError(peer, call string, f errorFrame) *RemoteError {
 		e.cause = ErrUnauthorized
 	case CodeUnavailable:
 		e.cause = ErrUnavailable
+	case CodeWrongType:
+		e.cause = store.ErrWrongType
+	case CodeOverflow:
+		e.cause = store.ErrCounterOverflow
 	default:
 		e.cause = ErrInternal
 	}
